@@ -1,0 +1,212 @@
+//! Markings in label headers: `X-Protective-Marking` (Australian PSPF), `msip_labels`
+//! (Microsoft Purview) and `SIO-Label` (RFC 7444). Each takes the unfolded raw value.
+
+use super::subject::key_values;
+use super::vocab::{LevelId, Vocabulary};
+
+/// What a label header said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LabelResult {
+    Level(LevelId),
+    /// The header states a marking we cannot map; reported as a warning.
+    Unrecognised(String),
+}
+
+/// `VER=2018.4, NS=gov.au, SEC=OFFICIAL:Sensitive, ACCESS=Legal-Privilege, ORIGIN=…`
+pub fn x_protective_marking(value: &str, vocab: &Vocabulary) -> Option<LabelResult> {
+    let (_, sec) = key_values(value, ',').find(|(k, _)| k.eq_ignore_ascii_case("SEC"))?;
+    Some(match vocab.whole_marking(sec) {
+        Some(level) => LabelResult::Level(level),
+        None => LabelResult::Unrecognised(format!("X-Protective-Marking SEC={}", clip(sec))),
+    })
+}
+
+/// `MSIP_Label_<guid>_Enabled=true; MSIP_Label_<guid>_Name=…; …` — possibly several labels.
+/// A label is mapped by its GUID through `[marking.msip_labels]`; an unmapped GUID falls back
+/// to its `Name` when that is a spelling of the vocabulary.
+pub fn msip_labels(value: &str, vocab: &Vocabulary) -> Vec<LabelResult> {
+    struct Label<'v> {
+        guid: &'v str,
+        enabled: bool,
+        name: Option<&'v str>,
+    }
+    let mut labels: Vec<Label> = Vec::new();
+    for (key, val) in key_values(value, ';') {
+        let Some(rest) = key
+            .get(..11)
+            .filter(|p| p.eq_ignore_ascii_case("MSIP_Label_"))
+            .map(|_| &key[11..])
+        else {
+            continue;
+        };
+        let Some((guid, field)) = rest.rsplit_once('_') else {
+            continue;
+        };
+        let index = match labels.iter().position(|l| l.guid.eq_ignore_ascii_case(guid)) {
+            Some(index) => index,
+            None => {
+                labels.push(Label { guid, enabled: false, name: None });
+                labels.len() - 1
+            }
+        };
+        let label = &mut labels[index];
+        if field.eq_ignore_ascii_case("Enabled") {
+            label.enabled = val.eq_ignore_ascii_case("true");
+        } else if field.eq_ignore_ascii_case("Name") {
+            label.name = Some(val);
+        }
+    }
+    labels
+        .iter()
+        .filter(|l| l.enabled)
+        .map(|l| {
+            vocab
+                .msip_level(l.guid)
+                .or_else(|| l.name.and_then(|n| vocab.whole_marking(n)))
+                .map(LabelResult::Level)
+                .unwrap_or_else(|| {
+                    LabelResult::Unrecognised(format!(
+                        "msip_labels label {} (Name={}) is not in [marking.msip_labels]",
+                        clip(l.guid),
+                        clip(l.name.unwrap_or("?"))
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// `marking="OFFICIAL-SENSITIVE PERSONAL"; fgcolor=black; bgcolor=yellow; type=":ess"; label=…`
+pub fn sio_label(value: &str, vocab: &Vocabulary) -> Option<LabelResult> {
+    let marking = sio_parameters(value)
+        .into_iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("marking"))?
+        .1;
+    Some(match vocab.leading_marking(&marking) {
+        Some(level) => LabelResult::Level(level),
+        None => LabelResult::Unrecognised(format!("SIO-Label marking={}", clip(&marking))),
+    })
+}
+
+/// RFC 7444 parameters: `name=value` or `name="quoted \" value"`, separated by `;`.
+fn sio_parameters(value: &str) -> Vec<(String, String)> {
+    let mut params = Vec::new();
+    let mut chars = value.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace() || *c == ';').is_some() {}
+        let name: String = chars.by_ref().take_while(|&c| c != '=').collect();
+        if name.trim().is_empty() {
+            break;
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut val = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => break,
+                    '\\' => val.extend(chars.next()),
+                    c => val.push(c),
+                }
+            }
+            while chars.next_if(|&c| c != ';').is_some() {}
+        } else {
+            while let Some(c) = chars.next_if(|&c| c != ';') {
+                val.push(c);
+            }
+        }
+        params.push((name.trim().to_string(), val.trim().to_string()));
+    }
+    params
+}
+
+/// Values quoted in warnings are cut short: they come from the sender.
+fn clip(text: &str) -> String {
+    let mut clipped: String = text.chars().take(80).filter(|c| !c.is_control()).collect();
+    if text.chars().count() > 80 {
+        clipped.push('…');
+    }
+    clipped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MarkingConfig;
+
+    fn vocab() -> Vocabulary {
+        let mut config = MarkingConfig::default();
+        config.msip_labels.insert(
+            "1F3B4A2C-0000-4000-8000-00000000000A".into(),
+            "OFFICIAL-SENSITIVE".into(),
+        );
+        Vocabulary::from_config(&config).unwrap()
+    }
+
+    fn level_name(v: &Vocabulary, r: Option<LabelResult>) -> String {
+        match r {
+            Some(LabelResult::Level(id)) => v.level(id).name.clone(),
+            Some(LabelResult::Unrecognised(why)) => format!("?{why}"),
+            None => "-".into(),
+        }
+    }
+
+    #[test]
+    fn x_protective_marking_table() {
+        let v = vocab();
+        let cases = [
+            ("VER=2018.4, NS=gov.au, SEC=OFFICIAL:Sensitive, ACCESS=Legal-Privilege, ORIGIN=a@b.gov.au", "OFFICIAL-SENSITIVE"),
+            ("VER=2018.4, NS=gov.au,\r\n SEC=SECRET, CAVEAT=SH:CABINET", "SECRET"),
+            ("VER=2018.4, NS=gov.au, SEC=UNOFFICIAL", "OFFICIAL"),
+            ("VER=2018.4, NS=gov.au, SEC=TOP-SECRET", "TOP SECRET"),
+            ("VER=2018.4,NS=gov.au,SEC=PROTECTED", "PROTECTED"),
+            ("sec=official", "OFFICIAL"),
+            ("VER=2018.4, NS=gov.au", "-"),
+            ("SEC=BANANA", "?X-Protective-Marking SEC=BANANA"),
+            ("", "-"),
+        ];
+        for (value, want) in cases {
+            assert_eq!(level_name(&v, x_protective_marking(value, &v)), want, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn msip_labels_table() {
+        let v = vocab();
+        let mapped = "MSIP_Label_1f3b4a2c-0000-4000-8000-00000000000a_Enabled=true; \
+             MSIP_Label_1f3b4a2c-0000-4000-8000-00000000000a_SetDate=2024-01-01T00:00:00Z; \
+             MSIP_Label_1f3b4a2c-0000-4000-8000-00000000000a_Method=Standard; \
+             MSIP_Label_1f3b4a2c-0000-4000-8000-00000000000a_Name=Sensitive Stuff; \
+             MSIP_Label_1f3b4a2c-0000-4000-8000-00000000000a_SiteId=abc;";
+        let results = msip_labels(mapped, &v);
+        assert_eq!(results.len(), 1);
+        assert_eq!(level_name(&v, results.into_iter().next()), "OFFICIAL-SENSITIVE");
+
+        let by_name = "MSIP_Label_99999999-1111-2222-3333-444444444444_Enabled=True;\
+             MSIP_Label_99999999-1111-2222-3333-444444444444_Name=SECRET";
+        assert_eq!(level_name(&v, msip_labels(by_name, &v).pop()), "SECRET");
+
+        let disabled = "MSIP_Label_99999999-1111-2222-3333-444444444444_Enabled=false;\
+             MSIP_Label_99999999-1111-2222-3333-444444444444_Name=SECRET";
+        assert!(msip_labels(disabled, &v).is_empty());
+
+        let unknown = "MSIP_Label_abc_Enabled=true; MSIP_Label_abc_Name=General";
+        assert!(level_name(&v, msip_labels(unknown, &v).pop()).starts_with("?msip_labels label abc"));
+
+        assert!(msip_labels("garbage;;;=;MSIP_Label_=", &v).is_empty());
+    }
+
+    #[test]
+    fn sio_label_table() {
+        let v = vocab();
+        let cases = [
+            (r#"marking="OFFICIAL-SENSITIVE PERSONAL"; fgcolor=black; bgcolor=yellow; type=":ess"; label=MQYGASkCAQM="#, "OFFICIAL-SENSITIVE"),
+            (r#"marking="SECRET REL TO USA"; type=":x411""#, "SECRET"),
+            (r#"type=":ess"; marking=CONFIDENTIAL"#, "CONFIDENTIAL"),
+            (r#"marking="say \"hi\"""#, "?SIO-Label marking=say \"hi\""),
+            (r#"fgcolor=black"#, "-"),
+            (r#"marking=""#, "?SIO-Label marking="),
+        ];
+        for (value, want) in cases {
+            assert_eq!(level_name(&v, sio_label(value, &v)), want, "{value:?}");
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! The marking vocabulary (levels, spellings, descriptors) and the matcher that finds a
+//! spelling at a position in a text.
+
+use crate::config::{LevelConfig, MarkingConfig, cjsm_levels};
+use std::collections::HashMap;
+
+/// Index of a level in [`Vocabulary::levels`].
+pub type LevelId = usize;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Level {
+    pub name: String,
+    pub rank: u32,
+}
+
+#[derive(Clone, Debug)]
+struct Spelling {
+    /// Upper-case ASCII words; in the text they may be joined by spaces, `-`, `:` or `_`.
+    words: Vec<String>,
+    level: LevelId,
+}
+
+/// A spelling found in a text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Match {
+    pub level: LevelId,
+    /// Byte offset just past the match.
+    pub end: usize,
+    /// The first word stands in capitals in the text (`SECRET`, not `Secret`).
+    pub capitals: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Vocabulary {
+    pub levels: Vec<Level>,
+    spellings: Vec<Spelling>,
+    descriptors: Vec<String>,
+    line_labels: Vec<Vec<String>>,
+    msip_labels: HashMap<String, LevelId>,
+    pub ceiling: LevelId,
+    pub secure_from: LevelId,
+    pub default: LevelId,
+}
+
+fn words_of(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_ascii_uppercase())
+        .collect()
+}
+
+impl Vocabulary {
+    /// Builds the vocabulary; an error names the config key at fault and why.
+    pub fn from_config(config: &MarkingConfig) -> Result<Vocabulary, (String, String)> {
+        let mut levels: Vec<LevelConfig> = config.levels.clone().unwrap_or_else(cjsm_levels);
+        for extra in &config.extra_levels {
+            match levels.iter_mut().find(|l| l.name.eq_ignore_ascii_case(&extra.name)) {
+                Some(known) => known.spellings.extend(extra.spellings.iter().cloned()),
+                None => levels.push(extra.clone()),
+            }
+        }
+        if levels.is_empty() {
+            return Err(("marking.levels".into(), "at least one level is needed".into()));
+        }
+        let mut vocab = Vocabulary {
+            levels: Vec::new(),
+            spellings: Vec::new(),
+            descriptors: config.descriptors.iter().flat_map(|d| words_of(d)).collect(),
+            line_labels: config.line_labels.iter().map(|l| words_of(l)).collect(),
+            msip_labels: HashMap::new(),
+            ceiling: 0,
+            secure_from: 0,
+            default: 0,
+        };
+        let mut owner: HashMap<Vec<String>, String> = HashMap::new();
+        for level in &levels {
+            if words_of(&level.name).is_empty() {
+                return Err((
+                    "marking.levels".into(),
+                    format!("level name {:?} has no letters", level.name),
+                ));
+            }
+            if let Some(other) = vocab.levels.iter().find(|l| l.rank == level.rank) {
+                return Err((
+                    "marking.levels".into(),
+                    format!(
+                        "levels {} and {} share rank {}; ranks must differ",
+                        other.name, level.name, level.rank
+                    ),
+                ));
+            }
+            let id = vocab.levels.len();
+            vocab.levels.push(Level {
+                name: level.name.clone(),
+                rank: level.rank,
+            });
+            for spelling in std::iter::once(&level.name).chain(&level.spellings) {
+                let words = words_of(spelling);
+                if words.is_empty() {
+                    return Err((
+                        "marking.levels".into(),
+                        format!("spelling {spelling:?} of {} has no letters", level.name),
+                    ));
+                }
+                if let Some(previous) = owner.insert(words.clone(), level.name.clone())
+                    && previous != level.name
+                {
+                    return Err((
+                        "marking.levels".into(),
+                        format!(
+                            "spelling {spelling:?} belongs to both {previous} and {}",
+                            level.name
+                        ),
+                    ));
+                }
+                vocab.spellings.push(Spelling { words, level: id });
+            }
+        }
+        // Longest spellings first, so `OFFICIAL: SENSITIVE` wins over `OFFICIAL`.
+        vocab.spellings.sort_by_key(|s| {
+            std::cmp::Reverse(s.words.iter().map(|w| w.len() + 1).sum::<usize>())
+        });
+        vocab.ceiling = vocab.level_by_name("marking.ceiling", &config.ceiling)?;
+        vocab.secure_from = vocab.level_by_name("marking.secure_from", &config.secure_from)?;
+        vocab.default = vocab.level_by_name("marking.default", &config.default)?;
+        if vocab.levels[vocab.secure_from].rank > vocab.levels[vocab.ceiling].rank {
+            return Err((
+                "marking.secure_from".into(),
+                "must not be above marking.ceiling".into(),
+            ));
+        }
+        for (guid, name) in &config.msip_labels {
+            let id = vocab.level_by_name(&format!("marking.msip_labels.{guid}"), name)?;
+            vocab.msip_labels.insert(guid.to_ascii_lowercase(), id);
+        }
+        Ok(vocab)
+    }
+
+    fn level_by_name(&self, key: &str, name: &str) -> Result<LevelId, (String, String)> {
+        let words = words_of(name);
+        self.levels
+            .iter()
+            .position(|l| words_of(&l.name) == words)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.levels.iter().map(|l| l.name.as_str()).collect();
+                (
+                    key.to_string(),
+                    format!("unknown level {name:?}; levels are {}", known.join(", ")),
+                )
+            })
+    }
+
+    pub fn level(&self, id: LevelId) -> &Level {
+        &self.levels[id]
+    }
+
+    pub fn rank(&self, id: LevelId) -> u32 {
+        self.levels[id].rank
+    }
+
+    pub fn msip_level(&self, guid: &str) -> Option<LevelId> {
+        self.msip_labels.get(&guid.to_ascii_lowercase()).copied()
+    }
+
+    /// The longest spelling at `start` of `text` that `accept` takes.
+    pub fn best_match(
+        &self,
+        text: &str,
+        start: usize,
+        accept: impl Fn(&Match, &str) -> bool,
+    ) -> Option<Match> {
+        let tail = text.get(start..)?;
+        let mut best: Option<Match> = None;
+        for spelling in &self.spellings {
+            if let Some((end, capitals)) = match_words(tail, &spelling.words) {
+                let found = Match {
+                    level: spelling.level,
+                    end: start + end,
+                    capitals,
+                };
+                if best.is_none_or(|b| found.end > b.end) && accept(&found, &text[found.end..]) {
+                    best = Some(found);
+                }
+            }
+        }
+        best
+    }
+
+    /// A whole value that is a marking, optionally followed by descriptors:
+    /// `OFFICIAL-SENSITIVE [PERSONAL]`, `OFFICIAL:Sensitive`.
+    pub fn whole_marking(&self, text: &str) -> Option<LevelId> {
+        let text = text.trim();
+        self.best_match(text, 0, |_, rest| self.only_descriptors(rest))
+            .map(|m| m.level)
+    }
+
+    /// A marking at the start of a label value, followed by anything after a word boundary
+    /// (`SECRET REL TO USA`).
+    pub fn leading_marking(&self, text: &str) -> Option<LevelId> {
+        let text = text.trim();
+        self.best_match(text, 0, |_, _| true).map(|m| m.level)
+    }
+
+    /// True when `text` holds nothing but descriptors, separators and brackets.
+    pub fn only_descriptors(&self, text: &str) -> bool {
+        text.split(is_descriptor_separator)
+            .filter(|w| !w.is_empty())
+            .all(|w| self.descriptors.iter().any(|d| d.eq_ignore_ascii_case(w)))
+    }
+
+    /// If `line` starts with a line label (`Protective Marking:`), the text after the colon.
+    pub fn after_line_label<'t>(&self, line: &'t str) -> Option<&'t str> {
+        self.line_labels.iter().find_map(|label| {
+            let (end, _) = match_words(line, label)?;
+            line[end..].trim_start().strip_prefix(':')
+        })
+    }
+}
+
+fn is_descriptor_separator(c: char) -> bool {
+    c.is_whitespace() || "-–—:,;/|[]()".contains(c)
+}
+
+/// Separators allowed between the words of a spelling.
+fn is_word_separator(c: char) -> bool {
+    c.is_whitespace() || "-–—:_".contains(c)
+}
+
+/// Matches `words` at the start of `text`, case-insensitively, words joined by one or more
+/// separators, the last word ending at a word boundary. Returns (end, first word in capitals).
+fn match_words(text: &str, words: &[String]) -> Option<(usize, bool)> {
+    let bytes = text.as_bytes();
+    let mut pos = 0;
+    let mut capitals = false;
+    for (index, word) in words.iter().enumerate() {
+        if index > 0 {
+            let separators = text[pos..]
+                .char_indices()
+                .find(|&(_, c)| !is_word_separator(c))
+                .map_or(text.len() - pos, |(i, _)| i);
+            if separators == 0 {
+                return None;
+            }
+            pos += separators;
+        }
+        let candidate = bytes.get(pos..pos + word.len())?;
+        if !candidate.eq_ignore_ascii_case(word.as_bytes()) {
+            return None;
+        }
+        if index == 0 {
+            capitals = candidate
+                .iter()
+                .all(|b| !b.is_ascii_lowercase());
+        }
+        pos += word.len();
+    }
+    // A word boundary: `PROTECT` must not match `PROTECTED`.
+    match text.get(pos..)?.chars().next() {
+        Some(c) if c.is_alphanumeric() => None,
+        _ => Some((pos, capitals)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vocab() -> Vocabulary {
+        Vocabulary::from_config(&MarkingConfig::default()).unwrap()
+    }
+
+    fn name(v: &Vocabulary, id: Option<LevelId>) -> Option<&str> {
+        id.map(|id| v.level(id).name.as_str())
+    }
+
+    #[test]
+    fn whole_markings() {
+        let v = vocab();
+        let cases = [
+            ("OFFICIAL", Some("OFFICIAL")),
+            ("official-sensitive", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL - SENSITIVE", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL: SENSITIVE", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL:Sensitive", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL – SENSITIVE", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL-SENSITIVE PERSONAL", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL-SENSITIVE [LOCSEN]", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL SENSITIVE - COMMERCIAL", Some("OFFICIAL-SENSITIVE")),
+            ("RESTRICTED", Some("OFFICIAL-SENSITIVE")),
+            ("Commercial in Confidence", Some("OFFICIAL-SENSITIVE")),
+            ("COMPANY CONFIDENTIAL", Some("OFFICIAL-SENSITIVE")),
+            ("CONFIDENTIAL", Some("CONFIDENTIAL")),
+            ("NOT PROTECTIVELY MARKED", Some("OFFICIAL")),
+            ("UNCLASSIFIED", Some("OFFICIAL")),
+            ("PROTECT", Some("OFFICIAL")),
+            ("PROTECTED", Some("PROTECTED")),
+            ("UNOFFICIAL", Some("OFFICIAL")),
+            ("TOP SECRET", Some("TOP SECRET")),
+            ("TOP-SECRET", Some("TOP SECRET")),
+            ("SECRET", Some("SECRET")),
+            ("SECRET weapon", None),
+            ("OFFICIALS", None),
+            ("TOPSECRET", None),
+            ("", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(name(&v, v.whole_marking(text)), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn capitals_are_reported() {
+        let v = vocab();
+        let m = v.best_match("Secret Santa", 0, |_, _| true).unwrap();
+        assert!(!m.capitals);
+        let m = v.best_match("SECRET Santa", 0, |_, _| true).unwrap();
+        assert!(m.capitals);
+        assert_eq!(m.end, 6);
+    }
+
+    #[test]
+    fn extra_levels_extend_and_levels_replace() {
+        let mut config = MarkingConfig::default();
+        config.extra_levels.push(LevelConfig {
+            name: "OFFICIAL-SENSITIVE".into(),
+            rank: 20,
+            spellings: vec!["IN CONFIDENCE".into()],
+        });
+        config.extra_levels.push(LevelConfig {
+            name: "HIGHLY RESTRICTED".into(),
+            rank: 60,
+            spellings: vec![],
+        });
+        let v = Vocabulary::from_config(&config).unwrap();
+        assert_eq!(name(&v, v.whole_marking("In Confidence")), Some("OFFICIAL-SENSITIVE"));
+        // The longer spelling wins over RESTRICTED's.
+        assert_eq!(name(&v, v.whole_marking("HIGHLY RESTRICTED")), Some("HIGHLY RESTRICTED"));
+
+        config.levels = Some(vec![
+            LevelConfig { name: "PUBLIC".into(), rank: 1, spellings: vec![] },
+            LevelConfig { name: "OFFICIAL-SENSITIVE".into(), rank: 2, spellings: vec![] },
+        ]);
+        config.extra_levels.clear();
+        let v = Vocabulary::from_config(&config).unwrap();
+        assert_eq!(name(&v, v.whole_marking("PUBLIC")), Some("PUBLIC"));
+        assert_eq!(v.whole_marking("SECRET"), None);
+    }
+
+    #[test]
+    fn conflicting_vocabulary_is_refused() {
+        let mut config = MarkingConfig::default();
+        config.extra_levels.push(LevelConfig {
+            name: "SECRET".into(),
+            rank: 40,
+            spellings: vec!["RESTRICTED".into()],
+        });
+        let (key, why) = Vocabulary::from_config(&config).unwrap_err();
+        assert_eq!(key, "marking.levels");
+        assert!(why.contains("RESTRICTED"), "{why}");
+
+        let mut config = MarkingConfig::default();
+        config.extra_levels.push(LevelConfig { name: "X".into(), rank: 10, spellings: vec![] });
+        assert!(Vocabulary::from_config(&config).unwrap_err().1.contains("rank"));
+    }
+
+    #[test]
+    fn line_labels() {
+        let v = vocab();
+        assert_eq!(v.after_line_label("Classification: SECRET"), Some(" SECRET"));
+        assert_eq!(v.after_line_label("protective marking : x"), Some(" x"));
+        assert_eq!(v.after_line_label("Classifications: x"), None);
+    }
+}
