@@ -5,3 +5,9 @@
 pub mod config;
 pub mod listen;
 pub mod marking;
+pub mod store;
+pub mod policy;
+pub mod pipeline;
+pub mod milter;
+pub mod check;
+pub mod daemon;

@@ -38,6 +38,8 @@ pub struct Classification {
     pub limits_exceeded: Vec<String>,
     /// Markings stated in a form we could not map (an unknown MSIP label, say).
     pub warnings: Vec<String>,
+    /// The first Subject of the message, decoded (RFC 2047) and unfolded.
+    pub subject: Option<String>,
 }
 
 /// Classifies a message. `limits_exceeded` carries the bounds the collector already hit
@@ -58,7 +60,13 @@ pub fn classify(
         limits_exceeded: Vec::new(),
         parts_seen: 0,
     };
+    let mut subject = None;
     if let Some(message) = MessageParser::default().parse(raw) {
+        subject = message
+            .headers()
+            .iter()
+            .find(|h| h.name == HeaderName::Subject)
+            .map(|h| h.value.as_text().unwrap_or_default().to_string());
         scan.message(&message, "", 0);
     }
     limits_exceeded.append(&mut scan.limits_exceeded);
@@ -83,6 +91,7 @@ pub fn classify(
         conflict,
         limits_exceeded,
         warnings: scan.warnings,
+        subject,
     }
 }
 

@@ -1,0 +1,220 @@
+//! `cjsm-milter check`: a message from a file through exactly the milter's pipeline, the
+//! MTA's part played by splitting the message into headers and body as an MTA would.
+
+use crate::pipeline::{Collector, Engine};
+use crate::policy::{Action, Edit, Recipient, Reply, SessionFacts, Verdict};
+use crate::store::{StoreError, normalize_address};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+pub struct CheckInput {
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub session: SessionFacts,
+    pub message: Vec<u8>,
+}
+
+#[derive(Serialize)]
+struct Refused {
+    address: String,
+    reason: &'static str,
+    reply: Option<Reply>,
+}
+
+/// Runs the pipeline and returns the report printed as JSON.
+pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreError> {
+    let enforcing = engine.enforcing();
+    let sender = normalize_address(&input.sender);
+    let mut refused = Vec::new();
+
+    let sender_verdict = engine.sender(&input.sender).await?;
+    let mut recipients: Vec<Recipient> = Vec::new();
+    let mut first_refusal: Option<Verdict> = None;
+    for rcpt in &input.recipients {
+        let (recipient, verdict) = engine.recipient(rcpt).await?;
+        match verdict {
+            Some(verdict) => {
+                refused.push(Refused {
+                    address: recipient.address.clone(),
+                    reason: verdict.reason,
+                    reply: verdict.reply.clone(),
+                });
+                first_refusal.get_or_insert(verdict);
+                if !enforcing {
+                    recipients.push(recipient);
+                }
+            }
+            None => recipients.push(recipient),
+        }
+    }
+
+    let mut collector = Collector::new(&engine.config);
+    feed(&mut collector, &input.message);
+    collector.end_of_headers();
+    let outcome = engine.end_of_message(&recipients, &collector);
+    let classification = &outcome.classification;
+
+    // What the MTA would have done before end of message: a refused sender ends the
+    // transaction at MAIL, and with every recipient refused there is no DATA.
+    let decision = match (sender_verdict, recipients.is_empty(), first_refusal) {
+        (Some(verdict), _, _) => verdict,
+        (None, true, Some(verdict)) => verdict,
+        _ => outcome.verdict.clone(),
+    };
+    let applied = if enforcing {
+        decision.clone()
+    } else {
+        Verdict {
+            action: Action::Accept,
+            reply: None,
+            reason: "report-only",
+            edits: Vec::new(),
+            quarantine_reason: None,
+        }
+    };
+
+    let vocab = &engine.vocab;
+    let level = vocab.level(classification.level);
+    let found: Vec<Value> = classification
+        .found
+        .iter()
+        .map(|f| json!({"label": vocab.level(f.level).name, "source": f.source}))
+        .collect();
+    let accepted = matches!(applied.action, Action::Accept | Action::Quarantine);
+    let edits = if accepted { applied.edits.as_slice() } else { &[] };
+    let headers_added: Vec<Value> = edits
+        .iter()
+        .filter_map(|e| match e {
+            Edit::AddHeader { name, value } => Some(json!({"name": name, "value": value})),
+            _ => None,
+        })
+        .collect();
+    let headers_removed: Vec<Value> = edits
+        .iter()
+        .filter_map(|e| match e {
+            Edit::DeleteHeader { name, index } => Some(json!({"name": name, "index": index})),
+            _ => None,
+        })
+        .collect();
+    let subject = final_subject(classification.subject.as_deref(), edits, &engine.config.routing.subject_tag);
+
+    Ok(json!({
+        "mode": if enforcing { "enforce" } else { "report" },
+        "marking": {
+            "label": level.name,
+            "rank": level.rank,
+            "source": classification.source,
+            "found": found,
+            "conflict": classification.conflict,
+            "limits_exceeded": classification.limits_exceeded,
+            "warnings": classification.warnings,
+        },
+        "action": applied.action,
+        "reply": applied.reply,
+        "reason": applied.reason,
+        "decision": {
+            "action": decision.action,
+            "reply": decision.reply,
+            "reason": decision.reason,
+        },
+        "quarantine": if accepted { applied.quarantine_reason.clone() } else { None },
+        "sender": sender,
+        "recipients": recipients.iter().map(|r| json!({
+            "address": r.address, "zone": r.zone, "directory": r.directory,
+        })).collect::<Vec<_>>(),
+        "refused_recipients": refused,
+        "subject": subject,
+        "headers_added": headers_added,
+        "headers_removed": headers_removed,
+        "session": input.session,
+    }))
+}
+
+/// The Subject as delivered, decoded.
+fn final_subject(decoded: Option<&str>, edits: &[Edit], tag: &str) -> Option<String> {
+    let tagged = edits.iter().any(|e| match e {
+        Edit::ChangeHeader { name, .. } | Edit::AddHeader { name, .. } => {
+            name.eq_ignore_ascii_case("Subject")
+        }
+        Edit::DeleteHeader { .. } => false,
+    });
+    match (decoded, tagged) {
+        (Some(subject), true) if !subject.trim().is_empty() => Some(format!("{} {tag}", subject.trim())),
+        (_, true) => Some(tag.to_string()),
+        (subject, false) => subject.map(str::to_string),
+    }
+}
+
+/// Splits a message into header fields and body as an MTA hands them to a milter: a header
+/// value without the space after the colon, folded lines kept, the body from the blank line.
+/// A line that is neither a header nor a continuation ends the headers, as in Postfix.
+pub fn feed(collector: &mut Collector, message: &[u8]) {
+    let mut pos = 0;
+    let mut current: Option<(usize, usize, usize)> = None; // (name start, name end, value end)
+    let flush = |collector: &mut Collector, current: Option<(usize, usize, usize)>| {
+        if let Some((start, colon, end)) = current {
+            let name = trim_ascii_end(&message[start..colon]);
+            let mut value = &message[colon + 1..end];
+            if let Some(rest) = value.strip_prefix(b" ") {
+                value = rest;
+            }
+            collector.header(name, trim_line_end(value));
+        }
+    };
+    while pos < message.len() {
+        let line_end = message[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(message.len(), |i| pos + i + 1);
+        let line = &message[pos..line_end];
+        if trim_line_end(line).is_empty() {
+            flush(collector, current.take());
+            pos = line_end;
+            break;
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            if let Some((_, _, end)) = current.as_mut() {
+                *end = line_end;
+                pos = line_end;
+                continue;
+            }
+        }
+        match line.iter().position(|&b| b == b':') {
+            Some(colon)
+                if colon > 0
+                    && line[..colon]
+                        .iter()
+                        .all(|b| b.is_ascii_graphic() || *b == b' ' || *b == b'\t') =>
+            {
+                flush(collector, current.take());
+                current = Some((pos, pos + colon, line_end));
+                pos = line_end;
+            }
+            _ => {
+                // Not a header: the body starts here.
+                break;
+            }
+        }
+    }
+    flush(collector, current.take());
+    collector.end_of_headers();
+    if pos < message.len() {
+        collector.body(&message[pos..]);
+    }
+}
+
+fn trim_line_end(bytes: &[u8]) -> &[u8] {
+    let mut end = bytes.len();
+    while end > 0 && (bytes[end - 1] == b'\n' || bytes[end - 1] == b'\r') {
+        end -= 1;
+    }
+    &bytes[..end]
+}
+
+fn trim_ascii_end(bytes: &[u8]) -> &[u8] {
+    let mut end = bytes.len();
+    while end > 0 && bytes[end - 1].is_ascii_whitespace() {
+        end -= 1;
+    }
+    &bytes[..end]
+}

@@ -1,0 +1,115 @@
+//! `cjsm-milter run`: load, bind, serve; SIGHUP reloads the config, SIGTERM drains.
+
+use crate::config::{Config, LogConfig, LogFormat};
+use crate::listen::{self, ListenAddr};
+use crate::milter::{self, Shared};
+use crate::pipeline::Engine;
+use crate::store;
+use anyhow::{Context as _, Result};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+/// Loads the config file, or the built-in CJSM defaults without one.
+pub fn load_config(path: Option<&Path>) -> Result<Config> {
+    match path {
+        Some(path) => Ok(Config::load(path)?),
+        None => Ok(Config::default()),
+    }
+}
+
+/// Sets up logging to stderr, plain or JSON. Never logs a message body.
+pub fn init_logging(log: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Plain => builder.try_init(),
+    };
+}
+
+/// Runs the milter until SIGTERM or SIGINT.
+pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
+    let config = load_config(config_path.as_deref())?;
+    init_logging(&config.log);
+    let listen = ListenAddr::parse(&config.milter.listen).map_err(anyhow::Error::msg)?;
+    let mode = config
+        .milter
+        .socket_mode
+        .as_deref()
+        .map(crate::config::parse_octal_mode)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let store = store::open(&config.store).context("opening the directory store")?;
+    let (listener, local) =
+        listen::bind(&listen, mode, config.milter.socket_group.as_deref()).await?;
+    let shared = Shared::new(Engine::new(config, store)?);
+    info!(listen = %local, mode = ?shared.current().config.mode, "cjsm-milter listening");
+
+    let mut hangup = signal(SignalKind::hangup())?;
+    let reloader = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                reload(config_path.as_deref(), &shared);
+            }
+        })
+    };
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
+        }
+        info!("shutting down: no new connections, open sessions finish");
+    };
+    let result = milter::serve(listener, shared, shutdown).await;
+    reloader.abort();
+    if let ListenAddr::Unix(path) = &local {
+        let _ = std::fs::remove_file(path);
+    }
+    info!("stopped");
+    Ok(result?)
+}
+
+/// Reloads the config; a bad file keeps the running config and says why.
+fn reload(path: Option<&Path>, shared: &Arc<Shared>) {
+    let Some(path) = path else {
+        warn!("SIGHUP: running on built-in defaults, no config file to reload");
+        return;
+    };
+    let old = shared.current();
+    let new = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            error!(error = %e, "config reload failed; keeping the running config");
+            return;
+        }
+    };
+    if new.milter.listen != old.config.milter.listen
+        || new.milter.socket_mode != old.config.milter.socket_mode
+        || new.milter.socket_group != old.config.milter.socket_group
+        || new.milter.max_connections != old.config.milter.max_connections
+    {
+        warn!("milter socket settings changed: restart needed for them to apply");
+    }
+    if new.store != old.config.store {
+        warn!("store settings changed: restart needed for them to apply; keeping the open store");
+    }
+    if new.log != old.config.log {
+        warn!("log settings changed: restart needed for them to apply");
+    }
+    match Engine::new(new, old.store.clone()) {
+        Ok(engine) => {
+            shared.replace(engine);
+            info!(file = %path.display(), "config reloaded");
+        }
+        Err(e) => error!(error = %e, "config reload failed; keeping the running config"),
+    }
+}

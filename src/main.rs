@@ -1,0 +1,248 @@
+//! The command line: parses arguments and calls the library. Exit 2 with a one-line error on
+//! bad usage, bad config or unreadable input.
+
+use anyhow::{Context as _, Result, bail};
+use cjsm_milter::check::{CheckInput, check};
+use cjsm_milter::config::Config;
+use cjsm_milter::daemon::{self, load_config};
+use cjsm_milter::pipeline::Engine;
+use cjsm_milter::policy::{self, SessionFacts, Zone};
+use cjsm_milter::store::{self, User, UserState, normalize_address, now_unix};
+use clap::{Parser, Subcommand};
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "cjsm-milter", version, about = "Protective-marking milter for a CJSM-style secure-email hub")]
+struct Cli {
+    /// The TOML config file; without it the built-in CJSM defaults apply.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the milter daemon.
+    Run,
+    /// Run a message through the milter's pipeline offline and print the verdict as JSON.
+    Check(CheckArgs),
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// The Secure eMail Directory.
+    Directory {
+        #[command(subcommand)]
+        command: DirectoryCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Envelope sender (MAIL FROM).
+    #[arg(long, value_name = "ADDR")]
+    from: String,
+    /// Envelope recipient (RCPT TO); repeat for several.
+    #[arg(long = "rcpt", value_name = "ADDR", required = true)]
+    rcpts: Vec<String>,
+    /// SMTP AUTH user ({auth_authen}).
+    #[arg(long, value_name = "USER")]
+    auth: Option<String>,
+    /// Client IP address.
+    #[arg(long, value_name = "IP")]
+    client_addr: Option<IpAddr>,
+    /// TLS version of the inbound session ({tls_version}), e.g. TLSv1.3.
+    #[arg(long, value_name = "V")]
+    tls_version: Option<String>,
+    /// Verified client certificate subject ({cert_subject}).
+    #[arg(long, value_name = "S")]
+    cert_subject: Option<String>,
+    /// Client certificate issuer ({cert_issuer}).
+    #[arg(long, value_name = "I")]
+    cert_issuer: Option<String>,
+    /// The message file, or - for standard input.
+    #[arg(value_name = "FILE|-")]
+    file: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file; names the key and line at fault.
+    Check {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Users of the hub.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add an active user with a secure address.
+    Add {
+        address: String,
+        #[arg(long, value_name = "ORG")]
+        org: String,
+        #[arg(long, value_name = "F", default_value = "")]
+        first_name: String,
+        #[arg(long, value_name = "L", default_value = "")]
+        last_name: String,
+    },
+    /// Show a user as JSON.
+    Show { address: String },
+    /// Suspend a user: mail to them is refused with 5.2.1, from them with 5.7.1.
+    Suspend { address: String },
+    /// Make a suspended or deleted user active again.
+    Reactivate { address: String },
+    /// Delete a user (kept as deleted, so mail to them is refused with 5.2.1).
+    Delete { address: String },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors.
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cjsm-milter: error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cjsm-milter: error: {}", one_line(&e));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The whole error chain on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', " ")
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run => daemon::run(cli.config).await,
+        Command::Check(args) => run_check(cli.config, args).await,
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
+            Config::load(&file)?;
+            println!("{}: ok", file.display());
+            Ok(())
+        }
+        Command::Directory {
+            command: DirectoryCommand::User { command },
+        } => user_command(cli.config, command).await,
+    }
+}
+
+async fn run_check(config_path: Option<PathBuf>, args: CheckArgs) -> Result<()> {
+    let config = load_config(config_path.as_deref())?;
+    let mut message = Vec::new();
+    if args.file.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_end(&mut message)
+            .context("reading the message from standard input")?;
+    } else {
+        message = std::fs::read(&args.file)
+            .with_context(|| format!("reading {}", args.file.display()))?;
+    }
+    let store = store::open(&config.store).context("opening the directory store")?;
+    let engine = Engine::new(config, store)?;
+    let input = CheckInput {
+        sender: args.from,
+        recipients: args.rcpts,
+        session: SessionFacts {
+            client_addr: args.client_addr,
+            tls_version: args.tls_version,
+            cipher: None,
+            cert_subject: args.cert_subject,
+            cert_issuer: args.cert_issuer,
+            auth_user: args.auth,
+        },
+        message,
+    };
+    let report = check(&engine, input).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+async fn user_command(config_path: Option<PathBuf>, command: UserCommand) -> Result<()> {
+    let config = load_config(config_path.as_deref())?;
+    let store = store::open(&config.store).context("opening the directory store")?;
+    let now = now_unix();
+    let (address, state) = match command {
+        UserCommand::Add {
+            address,
+            org,
+            first_name,
+            last_name,
+        } => {
+            let address = normalize_address(&address);
+            if !address.contains('@')
+                || policy::zone(&address, &config.routing) != Zone::SecureSuffix
+            {
+                bail!(
+                    "{address} is not a secure address: it must be under the secure suffix {}",
+                    config.routing.secure_suffix
+                );
+            }
+            if org.trim().is_empty() {
+                bail!("--org must not be empty");
+            }
+            store
+                .add_user(User {
+                    address: address.clone(),
+                    org,
+                    first_name,
+                    last_name,
+                    state: UserState::Active,
+                    created: now,
+                    updated: now,
+                })
+                .await?;
+            println!("added {address}");
+            return Ok(());
+        }
+        UserCommand::Show { address } => {
+            let address = normalize_address(&address);
+            match store.user(&address).await? {
+                Some(user) => println!("{}", serde_json::to_string_pretty(&user)?),
+                None => bail!("no user {address}"),
+            }
+            return Ok(());
+        }
+        UserCommand::Suspend { address } => (address, UserState::Suspended),
+        UserCommand::Reactivate { address } => (address, UserState::Active),
+        UserCommand::Delete { address } => (address, UserState::Deleted),
+    };
+    let user = store.set_user_state(&address, state, now).await?;
+    println!("{} is now {}", user.address, user.state);
+    Ok(())
+}

@@ -1,0 +1,500 @@
+//! The milter: indymilter callbacks that collect the facts of a message, hand them to the
+//! shared pipeline, and apply its verdict. No policy is decided here.
+//!
+//! Every handler returns `Result`; an `Err` is logged with the queue ID and answered with
+//! tempfail, so the MTA keeps the message. Each session snapshots the engine (config, vocabulary,
+//! store) when it starts: a reload never changes the rules in the middle of a message.
+
+use crate::config::Mode;
+use crate::listen::MilterListener;
+use crate::pipeline::{Collector, Engine, Outcome};
+use crate::policy::{Action, Edit, Recipient, SessionFacts, Verdict};
+use indymilter::{
+    Actions, Callbacks, Context, ContextActions, EomContext, MacroStage, NegotiateContext,
+    ProtoOpts, SetErrorReply, SocketInfo, Status,
+};
+use std::ffi::{CStr, CString};
+use std::future::Future;
+use std::io;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tracing::{error, info, warn};
+
+/// The engine in force; replaced whole on reload.
+pub struct Shared {
+    engine: RwLock<Arc<Engine>>,
+}
+
+impl Shared {
+    pub fn new(engine: Engine) -> Arc<Shared> {
+        Arc::new(Shared {
+            engine: RwLock::new(Arc::new(engine)),
+        })
+    }
+
+    pub fn current(&self) -> Arc<Engine> {
+        self.engine.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn replace(&self, engine: Engine) {
+        *self.engine.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(engine);
+    }
+}
+
+/// The per-connection state.
+pub struct Session {
+    engine: Arc<Engine>,
+    facts: SessionFacts,
+    message: Option<MessageState>,
+    /// The MTA lets us skip the rest of a body we no longer read.
+    can_skip: bool,
+}
+
+struct MessageState {
+    queue_id: Option<String>,
+    sender: String,
+    recipients: Vec<Recipient>,
+    /// Recipients refused at RCPT (report mode: would have been).
+    refused: usize,
+    collector: Collector,
+    started: Instant,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum MilterError {
+    #[error("directory: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("deadline of {0:?} passed")]
+    Deadline(Duration),
+    #[error("milter action failed: {0}")]
+    Action(#[from] indymilter::ActionError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+type Handled = Result<Status, MilterError>;
+
+/// The macros requested per stage (Postfix and Sendmail send what is asked for).
+const MACROS: &[(MacroStage, &str)] = &[
+    (MacroStage::Connect, "j {client_addr} {client_name}"),
+    (MacroStage::Helo, "{tls_version} {cipher} {cert_subject} {cert_issuer} {verify}"),
+    (
+        MacroStage::Mail,
+        "i {auth_type} {auth_authen} {tls_version} {cipher} {cert_subject} {cert_issuer} {verify} {client_addr}",
+    ),
+    (MacroStage::Rcpt, "i"),
+    (MacroStage::Data, "i"),
+    (MacroStage::Eoh, "i"),
+    (MacroStage::Eom, "i"),
+];
+
+const NEEDED_ACTIONS: Actions = Actions::ADD_HEADER
+    .union(Actions::CHANGE_HEADER)
+    .union(Actions::QUARANTINE);
+
+/// The indymilter callbacks, each forwarding to a handler.
+pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
+    Callbacks::new()
+        .on_negotiate(move |cx, actions, opts| {
+            let engine = shared.current();
+            Box::pin(async move { negotiate(cx, engine, actions, opts) })
+        })
+        .on_connect(|cx, _host, socket| Box::pin(async move { connect(cx, socket) }))
+        .on_mail(|cx, args| {
+            Box::pin(async move {
+                let result = mail(cx, args).await;
+                finish(cx, result)
+            })
+        })
+        .on_rcpt(|cx, args| {
+            Box::pin(async move {
+                let result = rcpt(cx, args).await;
+                finish(cx, result)
+            })
+        })
+        .on_header(|cx, name, value| Box::pin(async move { header(cx, &name, &value) }))
+        .on_eoh(|cx| Box::pin(async move { eoh(cx) }))
+        .on_body(|cx, chunk| Box::pin(async move { body(cx, &chunk) }))
+        .on_eom(|cx| Box::pin(async move { eom_finish(cx).await }))
+        .on_abort(|cx| Box::pin(async move { abort(cx) }))
+}
+
+/// Serves MTA connections until `shutdown` completes, then lets open sessions finish.
+pub async fn serve(
+    listener: MilterListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future,
+) -> io::Result<()> {
+    let engine = shared.current();
+    let config = indymilter::Config {
+        max_connections: engine.config.milter.max_connections,
+        actions: NEEDED_ACTIONS,
+        // Idle MTA connections are closed after the SMTP session timeouts would have fired.
+        connection_timeout: Duration::from_secs(600),
+    };
+    indymilter::run(listener, callbacks(shared), config, shutdown).await
+}
+
+fn negotiate(
+    cx: &mut NegotiateContext<Session>,
+    engine: Arc<Engine>,
+    mta_actions: Actions,
+    mta_opts: ProtoOpts,
+) -> Status {
+    if !mta_actions.contains(NEEDED_ACTIONS) {
+        error!(
+            offered = ?mta_actions,
+            "MTA does not offer the milter actions we need (add and change header, quarantine); refusing the connection"
+        );
+        return Status::Reject;
+    }
+    cx.requested_actions = NEEDED_ACTIONS;
+    let can_skip = mta_opts.contains(ProtoOpts::SKIP);
+    if can_skip {
+        cx.requested_opts |= ProtoOpts::SKIP;
+    }
+    for (stage, names) in MACROS {
+        cx.requested_macros
+            .insert(*stage, CString::new(*names).expect("macro names have no NUL"));
+    }
+    cx.data = Some(Session {
+        engine,
+        facts: SessionFacts::default(),
+        message: None,
+        can_skip,
+    });
+    Status::Continue
+}
+
+fn macro_value<T: Send>(cx: &Context<T>, name: &str) -> Option<String> {
+    let name = CString::new(name).ok()?;
+    cx.macros
+        .get(&name)
+        .map(|v| v.to_string_lossy().into_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn connect(cx: &mut Context<Session>, socket: SocketInfo) -> Status {
+    if let Some(session) = cx.data.as_mut() {
+        session.facts.client_addr = match socket {
+            SocketInfo::Inet(addr) => Some(addr.ip()),
+            _ => None,
+        };
+    }
+    Status::Continue
+}
+
+fn session(data: &mut Option<Session>) -> Result<&mut Session, MilterError> {
+    data.as_mut()
+        .ok_or_else(|| MilterError::Internal("no session state (negotiation skipped?)".into()))
+}
+
+fn message(data: &mut Option<Session>) -> Result<(&Arc<Engine>, &mut MessageState), MilterError> {
+    let session = session(data)?;
+    let engine = &session.engine;
+    let message = session
+        .message
+        .as_mut()
+        .ok_or_else(|| MilterError::Internal("message stage before MAIL".into()))?;
+    Ok((engine, message))
+}
+
+/// Runs a store lookup under the deadline.
+async fn deadline<T>(
+    engine: &Engine,
+    work: impl Future<Output = Result<T, crate::store::StoreError>>,
+) -> Result<T, MilterError> {
+    let limit = Duration::from_millis(engine.config.milter.deadline_ms);
+    match tokio::time::timeout(limit, work).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(MilterError::Deadline(limit)),
+    }
+}
+
+async fn mail(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
+    let queue_id = macro_value(cx, "i");
+    let facts = SessionFacts {
+        client_addr: cx.data.as_ref().and_then(|s| s.facts.client_addr).or_else(|| {
+            macro_value(cx, "{client_addr}").and_then(|a| a.parse().ok())
+        }),
+        tls_version: macro_value(cx, "{tls_version}"),
+        cipher: macro_value(cx, "{cipher}"),
+        cert_subject: macro_value(cx, "{cert_subject}"),
+        cert_issuer: macro_value(cx, "{cert_issuer}"),
+        auth_user: macro_value(cx, "{auth_authen}"),
+    };
+    let sender = args
+        .first()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let session = session(&mut cx.data)?;
+    session.facts = facts;
+    session.message = Some(MessageState {
+        queue_id: queue_id.clone(),
+        sender: sender.clone(),
+        recipients: Vec::new(),
+        refused: 0,
+        collector: Collector::new(&session.engine.config),
+        started: Instant::now(),
+    });
+    let engine = session.engine.clone();
+    let refused = deadline(&engine, engine.sender(&sender)).await?;
+    match refused {
+        Some(verdict) => refuse(cx, &engine, queue_id.as_deref(), "sender", &sender, &verdict),
+        None => Ok(Status::Continue),
+    }
+}
+
+async fn rcpt(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
+    let rcpt = args
+        .first()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let queue_id = macro_value(cx, "i");
+    let (engine, message) = message(&mut cx.data)?;
+    let engine = engine.clone();
+    if queue_id.is_some() {
+        message.queue_id = queue_id;
+    }
+    let queue_id = message.queue_id.clone();
+    if message.recipients.len() >= engine.config.limits.max_recipients {
+        cx.reply
+            .set_error_reply("452", Some("4.5.3"), ["Too many recipients"])
+            .map_err(|e| MilterError::Internal(e.to_string()))?;
+        return Ok(Status::Tempfail);
+    }
+    let (recipient, refused) = deadline(&engine, engine.recipient(&rcpt)).await?;
+    let (_, message) = self::message(&mut cx.data)?;
+    match refused {
+        Some(verdict) => {
+            message.refused += 1;
+            if !engine.enforcing() {
+                // Report mode: the recipient stays; the verdict is only logged.
+                message.recipients.push(recipient);
+            }
+            refuse(cx, &engine, queue_id.as_deref(), "recipient", &rcpt, &verdict)
+        }
+        None => {
+            message.recipients.push(recipient);
+            Ok(Status::Continue)
+        }
+    }
+}
+
+/// Answers a refusal at MAIL or RCPT (or, in report mode, only logs it).
+fn refuse(
+    cx: &mut Context<Session>,
+    engine: &Engine,
+    queue_id: Option<&str>,
+    what: &str,
+    address: &str,
+    verdict: &Verdict,
+) -> Handled {
+    let queue_id = queue_id.unwrap_or("NOQUEUE");
+    let reply = verdict.reply.as_ref();
+    let reply_text = reply.map(|r| r.to_string()).unwrap_or_default();
+    if !engine.enforcing() {
+        info!(queue_id, what, address, reason = verdict.reason, reply = %reply_text, "report-only: would refuse");
+        return Ok(Status::Continue);
+    }
+    info!(queue_id, what, address, reason = verdict.reason, reply = %reply_text, "refused");
+    status_with_reply(&mut cx.reply, verdict)
+}
+
+fn status_with_reply(reply: &mut indymilter::SmtpReply, verdict: &Verdict) -> Handled {
+    if let Some(r) = &verdict.reply {
+        reply
+            .set_error_reply(&r.code, Some(&r.status), [r.text.as_str()])
+            .map_err(|e| MilterError::Internal(format!("reply {r}: {e}")))?;
+    }
+    Ok(match verdict.action {
+        Action::Reject => Status::Reject,
+        Action::Tempfail => Status::Tempfail,
+        Action::Accept | Action::Quarantine => Status::Accept,
+    })
+}
+
+/// Logs an error with the queue ID and answers tempfail, with a reply saying so.
+fn finish(cx: &mut Context<Session>, result: Handled) -> Status {
+    match result {
+        Ok(status) => status,
+        Err(e) => {
+            let queue_id = cx
+                .data
+                .as_ref()
+                .and_then(|s| s.message.as_ref())
+                .and_then(|m| m.queue_id.clone())
+                .unwrap_or_else(|| "NOQUEUE".into());
+            error!(queue_id, error = %e, "tempfail");
+            let _ = status_with_reply(&mut cx.reply, &Verdict::tempfail("internal-error"));
+            Status::Tempfail
+        }
+    }
+}
+
+fn header(cx: &mut Context<Session>, name: &CStr, value: &CStr) -> Status {
+    match message(&mut cx.data) {
+        Ok((_, message)) => {
+            message.collector.header(name.to_bytes(), value.to_bytes());
+            Status::Continue
+        }
+        Err(e) => finish(cx, Err(e)),
+    }
+}
+
+fn eoh(cx: &mut Context<Session>) -> Status {
+    match message(&mut cx.data) {
+        Ok((_, message)) => {
+            message.collector.end_of_headers();
+            Status::Continue
+        }
+        Err(e) => finish(cx, Err(e)),
+    }
+}
+
+fn body(cx: &mut Context<Session>, chunk: &[u8]) -> Status {
+    let can_skip = cx.data.as_ref().is_some_and(|s| s.can_skip);
+    match message(&mut cx.data) {
+        Ok((_, message)) => {
+            message.collector.body(chunk);
+            // Past the scan bound the rest of the body is not read: let the MTA stop sending it.
+            if can_skip && message.collector.is_full() {
+                Status::Skip
+            } else {
+                Status::Continue
+            }
+        }
+        Err(e) => finish(cx, Err(e)),
+    }
+}
+
+fn abort(cx: &mut Context<Session>) -> Status {
+    if let Some(session) = cx.data.as_mut() {
+        session.message = None;
+    }
+    Status::Continue
+}
+
+async fn eom_finish(cx: &mut EomContext<Session>) -> Status {
+    let queue_id = macro_value_eom(cx, "i");
+    match eom(cx, queue_id.clone()).await {
+        Ok(status) => status,
+        Err(e) => {
+            error!(queue_id = queue_id.as_deref().unwrap_or("NOQUEUE"), error = %e, "tempfail");
+            let _ = status_with_reply(&mut cx.reply, &Verdict::tempfail("internal-error"));
+            Status::Tempfail
+        }
+    }
+}
+
+fn macro_value_eom(cx: &EomContext<Session>, name: &str) -> Option<String> {
+    let name = CString::new(name).ok()?;
+    cx.macros
+        .get(&name)
+        .map(|v| v.to_string_lossy().into_owned())
+        .filter(|v| !v.is_empty())
+}
+
+async fn eom(cx: &mut EomContext<Session>, queue_id: Option<String>) -> Handled {
+    let session = session(&mut cx.data)?;
+    let engine = session.engine.clone();
+    let mut message = session
+        .message
+        .take()
+        .ok_or_else(|| MilterError::Internal("end of message before MAIL".into()))?;
+    let queue_id = queue_id
+        .or(message.queue_id.take())
+        .unwrap_or_else(|| "NOQUEUE".into());
+    message.collector.end_of_headers();
+
+    // Classification is CPU work: run it off the I/O threads, under the deadline.
+    let limit = Duration::from_millis(engine.config.milter.deadline_ms);
+    let remaining = limit.saturating_sub(message.started.elapsed());
+    let worker = {
+        let engine = engine.clone();
+        tokio::task::spawn_blocking(move || {
+            let outcome = engine.end_of_message(&message.recipients, &message.collector);
+            (outcome, message)
+        })
+    };
+    let (outcome, message) = match tokio::time::timeout(remaining, worker).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(join)) => return Err(MilterError::Internal(format!("classifier failed: {join}"))),
+        Err(_) => return Err(MilterError::Deadline(limit)),
+    };
+    let Outcome {
+        classification,
+        verdict,
+    } = &outcome;
+
+    let status = if engine.config.mode == Mode::Report {
+        Status::Accept
+    } else {
+        apply(cx, verdict).await?
+    };
+
+    let vocab = &engine.vocab;
+    let found: Vec<String> = classification
+        .found
+        .iter()
+        .map(|f| format!("{}@{}", vocab.level(f.level).name, f.source))
+        .collect();
+    if classification.conflict {
+        warn!(queue_id, found = %found.join(","), "conflicting markings; the highest wins");
+    }
+    for warning in &classification.warnings {
+        warn!(queue_id, warning = %warning, "marking not understood");
+    }
+    info!(
+        queue_id,
+        sender = %message.sender,
+        recipients = message.recipients.len(),
+        refused_recipients = message.refused,
+        marking = %vocab.level(classification.level).name,
+        source = %classification.source,
+        action = verdict.action.as_str(),
+        reason = verdict.reason,
+        enforced = engine.enforcing(),
+        body_bytes = message.collector.body_bytes(),
+        limits = %classification.limits_exceeded.join("; "),
+        latency_us = message.started.elapsed().as_micros() as u64,
+        "message"
+    );
+    Ok(status)
+}
+
+/// Applies the verdict's edits and answer.
+async fn apply(cx: &mut EomContext<Session>, verdict: &Verdict) -> Handled {
+    if matches!(verdict.action, Action::Accept | Action::Quarantine) {
+        for edit in &verdict.edits {
+            match edit {
+                Edit::DeleteHeader { name, index } => {
+                    cx.actions
+                        .change_header(name.as_str(), header_index(*index)?, None::<CString>)
+                        .await?
+                }
+                Edit::AddHeader { name, value } => {
+                    cx.actions.add_header(name.as_str(), c_string(value)).await?
+                }
+                Edit::ChangeHeader { name, index, value } => {
+                    cx.actions
+                        .change_header(name.as_str(), header_index(*index)?, Some(c_string(value)))
+                        .await?
+                }
+            }
+        }
+        if let Some(reason) = &verdict.quarantine_reason {
+            cx.actions.quarantine(c_string(reason)).await?;
+        }
+    }
+    status_with_reply(&mut cx.reply, verdict)
+}
+
+fn header_index(index: usize) -> Result<i32, MilterError> {
+    i32::try_from(index).map_err(|_| MilterError::Internal(format!("header index {index}")))
+}
+
+/// Header values come from the message; a NUL cannot cross the milter protocol.
+fn c_string(text: &str) -> CString {
+    CString::new(text.replace('\0', "")).unwrap_or_default()
+}

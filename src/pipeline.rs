@@ -1,0 +1,208 @@
+//! The one path every message takes, whether it comes from the MTA through the milter or
+//! from a file through `cjsm-milter check`: sender, recipients, collected message, verdict.
+
+use crate::config::{Config, ConfigError, Mode};
+use crate::marking::{self, Classification, Vocabulary};
+use crate::policy::{self, DirectoryAnswer, Facts, Recipient, Verdict, Zone};
+use crate::store::{Directory, StoreError, normalize_address};
+use std::sync::Arc;
+
+/// A config with everything derived from it: what a session snapshots at its start.
+pub struct Engine {
+    pub config: Config,
+    pub vocab: Vocabulary,
+    pub store: Arc<dyn Directory>,
+}
+
+impl Engine {
+    pub fn new(config: Config, store: Arc<dyn Directory>) -> Result<Engine, ConfigError> {
+        let vocab = Vocabulary::from_config(&config.marking).map_err(|(key, message)| {
+            ConfigError {
+                file: None,
+                line: None,
+                key: Some(key),
+                message,
+            }
+        })?;
+        Ok(Engine {
+            config,
+            vocab,
+            store,
+        })
+    }
+
+    pub fn enforcing(&self) -> bool {
+        self.config.mode == Mode::Enforce
+    }
+
+    async fn lookup(&self, address: &str, zone: Zone) -> Result<DirectoryAnswer, StoreError> {
+        if zone != Zone::SecureSuffix {
+            return Ok(DirectoryAnswer::NotAsked);
+        }
+        let user = self.store.user(&normalize_address(address)).await?;
+        Ok(DirectoryAnswer::from_user(user.as_ref()))
+    }
+
+    /// MAIL stage: `Some` when the sender is refused.
+    pub async fn sender(&self, sender: &str) -> Result<Option<Verdict>, StoreError> {
+        let address = normalize_address(sender);
+        let zone = policy::zone(&address, &self.config.routing);
+        let answer = self.lookup(&address, zone).await?;
+        Ok(policy::sender_verdict(&address, zone, answer))
+    }
+
+    /// RCPT stage: the recipient with the directory's answer, and a verdict when refused.
+    pub async fn recipient(
+        &self,
+        rcpt: &str,
+    ) -> Result<(Recipient, Option<Verdict>), StoreError> {
+        let address = normalize_address(rcpt);
+        let zone = policy::zone(&address, &self.config.routing);
+        let directory = self.lookup(&address, zone).await?;
+        let recipient = Recipient {
+            address,
+            zone,
+            directory,
+        };
+        let verdict = policy::recipient_verdict(&recipient);
+        Ok((recipient, verdict))
+    }
+
+    /// End of message: classify the collected message and decide. Pure and synchronous, so
+    /// the milter can run it off the I/O threads under its deadline.
+    pub fn end_of_message(&self, recipients: &[Recipient], message: &Collector) -> Outcome {
+        let limits = &self.config.limits;
+        let classification = marking::classify(
+            &message.raw,
+            message.limits_exceeded.clone(),
+            &self.vocab,
+            limits,
+            &self.config.routing.subject_tag,
+        );
+        let verdict = policy::decide(&Facts {
+            vocab: &self.vocab,
+            routing: &self.config.routing,
+            on_exceeded: limits.on_exceeded,
+            marking_header: &self.config.marking.header,
+            recipients,
+            classification: &classification,
+            subject_raw: message.subject_raw.as_deref(),
+            subject_decoded: classification.subject.as_deref(),
+            own_headers_present: message.own_headers,
+        });
+        Outcome {
+            classification,
+            verdict,
+        }
+    }
+}
+
+pub struct Outcome {
+    pub classification: Classification,
+    pub verdict: Verdict,
+}
+
+/// The message as the MTA hands it over, header by header and chunk by chunk, kept within
+/// the configured bounds. Headers and body go into one buffer, so the body is held once.
+pub struct Collector {
+    raw: Vec<u8>,
+    /// Offset of the body in `raw`, once the headers are complete.
+    body_start: Option<usize>,
+    headers: usize,
+    header_bytes: usize,
+    body_bytes: u64,
+    subject_raw: Option<String>,
+    own_headers: usize,
+    limits_exceeded: Vec<String>,
+    own_header_name: String,
+    max_headers: usize,
+    max_header_bytes: usize,
+    max_scan_bytes: usize,
+}
+
+impl Collector {
+    pub fn new(config: &Config) -> Collector {
+        Collector {
+            raw: Vec::new(),
+            body_start: None,
+            headers: 0,
+            header_bytes: 0,
+            body_bytes: 0,
+            subject_raw: None,
+            own_headers: 0,
+            limits_exceeded: Vec::new(),
+            own_header_name: config.marking.header.clone(),
+            max_headers: config.limits.max_headers,
+            max_header_bytes: config.limits.max_header_bytes,
+            max_scan_bytes: config.limits.max_scan_bytes,
+        }
+    }
+
+    fn exceeded(&mut self, what: String) {
+        if !self.limits_exceeded.contains(&what) {
+            self.limits_exceeded.push(what);
+        }
+    }
+
+    /// One header, value without the leading space (as the milter protocol delivers it).
+    pub fn header(&mut self, name: &[u8], value: &[u8]) {
+        // Count our own header even past the bounds: every forged copy must be removed.
+        if name.eq_ignore_ascii_case(self.own_header_name.as_bytes()) {
+            self.own_headers += 1;
+        }
+        if self.body_start.is_some() {
+            return;
+        }
+        self.headers += 1;
+        self.header_bytes += name.len() + value.len() + 4;
+        if self.headers > self.max_headers {
+            self.exceeded(format!("more than {} headers", self.max_headers));
+            return;
+        }
+        if self.header_bytes > self.max_header_bytes {
+            self.exceeded(format!("headers longer than {} bytes", self.max_header_bytes));
+            return;
+        }
+        if self.subject_raw.is_none() && name.eq_ignore_ascii_case(b"Subject") {
+            self.subject_raw = Some(String::from_utf8_lossy(value).into_owned());
+        }
+        self.raw.extend_from_slice(name);
+        self.raw.extend_from_slice(b": ");
+        self.raw.extend_from_slice(value);
+        self.raw.extend_from_slice(b"\r\n");
+    }
+
+    /// A chunk of the body; bytes past `max_scan_bytes` are counted, not kept.
+    pub fn body(&mut self, chunk: &[u8]) {
+        self.start_body();
+        self.body_bytes += chunk.len() as u64;
+        let kept = self.raw.len() - self.body_start.unwrap_or(self.raw.len());
+        let room = self.max_scan_bytes.saturating_sub(kept);
+        if chunk.len() > room {
+            self.exceeded(format!("body longer than {} bytes", self.max_scan_bytes));
+        }
+        self.raw.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+
+    fn start_body(&mut self) {
+        if self.body_start.is_none() {
+            self.raw.extend_from_slice(b"\r\n");
+            self.body_start = Some(self.raw.len());
+        }
+    }
+
+    /// Marks the end of the headers (the body may be empty).
+    pub fn end_of_headers(&mut self) {
+        self.start_body();
+    }
+
+    /// No more body bytes will be kept.
+    pub fn is_full(&self) -> bool {
+        self.body_start
+            .is_some_and(|start| self.raw.len() - start >= self.max_scan_bytes)
+    }
+
+    pub fn body_bytes(&self) -> u64 {
+        self.body_bytes
+    }
+}

@@ -1,0 +1,641 @@
+//! The CJSM rules: a pure function from the facts of a message to a verdict.
+//!
+//! No I/O and no clock: the directory answers are looked up by the shell beforehand and
+//! passed in, so the same facts always give the same verdict (and `check` can show it).
+
+use crate::config::{OverLimit, RoutingConfig};
+use crate::marking::{Classification, Vocabulary};
+use crate::store::{User, UserState};
+use serde::Serialize;
+use std::net::IpAddr;
+
+/// What the MTA told us about the SMTP session.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SessionFacts {
+    pub client_addr: Option<IpAddr>,
+    pub tls_version: Option<String>,
+    pub cipher: Option<String>,
+    pub cert_subject: Option<String>,
+    pub cert_issuer: Option<String>,
+    pub auth_user: Option<String>,
+}
+
+/// Where an address sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Zone {
+    /// A domain on the government secure networks (`*.gsi.gov.uk`, `*.pnn.police.uk`, …).
+    SecureNetwork,
+    /// Under the hub's own secure suffix (`*.cjsm.net`): checked against the directory.
+    SecureSuffix,
+    /// Anywhere else.
+    Other,
+}
+
+/// The directory's answer for an address under the secure suffix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirectoryAnswer {
+    /// Not under the suffix: the directory was not asked.
+    NotAsked,
+    Unknown,
+    Active,
+    Suspended,
+    Deleted,
+}
+
+impl DirectoryAnswer {
+    pub fn from_user(user: Option<&User>) -> DirectoryAnswer {
+        match user.map(|u| u.state) {
+            None => DirectoryAnswer::Unknown,
+            Some(UserState::Active) => DirectoryAnswer::Active,
+            Some(UserState::Suspended) => DirectoryAnswer::Suspended,
+            Some(UserState::Deleted) => DirectoryAnswer::Deleted,
+        }
+    }
+}
+
+/// A recipient with what we know of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Recipient {
+    pub address: String,
+    pub zone: Zone,
+    pub directory: DirectoryAnswer,
+}
+
+impl Recipient {
+    /// Reached over a secure route: a secure network, or an active user of the hub.
+    pub fn is_secure(&self) -> bool {
+        match self.zone {
+            Zone::SecureNetwork => true,
+            Zone::SecureSuffix => self.directory == DirectoryAnswer::Active,
+            Zone::Other => false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Accept,
+    Reject,
+    Tempfail,
+    Quarantine,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Accept => "accept",
+            Action::Reject => "reject",
+            Action::Tempfail => "tempfail",
+            Action::Quarantine => "quarantine",
+        }
+    }
+}
+
+/// An SMTP reply: `550 5.7.1 text`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Reply {
+    pub code: String,
+    pub status: String,
+    pub text: String,
+}
+
+impl Reply {
+    fn new(code: &str, status: &str, text: String) -> Reply {
+        Reply {
+            code: code.into(),
+            status: status.into(),
+            text: sanitize(&text, 900),
+        }
+    }
+}
+
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.code, self.status, self.text)
+    }
+}
+
+/// A header edit, applied by the milter at end of message. Indexes count headers of the
+/// same name from 1, as the milter protocol does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "edit", rename_all = "kebab-case")]
+pub enum Edit {
+    DeleteHeader { name: String, index: usize },
+    AddHeader { name: String, value: String },
+    ChangeHeader { name: String, index: usize, value: String },
+}
+
+/// The decision for a message (or a recipient).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub action: Action,
+    pub reply: Option<Reply>,
+    /// A short, fixed reason (safe as a metric label): `ok`, `above-ceiling`, …
+    pub reason: &'static str,
+    pub edits: Vec<Edit>,
+    /// For a quarantined message: why, for the operator.
+    pub quarantine_reason: Option<String>,
+}
+
+impl Verdict {
+    fn refuse(action: Action, reason: &'static str, reply: Reply) -> Verdict {
+        Verdict {
+            action,
+            reply: Some(reply),
+            reason,
+            edits: Vec::new(),
+            quarantine_reason: None,
+        }
+    }
+
+    /// The answer to any internal failure: the MTA keeps the message and retries.
+    pub fn tempfail(reason: &'static str) -> Verdict {
+        Verdict::refuse(
+            Action::Tempfail,
+            reason,
+            Reply::new(
+                "451",
+                "4.7.1",
+                "Secure mail filter temporarily unavailable, try again later".into(),
+            ),
+        )
+    }
+}
+
+/// The facts a decision at end of message rests on.
+pub struct Facts<'a> {
+    pub vocab: &'a Vocabulary,
+    pub routing: &'a RoutingConfig,
+    pub on_exceeded: OverLimit,
+    pub marking_header: &'a str,
+    pub recipients: &'a [Recipient],
+    pub classification: &'a Classification,
+    /// The raw value of the first Subject header, if any.
+    pub subject_raw: Option<&'a str>,
+    /// The decoded value of the first Subject header, if any.
+    pub subject_decoded: Option<&'a str>,
+    /// How many copies of our marking header arrived with the message.
+    pub own_headers_present: usize,
+}
+
+/// Classifies an address by its domain.
+pub fn zone(address: &str, routing: &RoutingConfig) -> Zone {
+    let domain = address
+        .rsplit_once('@')
+        .map_or("", |(_, d)| d)
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let under = |parent: &str| {
+        let parent = parent.trim_matches('.').to_ascii_lowercase();
+        domain == parent || domain.ends_with(&format!(".{parent}"))
+    };
+    if under(&routing.secure_suffix) {
+        Zone::SecureSuffix
+    } else if routing.secure_domains.iter().any(|d| under(d)) {
+        Zone::SecureNetwork
+    } else {
+        Zone::Other
+    }
+}
+
+/// MAIL stage: a sender under the secure suffix must not be suspended or deleted.
+pub fn sender_verdict(sender: &str, zone: Zone, answer: DirectoryAnswer) -> Option<Verdict> {
+    if zone != Zone::SecureSuffix {
+        return None;
+    }
+    match answer {
+        DirectoryAnswer::Suspended | DirectoryAnswer::Deleted => Some(Verdict::refuse(
+            Action::Reject,
+            "sender-suspended",
+            Reply::new(
+                "550",
+                "5.7.1",
+                format!("Sender {sender} is not an active user of the secure service"),
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// RCPT stage: a secure-suffix recipient unknown to the directory, or not active.
+pub fn recipient_verdict(recipient: &Recipient) -> Option<Verdict> {
+    if recipient.zone != Zone::SecureSuffix {
+        return None;
+    }
+    let address = &recipient.address;
+    match recipient.directory {
+        DirectoryAnswer::Unknown => Some(Verdict::refuse(
+            Action::Reject,
+            "recipient-unknown",
+            Reply::new(
+                "550",
+                "5.1.1",
+                format!("{address}: no such user in the Secure eMail Directory"),
+            ),
+        )),
+        DirectoryAnswer::Suspended | DirectoryAnswer::Deleted => Some(Verdict::refuse(
+            Action::Reject,
+            "recipient-suspended",
+            Reply::new(
+                "550",
+                "5.2.1",
+                format!("{address}: secure mailbox disabled ({})", answer_word(recipient.directory)),
+            ),
+        )),
+        DirectoryAnswer::Active | DirectoryAnswer::NotAsked => None,
+    }
+}
+
+fn answer_word(answer: DirectoryAnswer) -> &'static str {
+    match answer {
+        DirectoryAnswer::Suspended => "suspended",
+        DirectoryAnswer::Deleted => "deleted",
+        _ => "not active",
+    }
+}
+
+/// End of message: the verdict for the whole message.
+pub fn decide(facts: &Facts) -> Verdict {
+    let vocab = facts.vocab;
+    let marking = vocab.level(facts.classification.level);
+    let ceiling = vocab.level(vocab.ceiling);
+
+    if marking.rank > ceiling.rank {
+        return Verdict::refuse(
+            Action::Reject,
+            "above-ceiling",
+            Reply::new(
+                "550",
+                "5.7.1",
+                format!(
+                    "Message marked {} may not be sent through this service; the highest marking it carries is {}",
+                    marking.name, ceiling.name
+                ),
+            ),
+        );
+    }
+
+    let over_limits = !facts.classification.limits_exceeded.is_empty();
+    if over_limits {
+        match facts.on_exceeded {
+            OverLimit::Reject => {
+                return Verdict::refuse(
+                    Action::Reject,
+                    "limits",
+                    Reply::new(
+                        "550",
+                        "5.7.1",
+                        "Message too large or too complex to check its protective marking".into(),
+                    ),
+                );
+            }
+            OverLimit::Tempfail => return Verdict::tempfail("limits"),
+            OverLimit::Ceiling | OverLimit::Quarantine => {}
+        }
+    }
+
+    if marking.rank >= vocab.rank(vocab.secure_from) {
+        let insecure: Vec<&str> = facts
+            .recipients
+            .iter()
+            .filter(|r| !r.is_secure())
+            .map(|r| r.address.as_str())
+            .collect();
+        if !insecure.is_empty() {
+            let unmarked = if facts.classification.source == "default" {
+                " (unmarked mail is treated as such)"
+            } else {
+                ""
+            };
+            return Verdict::refuse(
+                Action::Reject,
+                "no-secure-route",
+                Reply::new(
+                    "550",
+                    "5.7.1",
+                    format!(
+                        "{} mail{unmarked} can only go to secure addresses; no secure route to {}",
+                        marking.name,
+                        name_list(&insecure)
+                    ),
+                ),
+            );
+        }
+    }
+
+    let mut edits = Vec::new();
+    // Our marking header is ours alone: remove copies from outside before adding ours.
+    // Highest index first, so the remaining indexes stay valid whichever way the MTA counts.
+    for index in (1..=facts.own_headers_present).rev() {
+        edits.push(Edit::DeleteHeader {
+            name: facts.marking_header.into(),
+            index,
+        });
+    }
+    edits.push(Edit::AddHeader {
+        name: facts.marking_header.into(),
+        value: format!("{}; source={}", marking.name, facts.classification.source),
+    });
+    if facts.recipients.iter().any(|r| r.zone == Zone::SecureSuffix)
+        && let Some(edit) = subject_tag_edit(facts)
+    {
+        edits.push(edit);
+    }
+
+    let (action, reason, quarantine_reason) = if over_limits && facts.on_exceeded == OverLimit::Quarantine {
+        (
+            Action::Quarantine,
+            "limits",
+            Some(format!(
+                "not checked whole: {}",
+                facts.classification.limits_exceeded.join("; ")
+            )),
+        )
+    } else {
+        (Action::Accept, "ok", None)
+    };
+    Verdict {
+        action,
+        reply: None,
+        reason,
+        edits,
+        quarantine_reason,
+    }
+}
+
+/// The Subject edit that puts the tag in once; none when the tag's word is already there
+/// (a reply to a tagged message is not tagged twice).
+fn subject_tag_edit(facts: &Facts) -> Option<Edit> {
+    let tag = facts.routing.subject_tag.trim();
+    let word: String = tag.chars().filter(|c| c.is_alphanumeric()).collect();
+    match (facts.subject_raw, facts.subject_decoded) {
+        (Some(raw), Some(decoded)) => {
+            if contains_word(decoded, &word) {
+                return None;
+            }
+            let raw = raw.trim();
+            let value = if raw.is_empty() { tag.to_string() } else { format!("{raw} {tag}") };
+            Some(Edit::ChangeHeader {
+                name: "Subject".into(),
+                index: 1,
+                value,
+            })
+        }
+        _ => Some(Edit::AddHeader {
+            name: "Subject".into(),
+            value: tag.into(),
+        }),
+    }
+}
+
+fn contains_word(text: &str, word: &str) -> bool {
+    if word.is_empty() {
+        return true;
+    }
+    text.char_indices().any(|(i, _)| {
+        let rest = &text[i..];
+        rest.get(..word.len()).is_some_and(|w| w.eq_ignore_ascii_case(word))
+            && !text[..i].chars().next_back().is_some_and(char::is_alphanumeric)
+            && !rest[word.len()..].chars().next().is_some_and(char::is_alphanumeric)
+    })
+}
+
+/// At most ten names, then a count: a reply line has room for about 980 bytes.
+fn name_list(names: &[&str]) -> String {
+    const SHOWN: usize = 10;
+    let mut list = names.iter().take(SHOWN).copied().collect::<Vec<_>>().join(", ");
+    if names.len() > SHOWN {
+        list.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    list
+}
+
+/// Reply text is one line of printable ASCII, bounded: parts of it come from the envelope.
+fn sanitize(text: &str, max: usize) -> String {
+    let mut clean: String = text
+        .chars()
+        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .collect();
+    if clean.len() > max {
+        clean.truncate(max);
+        clean.push_str("...");
+    }
+    clean
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, MarkingConfig};
+    use crate::marking::{Classification, Finding};
+
+    fn vocab() -> Vocabulary {
+        Vocabulary::from_config(&MarkingConfig::default()).unwrap()
+    }
+
+    fn rcpt(address: &str, directory: DirectoryAnswer) -> Recipient {
+        Recipient {
+            address: address.into(),
+            zone: zone(address, &RoutingConfig::default()),
+            directory,
+        }
+    }
+
+    fn classification(v: &Vocabulary, label: Option<&str>, limits: bool) -> Classification {
+        let level = label.map(|l| v.whole_marking(l).unwrap());
+        Classification {
+            level: level.unwrap_or(v.default),
+            source: if level.is_some() { "subject".into() } else { "default".into() },
+            found: level
+                .map(|level| vec![Finding { level, source: "subject".into() }])
+                .unwrap_or_default(),
+            conflict: false,
+            limits_exceeded: if limits { vec!["big".into()] } else { vec![] },
+            warnings: vec![],
+            subject: None,
+        }
+    }
+
+    struct Case {
+        label: Option<&'static str>,
+        rcpts: Vec<Recipient>,
+        want: Action,
+        reason: &'static str,
+        status: Option<&'static str>,
+    }
+
+    use DirectoryAnswer::*;
+
+    #[test]
+    fn policy_table() {
+        let secure_net = || rcpt("dc.jones@met.pnn.police.uk", NotAsked);
+        let gsi = || rcpt("clerk@cps.gsi.gov.uk", NotAsked);
+        let hub = || rcpt("alice@firm.co.uk.cjsm.net", Active);
+        let hub_suspended = || rcpt("bob@firm.co.uk.cjsm.net", Suspended);
+        let internet = || rcpt("someone@gmail.com", NotAsked);
+        let lookalike = || rcpt("x@notpnn.police.uk", NotAsked);
+        let cases = vec![
+            Case { label: Some("SECRET"), rcpts: vec![secure_net()], want: Action::Reject, reason: "above-ceiling", status: Some("5.7.1") },
+            Case { label: Some("TOP SECRET"), rcpts: vec![hub()], want: Action::Reject, reason: "above-ceiling", status: Some("5.7.1") },
+            Case { label: Some("PROTECTED"), rcpts: vec![hub()], want: Action::Reject, reason: "above-ceiling", status: Some("5.7.1") },
+            Case { label: Some("OFFICIAL"), rcpts: vec![internet()], want: Action::Accept, reason: "ok", status: None },
+            Case { label: Some("OFFICIAL"), rcpts: vec![internet(), hub()], want: Action::Accept, reason: "ok", status: None },
+            Case { label: Some("OFFICIAL-SENSITIVE"), rcpts: vec![secure_net(), gsi(), hub()], want: Action::Accept, reason: "ok", status: None },
+            Case { label: Some("OFFICIAL-SENSITIVE"), rcpts: vec![hub(), internet()], want: Action::Reject, reason: "no-secure-route", status: Some("5.7.1") },
+            Case { label: Some("OFFICIAL-SENSITIVE"), rcpts: vec![lookalike()], want: Action::Reject, reason: "no-secure-route", status: Some("5.7.1") },
+            Case { label: Some("RESTRICTED"), rcpts: vec![hub_suspended()], want: Action::Reject, reason: "no-secure-route", status: Some("5.7.1") },
+            Case { label: None, rcpts: vec![internet()], want: Action::Reject, reason: "no-secure-route", status: Some("5.7.1") },
+            Case { label: None, rcpts: vec![secure_net(), hub()], want: Action::Accept, reason: "ok", status: None },
+        ];
+        let v = vocab();
+        let routing = RoutingConfig::default();
+        for case in cases {
+            let c = classification(&v, case.label, false);
+            let facts = Facts {
+                vocab: &v,
+                routing: &routing,
+                on_exceeded: OverLimit::Ceiling,
+                marking_header: "X-CJSM-Marking",
+                recipients: &case.rcpts,
+                classification: &c,
+                subject_raw: Some("hello"),
+                subject_decoded: Some("hello"),
+                own_headers_present: 0,
+            };
+            let verdict = decide(&facts);
+            let what = format!("{:?} -> {:?}", case.label, case.rcpts.iter().map(|r| &r.address).collect::<Vec<_>>());
+            assert_eq!(verdict.action, case.want, "{what}: {verdict:?}");
+            assert_eq!(verdict.reason, case.reason, "{what}");
+            assert_eq!(verdict.reply.as_ref().map(|r| r.status.as_str()), case.status, "{what}");
+        }
+    }
+
+    fn accept_edits(rcpts: &[Recipient], raw: Option<&str>, decoded: Option<&str>, own: usize) -> Vec<Edit> {
+        let v = vocab();
+        let c = classification(&v, Some("OFFICIAL"), false);
+        let routing = RoutingConfig::default();
+        decide(&Facts {
+            vocab: &v,
+            routing: &routing,
+            on_exceeded: OverLimit::Ceiling,
+            marking_header: "X-CJSM-Marking",
+            recipients: rcpts,
+            classification: &c,
+            subject_raw: raw,
+            subject_decoded: decoded,
+            own_headers_present: own,
+        })
+        .edits
+    }
+
+    #[test]
+    fn edits_remove_forged_headers_and_tag_once() {
+        let hub = [rcpt("alice@firm.co.uk.cjsm.net", Active)];
+        let edits = accept_edits(&hub, Some("=?UTF-8?Q?caf=C3=A9?="), Some("café"), 2);
+        assert_eq!(
+            edits,
+            vec![
+                Edit::DeleteHeader { name: "X-CJSM-Marking".into(), index: 2 },
+                Edit::DeleteHeader { name: "X-CJSM-Marking".into(), index: 1 },
+                Edit::AddHeader { name: "X-CJSM-Marking".into(), value: "OFFICIAL; source=subject".into() },
+                Edit::ChangeHeader { name: "Subject".into(), index: 1, value: "=?UTF-8?Q?caf=C3=A9?= [CJSM]".into() },
+            ]
+        );
+        // Already tagged (a reply): no change. Not to the hub: no tag.
+        let edits = accept_edits(&hub, Some("RE: x [CJSM]"), Some("RE: x [CJSM]"), 0);
+        assert_eq!(edits.len(), 1);
+        let edits = accept_edits(&hub, Some("cjsm: x"), Some("cjsm: x"), 0);
+        assert_eq!(edits.len(), 1);
+        let edits = accept_edits(&[rcpt("a@gmail.com", NotAsked)], Some("x"), Some("x"), 0);
+        assert_eq!(edits.len(), 1);
+        // "CJSMX" is not the tag word.
+        let edits = accept_edits(&hub, Some("CJSMX"), Some("CJSMX"), 0);
+        assert_eq!(edits.len(), 2);
+        // No Subject at all: one is added.
+        let edits = accept_edits(&hub, None, None, 0);
+        assert_eq!(edits[1], Edit::AddHeader { name: "Subject".into(), value: "[CJSM]".into() });
+    }
+
+    #[test]
+    fn limits_actions() {
+        let v = vocab();
+        let routing = RoutingConfig::default();
+        let c = classification(&v, Some("OFFICIAL-SENSITIVE"), true);
+        let rcpts = [rcpt("a@x.pnn.police.uk", NotAsked)];
+        for (on, want) in [
+            (OverLimit::Ceiling, Action::Accept),
+            (OverLimit::Quarantine, Action::Quarantine),
+            (OverLimit::Reject, Action::Reject),
+            (OverLimit::Tempfail, Action::Tempfail),
+        ] {
+            let verdict = decide(&Facts {
+                vocab: &v,
+                routing: &routing,
+                on_exceeded: on,
+                marking_header: "X-CJSM-Marking",
+                recipients: &rcpts,
+                classification: &c,
+                subject_raw: None,
+                subject_decoded: None,
+                own_headers_present: 0,
+            });
+            assert_eq!(verdict.action, want, "{on:?}");
+        }
+    }
+
+    #[test]
+    fn rcpt_and_sender_verdicts() {
+        assert_eq!(recipient_verdict(&rcpt("a@x.cjsm.net", Unknown)).unwrap().reply.unwrap().status, "5.1.1");
+        assert_eq!(recipient_verdict(&rcpt("a@x.cjsm.net", Suspended)).unwrap().reply.unwrap().status, "5.2.1");
+        assert_eq!(recipient_verdict(&rcpt("a@x.cjsm.net", Deleted)).unwrap().reply.unwrap().status, "5.2.1");
+        assert_eq!(recipient_verdict(&rcpt("a@x.cjsm.net", Active)), None);
+        assert_eq!(recipient_verdict(&rcpt("a@gmail.com", NotAsked)), None);
+        let s = sender_verdict("a@x.cjsm.net", Zone::SecureSuffix, Suspended).unwrap();
+        assert_eq!(s.reply.unwrap().status, "5.7.1");
+        assert_eq!(sender_verdict("a@x.cjsm.net", Zone::SecureSuffix, Unknown), None);
+    }
+
+    #[test]
+    fn reply_names_every_recipient_bounded() {
+        let v = vocab();
+        let routing = RoutingConfig::default();
+        let c = classification(&v, None, false);
+        let rcpts: Vec<Recipient> = (0..25).map(|i| rcpt(&format!("u{i}@gmail.com"), NotAsked)).collect();
+        let verdict = decide(&Facts {
+            vocab: &v,
+            routing: &routing,
+            on_exceeded: OverLimit::Ceiling,
+            marking_header: "X-CJSM-Marking",
+            recipients: &rcpts,
+            classification: &c,
+            subject_raw: None,
+            subject_decoded: None,
+            own_headers_present: 0,
+        });
+        let text = verdict.reply.unwrap().text;
+        assert!(text.contains("u0@gmail.com, u1@gmail.com"), "{text}");
+        assert!(text.contains("and 15 more"), "{text}");
+        assert!(text.contains("unmarked"), "{text}");
+    }
+
+    #[test]
+    fn zones() {
+        let routing = Config::default().routing;
+        assert_eq!(zone("a@cjsm.net", &routing), Zone::SecureSuffix);
+        assert_eq!(zone("a@Firm.Co.UK.CJSM.NET", &routing), Zone::SecureSuffix);
+        assert_eq!(zone("a@met.pnn.police.uk", &routing), Zone::SecureNetwork);
+        assert_eq!(zone("a@pnn.police.uk.", &routing), Zone::SecureNetwork);
+        assert_eq!(zone("a@xpnn.police.uk", &routing), Zone::Other);
+        assert_eq!(zone("a@cjsm.net.evil.com", &routing), Zone::Other);
+        assert_eq!(zone("nodomain", &routing), Zone::Other);
+    }
+
+    #[test]
+    fn sanitize_is_bounded_ascii() {
+        assert_eq!(sanitize("a\r\nb\u{e9}", 100), "a??b?");
+        assert_eq!(sanitize(&"x".repeat(2000), 900).len(), 903);
+    }
+}
