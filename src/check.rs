@@ -81,7 +81,11 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreErr
         .map(|f| json!({"label": vocab.level(f.level).name, "source": f.source}))
         .collect();
     let accepted = matches!(applied.action, Action::Accept | Action::Quarantine);
-    let edits = if accepted { applied.edits.as_slice() } else { &[] };
+    let edits = if accepted {
+        applied.edits.as_slice()
+    } else {
+        &[]
+    };
     let headers_added: Vec<Value> = edits
         .iter()
         .filter_map(|e| match e {
@@ -96,7 +100,11 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreErr
             _ => None,
         })
         .collect();
-    let subject = final_subject(classification.subject.as_deref(), edits, &engine.config.routing.subject_tag);
+    let subject = final_subject(
+        classification.subject.as_deref(),
+        edits,
+        &engine.config.routing.subject_tag,
+    );
 
     Ok(json!({
         "mode": if enforcing { "enforce" } else { "report" },
@@ -139,7 +147,9 @@ fn final_subject(decoded: Option<&str>, edits: &[Edit], tag: &str) -> Option<Str
         Edit::DeleteHeader { .. } => false,
     });
     match (decoded, tagged) {
-        (Some(subject), true) if !subject.trim().is_empty() => Some(format!("{} {tag}", subject.trim())),
+        (Some(subject), true) if !subject.trim().is_empty() => {
+            Some(format!("{} {tag}", subject.trim()))
+        }
         (_, true) => Some(tag.to_string()),
         (subject, false) => subject.map(str::to_string),
     }

@@ -399,20 +399,14 @@ impl Config {
             }
         }
         if self.store.backend == Backend::Redis && self.store.url.is_none() {
-            return Err((
-                "store.url".into(),
-                "the redis backend needs `url`".into(),
-            ));
+            return Err(("store.url".into(), "the redis backend needs `url`".into()));
         }
         Ok(())
     }
 }
 
 fn is_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b':')
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
 }
 
 pub fn parse_octal_mode(text: &str) -> Result<u32, String> {

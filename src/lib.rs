@@ -2,12 +2,12 @@
 //!
 //! A pure core (`marking`, `policy`) inside a thin shell (`milter`, `store`, `listen`).
 
+pub mod check;
 pub mod config;
+pub mod daemon;
 pub mod listen;
 pub mod marking;
-pub mod store;
-pub mod policy;
-pub mod pipeline;
 pub mod milter;
-pub mod check;
-pub mod daemon;
+pub mod pipeline;
+pub mod policy;
+pub mod store;

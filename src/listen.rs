@@ -26,8 +26,13 @@ impl ListenAddr {
             normalized
                 .parse::<SocketAddr>()
                 .map(ListenAddr::Inet)
-                .map_err(|_| format!("{text:?}: expected inet:ADDRESS:PORT, e.g. inet:127.0.0.1:7357"))
-        } else if let Some(path) = text.strip_prefix("unix:").or_else(|| text.strip_prefix("local:")) {
+                .map_err(|_| {
+                    format!("{text:?}: expected inet:ADDRESS:PORT, e.g. inet:127.0.0.1:7357")
+                })
+        } else if let Some(path) = text
+            .strip_prefix("unix:")
+            .or_else(|| text.strip_prefix("local:"))
+        {
             if path.is_empty() {
                 return Err(format!("{text:?}: the unix socket path is empty"));
             }
@@ -176,7 +181,10 @@ mod bind {
                     .await
                     .map_err(|e| io_context(e, format!("bind {addr}")))?;
                 let local = ListenAddr::Inet(listener.local_addr()?);
-                Ok((indymilter::EitherListener::Tcp(QuickAckListener(listener)), local))
+                Ok((
+                    indymilter::EitherListener::Tcp(QuickAckListener(listener)),
+                    local,
+                ))
             }
             ListenAddr::Unix(path) => {
                 remove_stale_socket(path).await?;
@@ -203,7 +211,10 @@ mod bind {
         if !meta.file_type().is_socket() {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
-                format!("{} exists and is not a socket; not removing it", path.display()),
+                format!(
+                    "{} exists and is not a socket; not removing it",
+                    path.display()
+                ),
             ));
         }
         if tokio::net::UnixStream::connect(path).await.is_ok() {
@@ -212,7 +223,8 @@ mod bind {
                 format!("{} is in use by a running milter", path.display()),
             ));
         }
-        std::fs::remove_file(path).map_err(|e| io_context(e, format!("remove stale {}", path.display())))
+        std::fs::remove_file(path)
+            .map_err(|e| io_context(e, format!("remove stale {}", path.display())))
     }
 
     /// The numeric id of a group, from /etc/group (a number is taken as it is).
@@ -227,6 +239,11 @@ mod bind {
                 let mut fields = line.split(':');
                 (fields.next() == Some(group)).then(|| fields.nth(1)?.parse().ok())?
             })
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no group {group:?} in /etc/group")))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no group {group:?} in /etc/group"),
+                )
+            })
     }
 }

@@ -15,7 +15,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "cjsm-milter", version, about = "Protective-marking milter for a CJSM-style secure-email hub")]
+#[command(
+    name = "cjsm-milter",
+    version,
+    about = "Protective-marking milter for a CJSM-style secure-email hub"
+)]
 struct Cli {
     /// The TOML config file; without it the built-in CJSM defaults apply.
     #[arg(long, global = true, value_name = "FILE")]
@@ -120,7 +124,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("cjsm-milter: error: cannot start the runtime: {e}");

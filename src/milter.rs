@@ -33,7 +33,10 @@ impl Shared {
     }
 
     pub fn current(&self) -> Arc<Engine> {
-        self.engine.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.engine
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn replace(&self, engine: Engine) {
@@ -77,7 +80,10 @@ type Handled = Result<Status, MilterError>;
 /// The macros requested per stage (Postfix and Sendmail send what is asked for).
 const MACROS: &[(MacroStage, &str)] = &[
     (MacroStage::Connect, "j {client_addr} {client_name}"),
-    (MacroStage::Helo, "{tls_version} {cipher} {cert_subject} {cert_issuer} {verify}"),
+    (
+        MacroStage::Helo,
+        "{tls_version} {cipher} {cert_subject} {cert_issuer} {verify}",
+    ),
     (
         MacroStage::Mail,
         "i {auth_type} {auth_authen} {tls_version} {cipher} {cert_subject} {cert_issuer} {verify} {client_addr}",
@@ -154,8 +160,10 @@ fn negotiate(
         cx.requested_opts |= ProtoOpts::SKIP;
     }
     for (stage, names) in MACROS {
-        cx.requested_macros
-            .insert(*stage, CString::new(*names).expect("macro names have no NUL"));
+        cx.requested_macros.insert(
+            *stage,
+            CString::new(*names).expect("macro names have no NUL"),
+        );
     }
     cx.data = Some(Session {
         engine,
@@ -214,9 +222,11 @@ async fn deadline<T>(
 async fn mail(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
     let queue_id = macro_value(cx, "i");
     let facts = SessionFacts {
-        client_addr: cx.data.as_ref().and_then(|s| s.facts.client_addr).or_else(|| {
-            macro_value(cx, "{client_addr}").and_then(|a| a.parse().ok())
-        }),
+        client_addr: cx
+            .data
+            .as_ref()
+            .and_then(|s| s.facts.client_addr)
+            .or_else(|| macro_value(cx, "{client_addr}").and_then(|a| a.parse().ok())),
         tls_version: macro_value(cx, "{tls_version}"),
         cipher: macro_value(cx, "{cipher}"),
         cert_subject: macro_value(cx, "{cert_subject}"),
@@ -240,7 +250,14 @@ async fn mail(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
     let engine = session.engine.clone();
     let refused = deadline(&engine, engine.sender(&sender)).await?;
     match refused {
-        Some(verdict) => refuse(cx, &engine, queue_id.as_deref(), "sender", &sender, &verdict),
+        Some(verdict) => refuse(
+            cx,
+            &engine,
+            queue_id.as_deref(),
+            "sender",
+            &sender,
+            &verdict,
+        ),
         None => Ok(Status::Continue),
     }
 }
@@ -272,7 +289,14 @@ async fn rcpt(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
                 // Report mode: the recipient stays; the verdict is only logged.
                 message.recipients.push(recipient);
             }
-            refuse(cx, &engine, queue_id.as_deref(), "recipient", &rcpt, &verdict)
+            refuse(
+                cx,
+                &engine,
+                queue_id.as_deref(),
+                "recipient",
+                &rcpt,
+                &verdict,
+            )
         }
         None => {
             message.recipients.push(recipient);
@@ -474,7 +498,9 @@ async fn apply(cx: &mut EomContext<Session>, verdict: &Verdict) -> Handled {
                         .await?
                 }
                 Edit::AddHeader { name, value } => {
-                    cx.actions.add_header(name.as_str(), c_string(value)).await?
+                    cx.actions
+                        .add_header(name.as_str(), c_string(value))
+                        .await?
                 }
                 Edit::ChangeHeader { name, index, value } => {
                     cx.actions

@@ -16,14 +16,13 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(config: Config, store: Arc<dyn Directory>) -> Result<Engine, ConfigError> {
-        let vocab = Vocabulary::from_config(&config.marking).map_err(|(key, message)| {
-            ConfigError {
+        let vocab =
+            Vocabulary::from_config(&config.marking).map_err(|(key, message)| ConfigError {
                 file: None,
                 line: None,
                 key: Some(key),
                 message,
-            }
-        })?;
+            })?;
         Ok(Engine {
             config,
             vocab,
@@ -52,10 +51,7 @@ impl Engine {
     }
 
     /// RCPT stage: the recipient with the directory's answer, and a verdict when refused.
-    pub async fn recipient(
-        &self,
-        rcpt: &str,
-    ) -> Result<(Recipient, Option<Verdict>), StoreError> {
+    pub async fn recipient(&self, rcpt: &str) -> Result<(Recipient, Option<Verdict>), StoreError> {
         let address = normalize_address(rcpt);
         let zone = policy::zone(&address, &self.config.routing);
         let directory = self.lookup(&address, zone).await?;
@@ -160,7 +156,10 @@ impl Collector {
             return;
         }
         if self.header_bytes > self.max_header_bytes {
-            self.exceeded(format!("headers longer than {} bytes", self.max_header_bytes));
+            self.exceeded(format!(
+                "headers longer than {} bytes",
+                self.max_header_bytes
+            ));
             return;
         }
         if self.subject_raw.is_none() && name.eq_ignore_ascii_case(b"Subject") {

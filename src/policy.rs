@@ -123,9 +123,19 @@ impl std::fmt::Display for Reply {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "edit", rename_all = "kebab-case")]
 pub enum Edit {
-    DeleteHeader { name: String, index: usize },
-    AddHeader { name: String, value: String },
-    ChangeHeader { name: String, index: usize, value: String },
+    DeleteHeader {
+        name: String,
+        index: usize,
+    },
+    AddHeader {
+        name: String,
+        value: String,
+    },
+    ChangeHeader {
+        name: String,
+        index: usize,
+        value: String,
+    },
 }
 
 /// The decision for a message (or a recipient).
@@ -242,7 +252,10 @@ pub fn recipient_verdict(recipient: &Recipient) -> Option<Verdict> {
             Reply::new(
                 "550",
                 "5.2.1",
-                format!("{address}: secure mailbox disabled ({})", answer_word(recipient.directory)),
+                format!(
+                    "{address}: secure mailbox disabled ({})",
+                    answer_word(recipient.directory)
+                ),
             ),
         )),
         DirectoryAnswer::Active | DirectoryAnswer::NotAsked => None,
@@ -339,24 +352,28 @@ pub fn decide(facts: &Facts) -> Verdict {
         name: facts.marking_header.into(),
         value: format!("{}; source={}", marking.name, facts.classification.source),
     });
-    if facts.recipients.iter().any(|r| r.zone == Zone::SecureSuffix)
+    if facts
+        .recipients
+        .iter()
+        .any(|r| r.zone == Zone::SecureSuffix)
         && let Some(edit) = subject_tag_edit(facts)
     {
         edits.push(edit);
     }
 
-    let (action, reason, quarantine_reason) = if over_limits && facts.on_exceeded == OverLimit::Quarantine {
-        (
-            Action::Quarantine,
-            "limits",
-            Some(format!(
-                "not checked whole: {}",
-                facts.classification.limits_exceeded.join("; ")
-            )),
-        )
-    } else {
-        (Action::Accept, "ok", None)
-    };
+    let (action, reason, quarantine_reason) =
+        if over_limits && facts.on_exceeded == OverLimit::Quarantine {
+            (
+                Action::Quarantine,
+                "limits",
+                Some(format!(
+                    "not checked whole: {}",
+                    facts.classification.limits_exceeded.join("; ")
+                )),
+            )
+        } else {
+            (Action::Accept, "ok", None)
+        };
     Verdict {
         action,
         reply: None,
@@ -377,7 +394,11 @@ fn subject_tag_edit(facts: &Facts) -> Option<Edit> {
                 return None;
             }
             let raw = raw.trim();
-            let value = if raw.is_empty() { tag.to_string() } else { format!("{raw} {tag}") };
+            let value = if raw.is_empty() {
+                tag.to_string()
+            } else {
+                format!("{raw} {tag}")
+            };
             Some(Edit::ChangeHeader {
                 name: "Subject".into(),
                 index: 1,
@@ -397,16 +418,28 @@ fn contains_word(text: &str, word: &str) -> bool {
     }
     text.char_indices().any(|(i, _)| {
         let rest = &text[i..];
-        rest.get(..word.len()).is_some_and(|w| w.eq_ignore_ascii_case(word))
-            && !text[..i].chars().next_back().is_some_and(char::is_alphanumeric)
-            && !rest[word.len()..].chars().next().is_some_and(char::is_alphanumeric)
+        rest.get(..word.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(word))
+            && !text[..i]
+                .chars()
+                .next_back()
+                .is_some_and(char::is_alphanumeric)
+            && !rest[word.len()..]
+                .chars()
+                .next()
+                .is_some_and(char::is_alphanumeric)
     })
 }
 
 /// At most ten names, then a count: a reply line has room for about 980 bytes.
 fn name_list(names: &[&str]) -> String {
     const SHOWN: usize = 10;
-    let mut list = names.iter().take(SHOWN).copied().collect::<Vec<_>>().join(", ");
+    let mut list = names
+        .iter()
+        .take(SHOWN)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
     if names.len() > SHOWN {
         list.push_str(&format!(" and {} more", names.len() - SHOWN));
     }
@@ -417,7 +450,13 @@ fn name_list(names: &[&str]) -> String {
 fn sanitize(text: &str, max: usize) -> String {
     let mut clean: String = text
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     if clean.len() > max {
         clean.truncate(max);
@@ -448,9 +487,18 @@ mod tests {
         let level = label.map(|l| v.whole_marking(l).unwrap());
         Classification {
             level: level.unwrap_or(v.default),
-            source: if level.is_some() { "subject".into() } else { "default".into() },
+            source: if level.is_some() {
+                "subject".into()
+            } else {
+                "default".into()
+            },
             found: level
-                .map(|level| vec![Finding { level, source: "subject".into() }])
+                .map(|level| {
+                    vec![Finding {
+                        level,
+                        source: "subject".into(),
+                    }]
+                })
                 .unwrap_or_default(),
             conflict: false,
             limits_exceeded: if limits { vec!["big".into()] } else { vec![] },
@@ -478,17 +526,83 @@ mod tests {
         let internet = || rcpt("someone@gmail.com", NotAsked);
         let lookalike = || rcpt("x@notpnn.police.uk", NotAsked);
         let cases = vec![
-            Case { label: Some("SECRET"), rcpts: vec![secure_net()], want: Action::Reject, reason: "above-ceiling", status: Some("5.7.1") },
-            Case { label: Some("TOP SECRET"), rcpts: vec![hub()], want: Action::Reject, reason: "above-ceiling", status: Some("5.7.1") },
-            Case { label: Some("PROTECTED"), rcpts: vec![hub()], want: Action::Reject, reason: "above-ceiling", status: Some("5.7.1") },
-            Case { label: Some("OFFICIAL"), rcpts: vec![internet()], want: Action::Accept, reason: "ok", status: None },
-            Case { label: Some("OFFICIAL"), rcpts: vec![internet(), hub()], want: Action::Accept, reason: "ok", status: None },
-            Case { label: Some("OFFICIAL-SENSITIVE"), rcpts: vec![secure_net(), gsi(), hub()], want: Action::Accept, reason: "ok", status: None },
-            Case { label: Some("OFFICIAL-SENSITIVE"), rcpts: vec![hub(), internet()], want: Action::Reject, reason: "no-secure-route", status: Some("5.7.1") },
-            Case { label: Some("OFFICIAL-SENSITIVE"), rcpts: vec![lookalike()], want: Action::Reject, reason: "no-secure-route", status: Some("5.7.1") },
-            Case { label: Some("RESTRICTED"), rcpts: vec![hub_suspended()], want: Action::Reject, reason: "no-secure-route", status: Some("5.7.1") },
-            Case { label: None, rcpts: vec![internet()], want: Action::Reject, reason: "no-secure-route", status: Some("5.7.1") },
-            Case { label: None, rcpts: vec![secure_net(), hub()], want: Action::Accept, reason: "ok", status: None },
+            Case {
+                label: Some("SECRET"),
+                rcpts: vec![secure_net()],
+                want: Action::Reject,
+                reason: "above-ceiling",
+                status: Some("5.7.1"),
+            },
+            Case {
+                label: Some("TOP SECRET"),
+                rcpts: vec![hub()],
+                want: Action::Reject,
+                reason: "above-ceiling",
+                status: Some("5.7.1"),
+            },
+            Case {
+                label: Some("PROTECTED"),
+                rcpts: vec![hub()],
+                want: Action::Reject,
+                reason: "above-ceiling",
+                status: Some("5.7.1"),
+            },
+            Case {
+                label: Some("OFFICIAL"),
+                rcpts: vec![internet()],
+                want: Action::Accept,
+                reason: "ok",
+                status: None,
+            },
+            Case {
+                label: Some("OFFICIAL"),
+                rcpts: vec![internet(), hub()],
+                want: Action::Accept,
+                reason: "ok",
+                status: None,
+            },
+            Case {
+                label: Some("OFFICIAL-SENSITIVE"),
+                rcpts: vec![secure_net(), gsi(), hub()],
+                want: Action::Accept,
+                reason: "ok",
+                status: None,
+            },
+            Case {
+                label: Some("OFFICIAL-SENSITIVE"),
+                rcpts: vec![hub(), internet()],
+                want: Action::Reject,
+                reason: "no-secure-route",
+                status: Some("5.7.1"),
+            },
+            Case {
+                label: Some("OFFICIAL-SENSITIVE"),
+                rcpts: vec![lookalike()],
+                want: Action::Reject,
+                reason: "no-secure-route",
+                status: Some("5.7.1"),
+            },
+            Case {
+                label: Some("RESTRICTED"),
+                rcpts: vec![hub_suspended()],
+                want: Action::Reject,
+                reason: "no-secure-route",
+                status: Some("5.7.1"),
+            },
+            Case {
+                label: None,
+                rcpts: vec![internet()],
+                want: Action::Reject,
+                reason: "no-secure-route",
+                status: Some("5.7.1"),
+            },
+            Case {
+                label: None,
+                rcpts: vec![secure_net(), hub()],
+                want: Action::Accept,
+                reason: "ok",
+                status: None,
+            },
         ];
         let v = vocab();
         let routing = RoutingConfig::default();
@@ -506,14 +620,27 @@ mod tests {
                 own_headers_present: 0,
             };
             let verdict = decide(&facts);
-            let what = format!("{:?} -> {:?}", case.label, case.rcpts.iter().map(|r| &r.address).collect::<Vec<_>>());
+            let what = format!(
+                "{:?} -> {:?}",
+                case.label,
+                case.rcpts.iter().map(|r| &r.address).collect::<Vec<_>>()
+            );
             assert_eq!(verdict.action, case.want, "{what}: {verdict:?}");
             assert_eq!(verdict.reason, case.reason, "{what}");
-            assert_eq!(verdict.reply.as_ref().map(|r| r.status.as_str()), case.status, "{what}");
+            assert_eq!(
+                verdict.reply.as_ref().map(|r| r.status.as_str()),
+                case.status,
+                "{what}"
+            );
         }
     }
 
-    fn accept_edits(rcpts: &[Recipient], raw: Option<&str>, decoded: Option<&str>, own: usize) -> Vec<Edit> {
+    fn accept_edits(
+        rcpts: &[Recipient],
+        raw: Option<&str>,
+        decoded: Option<&str>,
+        own: usize,
+    ) -> Vec<Edit> {
         let v = vocab();
         let c = classification(&v, Some("OFFICIAL"), false);
         let routing = RoutingConfig::default();
@@ -538,10 +665,23 @@ mod tests {
         assert_eq!(
             edits,
             vec![
-                Edit::DeleteHeader { name: "X-CJSM-Marking".into(), index: 2 },
-                Edit::DeleteHeader { name: "X-CJSM-Marking".into(), index: 1 },
-                Edit::AddHeader { name: "X-CJSM-Marking".into(), value: "OFFICIAL; source=subject".into() },
-                Edit::ChangeHeader { name: "Subject".into(), index: 1, value: "=?UTF-8?Q?caf=C3=A9?= [CJSM]".into() },
+                Edit::DeleteHeader {
+                    name: "X-CJSM-Marking".into(),
+                    index: 2
+                },
+                Edit::DeleteHeader {
+                    name: "X-CJSM-Marking".into(),
+                    index: 1
+                },
+                Edit::AddHeader {
+                    name: "X-CJSM-Marking".into(),
+                    value: "OFFICIAL; source=subject".into()
+                },
+                Edit::ChangeHeader {
+                    name: "Subject".into(),
+                    index: 1,
+                    value: "=?UTF-8?Q?caf=C3=A9?= [CJSM]".into()
+                },
             ]
         );
         // Already tagged (a reply): no change. Not to the hub: no tag.
@@ -556,7 +696,13 @@ mod tests {
         assert_eq!(edits.len(), 2);
         // No Subject at all: one is added.
         let edits = accept_edits(&hub, None, None, 0);
-        assert_eq!(edits[1], Edit::AddHeader { name: "Subject".into(), value: "[CJSM]".into() });
+        assert_eq!(
+            edits[1],
+            Edit::AddHeader {
+                name: "Subject".into(),
+                value: "[CJSM]".into()
+            }
+        );
     }
 
     #[test]
@@ -588,14 +734,38 @@ mod tests {
 
     #[test]
     fn rcpt_and_sender_verdicts() {
-        assert_eq!(recipient_verdict(&rcpt("a@x.cjsm.net", Unknown)).unwrap().reply.unwrap().status, "5.1.1");
-        assert_eq!(recipient_verdict(&rcpt("a@x.cjsm.net", Suspended)).unwrap().reply.unwrap().status, "5.2.1");
-        assert_eq!(recipient_verdict(&rcpt("a@x.cjsm.net", Deleted)).unwrap().reply.unwrap().status, "5.2.1");
+        assert_eq!(
+            recipient_verdict(&rcpt("a@x.cjsm.net", Unknown))
+                .unwrap()
+                .reply
+                .unwrap()
+                .status,
+            "5.1.1"
+        );
+        assert_eq!(
+            recipient_verdict(&rcpt("a@x.cjsm.net", Suspended))
+                .unwrap()
+                .reply
+                .unwrap()
+                .status,
+            "5.2.1"
+        );
+        assert_eq!(
+            recipient_verdict(&rcpt("a@x.cjsm.net", Deleted))
+                .unwrap()
+                .reply
+                .unwrap()
+                .status,
+            "5.2.1"
+        );
         assert_eq!(recipient_verdict(&rcpt("a@x.cjsm.net", Active)), None);
         assert_eq!(recipient_verdict(&rcpt("a@gmail.com", NotAsked)), None);
         let s = sender_verdict("a@x.cjsm.net", Zone::SecureSuffix, Suspended).unwrap();
         assert_eq!(s.reply.unwrap().status, "5.7.1");
-        assert_eq!(sender_verdict("a@x.cjsm.net", Zone::SecureSuffix, Unknown), None);
+        assert_eq!(
+            sender_verdict("a@x.cjsm.net", Zone::SecureSuffix, Unknown),
+            None
+        );
     }
 
     #[test]
@@ -603,7 +773,9 @@ mod tests {
         let v = vocab();
         let routing = RoutingConfig::default();
         let c = classification(&v, None, false);
-        let rcpts: Vec<Recipient> = (0..25).map(|i| rcpt(&format!("u{i}@gmail.com"), NotAsked)).collect();
+        let rcpts: Vec<Recipient> = (0..25)
+            .map(|i| rcpt(&format!("u{i}@gmail.com"), NotAsked))
+            .collect();
         let verdict = decide(&Facts {
             vocab: &v,
             routing: &routing,

@@ -60,15 +60,33 @@ mod tests {
         let os = |line| vec![("OFFICIAL-SENSITIVE".to_string(), line)];
         let cases: Vec<(&str, Vec<(String, Line)>)> = vec![
             ("OFFICIAL-SENSITIVE\n\nDear Sir,\nRegards", os(Line::First)),
-            ("\n\n  OFFICIAL - SENSITIVE [PERSONAL]  \nDear Sir", os(Line::First)),
-            ("Dear Sir,\nthe file.\n\nJ Smith\nOFFICIAL-SENSITIVE PERSONAL\n\n", os(Line::Last)),
+            (
+                "\n\n  OFFICIAL - SENSITIVE [PERSONAL]  \nDear Sir",
+                os(Line::First),
+            ),
+            (
+                "Dear Sir,\nthe file.\n\nJ Smith\nOFFICIAL-SENSITIVE PERSONAL\n\n",
+                os(Line::Last),
+            ),
             ("Dear Sir,\nRegards\n*** RESTRICTED ***", os(Line::Last)),
-            ("Classification: SECRET\nbody\nend", vec![("SECRET".into(), Line::First)]),
-            ("Hello\nProtective Marking: OFFICIAL", vec![("OFFICIAL".into(), Line::Last)]),
+            (
+                "Classification: SECRET\nbody\nend",
+                vec![("SECRET".into(), Line::First)],
+            ),
+            (
+                "Hello\nProtective Marking: OFFICIAL",
+                vec![("OFFICIAL".into(), Line::Last)],
+            ),
             ("Hello\nThis is OFFICIAL-SENSITIVE material\nBye", vec![]),
             ("Secret Santa is on Friday\nBring a gift", vec![]),
             ("The secret is out", vec![]),
-            ("OFFICIAL\nbody\nSECRET", vec![("OFFICIAL".into(), Line::First), ("SECRET".into(), Line::Last)]),
+            (
+                "OFFICIAL\nbody\nSECRET",
+                vec![
+                    ("OFFICIAL".into(), Line::First),
+                    ("SECRET".into(), Line::Last),
+                ],
+            ),
             ("", vec![]),
             ("   \n \t \n", vec![]),
         ];

@@ -42,10 +42,17 @@ pub fn msip_labels(value: &str, vocab: &Vocabulary) -> Vec<LabelResult> {
         let Some((guid, field)) = rest.rsplit_once('_') else {
             continue;
         };
-        let index = match labels.iter().position(|l| l.guid.eq_ignore_ascii_case(guid)) {
+        let index = match labels
+            .iter()
+            .position(|l| l.guid.eq_ignore_ascii_case(guid))
+        {
             Some(index) => index,
             None => {
-                labels.push(Label { guid, enabled: false, name: None });
+                labels.push(Label {
+                    guid,
+                    enabled: false,
+                    name: None,
+                });
                 labels.len() - 1
             }
         };
@@ -153,8 +160,14 @@ mod tests {
     fn x_protective_marking_table() {
         let v = vocab();
         let cases = [
-            ("VER=2018.4, NS=gov.au, SEC=OFFICIAL:Sensitive, ACCESS=Legal-Privilege, ORIGIN=a@b.gov.au", "OFFICIAL-SENSITIVE"),
-            ("VER=2018.4, NS=gov.au,\r\n SEC=SECRET, CAVEAT=SH:CABINET", "SECRET"),
+            (
+                "VER=2018.4, NS=gov.au, SEC=OFFICIAL:Sensitive, ACCESS=Legal-Privilege, ORIGIN=a@b.gov.au",
+                "OFFICIAL-SENSITIVE",
+            ),
+            (
+                "VER=2018.4, NS=gov.au,\r\n SEC=SECRET, CAVEAT=SH:CABINET",
+                "SECRET",
+            ),
             ("VER=2018.4, NS=gov.au, SEC=UNOFFICIAL", "OFFICIAL"),
             ("VER=2018.4, NS=gov.au, SEC=TOP-SECRET", "TOP SECRET"),
             ("VER=2018.4,NS=gov.au,SEC=PROTECTED", "PROTECTED"),
@@ -164,7 +177,11 @@ mod tests {
             ("", "-"),
         ];
         for (value, want) in cases {
-            assert_eq!(level_name(&v, x_protective_marking(value, &v)), want, "{value:?}");
+            assert_eq!(
+                level_name(&v, x_protective_marking(value, &v)),
+                want,
+                "{value:?}"
+            );
         }
     }
 
@@ -178,7 +195,10 @@ mod tests {
              MSIP_Label_1f3b4a2c-0000-4000-8000-00000000000a_SiteId=abc;";
         let results = msip_labels(mapped, &v);
         assert_eq!(results.len(), 1);
-        assert_eq!(level_name(&v, results.into_iter().next()), "OFFICIAL-SENSITIVE");
+        assert_eq!(
+            level_name(&v, results.into_iter().next()),
+            "OFFICIAL-SENSITIVE"
+        );
 
         let by_name = "MSIP_Label_99999999-1111-2222-3333-444444444444_Enabled=True;\
              MSIP_Label_99999999-1111-2222-3333-444444444444_Name=SECRET";
@@ -189,7 +209,9 @@ mod tests {
         assert!(msip_labels(disabled, &v).is_empty());
 
         let unknown = "MSIP_Label_abc_Enabled=true; MSIP_Label_abc_Name=General";
-        assert!(level_name(&v, msip_labels(unknown, &v).pop()).starts_with("?msip_labels label abc"));
+        assert!(
+            level_name(&v, msip_labels(unknown, &v).pop()).starts_with("?msip_labels label abc")
+        );
 
         assert!(msip_labels("garbage;;;=;MSIP_Label_=", &v).is_empty());
     }
@@ -198,7 +220,10 @@ mod tests {
     fn sio_label_table() {
         let v = vocab();
         let cases = [
-            (r#"marking="OFFICIAL-SENSITIVE PERSONAL"; fgcolor=black; bgcolor=yellow; type=":ess"; label=MQYGASkCAQM="#, "OFFICIAL-SENSITIVE"),
+            (
+                r#"marking="OFFICIAL-SENSITIVE PERSONAL"; fgcolor=black; bgcolor=yellow; type=":ess"; label=MQYGASkCAQM="#,
+                "OFFICIAL-SENSITIVE",
+            ),
             (r#"marking="SECRET REL TO USA"; type=":x411""#, "SECRET"),
             (r#"type=":ess"; marking=CONFIDENTIAL"#, "CONFIDENTIAL"),
             (r#"marking="say \"hi\"""#, "?SIO-Label marking=say \"hi\""),

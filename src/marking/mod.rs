@@ -169,8 +169,7 @@ impl Scan<'_> {
             match &header.name {
                 HeaderName::Subject => {
                     let subject = header.value.as_text().unwrap_or_default();
-                    for (level, place) in subject::markings(subject, self.subject_tag, self.vocab)
-                    {
+                    for (level, place) in subject::markings(subject, self.subject_tag, self.vocab) {
                         let source = match place {
                             subject::Place::Start => "subject",
                             subject::Place::End => "subject-end",
@@ -235,14 +234,22 @@ mod tests {
             .iter()
             .map(|f| (vocab.level(f.level).name.clone(), f.source.clone()))
             .collect();
-        (vocab.level(c.level).name.clone(), c.source.clone(), found, c)
+        (
+            vocab.level(c.level).name.clone(),
+            c.source.clone(),
+            found,
+            c,
+        )
     }
 
     #[test]
     fn unmarked_takes_the_default() {
         let (label, source, found, c) =
             classify_str("From: a@b\r\nSubject: Secret Santa draw\r\n\r\nHello\r\n");
-        assert_eq!((label.as_str(), source.as_str()), ("OFFICIAL-SENSITIVE", "default"));
+        assert_eq!(
+            (label.as_str(), source.as_str()),
+            ("OFFICIAL-SENSITIVE", "default")
+        );
         assert!(found.is_empty());
         assert!(!c.conflict);
     }
@@ -259,7 +266,10 @@ mod tests {
                    X-Protective-Marking: VER=2018.4, NS=gov.au,\r\n SEC=SECRET\r\n\r\n\
                    Hello\r\nOFFICIAL-SENSITIVE\r\n";
         let (label, source, found, c) = classify_str(raw);
-        assert_eq!((label.as_str(), source.as_str()), ("SECRET", "x-protective-marking"));
+        assert_eq!(
+            (label.as_str(), source.as_str()),
+            ("SECRET", "x-protective-marking")
+        );
         assert_eq!(found.len(), 3, "{found:?}");
         assert!(c.conflict);
     }
@@ -295,24 +305,46 @@ mod tests {
         let (label, source, found, _) = classify_str(raw);
         assert_eq!(label, "SECRET");
         assert_eq!(source, "attachment 1/subject");
-        assert!(found.contains(&("OFFICIAL-SENSITIVE".into(), "body-last-line".into())), "{found:?}");
-        assert!(found.contains(&("OFFICIAL-SENSITIVE".into(), "attachment 1/body-first-line".into())), "{found:?}");
+        assert!(
+            found.contains(&("OFFICIAL-SENSITIVE".into(), "body-last-line".into())),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&(
+                "OFFICIAL-SENSITIVE".into(),
+                "attachment 1/body-first-line".into()
+            )),
+            "{found:?}"
+        );
     }
 
     #[test]
     fn limits_raise_to_the_ceiling_never_unmarked() {
         let vocab = Vocabulary::from_config(&MarkingConfig::default()).unwrap();
         let raw = b"Subject: OFFICIAL: big\r\n\r\nstart of a long body";
-        let c = classify(raw, vec!["body longer than 1 bytes".into()], &vocab, &Limits::default(), "[CJSM]");
+        let c = classify(
+            raw,
+            vec!["body longer than 1 bytes".into()],
+            &vocab,
+            &Limits::default(),
+            "[CJSM]",
+        );
         assert_eq!(vocab.level(c.level).name, "OFFICIAL-SENSITIVE");
         assert_eq!(c.source, "limits");
 
-        let limits = Limits { max_parts: 2, ..Limits::default() };
+        let limits = Limits {
+            max_parts: 2,
+            ..Limits::default()
+        };
         let raw = "Subject: OFFICIAL: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
             --b\r\n\r\na\r\n--b\r\n\r\nb\r\n--b\r\n\r\nc\r\n--b--\r\n";
         let c = classify(raw.as_bytes(), vec![], &vocab, &limits, "[CJSM]");
         assert_eq!(c.source, "limits");
-        assert!(c.limits_exceeded[0].contains("MIME parts"), "{:?}", c.limits_exceeded);
+        assert!(
+            c.limits_exceeded[0].contains("MIME parts"),
+            "{:?}",
+            c.limits_exceeded
+        );
     }
 
     #[test]
@@ -321,7 +353,10 @@ mod tests {
             msip_labels: MSIP_Label_abc_Enabled=true;\r\n MSIP_Label_abc_Name=OFFICIAL\r\n\
             SIO-Label: marking=\"CONFIDENTIAL\"; type=\":ess\"\r\n\r\nbody\r\n";
         let (label, source, found, _) = classify_str(raw);
-        assert_eq!((label.as_str(), source.as_str()), ("CONFIDENTIAL", "sio-label"));
+        assert_eq!(
+            (label.as_str(), source.as_str()),
+            ("CONFIDENTIAL", "sio-label")
+        );
         assert_eq!(found[0], ("OFFICIAL".into(), "msip_labels".into()));
     }
 

@@ -43,7 +43,9 @@ fn at_start(subject: &str, tag: &str, vocab: &Vocabulary) -> Option<LevelId> {
             match next {
                 None => true,
                 // In capitals, any delimiter or a space may follow: `SECRET Operation X`.
-                Some(c) if m.capitals => !c.is_alphanumeric() || rest.starts_with(char::is_whitespace),
+                Some(c) if m.capitals => {
+                    !c.is_alphanumeric() || rest.starts_with(char::is_whitespace)
+                }
                 // Otherwise only a delimiter that makes it a label: `Official-Sensitive: ...`.
                 Some(c) => ":-–—])".contains(c),
             }
@@ -59,10 +61,7 @@ fn skip_prefixes<'s>(subject: &'s str, tag: &str) -> &'s str {
             text = rest.trim_start();
             continue;
         }
-        let Some(rest) = PREFIXES
-            .iter()
-            .find_map(|p| strip_reply_prefix(text, p))
-        else {
+        let Some(rest) = PREFIXES.iter().find_map(|p| strip_reply_prefix(text, p)) else {
             break;
         };
         text = rest.trim_start();
@@ -149,20 +148,44 @@ mod tests {
     fn subject_table() {
         let none: Vec<(String, Place)> = vec![];
         let cases = [
-            ("OFFICIAL-SENSITIVE: Case 1234 disclosure", start("OFFICIAL-SENSITIVE")),
-            ("OFFICIAL: SENSITIVE - bail conditions", start("OFFICIAL-SENSITIVE")),
-            ("OFFICIAL - SENSITIVE PERSONAL - witness list", start("OFFICIAL-SENSITIVE")),
-            ("OFFICIAL SENSITIVE witness list", start("OFFICIAL-SENSITIVE")),
-            ("Official-Sensitive: hearing moved", start("OFFICIAL-SENSITIVE")),
-            ("official sensitive: hearing moved", start("OFFICIAL-SENSITIVE")),
+            (
+                "OFFICIAL-SENSITIVE: Case 1234 disclosure",
+                start("OFFICIAL-SENSITIVE"),
+            ),
+            (
+                "OFFICIAL: SENSITIVE - bail conditions",
+                start("OFFICIAL-SENSITIVE"),
+            ),
+            (
+                "OFFICIAL - SENSITIVE PERSONAL - witness list",
+                start("OFFICIAL-SENSITIVE"),
+            ),
+            (
+                "OFFICIAL SENSITIVE witness list",
+                start("OFFICIAL-SENSITIVE"),
+            ),
+            (
+                "Official-Sensitive: hearing moved",
+                start("OFFICIAL-SENSITIVE"),
+            ),
+            (
+                "official sensitive: hearing moved",
+                start("OFFICIAL-SENSITIVE"),
+            ),
             ("OFFICIAL: rota for December", start("OFFICIAL")),
             ("OFFICIAL rota for December", start("OFFICIAL")),
             ("Official rota for December", none.clone()),
             ("Official: rota", start("OFFICIAL")),
             ("[RESTRICTED] custody record", start("OFFICIAL-SENSITIVE")),
-            ("[OFFICIAL-SENSITIVE PERSONAL] custody record", start("OFFICIAL-SENSITIVE")),
+            (
+                "[OFFICIAL-SENSITIVE PERSONAL] custody record",
+                start("OFFICIAL-SENSITIVE"),
+            ),
             ("(Secret) plan", start("SECRET")),
-            ("RE: OFFICIAL - SENSITIVE PERSONAL - hearing", start("OFFICIAL-SENSITIVE")),
+            (
+                "RE: OFFICIAL - SENSITIVE PERSONAL - hearing",
+                start("OFFICIAL-SENSITIVE"),
+            ),
             ("RE: FW: Fwd: SECRET: operation", start("SECRET")),
             ("Re[2]: TOP SECRET", start("TOP SECRET")),
             ("[CJSM] RE: OFFICIAL: x", start("OFFICIAL")),
@@ -170,10 +193,16 @@ mod tests {
             ("Secret Santa draw", none.clone()),
             ("Our secret weapon: the new form", none.clone()),
             ("Private message about lunch", none.clone()),
-            ("PRIVATE AND CONFIDENTIAL: statement", start("OFFICIAL-SENSITIVE")),
+            (
+                "PRIVATE AND CONFIDENTIAL: statement",
+                start("OFFICIAL-SENSITIVE"),
+            ),
             ("Protected: new rota", start("PROTECTED")),
             ("PROTECT: new rota", start("OFFICIAL")),
-            ("Budget [SEC=OFFICIAL:Sensitive, ACCESS=Legal-Privilege]", end("OFFICIAL-SENSITIVE")),
+            (
+                "Budget [SEC=OFFICIAL:Sensitive, ACCESS=Legal-Privilege]",
+                end("OFFICIAL-SENSITIVE"),
+            ),
             ("Budget [SEC=PROTECTED]", end("PROTECTED")),
             ("Budget [SEC=UNOFFICIAL]", end("OFFICIAL")),
             ("Budget [SECRET]", end("SECRET")),

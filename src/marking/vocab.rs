@@ -54,18 +54,28 @@ impl Vocabulary {
     pub fn from_config(config: &MarkingConfig) -> Result<Vocabulary, (String, String)> {
         let mut levels: Vec<LevelConfig> = config.levels.clone().unwrap_or_else(cjsm_levels);
         for extra in &config.extra_levels {
-            match levels.iter_mut().find(|l| l.name.eq_ignore_ascii_case(&extra.name)) {
+            match levels
+                .iter_mut()
+                .find(|l| l.name.eq_ignore_ascii_case(&extra.name))
+            {
                 Some(known) => known.spellings.extend(extra.spellings.iter().cloned()),
                 None => levels.push(extra.clone()),
             }
         }
         if levels.is_empty() {
-            return Err(("marking.levels".into(), "at least one level is needed".into()));
+            return Err((
+                "marking.levels".into(),
+                "at least one level is needed".into(),
+            ));
         }
         let mut vocab = Vocabulary {
             levels: Vec::new(),
             spellings: Vec::new(),
-            descriptors: config.descriptors.iter().flat_map(|d| words_of(d)).collect(),
+            descriptors: config
+                .descriptors
+                .iter()
+                .flat_map(|d| words_of(d))
+                .collect(),
             line_labels: config.line_labels.iter().map(|l| words_of(l)).collect(),
             msip_labels: HashMap::new(),
             ceiling: 0,
@@ -117,9 +127,9 @@ impl Vocabulary {
             }
         }
         // Longest spellings first, so `OFFICIAL: SENSITIVE` wins over `OFFICIAL`.
-        vocab.spellings.sort_by_key(|s| {
-            std::cmp::Reverse(s.words.iter().map(|w| w.len() + 1).sum::<usize>())
-        });
+        vocab
+            .spellings
+            .sort_by_key(|s| std::cmp::Reverse(s.words.iter().map(|w| w.len() + 1).sum::<usize>()));
         vocab.ceiling = vocab.level_by_name("marking.ceiling", &config.ceiling)?;
         vocab.secure_from = vocab.level_by_name("marking.secure_from", &config.secure_from)?;
         vocab.default = vocab.level_by_name("marking.default", &config.default)?;
@@ -248,9 +258,7 @@ fn match_words(text: &str, words: &[String]) -> Option<(usize, bool)> {
             return None;
         }
         if index == 0 {
-            capitals = candidate
-                .iter()
-                .all(|b| !b.is_ascii_lowercase());
+            capitals = candidate.iter().all(|b| !b.is_ascii_lowercase());
         }
         pos += word.len();
     }
@@ -285,7 +293,10 @@ mod tests {
             ("OFFICIAL – SENSITIVE", Some("OFFICIAL-SENSITIVE")),
             ("OFFICIAL-SENSITIVE PERSONAL", Some("OFFICIAL-SENSITIVE")),
             ("OFFICIAL-SENSITIVE [LOCSEN]", Some("OFFICIAL-SENSITIVE")),
-            ("OFFICIAL SENSITIVE - COMMERCIAL", Some("OFFICIAL-SENSITIVE")),
+            (
+                "OFFICIAL SENSITIVE - COMMERCIAL",
+                Some("OFFICIAL-SENSITIVE"),
+            ),
             ("RESTRICTED", Some("OFFICIAL-SENSITIVE")),
             ("Commercial in Confidence", Some("OFFICIAL-SENSITIVE")),
             ("COMPANY CONFIDENTIAL", Some("OFFICIAL-SENSITIVE")),
@@ -332,13 +343,27 @@ mod tests {
             spellings: vec![],
         });
         let v = Vocabulary::from_config(&config).unwrap();
-        assert_eq!(name(&v, v.whole_marking("In Confidence")), Some("OFFICIAL-SENSITIVE"));
+        assert_eq!(
+            name(&v, v.whole_marking("In Confidence")),
+            Some("OFFICIAL-SENSITIVE")
+        );
         // The longer spelling wins over RESTRICTED's.
-        assert_eq!(name(&v, v.whole_marking("HIGHLY RESTRICTED")), Some("HIGHLY RESTRICTED"));
+        assert_eq!(
+            name(&v, v.whole_marking("HIGHLY RESTRICTED")),
+            Some("HIGHLY RESTRICTED")
+        );
 
         config.levels = Some(vec![
-            LevelConfig { name: "PUBLIC".into(), rank: 1, spellings: vec![] },
-            LevelConfig { name: "OFFICIAL-SENSITIVE".into(), rank: 2, spellings: vec![] },
+            LevelConfig {
+                name: "PUBLIC".into(),
+                rank: 1,
+                spellings: vec![],
+            },
+            LevelConfig {
+                name: "OFFICIAL-SENSITIVE".into(),
+                rank: 2,
+                spellings: vec![],
+            },
         ]);
         config.extra_levels.clear();
         let v = Vocabulary::from_config(&config).unwrap();
@@ -359,14 +384,26 @@ mod tests {
         assert!(why.contains("RESTRICTED"), "{why}");
 
         let mut config = MarkingConfig::default();
-        config.extra_levels.push(LevelConfig { name: "X".into(), rank: 10, spellings: vec![] });
-        assert!(Vocabulary::from_config(&config).unwrap_err().1.contains("rank"));
+        config.extra_levels.push(LevelConfig {
+            name: "X".into(),
+            rank: 10,
+            spellings: vec![],
+        });
+        assert!(
+            Vocabulary::from_config(&config)
+                .unwrap_err()
+                .1
+                .contains("rank")
+        );
     }
 
     #[test]
     fn line_labels() {
         let v = vocab();
-        assert_eq!(v.after_line_label("Classification: SECRET"), Some(" SECRET"));
+        assert_eq!(
+            v.after_line_label("Classification: SECRET"),
+            Some(" SECRET")
+        );
         assert_eq!(v.after_line_label("protective marking : x"), Some(" x"));
         assert_eq!(v.after_line_label("Classifications: x"), None);
     }

@@ -98,7 +98,10 @@ impl FileStore {
     }
 
     /// Runs `change` on the directory under the writer lock and saves the result atomically.
-    fn update<T>(&self, change: impl FnOnce(&mut Users) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn update<T>(
+        &self,
+        change: impl FnOnce(&mut Users) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let lock_path = self.dir.join(LOCK_FILE);
         let lock = OpenOptions::new()
             .create(true)
@@ -196,12 +199,17 @@ mod tests {
 
         // A second handle (another process) sees the change on its next lookup.
         let other = FileStore::open(dir.path()).unwrap();
-        other.set_user_state("alice@x.cjsm.net", UserState::Suspended, 2).await.unwrap();
+        other
+            .set_user_state("alice@x.cjsm.net", UserState::Suspended, 2)
+            .await
+            .unwrap();
         let found = store.user("alice@x.cjsm.net").await.unwrap().unwrap();
         assert_eq!(found.state, UserState::Suspended);
         assert_eq!(found.updated, 2);
         assert!(matches!(
-            store.set_user_state("nobody@x.cjsm.net", UserState::Active, 3).await,
+            store
+                .set_user_state("nobody@x.cjsm.net", UserState::Active, 3)
+                .await,
             Err(StoreError::Refused(_))
         ));
     }
@@ -210,6 +218,9 @@ mod tests {
     async fn corrupt_file_is_an_error_not_an_empty_directory() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(USERS_FILE), "{ not json").unwrap();
-        assert!(matches!(FileStore::open(dir.path()), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            FileStore::open(dir.path()),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 }

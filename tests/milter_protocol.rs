@@ -1,0 +1,397 @@
+//! The milter protocol, stage by stage, with indymilter-test: replies at RCPT and at end of
+//! message, and the edits made.
+
+mod common;
+
+use cjsm_milter::store::UserState;
+use common::TestMilter;
+use indymilter_test::{EomAction, MacroStage, ProtoOpts, Status, TestConnection};
+use std::net::{Ipv4Addr, SocketAddr};
+
+async fn envelope(conn: &mut TestConnection, from: &str, rcpts: &[&str]) -> Vec<Status> {
+    let client = SocketAddr::from((Ipv4Addr::LOCALHOST, 40000));
+    assert_eq!(
+        conn.connect("client.example", client).await.unwrap(),
+        Status::Continue
+    );
+    helo(conn).await;
+    conn.macros(
+        MacroStage::Mail,
+        [("i", "4XQ1AB2C3D"), ("{tls_version}", "TLSv1.3")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(conn.mail([from]).await.unwrap(), Status::Continue);
+    let mut statuses = Vec::new();
+    for rcpt in rcpts {
+        statuses.push(conn.rcpt([*rcpt]).await.unwrap());
+    }
+    statuses
+}
+
+/// HELO and DATA go to the milter only when it negotiated them, as in a real MTA.
+async fn helo(conn: &mut TestConnection) {
+    if !conn.negotiated_opts().contains(ProtoOpts::NO_HELO) {
+        assert_eq!(conn.helo("client.example").await.unwrap(), Status::Continue);
+    }
+}
+
+async fn data(conn: &mut TestConnection) {
+    if !conn.negotiated_opts().contains(ProtoOpts::NO_DATA) {
+        assert_eq!(conn.data().await.unwrap(), Status::Continue);
+    }
+}
+
+async fn message(
+    conn: &mut TestConnection,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (indymilter_test::EomActions, Status) {
+    data(conn).await;
+    for (name, value) in headers {
+        assert_eq!(conn.header(*name, *value).await.unwrap(), Status::Continue);
+    }
+    assert_eq!(conn.eoh().await.unwrap(), Status::Continue);
+    if !body.is_empty() {
+        let status = conn.body(body.to_vec()).await.unwrap();
+        assert!(
+            matches!(status, Status::Continue | Status::Skip),
+            "{status:?}"
+        );
+    }
+    conn.macros(MacroStage::Eom, [("i", "4XQ1AB2C3D")])
+        .await
+        .unwrap();
+    conn.eom().await.unwrap()
+}
+
+fn reply(status: &Status) -> String {
+    match status {
+        Status::Reject { message: Some(m) } | Status::Tempfail { message: Some(m) } => {
+            m.to_string_lossy().into_owned()
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn accepted_mail_gets_marking_header_forged_copy_removed_and_subject_tag() {
+    let milter = TestMilter::start("").await;
+    milter
+        .add_user("carol@smithchambers.cjsm.net", UserState::Active)
+        .await;
+    let mut conn = milter.connect().await;
+    let statuses = envelope(
+        &mut conn,
+        "dc.jones@met.pnn.police.uk",
+        &["carol@smithchambers.cjsm.net", "clerk@cps.gsi.gov.uk"],
+    )
+    .await;
+    assert_eq!(statuses, vec![Status::Continue, Status::Continue]);
+    let (actions, status) = message(
+        &mut conn,
+        &[
+            ("From", "dc.jones@met.pnn.police.uk"),
+            ("Subject", "OFFICIAL-SENSITIVE: interview schedule"),
+            ("X-CJSM-Marking", "OFFICIAL; source=forged"),
+        ],
+        b"Dear Carol,\r\nplease see below.\r\n",
+    )
+    .await;
+    assert_eq!(status, Status::Accept);
+    assert_eq!(
+        actions.actions,
+        vec![
+            EomAction::DeleteHeader {
+                name: c"X-CJSM-Marking".into(),
+                index: 1
+            },
+            EomAction::AddHeader {
+                name: c"X-CJSM-Marking".into(),
+                value: c"OFFICIAL-SENSITIVE; source=subject".into()
+            },
+            EomAction::ChangeHeader {
+                name: c"Subject".into(),
+                index: 1,
+                value: c"OFFICIAL-SENSITIVE: interview schedule [CJSM]".into()
+            },
+        ]
+    );
+    conn.close().await.unwrap();
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn rcpt_answers_unknown_and_suspended_per_recipient() {
+    let milter = TestMilter::start("").await;
+    milter
+        .add_user("sus@firm.co.uk.cjsm.net", UserState::Suspended)
+        .await;
+    milter
+        .add_user("gone@firm.co.uk.cjsm.net", UserState::Deleted)
+        .await;
+    milter
+        .add_user("ok@firm.co.uk.cjsm.net", UserState::Active)
+        .await;
+    let mut conn = milter.connect().await;
+    let statuses = envelope(
+        &mut conn,
+        "a@met.pnn.police.uk",
+        &[
+            "nobody@firm.co.uk.cjsm.net",
+            "sus@firm.co.uk.cjsm.net",
+            "gone@firm.co.uk.cjsm.net",
+            "ok@firm.co.uk.cjsm.net",
+        ],
+    )
+    .await;
+    assert!(
+        reply(&statuses[0]).starts_with("550 5.1.1 nobody@firm.co.uk.cjsm.net"),
+        "{:?}",
+        statuses[0]
+    );
+    assert!(
+        reply(&statuses[1]).starts_with("550 5.2.1 sus@firm.co.uk.cjsm.net"),
+        "{:?}",
+        statuses[1]
+    );
+    assert!(
+        reply(&statuses[2]).starts_with("550 5.2.1 gone@firm.co.uk.cjsm.net"),
+        "{:?}",
+        statuses[2]
+    );
+    assert_eq!(statuses[3], Status::Continue);
+    // The message goes on to the remaining recipient.
+    let (_, status) = message(&mut conn, &[("Subject", "hello [CJSM]")], b"hi\r\n").await;
+    assert_eq!(status, Status::Accept);
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn suspended_sender_is_refused_at_mail() {
+    let milter = TestMilter::start("").await;
+    milter
+        .add_user("sus@firm.co.uk.cjsm.net", UserState::Suspended)
+        .await;
+    let mut conn = milter.connect().await;
+    let client = SocketAddr::from((Ipv4Addr::LOCALHOST, 40000));
+    conn.connect("c", client).await.unwrap();
+    helo(&mut conn).await;
+    let status = conn.mail(["<sus@firm.co.uk.cjsm.net>"]).await.unwrap();
+    assert!(
+        reply(&status).starts_with("550 5.7.1 Sender sus@firm.co.uk.cjsm.net"),
+        "{status:?}"
+    );
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn unmarked_mail_to_the_internet_is_rejected_naming_the_recipients() {
+    let milter = TestMilter::start("").await;
+    let mut conn = milter.connect().await;
+    envelope(
+        &mut conn,
+        "a@met.pnn.police.uk",
+        &["x@gmail.com", "b@cps.gsi.gov.uk", "y@outlook.com"],
+    )
+    .await;
+    let (actions, status) = message(
+        &mut conn,
+        &[("Subject", "Lunch on Friday")],
+        b"See you there\r\n",
+    )
+    .await;
+    let text = reply(&status);
+    assert!(
+        text.starts_with("550 5.7.1 OFFICIAL-SENSITIVE mail (unmarked"),
+        "{text}"
+    );
+    assert!(text.contains("x@gmail.com, y@outlook.com"), "{text}");
+    assert!(!text.contains("gsi.gov.uk"), "{text}");
+    assert!(actions.actions.is_empty());
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn official_goes_anywhere_and_above_ceiling_is_rejected() {
+    let milter = TestMilter::start("").await;
+    let mut conn = milter.connect().await;
+    envelope(&mut conn, "a@met.pnn.police.uk", &["x@gmail.com"]).await;
+    let (actions, status) = message(
+        &mut conn,
+        &[("Subject", "OFFICIAL: office closed on Monday")],
+        b"Hi\r\n",
+    )
+    .await;
+    assert_eq!(status, Status::Accept);
+    assert!(actions.has_add_header("X-CJSM-Marking", "OFFICIAL; source=subject"));
+    assert_eq!(
+        actions.actions.len(),
+        1,
+        "no subject tag outside the hub: {actions:?}"
+    );
+
+    // A second message on the same connection.
+    conn.macros(MacroStage::Mail, [("i", "5ZZ")]).await.unwrap();
+    conn.mail(["a@met.pnn.police.uk"]).await.unwrap();
+    conn.rcpt(["b@met.pnn.police.uk"]).await.unwrap();
+    let (_, status) = message(
+        &mut conn,
+        &[
+            ("Subject", "budget"),
+            (
+                "X-Protective-Marking",
+                "VER=2018.4, NS=gov.au,\r\n\tSEC=SECRET, ORIGIN=x@y.gov.au",
+            ),
+        ],
+        b"body\r\n",
+    )
+    .await;
+    let text = reply(&status);
+    assert!(
+        text.starts_with("550 5.7.1 Message marked SECRET"),
+        "{text}"
+    );
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn body_marking_in_later_chunks_and_html() {
+    let milter = TestMilter::start("").await;
+    let mut conn = milter.connect().await;
+    envelope(&mut conn, "a@met.pnn.police.uk", &["x@gmail.com"]).await;
+    data(&mut conn).await;
+    conn.header("Subject", "rota").await.unwrap();
+    conn.header("Content-Type", "text/html; charset=utf-8")
+        .await
+        .unwrap();
+    conn.eoh().await.unwrap();
+    conn.body(b"<p>Hello all</p>\r\n".to_vec()).await.unwrap();
+    conn.body(b"<p>rota attached</p><p>UNCLASSIFIED</p>\r\n".to_vec())
+        .await
+        .unwrap();
+    let (actions, status) = conn.eom().await.unwrap();
+    assert_eq!(status, Status::Accept);
+    assert!(
+        actions.has_add_header("X-CJSM-Marking", "OFFICIAL; source=body-last-line"),
+        "{actions:?}"
+    );
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn report_mode_decides_but_changes_nothing() {
+    let milter = TestMilter::start("mode = \"report\"").await;
+    let mut conn = milter.connect().await;
+    let statuses = envelope(
+        &mut conn,
+        "a@met.pnn.police.uk",
+        &["nobody@x.cjsm.net", "x@gmail.com"],
+    )
+    .await;
+    assert_eq!(statuses, vec![Status::Continue, Status::Continue]);
+    let (actions, status) = message(
+        &mut conn,
+        &[("Subject", "SECRET: plan"), ("X-CJSM-Marking", "forged")],
+        b"x\r\n",
+    )
+    .await;
+    assert_eq!(status, Status::Accept);
+    assert!(actions.actions.is_empty(), "{actions:?}");
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn store_failure_answers_tempfail() {
+    let milter = TestMilter::start("").await;
+    // The directory file becomes unreadable after start-up.
+    std::fs::write(milter.dir.path().join("store/users.json"), "{ broken").unwrap();
+    let mut conn = milter.connect().await;
+    let statuses = envelope(&mut conn, "a@met.pnn.police.uk", &["carol@x.cjsm.net"]).await;
+    assert!(
+        reply(&statuses[0]).starts_with("451 4.7.1"),
+        "{:?}",
+        statuses[0]
+    );
+    // Addresses that need no directory lookup still pass RCPT.
+    assert_eq!(
+        conn.rcpt(["b@met.pnn.police.uk"]).await.unwrap(),
+        Status::Continue
+    );
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_body_is_skipped_and_treated_as_the_ceiling() {
+    let milter = TestMilter::start("[limits]\nmax_scan_bytes = 1000\n").await;
+    let mut conn = milter.connect().await;
+    envelope(&mut conn, "a@met.pnn.police.uk", &["x@gmail.com"]).await;
+    data(&mut conn).await;
+    conn.header("Subject", "OFFICIAL: big file").await.unwrap();
+    conn.eoh().await.unwrap();
+    let status = conn.body(vec![b'a'; 4000]).await.unwrap();
+    assert_eq!(status, Status::Skip);
+    let (_, status) = conn.eom().await.unwrap();
+    // OFFICIAL in the subject, but the unread rest may say more: secure recipients only.
+    let text = reply(&status);
+    assert!(
+        text.starts_with("550 5.7.1 OFFICIAL-SENSITIVE mail can only go"),
+        "{text}"
+    );
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn quarantine_when_configured_for_oversize() {
+    let milter =
+        TestMilter::start("[limits]\nmax_scan_bytes = 100\non_exceeded = \"quarantine\"\n").await;
+    let mut conn = milter.connect().await;
+    envelope(&mut conn, "a@met.pnn.police.uk", &["b@met.pnn.police.uk"]).await;
+    let (actions, status) = message(&mut conn, &[("Subject", "x")], &[b'z'; 500]).await;
+    assert_eq!(status, Status::Accept);
+    assert!(
+        actions.has_quarantine("not checked whole: body longer than 100 bytes"),
+        "{actions:?}"
+    );
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_bodies_get_a_verdict() {
+    let milter = TestMilter::start("").await;
+    let mut deep = String::new();
+    for i in 0..1000 {
+        deep.push_str(&format!(
+            "--b{i}\r\nContent-Type: multipart/mixed; boundary=b{}\r\n\r\n",
+            i + 1
+        ));
+    }
+    let bodies: Vec<(Vec<(&str, String)>, Vec<u8>)> = vec![
+        (
+            vec![("Subject", "x".into())],
+            vec![0xff, 0xfe, 0x00, 0x80, b'\r', b'\n'],
+        ),
+        (
+            vec![("Content-Type", "multipart/mixed; boundary=b0".into())],
+            deep.into_bytes(),
+        ),
+        (vec![("Subject", "S".repeat(100_000))], b"x".to_vec()),
+        (
+            vec![("Content-Type", "multipart/mixed; boundary=zz".into())],
+            b"--zz\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\nT0ZG"
+                .to_vec(),
+        ),
+    ];
+    for (headers, body) in bodies {
+        let mut conn = milter.connect().await;
+        envelope(&mut conn, "a@met.pnn.police.uk", &["b@met.pnn.police.uk"]).await;
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let (_, status) = message(&mut conn, &headers, &body).await;
+        assert!(
+            matches!(status, Status::Accept | Status::Reject { .. }),
+            "{status:?}"
+        );
+        conn.close().await.unwrap();
+    }
+    milter.stop().await;
+}
