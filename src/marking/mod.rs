@@ -76,11 +76,17 @@ pub fn classify(
         .iter()
         .max_by_key(|f| vocab.rank(f.level))
         .map(|f| (f.level, f.source.clone()));
-    let (mut level, mut source) = highest.unwrap_or((vocab.default, "default".to_string()));
-    // A message we could not read whole is never less than the ceiling: what we did not
-    // read may be marked too.
-    if !limits_exceeded.is_empty() && vocab.rank(level) < vocab.rank(vocab.ceiling) {
-        level = vocab.ceiling;
+    let (mut level, mut source) = match &highest {
+        Some((level, source)) => (*level, source.clone()),
+        None => (vocab.default, "default".to_string()),
+    };
+    // A message we could not read whole is never less than the ceiling, and never
+    // "unmarked": what we did not read may be marked too.
+    let below_ceiling = vocab.rank(level) < vocab.rank(vocab.ceiling);
+    if !limits_exceeded.is_empty() && (highest.is_none() || below_ceiling) {
+        if below_ceiling {
+            level = vocab.ceiling;
+        }
         source = "limits".into();
     }
     let conflict = scan.found.iter().any(|f| f.level != scan.found[0].level);

@@ -1,0 +1,116 @@
+//! Hostile input through `check`: every message gets a verdict, the process never panics,
+//! and a message the classifier could not read whole is never "unmarked".
+
+use serde_json::Value;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn check(message: &[u8], extra_config: &str) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("{extra_config}\n[store]\npath = \"{}\"\n", dir.path().join("store").display()),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
+        .args(["--config", config.to_str().unwrap(), "check", "--from", "a@met.pnn.police.uk"])
+        .args(["--rcpt", "b@cps.gsi.gov.uk", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = message.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    serde_json::from_slice(&output.stdout).expect("one JSON object")
+}
+
+fn label(report: &Value) -> &str {
+    report["marking"]["label"].as_str().unwrap()
+}
+
+#[test]
+fn nul_bytes_and_invalid_utf8() {
+    let mut message = b"Subject: SECRET\x00 plan \xff\xfe\r\nFrom: \x80\x81\r\n\r\n".to_vec();
+    message.extend_from_slice(b"\x00\x00\xff body \xc3\x28\r\nOFFICIAL\x00\r\n");
+    let report = check(&message, "");
+    assert!(report["action"].is_string());
+    assert!(!label(&report).is_empty());
+}
+
+#[test]
+fn thousand_deep_multipart_hits_the_parts_bound() {
+    let mut message = String::from("Subject: OFFICIAL: deep\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n");
+    for i in 0..1000 {
+        message.push_str(&format!("--b{i}\r\nContent-Type: multipart/mixed; boundary=b{}\r\n\r\n", i + 1));
+    }
+    message.push_str("--b1000\r\nContent-Type: text/plain\r\n\r\nSECRET\r\n");
+    let report = check(message.as_bytes(), "");
+    // The parts bound stops the scan; OFFICIAL in the subject does not free the message.
+    assert_eq!(label(&report), "OFFICIAL-SENSITIVE", "{report}");
+    assert_eq!(report["marking"]["source"], "limits");
+    let limits = report["marking"]["limits_exceeded"].to_string();
+    assert!(limits.contains("more than 500 MIME parts"), "{limits}");
+    assert_eq!(report["action"], "accept", "to a secure recipient");
+}
+
+#[test]
+fn deeply_nested_attached_messages() {
+    let mut message = String::from("Subject: OFFICIAL: fwd\r\n\r\nSECRET\r\n");
+    for depth in 0..50 {
+        message = format!(
+            "Subject: OFFICIAL: level {depth}\r\nContent-Type: multipart/mixed; boundary=m{depth}\r\n\r\n--m{depth}\r\nContent-Type: message/rfc822\r\n\r\n{message}\r\n--m{depth}--\r\n"
+        );
+    }
+    let report = check(message.as_bytes(), "");
+    assert_eq!(label(&report), "OFFICIAL-SENSITIVE", "{report}");
+    assert_eq!(report["marking"]["source"], "limits", "{report}");
+}
+
+#[test]
+fn one_megabyte_subject() {
+    let mut message = b"Subject: OFFICIAL: ".to_vec();
+    message.extend(std::iter::repeat_n(b'x', 1024 * 1024));
+    message.extend_from_slice(b" [SECRET]\r\n\r\nbody\r\n");
+    let report = check(&message, "");
+    assert_eq!(label(&report), "SECRET", "{}", report["marking"]);
+    assert_eq!(report["action"], "reject");
+
+    // Past the header bound: the subject is not read, and the message is held to the ceiling.
+    let report = check(&message, "[limits]\nmax_header_bytes = 65536\n");
+    assert_eq!(label(&report), "OFFICIAL-SENSITIVE", "{}", report["marking"]);
+    assert_eq!(report["marking"]["source"], "limits");
+}
+
+#[test]
+fn truncated_messages() {
+    let cases: [&[u8]; 6] = [
+        b"",
+        b"Subj",
+        b"Subject: OFFICIAL-SENS",
+        b"Subject: x\r\nContent-Type: multipart/mixed; boundary=q\r\n\r\n--q\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\nT0ZGSU",
+        b"Subject: x\r\nContent-Type: message/rfc822\r\n\r\nSubject: SECRET",
+        b"\r\n\r\n\r\n",
+    ];
+    for message in cases {
+        let report = check(message, "");
+        assert!(report["action"].is_string(), "{message:?}");
+    }
+}
+
+#[test]
+fn encoded_word_bombs() {
+    let subject = "=?UTF-8?B?".to_string() + &"QUFB".repeat(100_000) + "?=";
+    let message = format!("Subject: {subject}\r\nSubject: =?x?Q?=ZZ=?=\r\n\r\nb\r\n");
+    let report = check(message.as_bytes(), "");
+    assert!(report["action"].is_string());
+}
