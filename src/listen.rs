@@ -86,7 +86,7 @@ mod tests {
     }
 }
 
-pub use bind::{MilterListener, bind};
+pub use bind::{GatedListener, MilterListener, bind};
 
 mod bind {
     use super::{ListenAddr, io_context};
@@ -167,6 +167,27 @@ mod bind {
     }
 
     pub type MilterListener = indymilter::EitherListener<QuickAckListener, UnixListener>;
+
+    /// A listener that, once the gate closes (draining for shutdown), closes every new
+    /// connection at once: the MTA falls back to `milter_default_action` (tempfail).
+    pub struct GatedListener {
+        pub inner: MilterListener,
+        pub closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl indymilter::Listener for GatedListener {
+        type Io = <MilterListener as indymilter::Listener>::Io;
+
+        fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Io>> {
+            loop {
+                let stream = std::task::ready!(self.inner.poll_accept(cx))?;
+                if !self.closed.load(std::sync::atomic::Ordering::Acquire) {
+                    return Poll::Ready(Ok(stream));
+                }
+                drop(stream);
+            }
+        }
+    }
 
     /// Binds the milter socket. A unix socket gets `mode` and `group`; a stale socket file
     /// left by a dead instance is replaced, a live one is an error.

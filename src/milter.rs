@@ -6,7 +6,7 @@
 //! store) when it starts: a reload never changes the rules in the middle of a message.
 
 use crate::config::Mode;
-use crate::listen::MilterListener;
+use crate::listen::{GatedListener, MilterListener};
 use crate::pipeline::{Collector, Engine, Outcome};
 use crate::policy::{Action, Edit, Recipient, SessionFacts, Verdict};
 use indymilter::{
@@ -16,20 +16,33 @@ use indymilter::{
 use std::ffi::{CStr, CString};
 use std::future::Future;
 use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
-/// The engine in force; replaced whole on reload.
+/// How long a shutdown waits for messages in flight before closing their sessions.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+/// The engine in force (replaced whole on reload), and the count of messages in flight.
 pub struct Shared {
     engine: RwLock<Arc<Engine>>,
+    in_flight: Arc<AtomicUsize>,
+    draining: Arc<AtomicBool>,
 }
 
 impl Shared {
     pub fn new(engine: Engine) -> Arc<Shared> {
         Arc::new(Shared {
             engine: RwLock::new(Arc::new(engine)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            draining: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Messages between MAIL and end of message (or abort) right now.
+    pub fn messages_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
     }
 
     pub fn current(&self) -> Arc<Engine> {
@@ -44,9 +57,26 @@ impl Shared {
     }
 }
 
+/// Counts a message in flight while it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(counter: &Arc<AtomicUsize>) -> InFlight {
+        counter.fetch_add(1, Ordering::AcqRel);
+        InFlight(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The per-connection state.
 pub struct Session {
     engine: Arc<Engine>,
+    in_flight: Arc<AtomicUsize>,
     facts: SessionFacts,
     message: Option<MessageState>,
     /// The MTA lets us skip the rest of a body we no longer read.
@@ -61,6 +91,7 @@ struct MessageState {
     refused: usize,
     collector: Collector,
     started: Instant,
+    _in_flight: InFlight,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +134,8 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
     Callbacks::new()
         .on_negotiate(move |cx, actions, opts| {
             let engine = shared.current();
-            Box::pin(async move { negotiate(cx, engine, actions, opts) })
+            let in_flight = shared.in_flight.clone();
+            Box::pin(async move { negotiate(cx, engine, in_flight, actions, opts) })
         })
         .on_connect(|cx, _host, socket| Box::pin(async move { connect(cx, socket) }))
         .on_mail(|cx, args| {
@@ -125,12 +157,35 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
         .on_abort(|cx| Box::pin(async move { abort(cx) }))
 }
 
-/// Serves MTA connections until `shutdown` completes, then lets open sessions finish.
+/// Serves MTA connections until `shutdown` completes. Then it drains: new connections are
+/// closed at once, messages in flight get up to `DRAIN_LIMIT` to finish, and the sessions end.
 pub async fn serve(
     listener: MilterListener,
     shared: Arc<Shared>,
     shutdown: impl Future,
 ) -> io::Result<()> {
+    let listener = GatedListener {
+        inner: listener,
+        closed: shared.draining.clone(),
+    };
+    let drained = {
+        let shared = shared.clone();
+        async move {
+            shutdown.await;
+            shared.draining.store(true, Ordering::Release);
+            let started = Instant::now();
+            while shared.messages_in_flight() > 0 && started.elapsed() < DRAIN_LIMIT {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let left = shared.messages_in_flight();
+            if left > 0 {
+                warn!(
+                    messages = left,
+                    "drain limit reached; the MTA will retry these messages"
+                );
+            }
+        }
+    };
     let engine = shared.current();
     let config = indymilter::Config {
         max_connections: engine.config.milter.max_connections,
@@ -138,12 +193,13 @@ pub async fn serve(
         // Idle MTA connections are closed after the SMTP session timeouts would have fired.
         connection_timeout: Duration::from_secs(600),
     };
-    indymilter::run(listener, callbacks(shared), config, shutdown).await
+    indymilter::run(listener, callbacks(shared), config, drained).await
 }
 
 fn negotiate(
     cx: &mut NegotiateContext<Session>,
     engine: Arc<Engine>,
+    in_flight: Arc<AtomicUsize>,
     mta_actions: Actions,
     mta_opts: ProtoOpts,
 ) -> Status {
@@ -167,6 +223,7 @@ fn negotiate(
     }
     cx.data = Some(Session {
         engine,
+        in_flight,
         facts: SessionFacts::default(),
         message: None,
         can_skip,
@@ -246,6 +303,7 @@ async fn mail(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
         refused: 0,
         collector: Collector::new(&session.engine.config),
         started: Instant::now(),
+        _in_flight: InFlight::new(&session.in_flight),
     });
     let engine = session.engine.clone();
     let refused = deadline(&engine, engine.sender(&sender)).await?;
@@ -318,10 +376,10 @@ fn refuse(
     let reply = verdict.reply.as_ref();
     let reply_text = reply.map(|r| r.to_string()).unwrap_or_default();
     if !engine.enforcing() {
-        info!(queue_id, what, address, reason = verdict.reason, reply = %reply_text, "report-only: would refuse");
+        info!(queue_id = %queue_id, what = %what, address = %address, reason = %verdict.reason, reply = %reply_text, "report-only: would refuse");
         return Ok(Status::Continue);
     }
-    info!(queue_id, what, address, reason = verdict.reason, reply = %reply_text, "refused");
+    info!(queue_id = %queue_id, what = %what, address = %address, reason = %verdict.reason, reply = %reply_text, "refused");
     status_with_reply(&mut cx.reply, verdict)
 }
 
@@ -349,7 +407,7 @@ fn finish(cx: &mut Context<Session>, result: Handled) -> Status {
                 .and_then(|s| s.message.as_ref())
                 .and_then(|m| m.queue_id.clone())
                 .unwrap_or_else(|| "NOQUEUE".into());
-            error!(queue_id, error = %e, "tempfail");
+            error!(queue_id = %queue_id, error = %e, "tempfail");
             let _ = status_with_reply(&mut cx.reply, &Verdict::tempfail("internal-error"));
             Status::Tempfail
         }
@@ -404,7 +462,7 @@ async fn eom_finish(cx: &mut EomContext<Session>) -> Status {
     match eom(cx, queue_id.clone()).await {
         Ok(status) => status,
         Err(e) => {
-            error!(queue_id = queue_id.as_deref().unwrap_or("NOQUEUE"), error = %e, "tempfail");
+            error!(queue_id = %queue_id.as_deref().unwrap_or("NOQUEUE"), error = %e, "tempfail");
             let _ = status_with_reply(&mut cx.reply, &Verdict::tempfail("internal-error"));
             Status::Tempfail
         }
@@ -437,11 +495,12 @@ async fn eom(cx: &mut EomContext<Session>, queue_id: Option<String>) -> Handled 
     let worker = {
         let engine = engine.clone();
         tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
             let outcome = engine.end_of_message(&message.recipients, &message.collector);
-            (outcome, message)
+            (outcome, message, started.elapsed())
         })
     };
-    let (outcome, message) = match tokio::time::timeout(remaining, worker).await {
+    let (outcome, message, verdict_time) = match tokio::time::timeout(remaining, worker).await {
         Ok(Ok(done)) => done,
         Ok(Err(join)) => return Err(MilterError::Internal(format!("classifier failed: {join}"))),
         Err(_) => return Err(MilterError::Deadline(limit)),
@@ -464,24 +523,25 @@ async fn eom(cx: &mut EomContext<Session>, queue_id: Option<String>) -> Handled 
         .map(|f| format!("{}@{}", vocab.level(f.level).name, f.source))
         .collect();
     if classification.conflict {
-        warn!(queue_id, found = %found.join(","), "conflicting markings; the highest wins");
+        warn!(queue_id = %queue_id, found = %found.join(","), "conflicting markings; the highest wins");
     }
     for warning in &classification.warnings {
-        warn!(queue_id, warning = %warning, "marking not understood");
+        warn!(queue_id = %queue_id, warning = %warning, "marking not understood");
     }
     info!(
-        queue_id,
+        queue_id = %queue_id,
         sender = %message.sender,
         recipients = message.recipients.len(),
         refused_recipients = message.refused,
         marking = %vocab.level(classification.level).name,
         source = %classification.source,
-        action = verdict.action.as_str(),
-        reason = verdict.reason,
+        action = %verdict.action.as_str(),
+        reason = %verdict.reason,
         enforced = engine.enforcing(),
         body_bytes = message.collector.body_bytes(),
         limits = %classification.limits_exceeded.join("; "),
-        latency_us = message.started.elapsed().as_micros() as u64,
+        verdict_us = verdict_time.as_micros() as u64,
+        session_ms = message.started.elapsed().as_millis() as u64,
         "message"
     );
     Ok(status)

@@ -10,11 +10,20 @@ fn check(message: &[u8], extra_config: &str) -> Value {
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
-        format!("{extra_config}\n[store]\npath = \"{}\"\n", dir.path().join("store").display()),
+        format!(
+            "{extra_config}\n[store]\npath = \"{}\"\n",
+            dir.path().join("store").display()
+        ),
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
-        .args(["--config", config.to_str().unwrap(), "check", "--from", "a@met.pnn.police.uk"])
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "check",
+            "--from",
+            "a@met.pnn.police.uk",
+        ])
         .args(["--rcpt", "b@cps.gsi.gov.uk", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -29,7 +38,11 @@ fn check(message: &[u8], extra_config: &str) -> Value {
     let output = child.wait_with_output().unwrap();
     writer.join().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "exit {:?}: {stderr}", output.status);
+    assert!(
+        output.status.success(),
+        "exit {:?}: {stderr}",
+        output.status
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     serde_json::from_slice(&output.stdout).expect("one JSON object")
 }
@@ -49,9 +62,14 @@ fn nul_bytes_and_invalid_utf8() {
 
 #[test]
 fn thousand_deep_multipart_hits_the_parts_bound() {
-    let mut message = String::from("Subject: OFFICIAL: deep\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n");
+    let mut message = String::from(
+        "Subject: OFFICIAL: deep\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n",
+    );
     for i in 0..1000 {
-        message.push_str(&format!("--b{i}\r\nContent-Type: multipart/mixed; boundary=b{}\r\n\r\n", i + 1));
+        message.push_str(&format!(
+            "--b{i}\r\nContent-Type: multipart/mixed; boundary=b{}\r\n\r\n",
+            i + 1
+        ));
     }
     message.push_str("--b1000\r\nContent-Type: text/plain\r\n\r\nSECRET\r\n");
     let report = check(message.as_bytes(), "");
@@ -87,7 +105,12 @@ fn one_megabyte_subject() {
 
     // Past the header bound: the subject is not read, and the message is held to the ceiling.
     let report = check(&message, "[limits]\nmax_header_bytes = 65536\n");
-    assert_eq!(label(&report), "OFFICIAL-SENSITIVE", "{}", report["marking"]);
+    assert_eq!(
+        label(&report),
+        "OFFICIAL-SENSITIVE",
+        "{}",
+        report["marking"]
+    );
     assert_eq!(report["marking"]["source"], "limits");
 }
 
