@@ -343,7 +343,7 @@ impl Config {
             ConfigError {
                 file: None,
                 line,
-                key: None,
+                key: line.and_then(|line| key_at_line(text, line)),
                 message: e.message().trim().to_string(),
             }
         })?;
@@ -422,6 +422,29 @@ fn line_of_offset(text: &str, offset: usize) -> usize {
         .filter(|&&b| b == b'\n')
         .count()
         + 1
+}
+
+/// The dotted key defined on a line (`[table]` headers above it give the prefix).
+fn key_at_line(text: &str, line: usize) -> Option<String> {
+    let mut table = String::new();
+    for (index, content) in text.lines().enumerate().take(line) {
+        let trimmed = content.trim();
+        if trimmed.starts_with('[') {
+            table = trimmed
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string();
+        } else if index + 1 == line {
+            let (key, _) = trimmed.split_once('=')?;
+            let key = key.trim().trim_matches('"');
+            return Some(if table.is_empty() {
+                key.to_string()
+            } else {
+                format!("{table}.{key}")
+            });
+        }
+    }
+    None
 }
 
 /// Finds the line of `table.key = …` in the text: the first line defining `key` after the

@@ -1,0 +1,276 @@
+//! The command line as an administrator uses it: exit codes, one-line errors, the directory
+//! commands on the file store, and `config check` naming the key and line at fault.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cjsm(config: Option<&Path>, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"));
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    command.args(args).output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn config_in(dir: &Path) -> std::path::PathBuf {
+    let config = dir.join("cjsm.toml");
+    std::fs::write(
+        &config,
+        format!("[store]\npath = \"{}\"\n", dir.join("store").display()),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn directory_user_lifecycle_changes_the_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_in(dir.path());
+    let cfg = Some(config.as_path());
+    let message = dir.path().join("m.eml");
+    std::fs::write(
+        &message,
+        "Subject: OFFICIAL-SENSITIVE: case papers\r\n\r\nHello\r\n",
+    )
+    .unwrap();
+    let check = || {
+        let out = cjsm(
+            cfg,
+            &[
+                "check",
+                "--from",
+                "a@met.pnn.police.uk",
+                "--rcpt",
+                "alice@smithchambers.cjsm.net",
+                message.to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+
+    let report = check();
+    assert_eq!(
+        report["refused_recipients"][0]["reply"]["status"], "5.1.1",
+        "{report}"
+    );
+
+    let out = cjsm(
+        cfg,
+        &[
+            "directory",
+            "user",
+            "add",
+            "Alice@SmithChambers.cjsm.net",
+            "--org",
+            "smith-chambers",
+            "--first-name",
+            "Alice",
+            "--last-name",
+            "Smith",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = check();
+    assert_eq!(report["action"], "accept", "{report}");
+    assert_eq!(report["subject"], "OFFICIAL-SENSITIVE: case papers [CJSM]");
+
+    let out = cjsm(
+        cfg,
+        &["directory", "user", "show", "alice@smithchambers.cjsm.net"],
+    );
+    let user: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(user["state"], "active");
+    assert_eq!(user["last_name"], "Smith");
+
+    for (command, state, status) in [
+        ("suspend", "suspended", "5.2.1"),
+        ("reactivate", "active", ""),
+        ("delete", "deleted", "5.2.1"),
+    ] {
+        let out = cjsm(
+            cfg,
+            &["directory", "user", command, "alice@smithchambers.cjsm.net"],
+        );
+        assert!(out.status.success(), "{command}: {}", stderr(&out));
+        assert!(stdout(&out).contains(state), "{}", stdout(&out));
+        let report = check();
+        if status.is_empty() {
+            assert_eq!(report["action"], "accept", "{report}");
+        } else {
+            assert_eq!(
+                report["refused_recipients"][0]["reply"]["status"], status,
+                "{command}: {report}"
+            );
+            assert_eq!(report["action"], "reject", "no recipient left: {report}");
+        }
+    }
+}
+
+#[test]
+fn directory_refusals_exit_2_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_in(dir.path());
+    let cfg = Some(config.as_path());
+    let cases: &[&[&str]] = &[
+        &[
+            "directory",
+            "user",
+            "add",
+            "bob@firm.co.uk",
+            "--org",
+            "firm",
+        ],
+        &["directory", "user", "show", "nobody@x.cjsm.net"],
+        &["directory", "user", "suspend", "nobody@x.cjsm.net"],
+    ];
+    for args in cases {
+        let out = cjsm(cfg, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("cjsm-milter: error: "), "{err}");
+    }
+    let out = cjsm(
+        cfg,
+        &["directory", "user", "add", "b@x.cjsm.net", "--org", "x"],
+    );
+    assert!(out.status.success());
+    let out = cjsm(
+        cfg,
+        &["directory", "user", "add", "B@x.cjsm.net", "--org", "x"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+}
+
+#[test]
+fn config_check_names_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "mode = \"report\"\n[marking]\nceiling = \"OFFICIAL-SENSITIVE\"\n[marking.msip_labels]\n\"a1b2\" = \"OFFICIAL\"\n").unwrap();
+    let out = cjsm(None, &["config", "check", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let cases = [
+        (
+            "[milter]\nlisten = \"inet:127.0.0.1:7357\"\nlisen = 1\n",
+            "line 3",
+            "lisen",
+        ),
+        (
+            "[marking]\n\n\ndefault = \"BANANA\"\n",
+            "line 4",
+            "marking.default",
+        ),
+        (
+            "[routing]\nsecure_domains = \"gsi.gov.uk\"\n",
+            "line 2",
+            "secure_domains",
+        ),
+        ("mode = \"loud\"\n", "line 1", "loud"),
+        (
+            "[marking.msip_labels]\n\"guid\" = \"NOPE\"\n",
+            "line 2",
+            "NOPE",
+        ),
+        ("[limits]\non_exceeded = \"ignore\"\n", "line 2", "ignore"),
+    ];
+    for (text, line, key) in cases {
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, text).unwrap();
+        let out = cjsm(None, &["config", "check", bad.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        let err = stderr(&out);
+        assert!(err.contains(line) && err.contains(key), "{text:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn check_usage_and_input_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_in(dir.path());
+    let cfg = Some(config.as_path());
+    let out = cjsm(
+        cfg,
+        &[
+            "check",
+            "--from",
+            "a@b",
+            "--rcpt",
+            "c@d",
+            "/nonexistent/message.eml",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("/nonexistent/message.eml"));
+    let out = cjsm(cfg, &["check", "--rcpt", "c@d", "-"]);
+    assert_eq!(out.status.code(), Some(2), "missing --from");
+    let out = cjsm(
+        cfg,
+        &[
+            "check",
+            "--from",
+            "a@b",
+            "--rcpt",
+            "c@d",
+            "--client-addr",
+            "not-an-ip",
+            "-",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "nonsense = 1\n").unwrap();
+    let out = cjsm(
+        Some(&bad),
+        &["check", "--from", "a@b", "--rcpt", "c@d", "-"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("nonsense"));
+}
+
+#[test]
+fn check_takes_session_facts_as_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_in(dir.path());
+    let message = dir.path().join("m.eml");
+    std::fs::write(&message, "Subject: OFFICIAL: x\r\n\r\nb\r\n").unwrap();
+    let out = cjsm(
+        Some(&config),
+        &[
+            "check",
+            "--from",
+            "a@firm.co.uk",
+            "--rcpt",
+            "x@gmail.com",
+            "--auth",
+            "alice",
+            "--client-addr",
+            "192.0.2.7",
+            "--tls-version",
+            "TLSv1.3",
+            "--cert-subject",
+            "CN=mail.firm.co.uk",
+            "--cert-issuer",
+            "CN=Hub CA",
+            message.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["session"]["client_addr"], "192.0.2.7");
+    assert_eq!(report["session"]["tls_version"], "TLSv1.3");
+    assert_eq!(report["session"]["auth_user"], "alice");
+    assert_eq!(report["session"]["cert_subject"], "CN=mail.firm.co.uk");
+    assert_eq!(report["action"], "accept");
+}
