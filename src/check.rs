@@ -182,12 +182,12 @@ pub fn feed(collector: &mut Collector, message: &[u8]) {
             pos = line_end;
             break;
         }
-        if line[0] == b' ' || line[0] == b'\t' {
-            if let Some((_, _, end)) = current.as_mut() {
-                *end = line_end;
-                pos = line_end;
-                continue;
-            }
+        if (line[0] == b' ' || line[0] == b'\t')
+            && let Some((_, _, end)) = current.as_mut()
+        {
+            *end = line_end;
+            pos = line_end;
+            continue;
         }
         match line.iter().position(|&b| b == b':') {
             Some(colon)

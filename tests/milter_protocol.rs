@@ -366,7 +366,8 @@ async fn hostile_bodies_get_a_verdict() {
             i + 1
         ));
     }
-    let bodies: Vec<(Vec<(&str, String)>, Vec<u8>)> = vec![
+    type Headers = Vec<(&'static str, String)>;
+    let bodies: Vec<(Headers, Vec<u8>)> = vec![
         (
             vec![("Subject", "x".into())],
             vec![0xff, 0xfe, 0x00, 0x80, b'\r', b'\n'],
