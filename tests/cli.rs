@@ -274,3 +274,11 @@ fn check_takes_session_facts_as_flags() {
     assert_eq!(report["session"]["cert_subject"], "CN=mail.firm.co.uk");
     assert_eq!(report["action"], "accept");
 }
+
+#[test]
+fn example_config_is_valid_and_states_the_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("cjsm-milter.example.toml");
+    let example = cjsm_milter::config::Config::load(&path).unwrap();
+    let defaults = cjsm_milter::config::Config::default();
+    assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
+}
