@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite: the README's test command, and what .ci/run calls.
+# Installs the Debian packages the tests need when they are missing, then runs the format
+# and lint checks, every test, and builds the benchmarks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# gcc and libc6-dev: the linker Rust uses. Later suites add their servers here.
+PACKAGES=(gcc libc6-dev)
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+        || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    echo "test.sh: installing ${missing[*]}" >&2
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "test.sh: cargo not found: install Rust 1.95 or later (https://rustup.rs)" >&2
+    exit 1
+fi
+
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
+cargo test --locked
+cargo bench --locked --no-run
+echo "test.sh: all checks passed"
