@@ -308,14 +308,20 @@ async fn mail(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
     let engine = session.engine.clone();
     let refused = deadline(&engine, engine.sender(&sender)).await?;
     match refused {
-        Some(verdict) => refuse(
-            cx,
-            &engine,
-            queue_id.as_deref(),
-            "sender",
-            &sender,
-            &verdict,
-        ),
+        Some(verdict) => {
+            if engine.enforcing() {
+                // The MTA ends the transaction: no message is in flight.
+                self::session(&mut cx.data)?.message = None;
+            }
+            refuse(
+                cx,
+                &engine,
+                queue_id.as_deref(),
+                "sender",
+                &sender,
+                &verdict,
+            )
+        }
         None => Ok(Status::Continue),
     }
 }

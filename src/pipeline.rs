@@ -82,6 +82,7 @@ impl Engine {
             marking_header: &self.config.marking.header,
             recipients,
             classification: &classification,
+            subject_present: message.subject_present,
             subject_raw: message.subject_raw.as_deref(),
             subject_decoded: classification.subject.as_deref(),
             own_headers_present: message.own_headers,
@@ -107,7 +108,10 @@ pub struct Collector {
     headers: usize,
     header_bytes: usize,
     body_bytes: u64,
+    /// The first Subject, as it came (kept while within the header bounds).
     subject_raw: Option<String>,
+    /// A Subject header came, kept or not: never add a second one.
+    subject_present: bool,
     own_headers: usize,
     limits_exceeded: Vec<String>,
     own_header_name: String,
@@ -125,6 +129,7 @@ impl Collector {
             header_bytes: 0,
             body_bytes: 0,
             subject_raw: None,
+            subject_present: false,
             own_headers: 0,
             limits_exceeded: Vec::new(),
             own_header_name: config.marking.header.clone(),
@@ -149,6 +154,9 @@ impl Collector {
         if self.body_start.is_some() {
             return;
         }
+        let is_subject = name.eq_ignore_ascii_case(b"Subject");
+        let first_subject = is_subject && !self.subject_present;
+        self.subject_present |= is_subject;
         self.headers += 1;
         self.header_bytes += name.len() + value.len() + 4;
         if self.headers > self.max_headers {
@@ -162,7 +170,7 @@ impl Collector {
             ));
             return;
         }
-        if self.subject_raw.is_none() && name.eq_ignore_ascii_case(b"Subject") {
+        if first_subject {
             self.subject_raw = Some(String::from_utf8_lossy(value).into_owned());
         }
         self.raw.extend_from_slice(name);

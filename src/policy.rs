@@ -183,7 +183,9 @@ pub struct Facts<'a> {
     pub marking_header: &'a str,
     pub recipients: &'a [Recipient],
     pub classification: &'a Classification,
-    /// The raw value of the first Subject header, if any.
+    /// The message has a Subject header (kept or not).
+    pub subject_present: bool,
+    /// The raw value of the first Subject header, when kept.
     pub subject_raw: Option<&'a str>,
     /// The decoded value of the first Subject header, if any.
     pub subject_decoded: Option<&'a str>,
@@ -388,28 +390,28 @@ pub fn decide(facts: &Facts) -> Verdict {
 fn subject_tag_edit(facts: &Facts) -> Option<Edit> {
     let tag = facts.routing.subject_tag.trim();
     let word: String = tag.chars().filter(|c| c.is_alphanumeric()).collect();
-    match (facts.subject_raw, facts.subject_decoded) {
-        (Some(raw), Some(decoded)) => {
-            if contains_word(decoded, &word) {
-                return None;
-            }
-            let raw = raw.trim();
-            let value = if raw.is_empty() {
-                tag.to_string()
-            } else {
-                format!("{raw} {tag}")
-            };
-            Some(Edit::ChangeHeader {
-                name: "Subject".into(),
-                index: 1,
-                value,
-            })
-        }
-        _ => Some(Edit::AddHeader {
+    if !facts.subject_present {
+        return Some(Edit::AddHeader {
             name: "Subject".into(),
             value: tag.into(),
-        }),
+        });
     }
+    // A Subject too large to keep is left as it is rather than rewritten from a part of it.
+    let raw = facts.subject_raw?;
+    if contains_word(facts.subject_decoded.unwrap_or(raw), &word) {
+        return None;
+    }
+    let raw = raw.trim();
+    let value = if raw.is_empty() {
+        tag.to_string()
+    } else {
+        format!("{raw} {tag}")
+    };
+    Some(Edit::ChangeHeader {
+        name: "Subject".into(),
+        index: 1,
+        value,
+    })
 }
 
 fn contains_word(text: &str, word: &str) -> bool {
@@ -615,6 +617,7 @@ mod tests {
                 marking_header: "X-CJSM-Marking",
                 recipients: &case.rcpts,
                 classification: &c,
+                subject_present: true,
                 subject_raw: Some("hello"),
                 subject_decoded: Some("hello"),
                 own_headers_present: 0,
@@ -651,6 +654,7 @@ mod tests {
             marking_header: "X-CJSM-Marking",
             recipients: rcpts,
             classification: &c,
+            subject_present: raw.is_some(),
             subject_raw: raw,
             subject_decoded: decoded,
             own_headers_present: own,
@@ -694,6 +698,23 @@ mod tests {
         // "CJSMX" is not the tag word.
         let edits = accept_edits(&hub, Some("CJSMX"), Some("CJSMX"), 0);
         assert_eq!(edits.len(), 2);
+        // A Subject too large to keep is left alone, and no second one is added.
+        let v = vocab();
+        let c = classification(&v, Some("OFFICIAL"), false);
+        let routing = RoutingConfig::default();
+        let verdict = decide(&Facts {
+            vocab: &v,
+            routing: &routing,
+            on_exceeded: OverLimit::Ceiling,
+            marking_header: "X-CJSM-Marking",
+            recipients: &hub,
+            classification: &c,
+            subject_present: true,
+            subject_raw: None,
+            subject_decoded: None,
+            own_headers_present: 0,
+        });
+        assert_eq!(verdict.edits.len(), 1, "{:?}", verdict.edits);
         // No Subject at all: one is added.
         let edits = accept_edits(&hub, None, None, 0);
         assert_eq!(
@@ -724,6 +745,7 @@ mod tests {
                 marking_header: "X-CJSM-Marking",
                 recipients: &rcpts,
                 classification: &c,
+                subject_present: false,
                 subject_raw: None,
                 subject_decoded: None,
                 own_headers_present: 0,
@@ -783,6 +805,7 @@ mod tests {
             marking_header: "X-CJSM-Marking",
             recipients: &rcpts,
             classification: &c,
+            subject_present: false,
             subject_raw: None,
             subject_decoded: None,
             own_headers_present: 0,

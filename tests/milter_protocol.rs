@@ -318,6 +318,9 @@ async fn store_failure_answers_tempfail() {
         conn.rcpt(["b@met.pnn.police.uk"]).await.unwrap(),
         Status::Continue
     );
+    // The MTA gives up on the transaction; nothing is left in flight.
+    conn.abort().await.unwrap();
+    conn.close().await.unwrap();
     milter.stop().await;
 }
 
@@ -394,5 +397,23 @@ async fn hostile_bodies_get_a_verdict() {
         );
         conn.close().await.unwrap();
     }
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn deadline_overrun_answers_tempfail() {
+    // A deadline no classification of a 1 MB message can meet.
+    let milter = TestMilter::start("[milter]\ndeadline_ms = 1\n").await;
+    let mut conn = milter.connect().await;
+    envelope(&mut conn, "a@met.pnn.police.uk", &["b@met.pnn.police.uk"]).await;
+    data(&mut conn).await;
+    conn.header("Subject", "OFFICIAL: big").await.unwrap();
+    conn.eoh().await.unwrap();
+    for _ in 0..16 {
+        conn.body(b"line of text\r\n".repeat(4681)).await.unwrap();
+    }
+    let (actions, status) = conn.eom().await.unwrap();
+    assert!(reply(&status).starts_with("451 4.7.1"), "{status:?}");
+    assert!(actions.actions.is_empty());
     milter.stop().await;
 }
