@@ -137,3 +137,14 @@ fn encoded_word_bombs() {
     let report = check(message.as_bytes(), "");
     assert!(report["action"].is_string());
 }
+
+#[test]
+fn regression_inputs_get_a_verdict() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let report = check(&std::fs::read(&path).unwrap(), "");
+        assert!(report["action"].is_string(), "{}", path.display());
+        assert!(!label(&report).is_empty());
+    }
+}

@@ -61,7 +61,14 @@ pub fn classify(
         parts_seen: 0,
     };
     let mut subject = None;
-    if let Some(message) = MessageParser::default().parse(raw) {
+    // The parser promises not to panic; should it break that promise, the message is
+    // treated as unreadable (a bound hit: at least the ceiling), not as unmarked.
+    let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(raw));
+    let parsed = parsed.unwrap_or_else(|_| {
+        limits_exceeded.push("the MIME parser failed on this message".into());
+        None
+    });
+    if let Some(message) = parsed {
         subject = message
             .headers()
             .iter()
