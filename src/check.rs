@@ -127,8 +127,9 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreErr
         },
         "quarantine": if accepted { applied.quarantine_reason.clone() } else { None },
         "sender": sender,
-        "recipients": recipients.iter().map(|r| json!({
-            "address": r.address, "zone": r.zone, "directory": r.directory,
+        "recipients": recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(),
+        "routes": recipients.iter().map(|r| json!({
+            "address": r.address, "zone": r.zone, "directory": r.directory, "secure": r.is_secure(),
         })).collect::<Vec<_>>(),
         "refused_recipients": refused,
         "subject": subject,
