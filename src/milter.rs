@@ -110,7 +110,7 @@ type Handled = Result<Status, MilterError>;
 
 /// The macros requested per stage (Postfix and Sendmail send what is asked for).
 const MACROS: &[(MacroStage, &str)] = &[
-    (MacroStage::Connect, "j {client_addr} {client_name}"),
+    (MacroStage::Connect, "j {client_addr}"),
     (
         MacroStage::Helo,
         "{tls_version} {cipher} {cert_subject} {cert_issuer} {verify}",
@@ -292,7 +292,7 @@ async fn mail(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
     };
     let sender = args
         .first()
-        .map(|a| a.to_string_lossy().into_owned())
+        .map(|a| crate::store::normalize_address(&a.to_string_lossy()))
         .unwrap_or_default();
     let session = session(&mut cx.data)?;
     session.facts = facts;
@@ -495,9 +495,9 @@ async fn eom(cx: &mut EomContext<Session>, queue_id: Option<String>) -> Handled 
         .unwrap_or_else(|| "NOQUEUE".into());
     message.collector.end_of_headers();
 
-    // Classification is CPU work: run it off the I/O threads, under the deadline.
+    // Classification is CPU work: run it off the I/O threads, under the deadline. The
+    // deadline is for this stage: a slow SMTP client before end of data costs nothing here.
     let limit = Duration::from_millis(engine.config.milter.deadline_ms);
-    let remaining = limit.saturating_sub(message.started.elapsed());
     let worker = {
         let engine = engine.clone();
         tokio::task::spawn_blocking(move || {
@@ -506,7 +506,7 @@ async fn eom(cx: &mut EomContext<Session>, queue_id: Option<String>) -> Handled 
             (outcome, message, started.elapsed())
         })
     };
-    let (outcome, message, verdict_time) = match tokio::time::timeout(remaining, worker).await {
+    let (outcome, message, verdict_time) = match tokio::time::timeout(limit, worker).await {
         Ok(Ok(done)) => done,
         Ok(Err(join)) => return Err(MilterError::Internal(format!("classifier failed: {join}"))),
         Err(_) => return Err(MilterError::Deadline(limit)),

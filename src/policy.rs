@@ -286,7 +286,7 @@ pub fn decide(facts: &Facts) -> Verdict {
                 "550",
                 "5.7.1",
                 format!(
-                    "Message marked {} may not be sent through this service; the highest marking it carries is {}",
+                    "Message marked {} may not be sent through this service; the highest marking this service carries is {}",
                     marking.name, ceiling.name
                 ),
             ),
@@ -389,7 +389,6 @@ pub fn decide(facts: &Facts) -> Verdict {
 /// (a reply to a tagged message is not tagged twice).
 fn subject_tag_edit(facts: &Facts) -> Option<Edit> {
     let tag = facts.routing.subject_tag.trim();
-    let word: String = tag.chars().filter(|c| c.is_alphanumeric()).collect();
     if !facts.subject_present {
         return Some(Edit::AddHeader {
             name: "Subject".into(),
@@ -398,7 +397,7 @@ fn subject_tag_edit(facts: &Facts) -> Option<Edit> {
     }
     // A Subject too large to keep is left as it is rather than rewritten from a part of it.
     let raw = facts.subject_raw?;
-    if contains_word(facts.subject_decoded.unwrap_or(raw), &word) {
+    if already_tagged(facts.subject_decoded.unwrap_or(raw), tag) {
         return None;
     }
     let raw = raw.trim();
@@ -414,22 +413,21 @@ fn subject_tag_edit(facts: &Facts) -> Option<Edit> {
     })
 }
 
-fn contains_word(text: &str, word: &str) -> bool {
-    if word.is_empty() {
+/// The Subject already carries the tag: the tag itself in any case (`[cjsm]`), or its word
+/// standing alone in capitals (`RE: CJSM: …`). The word inside an address or a domain
+/// (`bob@firm.cjsm.net`) does not count.
+fn already_tagged(subject: &str, tag: &str) -> bool {
+    let lower = subject.to_lowercase();
+    if lower.contains(&tag.to_lowercase()) {
         return true;
     }
-    text.char_indices().any(|(i, _)| {
-        let rest = &text[i..];
-        rest.get(..word.len())
-            .is_some_and(|w| w.eq_ignore_ascii_case(word))
-            && !text[..i]
-                .chars()
-                .next_back()
-                .is_some_and(char::is_alphanumeric)
-            && !rest[word.len()..]
-                .chars()
-                .next()
-                .is_some_and(char::is_alphanumeric)
+    let word: String = tag.chars().filter(|c| c.is_alphanumeric()).collect();
+    if word.is_empty() {
+        return false;
+    }
+    let joins = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || "@.-_".contains(c));
+    subject.match_indices(word.as_str()).any(|(i, _)| {
+        !joins(subject[..i].chars().next_back()) && !joins(subject[i + word.len()..].chars().next())
     })
 }
 
@@ -691,8 +689,19 @@ mod tests {
         // Already tagged (a reply): no change. Not to the hub: no tag.
         let edits = accept_edits(&hub, Some("RE: x [CJSM]"), Some("RE: x [CJSM]"), 0);
         assert_eq!(edits.len(), 1);
-        let edits = accept_edits(&hub, Some("cjsm: x"), Some("cjsm: x"), 0);
+        let edits = accept_edits(&hub, Some("RE: [cjsm] x"), Some("RE: [cjsm] x"), 0);
         assert_eq!(edits.len(), 1);
+        let edits = accept_edits(&hub, Some("CJSM: x"), Some("CJSM: x"), 0);
+        assert_eq!(edits.len(), 1);
+        // The word in an address, a domain or in lower case prose is not the tag.
+        for subject in [
+            "final bob@firm.cjsm.net",
+            "cjsm registration",
+            "see www.cjsm.net",
+        ] {
+            let edits = accept_edits(&hub, Some(subject), Some(subject), 0);
+            assert_eq!(edits.len(), 2, "{subject}");
+        }
         let edits = accept_edits(&[rcpt("a@gmail.com", NotAsked)], Some("x"), Some("x"), 0);
         assert_eq!(edits.len(), 1);
         // "CJSMX" is not the tag word.

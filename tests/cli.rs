@@ -282,3 +282,15 @@ fn example_config_is_valid_and_states_the_defaults() {
     let defaults = cjsm_milter::config::Config::default();
     assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
 }
+
+#[test]
+fn shipped_configs_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in ["contrib/cjsm-milter.toml", "cjsm-milter.example.toml"] {
+        let out = cjsm(
+            None,
+            &["config", "check", root.join(file).to_str().unwrap()],
+        );
+        assert!(out.status.success(), "{file}: {}", stderr(&out));
+    }
+}

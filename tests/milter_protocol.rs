@@ -417,3 +417,15 @@ async fn deadline_overrun_answers_tempfail() {
     assert!(actions.actions.is_empty());
     milter.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_client_before_end_of_data_does_not_use_up_the_deadline() {
+    let milter = TestMilter::start("[milter]\ndeadline_ms = 200\n").await;
+    let mut conn = milter.connect().await;
+    envelope(&mut conn, "a@met.pnn.police.uk", &["b@met.pnn.police.uk"]).await;
+    // The SMTP client dawdles longer than the deadline between RCPT and DATA.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, status) = message(&mut conn, &[("Subject", "OFFICIAL: x")], b"hello\r\n").await;
+    assert_eq!(status, Status::Accept);
+    milter.stop().await;
+}
