@@ -224,7 +224,8 @@ impl Default for MarkingConfig {
         MarkingConfig {
             levels: None,
             extra_levels: Vec::new(),
-            descriptors: ["PERSONAL", "COMMERCIAL", "LOCSEN", "SENSITIVE"]
+            // Not SENSITIVE: "OFFICIAL [SENSITIVE]" is OFFICIAL-SENSITIVE, never OFFICIAL.
+            descriptors: ["PERSONAL", "COMMERCIAL", "LOCSEN"]
                 .map(String::from)
                 .to_vec(),
             ceiling: "OFFICIAL-SENSITIVE".into(),

@@ -27,15 +27,21 @@ pub fn markings(subject: &str, tag: &str, vocab: &Vocabulary) -> Vec<(LevelId, P
 }
 
 fn at_start(subject: &str, tag: &str, vocab: &Vocabulary) -> Option<LevelId> {
-    let text = skip_prefixes(subject, tag);
-    if let Some(inner) = text.strip_prefix(['[', '(']) {
+    let mut text = subject;
+    // Each turn consumes a bracketed group, so this is linear in the Subject.
+    loop {
+        text = skip_prefixes(text, tag);
+        let Some(inner) = text.strip_prefix(['[', '(']) else {
+            break;
+        };
         let close = if text.starts_with('[') { ']' } else { ')' };
-        let inner = inner.trim_start();
         let end = inner.find(close)?;
-        let inside = &inner[..end];
-        return vocab
-            .best_match(inside, 0, |_, rest| vocab.only_descriptors(rest))
-            .map(|m| m.level);
+        let inside = inner[..end].trim_start();
+        if let Some(m) = vocab.best_match(inside, 0, |_, rest| vocab.only_descriptors(rest)) {
+            return Some(m.level);
+        }
+        // Not a marking: a gateway's tag (`[EXTERNAL]`, `[SPAM?]`). The marking may follow.
+        text = &inner[end + 1..];
     }
     vocab
         .best_match(text, 0, |m, rest| {
@@ -47,7 +53,7 @@ fn at_start(subject: &str, tag: &str, vocab: &Vocabulary) -> Option<LevelId> {
                     !c.is_alphanumeric() || rest.starts_with(char::is_whitespace)
                 }
                 // Otherwise only a delimiter that makes it a label: `Official-Sensitive: ...`.
-                Some(c) => ":-–—])".contains(c),
+                Some(c) => ":])".contains(c) || super::vocab::is_dash(c),
             }
         })
         .map(|m| m.level)
@@ -182,6 +188,22 @@ mod tests {
                 start("OFFICIAL-SENSITIVE"),
             ),
             ("(Secret) plan", start("SECRET")),
+            ("[EXTERNAL] SECRET: plan", start("SECRET")),
+            (
+                "[EXT] RE: [SPAM?] Official-Sensitive: x",
+                start("OFFICIAL-SENSITIVE"),
+            ),
+            ("[EXTERNAL] lunch", none.clone()),
+            ("OFFICIAL (SENSITIVE): bail", start("OFFICIAL-SENSITIVE")),
+            (
+                "OFFICIAL\u{2011}SENSITIVE bail",
+                start("OFFICIAL-SENSITIVE"),
+            ),
+            (
+                "Official\u{2010}Sensitive: bail",
+                start("OFFICIAL-SENSITIVE"),
+            ),
+            ("OFFICIAL [SENSITIVE] bail", start("OFFICIAL-SENSITIVE")),
             (
                 "RE: OFFICIAL - SENSITIVE PERSONAL - hearing",
                 start("OFFICIAL-SENSITIVE"),
@@ -236,6 +258,8 @@ mod tests {
         assert_eq!(names(&long), start("SECRET"));
         let brackets = "[".repeat(100_000);
         assert!(names(&brackets).is_empty());
+        let tags = "[x] ".repeat(100_000) + "SECRET";
+        assert_eq!(names(&tags), start("SECRET"));
         let multibyte = "é".repeat(1000) + "]";
         assert!(names(&multibyte).is_empty());
     }

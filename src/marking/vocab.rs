@@ -228,12 +228,30 @@ impl Vocabulary {
 }
 
 fn is_descriptor_separator(c: char) -> bool {
-    c.is_whitespace() || "-–—:,;/|[]()".contains(c)
+    c.is_whitespace() || is_dash(c) || ":,;/|[]().".contains(c)
 }
 
-/// Separators allowed between the words of a spelling.
+/// Separators allowed between the words of a spelling: space, any dash (hyphen, non-breaking
+/// hyphen, en and em dash, minus sign, …), and the punctuation people put between the words of
+/// a marking (`OFFICIAL: SENSITIVE`, `OFFICIAL/SENSITIVE`, `OFFICIAL (SENSITIVE)`). Generous on
+/// purpose: reading `OFFICIAL … SENSITIVE` as OFFICIAL would let sensitive mail out.
 fn is_word_separator(c: char) -> bool {
-    c.is_whitespace() || "-–—:_".contains(c)
+    c.is_whitespace() || is_dash(c) || ":_/.[]()".contains(c)
+}
+
+/// Unicode dash punctuation (general category Pd) and the minus signs.
+pub fn is_dash(c: char) -> bool {
+    matches!(
+        c,
+        '-' | '\u{2010}'
+            ..='\u{2015}'
+                | '\u{2212}'
+                | '\u{2E3A}'
+                | '\u{2E3B}'
+                | '\u{FE58}'
+                | '\u{FE63}'
+                | '\u{FF0D}'
+    )
 }
 
 /// Matches `words` at the start of `text`, case-insensitively, words joined by one or more
@@ -291,6 +309,15 @@ mod tests {
             ("OFFICIAL: SENSITIVE", Some("OFFICIAL-SENSITIVE")),
             ("OFFICIAL:Sensitive", Some("OFFICIAL-SENSITIVE")),
             ("OFFICIAL – SENSITIVE", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL\u{2010}SENSITIVE", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL\u{2011}SENSITIVE", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL\u{2212}SENSITIVE", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL/SENSITIVE", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL.SENSITIVE", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL [SENSITIVE]", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL (SENSITIVE)", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL (Sensitive)", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL [PERSONAL]", Some("OFFICIAL")),
             ("OFFICIAL-SENSITIVE PERSONAL", Some("OFFICIAL-SENSITIVE")),
             ("OFFICIAL-SENSITIVE [LOCSEN]", Some("OFFICIAL-SENSITIVE")),
             (
