@@ -46,7 +46,8 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
         .map(crate::config::parse_octal_mode)
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let store = store::open(&config.store).context("opening the directory store")?;
+    let store = store::open(&config.store, store::Access::ReadWrite)
+        .context("opening the directory store")?;
     let (listener, local) =
         listen::bind(&listen, mode, config.milter.socket_group.as_deref()).await?;
     let shared = Shared::new(Engine::new(config, store)?);

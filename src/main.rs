@@ -180,7 +180,8 @@ async fn run_check(config_path: Option<PathBuf>, args: CheckArgs) -> Result<()> 
         message = std::fs::read(&args.file)
             .with_context(|| format!("reading {}", args.file.display()))?;
     }
-    let store = store::open(&config.store).context("opening the directory store")?;
+    let store = store::open(&config.store, store::Access::ReadOnly)
+        .context("opening the directory store")?;
     let engine = Engine::new(config, store)?;
     let input = CheckInput {
         sender: args.from,
@@ -202,7 +203,8 @@ async fn run_check(config_path: Option<PathBuf>, args: CheckArgs) -> Result<()> 
 
 async fn user_command(config_path: Option<PathBuf>, command: UserCommand) -> Result<()> {
     let config = load_config(config_path.as_deref())?;
-    let store = store::open(&config.store).context("opening the directory store")?;
+    let store = store::open(&config.store, store::Access::ReadWrite)
+        .context("opening the directory store")?;
     let now = now_unix();
     let (address, state) = match command {
         UserCommand::Add {

@@ -15,6 +15,7 @@ use std::time::SystemTime;
 
 const USERS_FILE: &str = "users.json";
 const LOCK_FILE: &str = "lock";
+const TMP_FILE: &str = "users.json.tmp";
 
 type Users = BTreeMap<String, User>;
 
@@ -26,26 +27,75 @@ struct Stamp {
     inode: u64,
 }
 
+/// How the store is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// The milter and the admin commands: the directory is created on first use.
+    ReadWrite,
+    /// `check`: nothing is created; a store that does not exist is an empty directory.
+    ReadOnly,
+}
+
+#[derive(Clone)]
 pub struct FileStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     dir: PathBuf,
+    access: Access,
     cache: Mutex<Option<(Stamp, Arc<Users>)>>,
 }
 
 impl FileStore {
-    /// Opens (creating if needed) the store directory.
+    /// Opens the store directory. Read-write, a missing directory (or an empty one: a fresh
+    /// install) is initialised with an empty directory file; a directory that holds other
+    /// files but no directory file is refused, as is, later, a directory file that has gone:
+    /// that is a store outage (tempfail), not an empty directory (5.1.1 for everyone).
     pub fn open(dir: &Path) -> Result<FileStore, StoreError> {
-        fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-        })?;
+        FileStore::open_with(dir, Access::ReadWrite)
+    }
+
+    pub fn open_with(dir: &Path, access: Access) -> Result<FileStore, StoreError> {
         let store = FileStore {
-            dir: dir.to_path_buf(),
-            cache: Mutex::new(None),
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                access,
+                cache: Mutex::new(None),
+            }),
         };
+        if access == Access::ReadWrite {
+            store.initialise()?;
+        }
         // Fail at start-up, not at the first message, if the file is unreadable.
-        store.users()?;
+        store.inner.users()?;
         Ok(store)
     }
 
+    fn initialise(&self) -> Result<(), StoreError> {
+        let dir = &self.inner.dir;
+        fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
+        if self.inner.users_path().exists() {
+            return Ok(());
+        }
+        let mut entries = fs::read_dir(dir)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+        // Only an empty directory is a fresh install: once initialised, it holds the lock.
+        let fresh = entries.next().is_none();
+        if !fresh {
+            return Err(StoreError::Unavailable(format!(
+                "{} holds files but no {USERS_FILE}: not starting on an empty directory \
+                 (restore {USERS_FILE}, or point [store] path at an empty directory)",
+                dir.display()
+            )));
+        }
+        self.inner.create_empty()
+    }
+}
+
+impl Inner {
     fn users_path(&self) -> PathBuf {
         self.dir.join(USERS_FILE)
     }
@@ -70,7 +120,11 @@ impl FileStore {
         let path = self.users_path();
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Users::new()),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound && self.access == Access::ReadOnly =>
+            {
+                return Ok(Users::new());
+            }
             Err(e) => {
                 return Err(StoreError::Unavailable(format!("{}: {e}", path.display())));
             }
@@ -98,10 +152,11 @@ impl FileStore {
     }
 
     /// Runs `change` on the directory under the writer lock and saves the result atomically.
-    fn update<T>(
-        &self,
-        change: impl FnOnce(&mut Users) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    /// The writer lock, held while the returned file is open.
+    fn lock(&self) -> Result<File, StoreError> {
+        if self.access == Access::ReadOnly {
+            return Err(StoreError::Refused("the store is open read-only".into()));
+        }
         let lock_path = self.dir.join(LOCK_FILE);
         let lock = OpenOptions::new()
             .create(true)
@@ -111,31 +166,69 @@ impl FileStore {
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", lock_path.display())))?;
         lock.lock()
             .map_err(|e| StoreError::Unavailable(format!("lock {}: {e}", lock_path.display())))?;
-        let mut users = self.read_file()?;
-        let result = change(&mut users)?;
-        let tmp = self.dir.join(format!("{USERS_FILE}.tmp"));
+        Ok(lock)
+    }
+
+    /// Writes the directory file atomically: a temporary file renamed over the old one.
+    fn save(&self, users: &Users) -> Result<(), StoreError> {
+        let tmp = self.dir.join(TMP_FILE);
         let write = || -> std::io::Result<()> {
             let mut file = File::create(&tmp)?;
-            serde_json::to_writer_pretty(&mut file, &users)?;
+            serde_json::to_writer_pretty(&mut file, users)?;
             file.write_all(b"\n")?;
             file.sync_all()?;
             fs::rename(&tmp, self.users_path())?;
             File::open(&self.dir)?.sync_all()
         };
-        write().map_err(|e| StoreError::Unavailable(format!("write {}: {e}", tmp.display())))?;
+        write().map_err(|e| StoreError::Unavailable(format!("write {}: {e}", tmp.display())))
+    }
+
+    /// Creates an empty directory file unless one exists.
+    fn create_empty(&self) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        if self.users_path().exists() {
+            return Ok(());
+        }
+        self.save(&Users::new())
+    }
+
+    /// Runs `change` on the directory under the writer lock and saves the result.
+    fn update<T>(
+        &self,
+        change: impl FnOnce(&mut Users) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let _lock = self.lock()?;
+        let mut users = self.read_file()?;
+        let result = change(&mut users)?;
+        self.save(&users)?;
         Ok(result)
+    }
+}
+
+impl FileStore {
+    /// Runs file work on the blocking pool, so a slow disk cannot stall the milter's I/O
+    /// threads and the stage deadline can still fire.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("store worker failed: {e}")))?
     }
 }
 
 impl Directory for FileStore {
     fn user<'a>(&'a self, address: &'a str) -> StoreFuture<'a, Option<User>> {
-        Box::pin(async move { Ok(self.users()?.get(&normalize_address(address)).cloned()) })
+        let address = normalize_address(address);
+        Box::pin(self.blocking(move |inner| Ok(inner.users()?.get(&address).cloned())))
     }
 
     fn add_user(&self, mut user: User) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            user.address = normalize_address(&user.address);
-            self.update(|users| {
+        user.address = normalize_address(&user.address);
+        Box::pin(self.blocking(move |inner| {
+            inner.update(|users| {
                 if let Some(existing) = users.get(&user.address) {
                     return Err(StoreError::Refused(format!(
                         "{} already exists (organisation {}, {})",
@@ -145,7 +238,7 @@ impl Directory for FileStore {
                 users.insert(user.address.clone(), user);
                 Ok(())
             })
-        })
+        }))
     }
 
     fn set_user_state<'a>(
@@ -154,9 +247,9 @@ impl Directory for FileStore {
         state: UserState,
         now: u64,
     ) -> StoreFuture<'a, User> {
-        Box::pin(async move {
-            let address = normalize_address(address);
-            self.update(|users| {
+        let address = normalize_address(address);
+        Box::pin(self.blocking(move |inner| {
+            inner.update(|users| {
                 let user = users
                     .get_mut(&address)
                     .ok_or_else(|| StoreError::Refused(format!("no user {address}")))?;
@@ -164,7 +257,7 @@ impl Directory for FileStore {
                 user.updated = now;
                 Ok(user.clone())
             })
-        })
+        }))
     }
 }
 
@@ -212,6 +305,37 @@ mod tests {
                 .await,
             Err(StoreError::Refused(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_lost_directory_file_is_an_outage_not_an_empty_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        assert_eq!(store.user("a@x.cjsm.net").await.unwrap(), None);
+        fs::remove_file(dir.path().join(USERS_FILE)).unwrap();
+        assert!(matches!(
+            store.user("a@x.cjsm.net").await,
+            Err(StoreError::Unavailable(_))
+        ));
+        // Nor does a restart paper over it.
+        assert!(matches!(
+            FileStore::open(dir.path()),
+            Err(StoreError::Unavailable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn read_only_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent");
+        let store = FileStore::open_with(&path, Access::ReadOnly).unwrap();
+        assert_eq!(store.user("a@x.cjsm.net").await.unwrap(), None);
+        assert!(!path.exists());
+        assert!(matches!(
+            store.add_user(user("a@x.cjsm.net")).await,
+            Err(StoreError::Refused(_))
+        ));
+        assert!(!path.exists());
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 
 mod file;
 
-pub use file::FileStore;
+pub use file::{Access, FileStore};
 
 use crate::config::{Backend, StoreConfig};
 use serde::{Deserialize, Serialize};
@@ -75,9 +75,9 @@ pub trait Directory: Send + Sync {
 }
 
 /// Opens the configured backend.
-pub fn open(config: &StoreConfig) -> Result<Arc<dyn Directory>, StoreError> {
+pub fn open(config: &StoreConfig, access: Access) -> Result<Arc<dyn Directory>, StoreError> {
     match config.backend {
-        Backend::File => Ok(Arc::new(FileStore::open(&config.path)?)),
+        Backend::File => Ok(Arc::new(FileStore::open_with(&config.path, access)?)),
         Backend::Redis => Err(StoreError::Unavailable(
             "the redis backend is not built yet; use backend = \"file\"".into(),
         )),

@@ -31,7 +31,7 @@ impl TestMilter {
             dir.path().join("store").display()
         );
         let config = Config::parse(&text).unwrap();
-        let store = store::open(&config.store).unwrap();
+        let store = store::open(&config.store, store::Access::ReadWrite).unwrap();
         let engine = Engine::new(config, store).unwrap();
         let shared = Shared::new(engine);
         let (listener, local) = listen::bind(
