@@ -31,7 +31,7 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreErr
     let mut recipients: Vec<Recipient> = Vec::new();
     let mut first_refusal: Option<Verdict> = None;
     for rcpt in &input.recipients {
-        let (recipient, verdict) = engine.recipient(rcpt).await?;
+        let (recipient, verdict) = engine.recipient(rcpt, recipients.len()).await?;
         match verdict {
             Some(verdict) => {
                 refused.push(Refused {
@@ -39,10 +39,11 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreErr
                     reason: verdict.reason,
                     reply: verdict.reply.clone(),
                 });
-                first_refusal.get_or_insert(verdict);
-                if !enforcing {
+                // As in the milter: the recipient bound holds in report mode too.
+                if !enforcing && verdict.reason != crate::policy::TOO_MANY_RECIPIENTS {
                     recipients.push(recipient);
                 }
+                first_refusal.get_or_insert(verdict);
             }
             None => recipients.push(recipient),
         }
@@ -169,6 +170,8 @@ pub fn feed(collector: &mut Collector, message: &[u8]) {
             if let Some(rest) = value.strip_prefix(b" ") {
                 value = rest;
             }
+            // Milter header values are C strings: a NUL ends what the milter sees.
+            let value = value.split(|&b| b == 0).next().unwrap_or_default();
             collector.header(name, trim_line_end(value));
         }
     };
@@ -183,34 +186,64 @@ pub fn feed(collector: &mut Collector, message: &[u8]) {
             pos = line_end;
             break;
         }
-        if (line[0] == b' ' || line[0] == b'\t')
-            && let Some((_, _, end)) = current.as_mut()
-        {
-            *end = line_end;
-            pos = line_end;
-            continue;
+        if line[0] == b' ' || line[0] == b'\t' {
+            match current.as_mut() {
+                Some((_, _, end)) => {
+                    *end = line_end;
+                    pos = line_end;
+                    continue;
+                }
+                // A continuation with nothing to continue: not a header, the body starts.
+                None => break,
+            }
         }
-        match line.iter().position(|&b| b == b':') {
-            Some(colon)
-                if colon > 0
-                    && line[..colon]
-                        .iter()
-                        .all(|b| b.is_ascii_graphic() || *b == b' ' || *b == b'\t') =>
-            {
+        match header_name_end(line) {
+            Some(colon) => {
                 flush(collector, current.take());
                 current = Some((pos, pos + colon, line_end));
                 pos = line_end;
             }
-            _ => {
-                // Not a header: the body starts here.
-                break;
-            }
+            // Not a header: the body starts here.
+            None => break,
         }
     }
     flush(collector, current.take());
     collector.end_of_headers();
     if pos < message.len() {
         collector.body(&message[pos..]);
+    }
+}
+
+/// The offset of the colon of a header line: a name of printable ASCII without spaces, then
+/// optional blanks (the obsolete `Subject :`), then `:`.
+fn header_name_end(line: &[u8]) -> Option<usize> {
+    let name_len = line
+        .iter()
+        .position(|&b| !(b.is_ascii_graphic() && b != b':'))
+        .unwrap_or(line.len());
+    if name_len == 0 {
+        return None;
+    }
+    let blanks = line[name_len..]
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(line.len() - name_len);
+    let colon = name_len + blanks;
+    (line.get(colon) == Some(&b':')).then_some(colon)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names() {
+        assert_eq!(header_name_end(b"Subject: x"), Some(7));
+        assert_eq!(header_name_end(b"Subject : x"), Some(8));
+        assert_eq!(header_name_end(b"X-A:"), Some(3));
+        assert_eq!(header_name_end(b"Not a header: x"), None);
+        assert_eq!(header_name_end(b": x"), None);
+        assert_eq!(header_name_end(b"NoColon"), None);
     }
 }
 

@@ -8,7 +8,7 @@
 use crate::config::Mode;
 use crate::listen::{GatedListener, MilterListener};
 use crate::pipeline::{Collector, Engine, Outcome};
-use crate::policy::{Action, Edit, Recipient, SessionFacts, Verdict};
+use crate::policy::{self, Action, Edit, Recipient, SessionFacts, Verdict};
 use indymilter::{
     Actions, Callbacks, Context, ContextActions, EomContext, MacroStage, NegotiateContext,
     ProtoOpts, SetErrorReply, SocketInfo, Status,
@@ -79,8 +79,6 @@ pub struct Session {
     in_flight: Arc<AtomicUsize>,
     facts: SessionFacts,
     message: Option<MessageState>,
-    /// The MTA lets us skip the rest of a body we no longer read.
-    can_skip: bool,
 }
 
 struct MessageState {
@@ -201,7 +199,7 @@ fn negotiate(
     engine: Arc<Engine>,
     in_flight: Arc<AtomicUsize>,
     mta_actions: Actions,
-    mta_opts: ProtoOpts,
+    _mta_opts: ProtoOpts,
 ) -> Status {
     if !mta_actions.contains(NEEDED_ACTIONS) {
         error!(
@@ -211,10 +209,6 @@ fn negotiate(
         return Status::Reject;
     }
     cx.requested_actions = NEEDED_ACTIONS;
-    let can_skip = mta_opts.contains(ProtoOpts::SKIP);
-    if can_skip {
-        cx.requested_opts |= ProtoOpts::SKIP;
-    }
     for (stage, names) in MACROS {
         cx.requested_macros.insert(
             *stage,
@@ -226,7 +220,6 @@ fn negotiate(
         in_flight,
         facts: SessionFacts::default(),
         message: None,
-        can_skip,
     });
     Status::Continue
 }
@@ -296,32 +289,30 @@ async fn mail(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
         .unwrap_or_default();
     let session = session(&mut cx.data)?;
     session.facts = facts;
-    session.message = Some(MessageState {
-        queue_id: queue_id.clone(),
-        sender: sender.clone(),
-        recipients: Vec::new(),
-        refused: 0,
-        collector: Collector::new(&session.engine.config),
-        started: Instant::now(),
-        _in_flight: InFlight::new(&session.in_flight),
-    });
+    session.message = None;
     let engine = session.engine.clone();
     let refused = deadline(&engine, engine.sender(&sender)).await?;
+    if refused.is_none() || !engine.enforcing() {
+        let session = self::session(&mut cx.data)?;
+        session.message = Some(MessageState {
+            queue_id: queue_id.clone(),
+            sender: sender.clone(),
+            recipients: Vec::new(),
+            refused: 0,
+            collector: Collector::new(&engine.config),
+            started: Instant::now(),
+            _in_flight: InFlight::new(&session.in_flight),
+        });
+    }
     match refused {
-        Some(verdict) => {
-            if engine.enforcing() {
-                // The MTA ends the transaction: no message is in flight.
-                self::session(&mut cx.data)?.message = None;
-            }
-            refuse(
-                cx,
-                &engine,
-                queue_id.as_deref(),
-                "sender",
-                &sender,
-                &verdict,
-            )
-        }
+        Some(verdict) => refuse(
+            cx,
+            &engine,
+            queue_id.as_deref(),
+            "sender",
+            &sender,
+            &verdict,
+        ),
         None => Ok(Status::Continue),
     }
 }
@@ -338,15 +329,16 @@ async fn rcpt(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
         message.queue_id = queue_id;
     }
     let queue_id = message.queue_id.clone();
-    if message.recipients.len() >= engine.config.limits.max_recipients {
-        cx.reply
-            .set_error_reply("452", Some("4.5.3"), ["Too many recipients"])
-            .map_err(|e| MilterError::Internal(e.to_string()))?;
-        return Ok(Status::Tempfail);
-    }
-    let (recipient, refused) = deadline(&engine, engine.recipient(&rcpt)).await?;
+    let accepted = message.recipients.len();
+    let (recipient, refused) = deadline(&engine, engine.recipient(&rcpt, accepted)).await?;
     let (_, message) = self::message(&mut cx.data)?;
     match refused {
+        Some(verdict) if verdict.reason == policy::TOO_MANY_RECIPIENTS => {
+            // A bound, not policy: enforced in report mode too.
+            message.refused += 1;
+            info!(queue_id = %queue_id.as_deref().unwrap_or("NOQUEUE"), address = %rcpt, "too many recipients");
+            status_with_reply(&mut cx.reply, &verdict)
+        }
         Some(verdict) => {
             message.refused += 1;
             if !engine.enforcing() {
@@ -440,17 +432,14 @@ fn eoh(cx: &mut Context<Session>) -> Status {
     }
 }
 
+/// Past the scan bound the rest of the body is counted, not kept. (Not answered with Skip:
+/// indymilter would then skip the end-of-message call for a final chunk that fills the
+/// bound, and the message would pass without a verdict.)
 fn body(cx: &mut Context<Session>, chunk: &[u8]) -> Status {
-    let can_skip = cx.data.as_ref().is_some_and(|s| s.can_skip);
     match message(&mut cx.data) {
         Ok((_, message)) => {
             message.collector.body(chunk);
-            // Past the scan bound the rest of the body is not read: let the MTA stop sending it.
-            if can_skip && message.collector.is_full() {
-                Status::Skip
-            } else {
-                Status::Continue
-            }
+            Status::Continue
         }
         Err(e) => finish(cx, Err(e)),
     }
@@ -587,6 +576,7 @@ fn header_index(index: usize) -> Result<i32, MilterError> {
 }
 
 /// Header values come from the message; a NUL cannot cross the milter protocol.
-fn c_string(text: &str) -> CString {
-    CString::new(text.replace('\0', "")).unwrap_or_default()
+fn c_string(text: impl AsRef<[u8]>) -> CString {
+    let bytes: Vec<u8> = text.as_ref().iter().copied().filter(|&b| b != 0).collect();
+    CString::new(bytes).unwrap_or_default()
 }

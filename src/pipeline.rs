@@ -51,9 +51,22 @@ impl Engine {
     }
 
     /// RCPT stage: the recipient with the directory's answer, and a verdict when refused.
-    pub async fn recipient(&self, rcpt: &str) -> Result<(Recipient, Option<Verdict>), StoreError> {
+    /// `accepted` is the number of recipients the message already has.
+    pub async fn recipient(
+        &self,
+        rcpt: &str,
+        accepted: usize,
+    ) -> Result<(Recipient, Option<Verdict>), StoreError> {
         let address = normalize_address(rcpt);
         let zone = policy::zone(&address, &self.config.routing);
+        if accepted >= self.config.limits.max_recipients {
+            let recipient = Recipient {
+                address,
+                zone,
+                directory: DirectoryAnswer::NotAsked,
+            };
+            return Ok((recipient, Some(policy::too_many_recipients())));
+        }
         let directory = self.lookup(&address, zone).await?;
         let recipient = Recipient {
             address,
@@ -109,7 +122,7 @@ pub struct Collector {
     header_bytes: usize,
     body_bytes: u64,
     /// The first Subject, as it came (kept while within the header bounds).
-    subject_raw: Option<String>,
+    subject_raw: Option<Vec<u8>>,
     /// A Subject header came, kept or not: never add a second one.
     subject_present: bool,
     own_headers: usize,
@@ -171,7 +184,7 @@ impl Collector {
             return;
         }
         if first_subject {
-            self.subject_raw = Some(String::from_utf8_lossy(value).into_owned());
+            self.subject_raw = Some(value.to_vec());
         }
         self.raw.extend_from_slice(name);
         self.raw.extend_from_slice(b": ");
@@ -201,12 +214,6 @@ impl Collector {
     /// Marks the end of the headers (the body may be empty).
     pub fn end_of_headers(&mut self) {
         self.start_body();
-    }
-
-    /// No more body bytes will be kept.
-    pub fn is_full(&self) -> bool {
-        self.body_start
-            .is_some_and(|start| self.raw.len() - start >= self.max_scan_bytes)
     }
 
     pub fn body_bytes(&self) -> u64 {

@@ -134,8 +134,14 @@ pub enum Edit {
     ChangeHeader {
         name: String,
         index: usize,
-        value: String,
+        /// Bytes, not text: a raw 8-bit Subject must come back unchanged around our tag.
+        #[serde(serialize_with = "lossy_text")]
+        value: Vec<u8>,
     },
+}
+
+fn lossy_text<S: serde::Serializer>(value: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&String::from_utf8_lossy(value))
 }
 
 /// The decision for a message (or a recipient).
@@ -186,7 +192,7 @@ pub struct Facts<'a> {
     /// The message has a Subject header (kept or not).
     pub subject_present: bool,
     /// The raw value of the first Subject header, when kept.
-    pub subject_raw: Option<&'a str>,
+    pub subject_raw: Option<&'a [u8]>,
     /// The decoded value of the first Subject header, if any.
     pub subject_decoded: Option<&'a str>,
     /// How many copies of our marking header arrived with the message.
@@ -230,6 +236,18 @@ pub fn sender_verdict(sender: &str, zone: Zone, answer: DirectoryAnswer) -> Opti
         )),
         _ => None,
     }
+}
+
+/// The reason of the verdict for a recipient past `limits.max_recipients`.
+pub const TOO_MANY_RECIPIENTS: &str = "too-many-recipients";
+
+/// RCPT stage, past the recipient bound: the client may send them in another message.
+pub fn too_many_recipients() -> Verdict {
+    Verdict::refuse(
+        Action::Tempfail,
+        TOO_MANY_RECIPIENTS,
+        Reply::new("452", "4.5.3", "Too many recipients".into()),
+    )
 }
 
 /// RCPT stage: a secure-suffix recipient unknown to the directory, or not active.
@@ -397,15 +415,15 @@ fn subject_tag_edit(facts: &Facts) -> Option<Edit> {
     }
     // A Subject too large to keep is left as it is rather than rewritten from a part of it.
     let raw = facts.subject_raw?;
-    if already_tagged(facts.subject_decoded.unwrap_or(raw), tag) {
+    let raw_text = String::from_utf8_lossy(raw);
+    if already_tagged(facts.subject_decoded.unwrap_or(&raw_text), tag) {
         return None;
     }
-    let raw = raw.trim();
-    let value = if raw.is_empty() {
-        tag.to_string()
-    } else {
-        format!("{raw} {tag}")
-    };
+    let mut value = raw.trim_ascii().to_vec();
+    if !value.is_empty() {
+        value.push(b' ');
+    }
+    value.extend_from_slice(tag.as_bytes());
     Some(Edit::ChangeHeader {
         name: "Subject".into(),
         index: 1,
@@ -451,7 +469,8 @@ fn sanitize(text: &str, max: usize) -> String {
     let mut clean: String = text
         .chars()
         .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
+            // `%` is special in MTA reply handling (Sendmail formats it): keep it out.
+            if (c.is_ascii_graphic() && c != '%') || c == ' ' {
                 c
             } else {
                 '?'
@@ -616,7 +635,7 @@ mod tests {
                 recipients: &case.rcpts,
                 classification: &c,
                 subject_present: true,
-                subject_raw: Some("hello"),
+                subject_raw: Some(b"hello"),
                 subject_decoded: Some("hello"),
                 own_headers_present: 0,
             };
@@ -653,7 +672,7 @@ mod tests {
             recipients: rcpts,
             classification: &c,
             subject_present: raw.is_some(),
-            subject_raw: raw,
+            subject_raw: raw.map(str::as_bytes),
             subject_decoded: decoded,
             own_headers_present: own,
         })
@@ -682,9 +701,33 @@ mod tests {
                 Edit::ChangeHeader {
                     name: "Subject".into(),
                     index: 1,
-                    value: "=?UTF-8?Q?caf=C3=A9?= [CJSM]".into()
+                    value: b"=?UTF-8?Q?caf=C3=A9?= [CJSM]".to_vec()
                 },
             ]
+        );
+        // A raw 8-bit Subject keeps its bytes.
+        let v = vocab();
+        let c = classification(&v, Some("OFFICIAL"), false);
+        let routing = RoutingConfig::default();
+        let verdict = decide(&Facts {
+            vocab: &v,
+            routing: &routing,
+            on_exceeded: OverLimit::Ceiling,
+            marking_header: "X-CJSM-Marking",
+            recipients: &hub,
+            classification: &c,
+            subject_present: true,
+            subject_raw: Some(b"caf\xe9 cr\xe8me"),
+            subject_decoded: None,
+            own_headers_present: 0,
+        });
+        assert_eq!(
+            verdict.edits[1],
+            Edit::ChangeHeader {
+                name: "Subject".into(),
+                index: 1,
+                value: b"caf\xe9 cr\xe8me [CJSM]".to_vec()
+            }
         );
         // Already tagged (a reply): no change. Not to the hub: no tag.
         let edits = accept_edits(&hub, Some("RE: x [CJSM]"), Some("RE: x [CJSM]"), 0);
@@ -840,6 +883,7 @@ mod tests {
     #[test]
     fn sanitize_is_bounded_ascii() {
         assert_eq!(sanitize("a\r\nb\u{e9}", 100), "a??b?");
+        assert_eq!(sanitize("user%host@x", 100), "user?host@x");
         assert_eq!(sanitize(&"x".repeat(2000), 900).len(), 903);
     }
 }

@@ -325,7 +325,7 @@ async fn store_failure_answers_tempfail() {
 }
 
 #[tokio::test]
-async fn oversized_body_is_skipped_and_treated_as_the_ceiling() {
+async fn oversized_body_is_read_up_to_the_bound_and_treated_as_the_ceiling() {
     let milter = TestMilter::start("[limits]\nmax_scan_bytes = 1000\n").await;
     let mut conn = milter.connect().await;
     envelope(&mut conn, "a@met.pnn.police.uk", &["x@gmail.com"]).await;
@@ -333,7 +333,7 @@ async fn oversized_body_is_skipped_and_treated_as_the_ceiling() {
     conn.header("Subject", "OFFICIAL: big file").await.unwrap();
     conn.eoh().await.unwrap();
     let status = conn.body(vec![b'a'; 4000]).await.unwrap();
-    assert_eq!(status, Status::Skip);
+    assert_eq!(status, Status::Continue);
     let (_, status) = conn.eom().await.unwrap();
     // OFFICIAL in the subject, but the unread rest may say more: secure recipients only.
     let text = reply(&status);
@@ -427,5 +427,61 @@ async fn a_slow_client_before_end_of_data_does_not_use_up_the_deadline() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let (_, status) = message(&mut conn, &[("Subject", "OFFICIAL: x")], b"hello\r\n").await;
     assert_eq!(status, Status::Accept);
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn the_recipient_bound_holds_in_both_modes() {
+    for mode in ["enforce", "report"] {
+        let milter = TestMilter::start(&format!(
+            "mode = \"{mode}\"\n[limits]\nmax_recipients = 2\n"
+        ))
+        .await;
+        let mut conn = milter.connect().await;
+        let statuses = envelope(
+            &mut conn,
+            "a@met.pnn.police.uk",
+            &[
+                "b@met.pnn.police.uk",
+                "c@met.pnn.police.uk",
+                "d@met.pnn.police.uk",
+            ],
+        )
+        .await;
+        assert_eq!(
+            statuses[..2],
+            [Status::Continue, Status::Continue],
+            "{mode}"
+        );
+        assert!(
+            reply(&statuses[2]).starts_with("452 4.5.3"),
+            "{mode}: {:?}",
+            statuses[2]
+        );
+        conn.abort().await.unwrap();
+        conn.close().await.unwrap();
+        milter.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_eight_bit_subject_keeps_its_bytes_around_the_tag() {
+    let milter = TestMilter::start("").await;
+    milter.add_user("carol@x.cjsm.net", UserState::Active).await;
+    let mut conn = milter.connect().await;
+    envelope(&mut conn, "a@met.pnn.police.uk", &["carol@x.cjsm.net"]).await;
+    data(&mut conn).await;
+    let subject = std::ffi::CString::new(b"caf\xe9 cr\xe8me".to_vec()).unwrap();
+    conn.header("Subject", subject).await.unwrap();
+    conn.eoh().await.unwrap();
+    conn.body(b"x\r\n".to_vec()).await.unwrap();
+    let (actions, status) = conn.eom().await.unwrap();
+    assert_eq!(status, Status::Accept);
+    let wanted = EomAction::ChangeHeader {
+        name: c"Subject".into(),
+        index: 1,
+        value: std::ffi::CString::new(b"caf\xe9 cr\xe8me [CJSM]".to_vec()).unwrap(),
+    };
+    assert!(actions.actions.contains(&wanted), "{actions:?}");
     milter.stop().await;
 }
