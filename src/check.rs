@@ -232,21 +232,6 @@ fn header_name_end(line: &[u8]) -> Option<usize> {
     (line.get(colon) == Some(&b':')).then_some(colon)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_names() {
-        assert_eq!(header_name_end(b"Subject: x"), Some(7));
-        assert_eq!(header_name_end(b"Subject : x"), Some(8));
-        assert_eq!(header_name_end(b"X-A:"), Some(3));
-        assert_eq!(header_name_end(b"Not a header: x"), None);
-        assert_eq!(header_name_end(b": x"), None);
-        assert_eq!(header_name_end(b"NoColon"), None);
-    }
-}
-
 fn trim_line_end(bytes: &[u8]) -> &[u8] {
     let mut end = bytes.len();
     while end > 0 && (bytes[end - 1] == b'\n' || bytes[end - 1] == b'\r') {
@@ -261,4 +246,19 @@ fn trim_ascii_end(bytes: &[u8]) -> &[u8] {
         end -= 1;
     }
     &bytes[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names() {
+        assert_eq!(header_name_end(b"Subject: x"), Some(7));
+        assert_eq!(header_name_end(b"Subject : x"), Some(8));
+        assert_eq!(header_name_end(b"X-A:"), Some(3));
+        assert_eq!(header_name_end(b"Not a header: x"), None);
+        assert_eq!(header_name_end(b": x"), None);
+        assert_eq!(header_name_end(b"NoColon"), None);
+    }
 }
