@@ -85,7 +85,7 @@ fn main() {
             "{:<28} {:>8} {:>12} {:>12}",
             format!(
                 "{} KB {}",
-                raw.len() / 1024,
+                size / 1024,
                 if marked { "marked" } else { "unmarked" }
             ),
             runs,
