@@ -526,6 +526,27 @@ mod tests {
         }
     }
 
+    /// The facts the tests share; each test spells out only what it is about.
+    fn facts<'a>(
+        vocab: &'a Vocabulary,
+        routing: &'a RoutingConfig,
+        classification: &'a Classification,
+        recipients: &'a [Recipient],
+    ) -> Facts<'a> {
+        Facts {
+            vocab,
+            routing,
+            on_exceeded: OverLimit::Ceiling,
+            marking_header: "X-CJSM-Marking",
+            recipients,
+            classification,
+            subject_present: false,
+            subject_raw: None,
+            subject_decoded: None,
+            own_headers_present: 0,
+        }
+    }
+
     struct Case {
         label: Option<&'static str>,
         rcpts: Vec<Recipient>,
@@ -628,16 +649,10 @@ mod tests {
         for case in cases {
             let c = classification(&v, case.label, false);
             let facts = Facts {
-                vocab: &v,
-                routing: &routing,
-                on_exceeded: OverLimit::Ceiling,
-                marking_header: "X-CJSM-Marking",
-                recipients: &case.rcpts,
-                classification: &c,
                 subject_present: true,
                 subject_raw: Some(b"hello"),
                 subject_decoded: Some("hello"),
-                own_headers_present: 0,
+                ..facts(&v, &routing, &c, &case.rcpts)
             };
             let verdict = decide(&facts);
             let what = format!(
@@ -665,16 +680,11 @@ mod tests {
         let c = classification(&v, Some("OFFICIAL"), false);
         let routing = RoutingConfig::default();
         decide(&Facts {
-            vocab: &v,
-            routing: &routing,
-            on_exceeded: OverLimit::Ceiling,
-            marking_header: "X-CJSM-Marking",
-            recipients: rcpts,
-            classification: &c,
             subject_present: raw.is_some(),
             subject_raw: raw.map(str::as_bytes),
             subject_decoded: decoded,
             own_headers_present: own,
+            ..facts(&v, &routing, &c, rcpts)
         })
         .edits
     }
@@ -710,16 +720,9 @@ mod tests {
         let c = classification(&v, Some("OFFICIAL"), false);
         let routing = RoutingConfig::default();
         let verdict = decide(&Facts {
-            vocab: &v,
-            routing: &routing,
-            on_exceeded: OverLimit::Ceiling,
-            marking_header: "X-CJSM-Marking",
-            recipients: &hub,
-            classification: &c,
             subject_present: true,
             subject_raw: Some(b"caf\xe9 cr\xe8me"),
-            subject_decoded: None,
-            own_headers_present: 0,
+            ..facts(&v, &routing, &c, &hub)
         });
         assert_eq!(
             verdict.edits[1],
@@ -751,20 +754,9 @@ mod tests {
         let edits = accept_edits(&hub, Some("CJSMX"), Some("CJSMX"), 0);
         assert_eq!(edits.len(), 2);
         // A Subject too large to keep is left alone, and no second one is added.
-        let v = vocab();
-        let c = classification(&v, Some("OFFICIAL"), false);
-        let routing = RoutingConfig::default();
         let verdict = decide(&Facts {
-            vocab: &v,
-            routing: &routing,
-            on_exceeded: OverLimit::Ceiling,
-            marking_header: "X-CJSM-Marking",
-            recipients: &hub,
-            classification: &c,
             subject_present: true,
-            subject_raw: None,
-            subject_decoded: None,
-            own_headers_present: 0,
+            ..facts(&v, &routing, &c, &hub)
         });
         assert_eq!(verdict.edits.len(), 1, "{:?}", verdict.edits);
         // No Subject at all: one is added.
@@ -791,16 +783,8 @@ mod tests {
             (OverLimit::Tempfail, Action::Tempfail),
         ] {
             let verdict = decide(&Facts {
-                vocab: &v,
-                routing: &routing,
                 on_exceeded: on,
-                marking_header: "X-CJSM-Marking",
-                recipients: &rcpts,
-                classification: &c,
-                subject_present: false,
-                subject_raw: None,
-                subject_decoded: None,
-                own_headers_present: 0,
+                ..facts(&v, &routing, &c, &rcpts)
             });
             assert_eq!(verdict.action, want, "{on:?}");
         }
@@ -850,18 +834,7 @@ mod tests {
         let rcpts: Vec<Recipient> = (0..25)
             .map(|i| rcpt(&format!("u{i}@gmail.com"), NotAsked))
             .collect();
-        let verdict = decide(&Facts {
-            vocab: &v,
-            routing: &routing,
-            on_exceeded: OverLimit::Ceiling,
-            marking_header: "X-CJSM-Marking",
-            recipients: &rcpts,
-            classification: &c,
-            subject_present: false,
-            subject_raw: None,
-            subject_decoded: None,
-            own_headers_present: 0,
-        });
+        let verdict = decide(&facts(&v, &routing, &c, &rcpts));
         let text = verdict.reply.unwrap().text;
         assert!(text.contains("u0@gmail.com, u1@gmail.com"), "{text}");
         assert!(text.contains("and 15 more"), "{text}");
