@@ -10,7 +10,7 @@ use crate::listen::{GatedListener, MilterListener};
 use crate::pipeline::{Collector, Engine, Outcome};
 use crate::policy::{self, Action, Edit, Recipient, SessionFacts, Verdict};
 use indymilter::{
-    Actions, Callbacks, Context, ContextActions, EomContext, MacroStage, NegotiateContext,
+    Actions, Callbacks, Context, ContextActions, EomContext, MacroStage, Macros, NegotiateContext,
     ProtoOpts, SetErrorReply, SocketInfo, Status,
 };
 use std::ffi::{CStr, CString};
@@ -224,9 +224,9 @@ fn negotiate(
     Status::Continue
 }
 
-fn macro_value<T: Send>(cx: &Context<T>, name: &str) -> Option<String> {
+fn macro_value(macros: &Macros, name: &str) -> Option<String> {
     let name = CString::new(name).ok()?;
-    cx.macros
+    macros
         .get(&name)
         .map(|v| v.to_string_lossy().into_owned())
         .filter(|v| !v.is_empty())
@@ -270,18 +270,18 @@ async fn deadline<T>(
 }
 
 async fn mail(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
-    let queue_id = macro_value(cx, "i");
+    let queue_id = macro_value(&cx.macros, "i");
     let facts = SessionFacts {
         client_addr: cx
             .data
             .as_ref()
             .and_then(|s| s.facts.client_addr)
-            .or_else(|| macro_value(cx, "{client_addr}").and_then(|a| a.parse().ok())),
-        tls_version: macro_value(cx, "{tls_version}"),
-        cipher: macro_value(cx, "{cipher}"),
-        cert_subject: macro_value(cx, "{cert_subject}"),
-        cert_issuer: macro_value(cx, "{cert_issuer}"),
-        auth_user: macro_value(cx, "{auth_authen}"),
+            .or_else(|| macro_value(&cx.macros, "{client_addr}").and_then(|a| a.parse().ok())),
+        tls_version: macro_value(&cx.macros, "{tls_version}"),
+        cipher: macro_value(&cx.macros, "{cipher}"),
+        cert_subject: macro_value(&cx.macros, "{cert_subject}"),
+        cert_issuer: macro_value(&cx.macros, "{cert_issuer}"),
+        auth_user: macro_value(&cx.macros, "{auth_authen}"),
     };
     let sender = args
         .first()
@@ -322,7 +322,7 @@ async fn rcpt(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
         .first()
         .map(|a| a.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let queue_id = macro_value(cx, "i");
+    let queue_id = macro_value(&cx.macros, "i");
     let (engine, message) = message(&mut cx.data)?;
     let engine = engine.clone();
     if queue_id.is_some() {
@@ -453,7 +453,7 @@ fn abort(cx: &mut Context<Session>) -> Status {
 }
 
 async fn eom_finish(cx: &mut EomContext<Session>) -> Status {
-    let queue_id = macro_value_eom(cx, "i");
+    let queue_id = macro_value(&cx.macros, "i");
     match eom(cx, queue_id.clone()).await {
         Ok(status) => status,
         Err(e) => {
@@ -464,17 +464,10 @@ async fn eom_finish(cx: &mut EomContext<Session>) -> Status {
     }
 }
 
-fn macro_value_eom(cx: &EomContext<Session>, name: &str) -> Option<String> {
-    let name = CString::new(name).ok()?;
-    cx.macros
-        .get(&name)
-        .map(|v| v.to_string_lossy().into_owned())
-        .filter(|v| !v.is_empty())
-}
-
 async fn eom(cx: &mut EomContext<Session>, queue_id: Option<String>) -> Handled {
     let session = session(&mut cx.data)?;
     let engine = session.engine.clone();
+    let session_facts = session.facts.clone();
     let mut message = session
         .message
         .take()
@@ -526,6 +519,8 @@ async fn eom(cx: &mut EomContext<Session>, queue_id: Option<String>) -> Handled 
     info!(
         queue_id = %queue_id,
         sender = %message.sender,
+        client = %session_facts.client_addr.map(|a| a.to_string()).unwrap_or_default(),
+        tls = %session_facts.tls_version.as_deref().unwrap_or("none"),
         recipients = message.recipients.len(),
         refused_recipients = message.refused,
         marking = %vocab.level(classification.level).name,
