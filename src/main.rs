@@ -134,13 +134,41 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(dispatch(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    if !matches!(cli.command, Command::Run) {
+        // An admin command that hits a bug says so in one line and exits 2, like any other
+        // error. (The daemon keeps the default hook: a panic there is logged in full.)
+        std::panic::set_hook(Box::new(|info| {
+            let location = info
+                .location()
+                .map(|l| format!(" at {l}"))
+                .unwrap_or_default();
+            eprintln!(
+                "cjsm-milter: error: internal error{location}: {}",
+                panic_text(info)
+            );
+        }));
+    }
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(dispatch(cli))
+    }));
+    match outcome {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             eprintln!("cjsm-milter: error: {}", one_line(&e));
             ExitCode::from(2)
         }
+        Err(_) => ExitCode::from(2),
     }
+}
+
+fn panic_text(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let payload = info.payload();
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into());
+    text.replace('\n', " ")
 }
 
 /// The whole error chain on one line.
