@@ -9,6 +9,7 @@ use super::{Directory, StoreError, StoreFuture, User, UserState, normalize_addre
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -74,9 +75,14 @@ impl FileStore {
 
     fn initialise(&self) -> Result<(), StoreError> {
         let dir = &self.inner.dir;
-        fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-        })?;
+        // The directory holds personal data: owner and group only.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
         if self.inner.users_path().exists() {
             return Ok(());
         }
@@ -162,6 +168,7 @@ impl Inner {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o640)
             .open(&lock_path)
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", lock_path.display())))?;
         lock.lock()
@@ -173,7 +180,12 @@ impl Inner {
     fn save(&self, users: &Users) -> Result<(), StoreError> {
         let tmp = self.dir.join(TMP_FILE);
         let write = || -> std::io::Result<()> {
-            let mut file = File::create(&tmp)?;
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o640)
+                .open(&tmp)?;
             serde_json::to_writer_pretty(&mut file, users)?;
             file.write_all(b"\n")?;
             file.sync_all()?;
@@ -322,6 +334,17 @@ mod tests {
             FileStore::open(dir.path()),
             Err(StoreError::Unavailable(_))
         ));
+    }
+
+    #[test]
+    fn files_are_not_world_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        FileStore::open(&path).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path) & 0o007, 0, "directory");
+        assert_eq!(mode(&path.join(USERS_FILE)) & 0o007, 0, "directory file");
     }
 
     #[tokio::test]
