@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# gcc and libc6-dev: the linker Rust uses. Later suites add their servers here.
-PACKAGES=(gcc libc6-dev)
+# gcc and libc6-dev: the linker Rust uses; redis-server: the Redis backend's tests start
+# their own (on a free loopback port, stopped by PID).
+PACKAGES=(gcc libc6-dev redis-server)
 
 missing=()
 for package in "${PACKAGES[@]}"; do

@@ -133,8 +133,16 @@ pub struct StoreConfig {
     pub backend: Backend,
     /// File store: a directory the milter owns.
     pub path: PathBuf,
-    /// Redis store (a later issue).
+    /// Redis store: `redis://`, `rediss://` (TLS), `redis+sentinel://` or several
+    /// `redis://` URLs separated by commas for a Cluster.
     pub url: Option<String>,
+    /// Prefix of every Redis key, so several deployments can share one Redis.
+    pub key_prefix: String,
+    /// Audit entries kept (Redis stream length, or file store log lines).
+    pub audit_retention: usize,
+    /// How long the milter may answer a lookup from its cache, in milliseconds. Changes are
+    /// also pushed to every milter at once (Redis pub/sub); this bounds a missed push.
+    pub cache_ttl_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -282,6 +290,9 @@ impl Default for StoreConfig {
             backend: Backend::File,
             path: PathBuf::from("/var/lib/cjsm-milter"),
             url: None,
+            key_prefix: "cjsm".into(),
+            audit_retention: 100_000,
+            cache_ttl_ms: 1000,
         }
     }
 }

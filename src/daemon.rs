@@ -1,5 +1,6 @@
 //! `cjsm-milter run`: load, bind, serve; SIGHUP reloads the config, SIGTERM drains.
 
+use crate::audit::AuditSink;
 use crate::config::{Config, LogConfig, LogFormat};
 use crate::listen::{self, ListenAddr};
 use crate::milter::{self, Shared};
@@ -46,11 +47,13 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
         .map(crate::config::parse_octal_mode)
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let store = store::open(&config.store, store::Access::ReadWrite)
+    let store = store::open_for_milter(&config.store)
+        .await
         .context("opening the directory store")?;
     let (listener, local) =
         listen::bind(&listen, mode, config.milter.socket_group.as_deref()).await?;
-    let shared = Shared::new(Engine::new(config, store)?);
+    let audit = AuditSink::start(store.clone());
+    let shared = Shared::new(Engine::new(config, store)?.with_audit(Some(audit)));
     info!(listen = %local, mode = ?shared.current().config.mode, "cjsm-milter listening");
 
     let mut hangup = signal(SignalKind::hangup())?;
@@ -107,7 +110,7 @@ fn reload(path: Option<&Path>, shared: &Arc<Shared>) {
     if new.log != old.config.log {
         warn!("log settings changed: restart needed for them to apply");
     }
-    match Engine::new(new, old.store.clone()) {
+    match Engine::new(new, old.store.clone()).map(|e| e.with_audit(old.audit.clone())) {
         Ok(engine) => {
             shared.replace(engine);
             info!(file = %path.display(), "config reloaded");

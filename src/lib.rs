@@ -2,9 +2,11 @@
 //!
 //! A pure core (`marking`, `policy`) inside a thin shell (`milter`, `store`, `listen`).
 
+pub mod audit;
 pub mod check;
 pub mod config;
 pub mod daemon;
+pub mod directory;
 pub mod listen;
 pub mod marking;
 pub mod milter;

@@ -1,14 +1,16 @@
 //! The command line: parses arguments and calls the library. Exit 2 with a one-line error on
 //! bad usage, bad config or unreadable input.
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use cjsm_milter::check::{CheckInput, check};
 use cjsm_milter::config::Config;
 use cjsm_milter::daemon::{self, load_config};
 use cjsm_milter::pipeline::Engine;
-use cjsm_milter::policy::{self, SessionFacts, Zone};
-use cjsm_milter::store::{self, User, UserState, normalize_address, now_unix};
+use cjsm_milter::policy::SessionFacts;
+use cjsm_milter::store;
 use clap::{Parser, Subcommand};
+
+mod directory_cli;
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -39,10 +41,15 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// The Secure eMail Directory.
+    /// The Secure eMail Directory: organisations, users, search and export.
     Directory {
         #[command(subcommand)]
-        command: DirectoryCommand,
+        command: directory_cli::DirectoryCommand,
+    },
+    /// The audit trail of verdicts and admin changes.
+    Audit {
+        #[command(subcommand)]
+        command: directory_cli::AuditCommand,
     },
 }
 
@@ -81,37 +88,6 @@ enum ConfigCommand {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
-}
-
-#[derive(Subcommand)]
-enum DirectoryCommand {
-    /// Users of the hub.
-    User {
-        #[command(subcommand)]
-        command: UserCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum UserCommand {
-    /// Add an active user with a secure address.
-    Add {
-        address: String,
-        #[arg(long, value_name = "ORG")]
-        org: String,
-        #[arg(long, value_name = "F", default_value = "")]
-        first_name: String,
-        #[arg(long, value_name = "L", default_value = "")]
-        last_name: String,
-    },
-    /// Show a user as JSON.
-    Show { address: String },
-    /// Suspend a user: mail to them is refused with 5.2.1, from them with 5.7.1.
-    Suspend { address: String },
-    /// Make a suspended or deleted user active again.
-    Reactivate { address: String },
-    /// Delete a user (kept as deleted, so mail to them is refused with 5.2.1).
-    Delete { address: String },
 }
 
 fn main() -> ExitCode {
@@ -191,9 +167,14 @@ async fn dispatch(cli: Cli) -> Result<()> {
             println!("{}: ok", file.display());
             Ok(())
         }
-        Command::Directory {
-            command: DirectoryCommand::User { command },
-        } => user_command(cli.config, command).await,
+        Command::Directory { command } => {
+            let config = load_config(cli.config.as_deref())?;
+            directory_cli::directory(&config, command).await
+        }
+        Command::Audit { command } => {
+            let config = load_config(cli.config.as_deref())?;
+            directory_cli::audit(&config, command).await
+        }
     }
 }
 
@@ -209,6 +190,7 @@ async fn run_check(config_path: Option<PathBuf>, args: CheckArgs) -> Result<()> 
             .with_context(|| format!("reading {}", args.file.display()))?;
     }
     let store = store::open(&config.store, store::Access::ReadOnly)
+        .await
         .context("opening the directory store")?;
     let engine = Engine::new(config, store)?;
     let input = CheckInput {
@@ -226,60 +208,5 @@ async fn run_check(config_path: Option<PathBuf>, args: CheckArgs) -> Result<()> 
     };
     let report = check(&engine, input).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(())
-}
-
-async fn user_command(config_path: Option<PathBuf>, command: UserCommand) -> Result<()> {
-    let config = load_config(config_path.as_deref())?;
-    let store = store::open(&config.store, store::Access::ReadWrite)
-        .context("opening the directory store")?;
-    let now = now_unix();
-    let (address, state) = match command {
-        UserCommand::Add {
-            address,
-            org,
-            first_name,
-            last_name,
-        } => {
-            let address = normalize_address(&address);
-            if !address.contains('@')
-                || policy::zone(&address, &config.routing) != Zone::SecureSuffix
-            {
-                bail!(
-                    "{address} is not a secure address: it must be under the secure suffix {}",
-                    config.routing.secure_suffix
-                );
-            }
-            if org.trim().is_empty() {
-                bail!("--org must not be empty");
-            }
-            store
-                .add_user(User {
-                    address: address.clone(),
-                    org,
-                    first_name,
-                    last_name,
-                    state: UserState::Active,
-                    created: now,
-                    updated: now,
-                })
-                .await?;
-            println!("added {address}");
-            return Ok(());
-        }
-        UserCommand::Show { address } => {
-            let address = normalize_address(&address);
-            match store.user(&address).await? {
-                Some(user) => println!("{}", serde_json::to_string_pretty(&user)?),
-                None => bail!("no user {address}"),
-            }
-            return Ok(());
-        }
-        UserCommand::Suspend { address } => (address, UserState::Suspended),
-        UserCommand::Reactivate { address } => (address, UserState::Active),
-        UserCommand::Delete { address } => (address, UserState::Deleted),
-    };
-    let user = store.set_user_state(&address, state, now).await?;
-    println!("{} is now {}", user.address, user.state);
     Ok(())
 }

@@ -9,6 +9,7 @@ use crate::config::Mode;
 use crate::listen::{GatedListener, MilterListener};
 use crate::pipeline::{Collector, Engine, Outcome};
 use crate::policy::{self, Action, Edit, Recipient, SessionFacts, Verdict};
+use crate::store::{AuditEvent, now_unix_ms};
 use indymilter::{
     Actions, Callbacks, Context, ContextActions, EomContext, MacroStage, Macros, NegotiateContext,
     ProtoOpts, SetErrorReply, SocketInfo, Status,
@@ -515,6 +516,27 @@ async fn eom(cx: &mut EomContext<Session>, queue_id: Option<String>) -> Handled 
     }
     for warning in &classification.warnings {
         warn!(queue_id = %queue_id, warning = %warning, "marking not understood");
+    }
+    if let Some(audit) = &engine.audit {
+        audit.record(AuditEvent {
+            time_ms: now_unix_ms(),
+            kind: "verdict".into(),
+            queue_id: Some(queue_id.clone()),
+            sender: Some(message.sender.clone()),
+            recipients: message
+                .recipients
+                .iter()
+                .map(|r| r.address.clone())
+                .collect(),
+            marking: Some(vocab.level(classification.level).name.clone()),
+            action: if engine.enforcing() {
+                verdict.action.as_str().into()
+            } else {
+                format!("report-only {}", verdict.action.as_str())
+            },
+            reason: verdict.reason.into(),
+            ..AuditEvent::default()
+        });
     }
     info!(
         queue_id = %queue_id,

@@ -1,6 +1,7 @@
 //! The one path every message takes, whether it comes from the MTA through the milter or
 //! from a file through `cjsm-milter check`: sender, recipients, collected message, verdict.
 
+use crate::audit::AuditSink;
 use crate::config::{Config, ConfigError, Mode};
 use crate::marking::{self, Classification, Vocabulary};
 use crate::policy::{self, DirectoryAnswer, Facts, Recipient, Verdict, Zone};
@@ -12,6 +13,8 @@ pub struct Engine {
     pub config: Config,
     pub vocab: Vocabulary,
     pub store: Arc<dyn Directory>,
+    /// Where the milter records its verdicts (none for `check`).
+    pub audit: Option<AuditSink>,
 }
 
 impl Engine {
@@ -27,7 +30,14 @@ impl Engine {
             config,
             vocab,
             store,
+            audit: None,
         })
+    }
+
+    /// Records verdicts in the audit trail through `sink`.
+    pub fn with_audit(mut self, sink: Option<AuditSink>) -> Engine {
+        self.audit = sink;
+        self
     }
 
     pub fn enforcing(&self) -> bool {
@@ -38,8 +48,8 @@ impl Engine {
         if zone != Zone::SecureSuffix {
             return Ok(DirectoryAnswer::NotAsked);
         }
-        let user = self.store.user(&normalize_address(address)).await?;
-        Ok(DirectoryAnswer::from_user(user.as_ref()))
+        let lookup = self.store.lookup(&normalize_address(address)).await?;
+        Ok(DirectoryAnswer::from_lookup(&lookup))
     }
 
     /// MAIL stage: `Some` when the sender is refused.

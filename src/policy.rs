@@ -5,7 +5,7 @@
 
 use crate::config::{OverLimit, RoutingConfig};
 use crate::marking::{Classification, Vocabulary};
-use crate::store::{User, UserState};
+use crate::store::{Lookup, OrgState, UserState};
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -45,12 +45,20 @@ pub enum DirectoryAnswer {
 }
 
 impl DirectoryAnswer {
-    pub fn from_user(user: Option<&User>) -> DirectoryAnswer {
-        match user.map(|u| u.state) {
-            None => DirectoryAnswer::Unknown,
-            Some(UserState::Active) => DirectoryAnswer::Active,
-            Some(UserState::Suspended) => DirectoryAnswer::Suspended,
-            Some(UserState::Deleted) => DirectoryAnswer::Deleted,
+    /// Only users of an active organisation send or receive: a user of an organisation that
+    /// is not active (or has gone) is answered like a suspended one.
+    pub fn from_lookup(lookup: &Lookup) -> DirectoryAnswer {
+        let Some(user) = &lookup.user else {
+            return DirectoryAnswer::Unknown;
+        };
+        let org_active = lookup
+            .org
+            .as_ref()
+            .is_some_and(|o| o.state == OrgState::Active);
+        match user.state {
+            UserState::Active if org_active => DirectoryAnswer::Active,
+            UserState::Active | UserState::Suspended => DirectoryAnswer::Suspended,
+            UserState::Deleted => DirectoryAnswer::Deleted,
         }
     }
 }

@@ -63,6 +63,28 @@ fn directory_user_lifecycle_changes_the_verdict() {
         "{report}"
     );
 
+    for args in [
+        &[
+            "directory",
+            "org",
+            "apply",
+            "--id",
+            "smith-chambers",
+            "--name",
+            "Smith Chambers",
+            "--domain",
+            "smithchambers.cjsm.net",
+            "--connection",
+            "mailbox",
+        ][..],
+        &["directory", "org", "approve", "smith-chambers"],
+        &["directory", "org", "sign-terms", "smith-chambers"],
+        &["directory", "org", "activate", "smith-chambers"],
+    ] {
+        let out = cjsm(cfg, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+
     let out = cjsm(
         cfg,
         &[
@@ -128,9 +150,14 @@ fn directory_refusals_exit_2_with_one_line() {
             "bob@firm.co.uk",
             "--org",
             "firm",
+            "--first-name",
+            "B",
+            "--last-name",
+            "F",
         ],
         &["directory", "user", "show", "nobody@x.cjsm.net"],
         &["directory", "user", "suspend", "nobody@x.cjsm.net"],
+        &["directory", "org", "activate", "nobody"],
     ];
     for args in cases {
         let out = cjsm(cfg, args);
@@ -139,17 +166,61 @@ fn directory_refusals_exit_2_with_one_line() {
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
         assert!(err.starts_with("cjsm-milter: error: "), "{err}");
     }
-    let out = cjsm(
-        cfg,
-        &["directory", "user", "add", "b@x.cjsm.net", "--org", "x"],
-    );
-    assert!(out.status.success());
-    let out = cjsm(
-        cfg,
-        &["directory", "user", "add", "B@x.cjsm.net", "--org", "x"],
-    );
+    let apply = [
+        "directory",
+        "org",
+        "apply",
+        "--id",
+        "x",
+        "--name",
+        "X",
+        "--domain",
+        "x.cjsm.net",
+        "--connection",
+        "mailbox",
+    ];
+    let out = cjsm(cfg, &apply);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let add = [
+        "directory",
+        "user",
+        "add",
+        "b@x.cjsm.net",
+        "--org",
+        "x",
+        "--first-name",
+        "B",
+        "--last-name",
+        "X",
+    ];
+    let out = cjsm(cfg, &add);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cjsm(cfg, &add);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    // A duplicate application names the organisation holding the domain.
+    let out = cjsm(
+        cfg,
+        &[
+            "directory",
+            "org",
+            "apply",
+            "--id",
+            "y",
+            "--name",
+            "Y",
+            "--domain",
+            "X.cjsm.net",
+            "--connection",
+            "mailbox",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("x.cjsm.net is already registered to x"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -141,7 +141,54 @@ fn prepare(dir: &Path, users: &[UserSpec]) -> PathBuf {
     let config = dir.join("config.toml");
     std::fs::write(&config, text).expect("write config");
 
+    // Each organisation named by the users is registered and switched on through the admin
+    // commands: a server organisation for `name@firm.co.uk.cjsm.net`, a mailbox one for
+    // `name@chambers.cjsm.net`.
+    let mut orgs: Vec<(String, String)> = Vec::new();
     for user in users {
+        let domain = user.address.rsplit_once('@').expect("an address").1;
+        let own = domain.strip_suffix(".cjsm.net").expect("a hub address");
+        let org_domain = if own.contains('.') {
+            own.to_string()
+        } else {
+            domain.to_string()
+        };
+        if orgs.iter().any(|(name, _)| *name == user.org) {
+            continue;
+        }
+        let id = format!("org{}", orgs.len() + 1);
+        let connection = if own.contains('.') {
+            "server"
+        } else {
+            "mailbox"
+        };
+        run_ok(
+            &config,
+            &[
+                "directory",
+                "org",
+                "apply",
+                "--id",
+                &id,
+                "--name",
+                &user.org,
+                "--domain",
+                &org_domain,
+                "--connection",
+                connection,
+            ],
+        );
+        for step in ["approve", "sign-terms", "activate"] {
+            run_ok(&config, &["directory", "org", step, &id]);
+        }
+        orgs.push((user.org.clone(), id));
+    }
+    for user in users {
+        let org_id = &orgs
+            .iter()
+            .find(|(name, _)| *name == user.org)
+            .expect("registered")
+            .1;
         run_ok(
             &config,
             &[
@@ -150,7 +197,7 @@ fn prepare(dir: &Path, users: &[UserSpec]) -> PathBuf {
                 "add",
                 &user.address,
                 "--org",
-                &user.org,
+                org_id,
                 "--first-name",
                 &user.first_name,
                 "--last-name",

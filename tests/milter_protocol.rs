@@ -305,7 +305,7 @@ async fn report_mode_decides_but_changes_nothing() {
 async fn store_failure_answers_tempfail() {
     let milter = TestMilter::start("").await;
     // The directory file becomes unreadable after start-up.
-    std::fs::write(milter.dir.path().join("store/users.json"), "{ broken").unwrap();
+    std::fs::write(milter.dir.path().join("store/directory.json"), "{ broken").unwrap();
     let mut conn = milter.connect().await;
     let statuses = envelope(&mut conn, "a@met.pnn.police.uk", &["carol@x.cjsm.net"]).await;
     assert!(

@@ -1,24 +1,39 @@
-//! The embedded file store: one JSON file in a directory the milter owns.
+//! The embedded file store: one JSON file in a directory the milter owns, and an audit log
+//! beside it.
 //!
 //! Writers (the admin CLI) take an exclusive lock, write a temporary file and rename it over
 //! the old one, so a reader never sees half a file. Readers (the milter) keep the parsed
 //! directory in memory and re-read it when the file changes, so a suspension is seen by the
-//! next lookup.
+//! next lookup. The audit log is JSON lines, rotated once it holds half the retention, so at
+//! most `audit_retention` entries are kept.
 
-use super::{Directory, StoreError, StoreFuture, User, UserState, normalize_address};
+use super::{
+    AuditEvent, Directory, Lookup, Organisation, StoreError, StoreFuture, User, normalize_address,
+};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-const USERS_FILE: &str = "users.json";
+const USERS_FILE: &str = "directory.json";
 const LOCK_FILE: &str = "lock";
-const TMP_FILE: &str = "users.json.tmp";
+const TMP_FILE: &str = "directory.json.tmp";
+const AUDIT_FILE: &str = "audit.log";
+const AUDIT_OLD_FILE: &str = "audit.log.1";
 
-type Users = BTreeMap<String, User>;
+/// The directory file's content.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Users {
+    #[serde(default)]
+    orgs: BTreeMap<String, Organisation>,
+    #[serde(default)]
+    users: BTreeMap<String, User>,
+}
 
 /// Identity of the file version held in memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +61,9 @@ struct Inner {
     dir: PathBuf,
     access: Access,
     cache: Mutex<Option<(Stamp, Arc<Users>)>>,
+    audit_retention: usize,
+    /// Entries in the current audit file, counted at open and kept up to date by this process.
+    audit_lines: Mutex<usize>,
 }
 
 impl FileStore {
@@ -54,15 +72,22 @@ impl FileStore {
     /// files but no directory file is refused, as is, later, a directory file that has gone:
     /// that is a store outage (tempfail), not an empty directory (5.1.1 for everyone).
     pub fn open(dir: &Path) -> Result<FileStore, StoreError> {
-        FileStore::open_with(dir, Access::ReadWrite)
+        FileStore::open_with(dir, Access::ReadWrite, 100_000)
     }
 
-    pub fn open_with(dir: &Path, access: Access) -> Result<FileStore, StoreError> {
+    pub fn open_with(
+        dir: &Path,
+        access: Access,
+        audit_retention: usize,
+    ) -> Result<FileStore, StoreError> {
+        let audit_lines = count_lines(&dir.join(AUDIT_FILE));
         let store = FileStore {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
                 access,
                 cache: Mutex::new(None),
+                audit_retention: audit_retention.max(2),
+                audit_lines: Mutex::new(audit_lines),
             }),
         };
         if access == Access::ReadWrite {
@@ -129,7 +154,7 @@ impl Inner {
             Err(e)
                 if e.kind() == std::io::ErrorKind::NotFound && self.access == Access::ReadOnly =>
             {
-                return Ok(Users::new());
+                return Ok(Users::default());
             }
             Err(e) => {
                 return Err(StoreError::Unavailable(format!("{}: {e}", path.display())));
@@ -201,7 +226,7 @@ impl Inner {
         if self.users_path().exists() {
             return Ok(());
         }
-        self.save(&Users::new())
+        self.save(&Users::default())
     }
 
     /// Runs `change` on the directory under the writer lock and saves the result.
@@ -231,93 +256,142 @@ impl FileStore {
     }
 }
 
-impl Directory for FileStore {
-    fn user<'a>(&'a self, address: &'a str) -> StoreFuture<'a, Option<User>> {
-        let address = normalize_address(address);
-        Box::pin(self.blocking(move |inner| Ok(inner.users()?.get(&address).cloned())))
+impl Inner {
+    fn audit_path(&self) -> PathBuf {
+        self.dir.join(AUDIT_FILE)
     }
 
-    fn add_user(&self, mut user: User) -> StoreFuture<'_, ()> {
-        user.address = normalize_address(&user.address);
+    /// Appends one line; past half the retention the file becomes `audit.log.1` (replacing
+    /// the older half), so at most `audit_retention` entries are kept.
+    fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        if self.access == Access::ReadOnly {
+            return Err(StoreError::Refused("the store is open read-only".into()));
+        }
+        let mut line = serde_json::to_vec(event)
+            .map_err(|e| StoreError::Unavailable(format!("audit event: {e}")))?;
+        line.push(b'\n');
+        let mut lines = self.audit_lines.lock().unwrap_or_else(|p| p.into_inner());
+        if *lines >= self.audit_retention / 2 {
+            let _lock = self.lock()?;
+            // Another process may have rotated already: count again under the lock.
+            if count_lines(&self.audit_path()) >= self.audit_retention / 2 {
+                fs::rename(self.audit_path(), self.dir.join(AUDIT_OLD_FILE)).map_err(|e| {
+                    StoreError::Unavailable(format!("rotate {}: {e}", self.audit_path().display()))
+                })?;
+            }
+            *lines = count_lines(&self.audit_path());
+        }
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o640)
+            .open(self.audit_path())
+            .map_err(|e| {
+                StoreError::Unavailable(format!("{}: {e}", self.audit_path().display()))
+            })?;
+        file.write_all(&line).map_err(|e| {
+            StoreError::Unavailable(format!("{}: {e}", self.audit_path().display()))
+        })?;
+        *lines += 1;
+        Ok(())
+    }
+
+    fn audit(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut events = Vec::new();
+        for file in [AUDIT_FILE, AUDIT_OLD_FILE] {
+            let mut newest_first = read_audit(&self.dir.join(file))?;
+            newest_first.reverse();
+            events.extend(newest_first);
+            if events.len() >= limit {
+                break;
+            }
+        }
+        events.truncate(limit);
+        Ok(events)
+    }
+}
+
+/// Lines in a file (0 when it does not exist).
+fn count_lines(path: &Path) -> usize {
+    File::open(path).map_or(0, |f| BufReader::new(f).split(b'\n').count())
+}
+
+/// The events of one audit file, oldest first; a line that does not parse is skipped.
+fn read_audit(path: &Path) -> Result<Vec<AuditEvent>, StoreError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::Unavailable(format!("{}: {e}", path.display()))),
+    };
+    Ok(BufReader::new(file)
+        .split(b'\n')
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_slice(&line).ok())
+        .collect())
+}
+
+impl Directory for FileStore {
+    fn lookup<'a>(&'a self, address: &'a str) -> StoreFuture<'a, Lookup> {
+        let address = normalize_address(address);
         Box::pin(self.blocking(move |inner| {
-            inner.update(|users| {
-                if let Some(existing) = users.get(&user.address) {
-                    return Err(StoreError::Refused(format!(
-                        "{} already exists (organisation {}, {})",
-                        existing.address, existing.org, existing.state
-                    )));
+            let data = inner.users()?;
+            let user = data.users.get(&address).cloned();
+            let org = user.as_ref().and_then(|u| data.orgs.get(&u.org).cloned());
+            Ok(Lookup { user, org })
+        }))
+    }
+
+    fn user<'a>(&'a self, address: &'a str) -> StoreFuture<'a, Option<User>> {
+        let address = normalize_address(address);
+        Box::pin(self.blocking(move |inner| Ok(inner.users()?.users.get(&address).cloned())))
+    }
+
+    fn users(&self) -> StoreFuture<'_, Vec<User>> {
+        Box::pin(self.blocking(|inner| Ok(inner.users()?.users.values().cloned().collect())))
+    }
+
+    fn put_users(&self, users: Vec<User>) -> StoreFuture<'_, ()> {
+        Box::pin(self.blocking(move |inner| {
+            inner.update(|data| {
+                for mut user in users {
+                    user.address = normalize_address(&user.address);
+                    data.users.insert(user.address.clone(), user);
                 }
-                users.insert(user.address.clone(), user);
                 Ok(())
             })
         }))
     }
 
-    fn set_user_state<'a>(
-        &'a self,
-        address: &'a str,
-        state: UserState,
-        now: u64,
-    ) -> StoreFuture<'a, User> {
-        let address = normalize_address(address);
+    fn org<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Organisation>> {
+        let id = id.to_string();
+        Box::pin(self.blocking(move |inner| Ok(inner.users()?.orgs.get(&id).cloned())))
+    }
+
+    fn orgs(&self) -> StoreFuture<'_, Vec<Organisation>> {
+        Box::pin(self.blocking(|inner| Ok(inner.users()?.orgs.values().cloned().collect())))
+    }
+
+    fn put_org(&self, org: Organisation) -> StoreFuture<'_, ()> {
         Box::pin(self.blocking(move |inner| {
-            inner.update(|users| {
-                let user = users
-                    .get_mut(&address)
-                    .ok_or_else(|| StoreError::Refused(format!("no user {address}")))?;
-                user.state = state;
-                user.updated = now;
-                Ok(user.clone())
+            inner.update(|data| {
+                data.orgs.insert(org.id.clone(), org);
+                Ok(())
             })
         }))
+    }
+
+    fn append_audit(&self, event: AuditEvent) -> StoreFuture<'_, ()> {
+        Box::pin(self.blocking(move |inner| inner.append_audit(&event)))
+    }
+
+    fn audit(&self, limit: usize) -> StoreFuture<'_, Vec<AuditEvent>> {
+        Box::pin(self.blocking(move |inner| inner.audit(limit)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn user(address: &str) -> User {
-        User {
-            address: address.into(),
-            org: "smith-chambers".into(),
-            first_name: "Alice".into(),
-            last_name: "Smith".into(),
-            state: UserState::Active,
-            created: 1,
-            updated: 1,
-        }
-    }
-
-    #[tokio::test]
-    async fn add_find_suspend() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::open(dir.path()).unwrap();
-        assert_eq!(store.user("a@x.cjsm.net").await.unwrap(), None);
-        store.add_user(user("Alice@X.cjsm.net")).await.unwrap();
-        let found = store.user("<alice@x.cjsm.net>").await.unwrap().unwrap();
-        assert_eq!(found.state, UserState::Active);
-        assert!(matches!(
-            store.add_user(user("alice@x.cjsm.net")).await,
-            Err(StoreError::Refused(_))
-        ));
-
-        // A second handle (another process) sees the change on its next lookup.
-        let other = FileStore::open(dir.path()).unwrap();
-        other
-            .set_user_state("alice@x.cjsm.net", UserState::Suspended, 2)
-            .await
-            .unwrap();
-        let found = store.user("alice@x.cjsm.net").await.unwrap().unwrap();
-        assert_eq!(found.state, UserState::Suspended);
-        assert_eq!(found.updated, 2);
-        assert!(matches!(
-            store
-                .set_user_state("nobody@x.cjsm.net", UserState::Active, 3)
-                .await,
-            Err(StoreError::Refused(_))
-        ));
-    }
 
     #[tokio::test]
     async fn a_lost_directory_file_is_an_outage_not_an_empty_directory() {
@@ -351,11 +425,11 @@ mod tests {
     async fn read_only_creates_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("absent");
-        let store = FileStore::open_with(&path, Access::ReadOnly).unwrap();
+        let store = FileStore::open_with(&path, Access::ReadOnly, 10).unwrap();
         assert_eq!(store.user("a@x.cjsm.net").await.unwrap(), None);
         assert!(!path.exists());
         assert!(matches!(
-            store.add_user(user("a@x.cjsm.net")).await,
+            store.put_users(vec![]).await,
             Err(StoreError::Refused(_))
         ));
         assert!(!path.exists());
@@ -369,5 +443,25 @@ mod tests {
             FileStore::open(dir.path()),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn audit_rotation_keeps_at_most_the_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open_with(dir.path(), Access::ReadWrite, 10).unwrap();
+        for i in 0..25 {
+            let event = AuditEvent {
+                time_ms: i,
+                kind: "admin".into(),
+                action: format!("event {i}"),
+                ..AuditEvent::default()
+            };
+            store.append_audit(event).await.unwrap();
+        }
+        let events = store.audit(100).await.unwrap();
+        assert!(events.len() <= 10, "{}", events.len());
+        assert_eq!(events[0].action, "event 24", "newest first");
+        let newest: Vec<u64> = events.iter().map(|e| e.time_ms).collect();
+        assert!(newest.windows(2).all(|w| w[0] > w[1]), "{newest:?}");
     }
 }

@@ -3,49 +3,22 @@
 //! A trait with the embedded file store as the default backend; the Redis backend (shared
 //! by every milter instance) implements the same trait.
 
+mod cache;
 mod file;
+mod model;
+mod redis;
 
+pub use cache::CachedDirectory;
 pub use file::{Access, FileStore};
+pub use model::{
+    AuditEvent, ClientCertificate, ConnectionType, Lookup, OrgState, Organisation, User, UserState,
+};
+pub use redis::{Keys, RedisStore};
 
 use crate::config::{Backend, StoreConfig};
-use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UserState {
-    Active,
-    Suspended,
-    Deleted,
-}
-
-impl std::fmt::Display for UserState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            UserState::Active => "active",
-            UserState::Suspended => "suspended",
-            UserState::Deleted => "deleted",
-        })
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct User {
-    /// The secure address, lower case.
-    pub address: String,
-    pub org: String,
-    #[serde(default)]
-    pub first_name: String,
-    #[serde(default)]
-    pub last_name: String,
-    pub state: UserState,
-    /// Seconds since the Unix epoch.
-    pub created: u64,
-    pub updated: u64,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -59,28 +32,63 @@ pub enum StoreError {
 
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-/// What every backend answers. Addresses are compared in lower case.
+/// What every backend answers: plain reads and writes. The rules (who may apply, when an
+/// organisation may be switched on) live in `crate::directory`, above the backends.
+/// Addresses are lower case; ids are as given.
 pub trait Directory: Send + Sync {
-    /// The user with this secure address, if the directory knows it.
+    /// The user with this secure address and their organisation, read together.
+    fn lookup<'a>(&'a self, address: &'a str) -> StoreFuture<'a, Lookup>;
     fn user<'a>(&'a self, address: &'a str) -> StoreFuture<'a, Option<User>>;
-    /// Creates a user; refused when the address is already taken.
-    fn add_user(&self, user: User) -> StoreFuture<'_, ()>;
-    /// Changes a user's state; refused for an unknown address. Returns the updated user.
-    fn set_user_state<'a>(
-        &'a self,
-        address: &'a str,
-        state: UserState,
-        now: u64,
-    ) -> StoreFuture<'a, User>;
+    /// Every user, ordered by address.
+    fn users(&self) -> StoreFuture<'_, Vec<User>>;
+    /// Inserts or replaces users, all of them or none.
+    fn put_users(&self, users: Vec<User>) -> StoreFuture<'_, ()>;
+    fn org<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Organisation>>;
+    /// Every organisation, ordered by id.
+    fn orgs(&self) -> StoreFuture<'_, Vec<Organisation>>;
+    /// Inserts or replaces an organisation.
+    fn put_org(&self, org: Organisation) -> StoreFuture<'_, ()>;
+    /// Appends to the audit trail (bounded: the oldest entries go).
+    fn append_audit(&self, event: AuditEvent) -> StoreFuture<'_, ()>;
+    /// The newest audit events, newest first, at most `limit`.
+    fn audit(&self, limit: usize) -> StoreFuture<'_, Vec<AuditEvent>>;
 }
 
-/// Opens the configured backend.
-pub fn open(config: &StoreConfig, access: Access) -> Result<Arc<dyn Directory>, StoreError> {
+/// Opens the configured backend. The milter's Redis store reads through a cache that
+/// follows the directory's changes; the admin commands and `check` read Redis directly.
+pub async fn open(config: &StoreConfig, access: Access) -> Result<Arc<dyn Directory>, StoreError> {
     match config.backend {
-        Backend::File => Ok(Arc::new(FileStore::open_with(&config.path, access)?)),
-        Backend::Redis => Err(StoreError::Unavailable(
-            "the redis backend is not built yet; use backend = \"file\"".into(),
-        )),
+        Backend::File => Ok(Arc::new(FileStore::open_with(
+            &config.path,
+            access,
+            config.audit_retention,
+        )?)),
+        Backend::Redis => {
+            let url = config
+                .url
+                .as_deref()
+                .ok_or_else(|| StoreError::Unavailable("[store] url is not set".into()))?;
+            let store =
+                RedisStore::connect(url, &config.key_prefix, config.audit_retention).await?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// The store as the milter uses it: Redis behind the invalidated cache.
+pub async fn open_for_milter(config: &StoreConfig) -> Result<Arc<dyn Directory>, StoreError> {
+    match config.backend {
+        Backend::File => open(config, Access::ReadWrite).await,
+        Backend::Redis => {
+            let url = config
+                .url
+                .as_deref()
+                .ok_or_else(|| StoreError::Unavailable("[store] url is not set".into()))?;
+            let store =
+                RedisStore::connect(url, &config.key_prefix, config.audit_retention).await?;
+            let ttl = std::time::Duration::from_millis(config.cache_ttl_ms);
+            Ok(Arc::new(CachedDirectory::new(Arc::new(store), ttl)))
+        }
     }
 }
 
@@ -92,6 +100,12 @@ pub fn normalize_address(address: &str) -> String {
         .trim_end_matches('>')
         .trim()
         .to_ascii_lowercase()
+}
+
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 pub fn now_unix() -> u64 {

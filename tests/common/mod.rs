@@ -2,11 +2,15 @@
 //! same `serve()` the daemon runs.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use cjsm_milter::config::Config;
 use cjsm_milter::listen::{self, ListenAddr};
 use cjsm_milter::milter::{self, Shared};
 use cjsm_milter::pipeline::Engine;
-use cjsm_milter::store::{self, User, UserState};
+use cjsm_milter::store::{
+    self, ConnectionType, Directory, OrgState, Organisation, User, UserState,
+};
 use indymilter_test::TestConnection;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,13 +30,20 @@ impl TestMilter {
     /// Starts a milter on the given config text (the store section is added here).
     pub async fn start(config_text: &str) -> TestMilter {
         let dir = tempfile::tempdir().unwrap();
-        let text = format!(
-            "{config_text}\n[store]\nbackend = \"file\"\npath = \"{}\"\n",
-            dir.path().join("store").display()
-        );
+        // A config with its own [store] (Redis) keeps it; otherwise a file store in the
+        // test's directory.
+        let text = if config_text.contains("[store]") {
+            config_text.to_string()
+        } else {
+            format!(
+                "{config_text}\n[store]\nbackend = \"file\"\npath = \"{}\"\n",
+                dir.path().join("store").display()
+            )
+        };
         let config = Config::parse(&text).unwrap();
-        let store = store::open(&config.store, store::Access::ReadWrite).unwrap();
-        let engine = Engine::new(config, store).unwrap();
+        let store = store::open_for_milter(&config.store).await.unwrap();
+        let audit = cjsm_milter::audit::AuditSink::start(store.clone());
+        let engine = Engine::new(config, store).unwrap().with_audit(Some(audit));
         let shared = Shared::new(engine);
         let (listener, local) = listen::bind(
             &ListenAddr::Inet("127.0.0.1:0".parse().unwrap()),
@@ -57,23 +68,9 @@ impl TestMilter {
         }
     }
 
+    /// Adds a user (and, if needed, an active organisation owning its domain).
     pub async fn add_user(&self, address: &str, state: UserState) {
-        let store = self.shared.current().store.clone();
-        store
-            .add_user(User {
-                address: address.into(),
-                org: "test-org".into(),
-                first_name: "Test".into(),
-                last_name: "User".into(),
-                state: UserState::Active,
-                created: 0,
-                updated: 0,
-            })
-            .await
-            .unwrap();
-        if state != UserState::Active {
-            store.set_user_state(address, state, 1).await.unwrap();
-        }
+        add_user(self.shared.current().store.as_ref(), address, state).await
     }
 
     pub async fn connect(&self) -> TestConnection {
@@ -88,4 +85,42 @@ impl TestMilter {
             task.await.unwrap().unwrap();
         }
     }
+}
+
+/// Adds a user to a store, with an active organisation for its domain.
+pub async fn add_user(store: &dyn Directory, address: &str, state: UserState) {
+    let domain = address.rsplit_once('@').unwrap().1.to_string();
+    let org_id = format!("org-{domain}");
+    if store.org(&org_id).await.unwrap().is_none() {
+        store
+            .put_org(Organisation {
+                id: org_id.clone(),
+                name: format!("Organisation of {domain}"),
+                domains: vec![domain],
+                connection: ConnectionType::Mailbox,
+                state: OrgState::Active,
+                terms_signed: Some(1),
+                admins: vec![],
+                client_certificate: None,
+                created: 0,
+                updated: 0,
+            })
+            .await
+            .unwrap();
+    }
+    store
+        .put_users(vec![User {
+            address: address.into(),
+            org: org_id,
+            first_name: "Test".into(),
+            last_name: "User".into(),
+            town: String::new(),
+            business_type: String::new(),
+            state,
+            created: 0,
+            updated: 0,
+            smime_certificate: None,
+        }])
+        .await
+        .unwrap();
 }

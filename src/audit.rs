@@ -1,0 +1,46 @@
+//! The milter's side of the audit trail: verdicts are queued and written by one background
+//! task, so a slow or absent store never delays an answer to the MTA. The queue is bounded;
+//! when it is full, entries are dropped and the drop is logged (mail is never held for the
+//! audit trail).
+
+use crate::store::{AuditEvent, Directory};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc;
+use tracing::warn;
+
+const QUEUE: usize = 10_000;
+
+#[derive(Clone)]
+pub struct AuditSink {
+    tx: mpsc::Sender<AuditEvent>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AuditSink {
+    /// Starts the writer task for `store`.
+    pub fn start(store: Arc<dyn Directory>) -> AuditSink {
+        let (tx, mut rx) = mpsc::channel::<AuditEvent>(QUEUE);
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                if let Err(e) = store.append_audit(event).await {
+                    warn!(error = %e, "audit entry not written");
+                }
+            }
+        });
+        AuditSink {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Queues an entry; never waits.
+    pub fn record(&self, event: AuditEvent) {
+        if self.tx.try_send(event).is_err() {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                warn!(dropped, "audit queue full: entries dropped");
+            }
+        }
+    }
+}

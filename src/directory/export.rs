@@ -1,0 +1,550 @@
+//! Export of the directory's active users: CSV for a spreadsheet (re-importable with
+//! `user import`) and LDIF (RFC 2849, `inetOrgPerson`) for an organisation's own global
+//! address list. Pure: the caller reads the store and writes the output.
+
+use super::import::IMPORT_HEADER;
+use crate::store::{Organisation, User, UserState};
+
+/// The longest an LDIF line may be, continuation lines' leading space included.
+const LDIF_LINE_WIDTH: usize = 76;
+
+/// The active users, by address.
+fn active_users(users: &[User]) -> Vec<&User> {
+    let mut active: Vec<&User> = users
+        .iter()
+        .filter(|user| user.state == UserState::Active)
+        .collect();
+    active.sort_by(|a, b| a.address.cmp(&b.address));
+    active
+}
+
+/// CSV with the bulk-import header ([`IMPORT_HEADER`]), one row per active user ordered by
+/// address, the organisation column holding the organisation's id: the file can be loaded
+/// back with `user import`. Fields are quoted as RFC 4180 needs; lines end in CRLF.
+///
+/// `orgs` is not needed (users carry their organisation's id); it is taken so the CSV and LDIF
+/// exports are called alike.
+pub fn to_csv(users: &[User], _orgs: &[Organisation]) -> String {
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    let rows = std::iter::once(IMPORT_HEADER).chain(active_users(users).into_iter().map(|u| {
+        [
+            u.address.as_str(),
+            u.first_name.as_str(),
+            u.last_name.as_str(),
+            u.org.as_str(),
+            u.town.as_str(),
+            u.business_type.as_str(),
+        ]
+    }));
+    for row in rows {
+        writer
+            .write_record(row)
+            .expect("writing CSV to memory cannot fail");
+    }
+    let bytes = writer
+        .into_inner()
+        .expect("flushing CSV to memory cannot fail");
+    String::from_utf8(bytes).expect("CSV of UTF-8 strings is UTF-8")
+}
+
+/// LDIF (RFC 2849), one `inetOrgPerson` entry per active user ordered by address, named
+/// `mail=<address>,<base_dn>`. Values that are not an LDIF SAFE-STRING (non-ASCII, a leading
+/// space, colon or `<`, a trailing space, control characters) are written base64-encoded
+/// after `::`; lines are folded at 76 columns.
+pub fn to_ldif(users: &[User], orgs: &[Organisation], base_dn: &str) -> String {
+    let mut out = String::from("version: 1\n");
+    for user in active_users(users) {
+        let local_part = user
+            .address
+            .rsplit_once('@')
+            .map_or(user.address.as_str(), |(local, _)| local);
+        let first = user.first_name.trim();
+        let last = user.last_name.trim();
+        let cn = match (first.is_empty(), last.is_empty()) {
+            (false, false) => format!("{first} {last}"),
+            (false, true) => first.to_string(),
+            (true, false) => last.to_string(),
+            (true, true) => local_part.to_string(),
+        };
+        let sn = if last.is_empty() { local_part } else { last };
+        let org = orgs.iter().find(|org| org.id == user.org);
+        let org_name = org.map_or(user.org.as_str(), |org| org.name.as_str());
+
+        let mut dn = format!("mail={}", escape_dn_value(&user.address));
+        let base_dn = base_dn.trim();
+        if !base_dn.is_empty() {
+            dn.push(',');
+            dn.push_str(base_dn);
+        }
+
+        out.push('\n');
+        push_attribute(&mut out, "dn", &dn);
+        for class in ["top", "person", "organizationalPerson", "inetOrgPerson"] {
+            push_attribute(&mut out, "objectClass", class);
+        }
+        push_attribute(&mut out, "cn", &cn);
+        push_attribute(&mut out, "sn", sn);
+        let optional = [
+            ("givenName", first),
+            ("mail", user.address.as_str()),
+            ("o", org_name.trim()),
+            ("l", user.town.trim()),
+            ("businessCategory", user.business_type.trim()),
+        ];
+        for (name, value) in optional {
+            if !value.is_empty() {
+                push_attribute(&mut out, name, value);
+            }
+        }
+    }
+    out
+}
+
+/// Appends `name: value` (or `name:: base64`) folded at [`LDIF_LINE_WIDTH`] columns.
+fn push_attribute(out: &mut String, name: &str, value: &str) {
+    let line = if is_safe_string(value) {
+        format!("{name}: {value}")
+    } else {
+        format!("{name}:: {}", base64(value.as_bytes()))
+    };
+    push_folded(out, &line);
+}
+
+/// RFC 2849 SAFE-STRING, more strictly: printable ASCII only (control characters are allowed by
+/// the RFC but base64 keeps them from being mangled), not starting with a space, `:` or `<`,
+/// and not ending with a space (which the RFC says should be base64-encoded).
+fn is_safe_string(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    bytes.iter().all(|&b| (0x20..0x7f).contains(&b))
+        && !matches!(bytes.first(), Some(b' ' | b':' | b'<'))
+        && bytes.last() != Some(&b' ')
+}
+
+/// Folds an (ASCII) line: the first piece is at most 76 characters, each continuation is a
+/// space and at most 75 more.
+fn push_folded(out: &mut String, line: &str) {
+    let mut rest = line;
+    let mut width = LDIF_LINE_WIDTH;
+    let mut first = true;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(width);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if !first {
+            out.push(' ');
+        }
+        out.push_str(&rest[..cut]);
+        out.push('\n');
+        rest = &rest[cut..];
+        first = false;
+        width = LDIF_LINE_WIDTH - 1;
+    }
+}
+
+/// Escapes an attribute value for a DN's RDN (RFC 4514 section 2.4): `"+,;<>\` anywhere, `#`
+/// or a space at the start, a space at the end, and control characters (as `\XX` hex).
+pub fn escape_dn_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 8);
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        match c {
+            '"' | '+' | ',' | ';' | '<' | '>' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' if i == 0 => out.push_str("\\#"),
+            ' ' if i == 0 || i == last => out.push_str("\\ "),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for byte in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\{byte:02X}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Standard base64 (RFC 4648, with padding), as LDIF uses.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 0x3f) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::import;
+    use crate::store::{ConnectionType, OrgState};
+
+    fn org(id: &str, name: &str) -> Organisation {
+        Organisation {
+            id: id.to_string(),
+            name: name.to_string(),
+            domains: vec!["firm.co.uk".to_string()],
+            connection: ConnectionType::Server,
+            state: OrgState::Active,
+            terms_signed: Some(1),
+            admins: vec![],
+            client_certificate: None,
+            created: 1,
+            updated: 1,
+        }
+    }
+
+    fn user(address: &str, first: &str, last: &str, town: &str, business: &str) -> User {
+        User {
+            address: address.to_string(),
+            org: "smith-llp".to_string(),
+            first_name: first.to_string(),
+            last_name: last.to_string(),
+            town: town.to_string(),
+            business_type: business.to_string(),
+            state: UserState::Active,
+            created: 1,
+            updated: 1,
+            smime_certificate: None,
+        }
+    }
+
+    /// Unfolds LDIF and returns the entries as (attribute, decoded value) lists.
+    fn read_ldif(text: &str) -> Vec<Vec<(String, String)>> {
+        let mut lines: Vec<String> = Vec::new();
+        for line in text.lines() {
+            if let Some(more) = line.strip_prefix(' ') {
+                lines.last_mut().unwrap().push_str(more);
+            } else {
+                lines.push(line.to_string());
+            }
+        }
+        let mut entries = Vec::new();
+        let mut current = Vec::new();
+        for line in lines {
+            if line.is_empty() {
+                if !current.is_empty() {
+                    entries.push(std::mem::take(&mut current));
+                }
+                continue;
+            }
+            let (name, value) = if let Some((name, b64)) = line.split_once(":: ") {
+                (name.to_string(), String::from_utf8(unbase64(b64)).unwrap())
+            } else {
+                let (name, value) = line.split_once(": ").unwrap();
+                (name.to_string(), value.to_string())
+            };
+            if name != "version" {
+                current.push((name, value));
+            }
+        }
+        if !current.is_empty() {
+            entries.push(current);
+        }
+        entries
+    }
+
+    fn unbase64(text: &str) -> Vec<u8> {
+        let digits: Vec<u32> = text
+            .bytes()
+            .filter(|&b| b != b'=')
+            .map(|b| match b {
+                b'A'..=b'Z' => u32::from(b - b'A'),
+                b'a'..=b'z' => u32::from(b - b'a') + 26,
+                b'0'..=b'9' => u32::from(b - b'0') + 52,
+                b'+' => 62,
+                b'/' => 63,
+                _ => panic!("not base64: {text}"),
+            })
+            .collect();
+        let mut out = Vec::new();
+        for chunk in digits.chunks(4) {
+            let mut n = 0u32;
+            for (i, d) in chunk.iter().enumerate() {
+                n |= d << (18 - 6 * i);
+            }
+            for i in 0..chunk.len() - 1 {
+                out.push((n >> (16 - 8 * i)) as u8);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn base64_vectors() {
+        let cases = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+            ("Siân Ó Briain", "U2nDom4gw5MgQnJpYWlu"),
+        ];
+        for (plain, encoded) in cases {
+            assert_eq!(base64(plain.as_bytes()), encoded, "{plain}");
+            assert_eq!(unbase64(encoded), plain.as_bytes());
+        }
+    }
+
+    #[test]
+    fn csv_round_trip() {
+        let mut suspended = user("zed@firm.co.uk.cjsm.net", "Zed", "Z", "", "");
+        suspended.state = UserState::Suspended;
+        let mut deleted = user("del@firm.co.uk.cjsm.net", "Del", "D", "", "");
+        deleted.state = UserState::Deleted;
+        let users = vec![
+            user(
+                "carol@firm.co.uk.cjsm.net",
+                "Carol \"CJ\"",
+                "O'Brien, Jr",
+                "Newcastle upon Tyne",
+                "Barristers' chambers",
+            ),
+            suspended,
+            user("alice@firm.co.uk.cjsm.net", "Siân", "Ó Briain", "", ""),
+            deleted,
+            user("bob@firm.co.uk.cjsm.net", "Bob", "Jones", "Leeds", "Police"),
+        ];
+        let csv = to_csv(&users, &[org("smith-llp", "Smith LLP")]);
+        assert!(csv.starts_with(
+            "secure_address,first_name,last_name,organisation,town,business_type\r\n"
+        ));
+        assert!(
+            csv.contains(",\"Carol \"\"CJ\"\"\",\"O'Brien, Jr\","),
+            "{csv}"
+        );
+
+        let rows = import::parse(csv.as_bytes()).unwrap();
+        let got: Vec<[&str; 6]> = rows
+            .iter()
+            .map(|r| {
+                [
+                    r.address.as_str(),
+                    r.first_name.as_str(),
+                    r.last_name.as_str(),
+                    r.organisation.as_str(),
+                    r.town.as_str(),
+                    r.business_type.as_str(),
+                ]
+            })
+            .collect();
+        let want: Vec<[&str; 6]> = active_users(&users)
+            .into_iter()
+            .map(|u| {
+                [
+                    u.address.as_str(),
+                    u.first_name.as_str(),
+                    u.last_name.as_str(),
+                    u.org.as_str(),
+                    u.town.as_str(),
+                    u.business_type.as_str(),
+                ]
+            })
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            got.iter().map(|r| r[0]).collect::<Vec<_>>(),
+            [
+                "alice@firm.co.uk.cjsm.net",
+                "bob@firm.co.uk.cjsm.net",
+                "carol@firm.co.uk.cjsm.net"
+            ]
+        );
+        assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), [2, 3, 4]);
+        assert_eq!(
+            to_csv(&[], &[]),
+            "secure_address,first_name,last_name,organisation,town,business_type\r\n"
+        );
+    }
+
+    #[test]
+    fn ldif_entries() {
+        let users = vec![
+            user("bob@firm.co.uk.cjsm.net", "Bob", "Jones", "Leeds", "Police"),
+            user("alice@firm.co.uk.cjsm.net", "Siân", "Ó Briain", "", ""),
+            user("nolast@firm.co.uk.cjsm.net", "", "", "", ""),
+        ];
+        let ldif = to_ldif(
+            &users,
+            &[org("smith-llp", "Smith LLP")],
+            "ou=people,dc=example,dc=org",
+        );
+        assert!(ldif.is_ascii());
+        assert!(ldif.starts_with("version: 1\n\ndn: mail=alice@"), "{ldif}");
+        assert!(ldif.contains("\ncn:: U2nDom4gw5MgQnJpYWlu\n"), "{ldif}");
+        assert!(ldif.contains("\ngivenName:: U2nDom4=\n"), "{ldif}");
+        assert!(ldif.contains("\n\ndn: mail=bob@"), "{ldif}");
+        let entries = read_ldif(&ldif);
+        assert_eq!(entries.len(), 3);
+        let pairs = |entry: &Vec<(String, String)>| -> Vec<String> {
+            entry.iter().map(|(k, v)| format!("{k}={v}")).collect()
+        };
+        assert_eq!(
+            pairs(&entries[0]),
+            [
+                "dn=mail=alice@firm.co.uk.cjsm.net,ou=people,dc=example,dc=org",
+                "objectClass=top",
+                "objectClass=person",
+                "objectClass=organizationalPerson",
+                "objectClass=inetOrgPerson",
+                "cn=Siân Ó Briain",
+                "sn=Ó Briain",
+                "givenName=Siân",
+                "mail=alice@firm.co.uk.cjsm.net",
+                "o=Smith LLP",
+            ]
+        );
+        assert_eq!(
+            pairs(&entries[1])[5..],
+            [
+                "cn=Bob Jones",
+                "sn=Jones",
+                "givenName=Bob",
+                "mail=bob@firm.co.uk.cjsm.net",
+                "o=Smith LLP",
+                "l=Leeds",
+                "businessCategory=Police",
+            ]
+        );
+        assert_eq!(
+            pairs(&entries[2])[5..],
+            [
+                "cn=nolast",
+                "sn=nolast",
+                "mail=nolast@firm.co.uk.cjsm.net",
+                "o=Smith LLP"
+            ]
+        );
+        // Only active users.
+        let mut gone = users[0].clone();
+        gone.state = UserState::Suspended;
+        assert_eq!(to_ldif(&[gone], &[], "dc=x"), "version: 1\n");
+    }
+
+    #[test]
+    fn ldif_safe_strings() {
+        let cases = [
+            ("plain value", true),
+            ("", true),
+            ("a:b<c", true),
+            (" leading space", false),
+            ("trailing space ", false),
+            (":colon", false),
+            ("<less", false),
+            ("tab\there", false),
+            ("line\nbreak", false),
+            ("Siân", false),
+            ("del\u{7f}", false),
+        ];
+        for (value, safe) in cases {
+            assert_eq!(is_safe_string(value), safe, "{value:?}");
+            let mut out = String::new();
+            push_attribute(&mut out, "l", value);
+            assert_eq!(out.starts_with("l:: "), !safe, "{out}");
+            let entries = read_ldif(&format!("dn: x\n{out}"));
+            if !value.is_empty() {
+                assert_eq!(entries[0][1].1, value);
+            }
+        }
+    }
+
+    #[test]
+    fn ldif_folds_long_values() {
+        let long_town = "Llanfairpwllgwyngyllgogerychwyrndrobwllllantysiliogogogoch ".repeat(4);
+        let long_town = long_town.trim_end();
+        let long_name = "Ŵ".repeat(100);
+        let mut u = user(
+            "alice@firm.co.uk.cjsm.net",
+            &long_name,
+            "Smith",
+            long_town,
+            "",
+        );
+        u.business_type = "x".repeat(75 - "businessCategory: ".len() + 1);
+        let ldif = to_ldif(&[u], &[org("smith-llp", "Smith LLP")], "dc=example,dc=org");
+        for line in ldif.lines() {
+            assert!(line.len() <= 76, "{} > 76: {line}", line.len());
+        }
+        assert!(ldif.lines().any(|l| l.len() == 76));
+        let lines: Vec<&str> = ldif.lines().collect();
+        let l = lines.iter().position(|l| l.starts_with("l: ")).unwrap();
+        assert_eq!(lines[l].len(), 76, "a folded plain value:\n{ldif}");
+        assert!(
+            lines[l + 1].starts_with(' '),
+            "a folded plain value:\n{ldif}"
+        );
+        let entry = &read_ldif(&ldif)[0];
+        let get = |name: &str| {
+            entry
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(get("l"), long_town);
+        assert_eq!(get("givenName"), long_name);
+        assert_eq!(get("cn"), format!("{long_name} Smith"));
+        assert_eq!(get("businessCategory").len(), 58);
+
+        // Exactly 76 columns is not folded; 77 is.
+        for (len, lines) in [(76, 1), (77, 2), (76 + 75, 2), (76 + 76, 3)] {
+            let mut out = String::new();
+            push_attribute(&mut out, "l", &"y".repeat(len - 3));
+            assert_eq!(out.lines().count(), lines, "{len}: {out}");
+            assert!(out.lines().skip(1).all(|l| l.starts_with(' ')));
+        }
+    }
+
+    #[test]
+    fn dn_escaping() {
+        let cases = [
+            ("alice@firm.cjsm.net", "alice@firm.cjsm.net"),
+            ("a,b+c\"d\\e<f>g;h", "a\\,b\\+c\\\"d\\\\e\\<f\\>g\\;h"),
+            ("#hash", "\\#hash"),
+            ("mid#hash", "mid#hash"),
+            (" lead", "\\ lead"),
+            ("trail ", "trail\\ "),
+            (" ", "\\ "),
+            ("in side", "in side"),
+            ("nul\0", "nul\\00"),
+            ("a=b", "a=b"),
+            ("Siân", "Siân"),
+        ];
+        for (value, escaped) in cases {
+            assert_eq!(escape_dn_value(value), escaped, "{value:?}");
+        }
+        let ldif = to_ldif(
+            &[user("alice+tag@firm.co.uk.cjsm.net", "A", "B", "", "")],
+            &[],
+            "ou=people,dc=example,dc=org",
+        );
+        assert!(
+            ldif.contains(
+                "\ndn: mail=alice\\+tag@firm.co.uk.cjsm.net,ou=people,dc=example,dc=org\n"
+            ),
+            "{ldif}"
+        );
+        // Without the organisation, `o` falls back to its id.
+        assert!(ldif.contains("\no: smith-llp\n"), "{ldif}");
+    }
+}

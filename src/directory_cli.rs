@@ -1,0 +1,428 @@
+//! `cjsm-milter directory …` and `cjsm-milter audit …`: argument parsing and printing only;
+//! the rules are in `cjsm_milter::directory`.
+
+use anyhow::{Context as _, Result, bail};
+use cjsm_milter::config::Config;
+use cjsm_milter::directory::import::ImportError;
+use cjsm_milter::directory::{Admin, AdminError, Application, UserDetails, export, search};
+use cjsm_milter::store::{self, Access, AuditEvent, ConnectionType, UserState};
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum DirectoryCommand {
+    /// Organisations: apply, approve, sign the terms, activate, suspend.
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+    /// Users of the hub.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Search users by name, organisation or town.
+    Search { text: String },
+    /// Export active users: CSV for a spreadsheet, LDIF (inetOrgPerson) for an address list.
+    Export {
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormat,
+        /// LDIF: the base DN the entries go under.
+        #[arg(long, default_value = "ou=Secure eMail Directory,dc=cjsm,dc=net")]
+        base_dn: String,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Ldif,
+}
+
+#[derive(Subcommand)]
+pub enum OrgCommand {
+    /// Apply for an organisation; a domain already registered or pending is refused.
+    Apply {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long = "domain", required = true)]
+        domains: Vec<String>,
+        #[arg(long, value_enum)]
+        connection: ConnectionType,
+        #[arg(long = "admin")]
+        admins: Vec<String>,
+    },
+    Approve {
+        id: String,
+    },
+    /// Record that the organisation signed the terms and conditions.
+    SignTerms {
+        id: String,
+    },
+    /// Switch on: refused until approved and the terms are signed.
+    Activate {
+        id: String,
+    },
+    Suspend {
+        id: String,
+    },
+    Show {
+        id: String,
+    },
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Add an active user of an organisation, with a secure address in its domains.
+    Add {
+        address: String,
+        #[arg(long, value_name = "ID")]
+        org: String,
+        #[arg(long, value_name = "F")]
+        first_name: String,
+        #[arg(long, value_name = "L")]
+        last_name: String,
+        #[arg(long, value_name = "T")]
+        town: Option<String>,
+        #[arg(long, value_name = "B")]
+        business_type: Option<String>,
+    },
+    /// Show a user as JSON.
+    Show { address: String },
+    /// Suspend a user: mail to them is refused with 5.2.1, from them with 5.7.1.
+    Suspend { address: String },
+    /// Make a suspended or deleted user active again.
+    Reactivate { address: String },
+    /// Delete a user (kept as deleted, so mail to them is refused with 5.2.1).
+    Delete { address: String },
+    /// Change a user's own details.
+    Update {
+        address: String,
+        #[arg(long)]
+        first_name: Option<String>,
+        #[arg(long)]
+        last_name: Option<String>,
+        #[arg(long)]
+        town: Option<String>,
+        #[arg(long)]
+        business_type: Option<String>,
+    },
+    /// Bulk load of at most 500 users from CSV, all or nothing.
+    Import { file: std::path::PathBuf },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// The newest entries, newest first, one JSON object per line.
+    Tail {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+    },
+    /// Entries matching every filter given, newest first.
+    Search {
+        #[arg(long)]
+        queue_id: Option<String>,
+        /// Sender, recipient or the user an admin change concerned.
+        #[arg(long)]
+        address: Option<String>,
+        /// A time: `2026-11-27`, `2026-11-27T09:30:00Z`, seconds since 1970, or an age such
+        /// as `90m`, `24h`, `7d`.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: usize,
+    },
+}
+
+fn actor() -> Option<String> {
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .ok()
+}
+
+fn json(value: &impl serde::Serialize) -> Result<String> {
+    Ok(serde_json::to_string_pretty(value)?)
+}
+
+/// A refusal or a store error as the one-line error; an import's bad rows one per line first.
+fn admin_error(e: AdminError) -> anyhow::Error {
+    if let AdminError::Import(ImportError::Rows(rows)) = &e {
+        for row in rows {
+            eprintln!("{row}");
+        }
+        return anyhow::anyhow!("{} bad rows; nothing was imported", rows.len());
+    }
+    anyhow::Error::new(e)
+}
+
+pub async fn directory(config: &Config, command: DirectoryCommand) -> Result<()> {
+    let store = store::open(&config.store, Access::ReadWrite)
+        .await
+        .context("opening the directory store")?;
+    let admin = Admin::new(store.as_ref(), &config.routing.secure_suffix, actor());
+    let print_org = |org: &cjsm_milter::store::Organisation| -> Result<()> {
+        println!("{}", json(org)?);
+        Ok(())
+    };
+    match command {
+        DirectoryCommand::Org { command } => match command {
+            OrgCommand::Apply {
+                id,
+                name,
+                domains,
+                connection,
+                admins,
+            } => {
+                let org = admin
+                    .org_apply(Application {
+                        id,
+                        name,
+                        domains,
+                        connection,
+                        admins,
+                    })
+                    .await
+                    .map_err(admin_error)?;
+                println!("{} applied ({})", org.id, org.domains.join(", "));
+            }
+            OrgCommand::Approve { id } => {
+                let org = admin.org_approve(&id).await.map_err(admin_error)?;
+                println!("{} is now {}", org.id, org.state);
+            }
+            OrgCommand::SignTerms { id } => {
+                let org = admin.org_sign_terms(&id).await.map_err(admin_error)?;
+                println!("{} has signed the terms", org.id);
+            }
+            OrgCommand::Activate { id } => {
+                let org = admin.org_activate(&id).await.map_err(admin_error)?;
+                println!("{} is now {}", org.id, org.state);
+            }
+            OrgCommand::Suspend { id } => {
+                let org = admin.org_suspend(&id).await.map_err(admin_error)?;
+                println!("{} is now {}", org.id, org.state);
+            }
+            OrgCommand::Show { id } => print_org(&admin.org_show(&id).await.map_err(admin_error)?)?,
+            OrgCommand::List => {
+                for org in admin.org_list().await.map_err(admin_error)? {
+                    println!(
+                        "{}\t{}\t{:?}\t{}\t{}",
+                        org.id,
+                        org.state,
+                        org.connection,
+                        org.name,
+                        org.domains.join(",")
+                    );
+                }
+            }
+        },
+        DirectoryCommand::User { command } => match command {
+            UserCommand::Add {
+                address,
+                org,
+                first_name,
+                last_name,
+                town,
+                business_type,
+            } => {
+                let details = UserDetails {
+                    first_name: Some(first_name),
+                    last_name: Some(last_name),
+                    town,
+                    business_type,
+                };
+                let user = admin
+                    .user_add(&address, &org, details)
+                    .await
+                    .map_err(admin_error)?;
+                println!("added {}", user.address);
+            }
+            UserCommand::Show { address } => {
+                println!(
+                    "{}",
+                    json(&admin.user_show(&address).await.map_err(admin_error)?)?
+                );
+            }
+            UserCommand::Suspend { address } => {
+                set_state(&admin, &address, UserState::Suspended).await?
+            }
+            UserCommand::Reactivate { address } => {
+                set_state(&admin, &address, UserState::Active).await?
+            }
+            UserCommand::Delete { address } => {
+                set_state(&admin, &address, UserState::Deleted).await?
+            }
+            UserCommand::Update {
+                address,
+                first_name,
+                last_name,
+                town,
+                business_type,
+            } => {
+                let details = UserDetails {
+                    first_name,
+                    last_name,
+                    town,
+                    business_type,
+                };
+                let user = admin
+                    .user_update(&address, details)
+                    .await
+                    .map_err(admin_error)?;
+                println!("updated {}", user.address);
+            }
+            UserCommand::Import { file } => {
+                let bytes =
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let summary = admin.user_import(&bytes).await.map_err(admin_error)?;
+                println!(
+                    "imported {}: {} added, {} updated, {} unchanged",
+                    file.display(),
+                    summary.added,
+                    summary.updated,
+                    summary.unchanged
+                );
+            }
+        },
+        DirectoryCommand::Search { text } => {
+            if text.trim().is_empty() {
+                bail!("search text must not be empty");
+            }
+            let users = store.users().await?;
+            let orgs = store.orgs().await?;
+            for user in search(&users, &orgs, &text) {
+                println!(
+                    "{}\t{} {}\t{}\t{}\t{}",
+                    user.address, user.first_name, user.last_name, user.org, user.town, user.state
+                );
+            }
+        }
+        DirectoryCommand::Export { format, base_dn } => {
+            let users = store.users().await?;
+            let orgs = store.orgs().await?;
+            let text = match format {
+                ExportFormat::Csv => export::to_csv(&users, &orgs),
+                ExportFormat::Ldif => export::to_ldif(&users, &orgs, &base_dn),
+            };
+            print!("{text}");
+        }
+    }
+    Ok(())
+}
+
+async fn set_state(admin: &Admin<'_>, address: &str, state: UserState) -> Result<()> {
+    let user = admin
+        .user_set_state(address, state)
+        .await
+        .map_err(admin_error)?;
+    println!("{} is now {}", user.address, user.state);
+    Ok(())
+}
+
+pub async fn audit(config: &Config, command: AuditCommand) -> Result<()> {
+    let store = store::open(&config.store, Access::ReadOnly)
+        .await
+        .context("opening the directory store")?;
+    let events: Vec<AuditEvent> = match command {
+        AuditCommand::Tail { lines } => store.audit(lines).await?,
+        AuditCommand::Search {
+            queue_id,
+            address,
+            since,
+            lines,
+        } => {
+            let since_ms = since
+                .as_deref()
+                .map(|s| parse_since(s, store::now_unix_ms()))
+                .transpose()?;
+            // The whole retained trail is read (it is bounded by audit_retention).
+            store
+                .audit(config.store.audit_retention)
+                .await?
+                .into_iter()
+                .filter(|e| {
+                    queue_id
+                        .as_ref()
+                        .is_none_or(|q| e.queue_id.as_ref() == Some(q))
+                        && address.as_ref().is_none_or(|a| e.mentions(a))
+                        && since_ms.is_none_or(|t| e.time_ms >= t)
+                })
+                .take(lines)
+                .collect()
+        }
+    };
+    for event in &events {
+        println!("{}", serde_json::to_string(event)?);
+    }
+    Ok(())
+}
+
+/// `--since`: an age (`90m`, `24h`, `7d`), seconds since 1970, or a UTC date and time.
+fn parse_since(text: &str, now_ms: u64) -> Result<u64> {
+    let text = text.trim();
+    if let Some((number, unit)) = text.split_at_checked(text.len().saturating_sub(1))
+        && let Ok(n) = number.parse::<u64>()
+    {
+        let seconds = match unit {
+            "s" => Some(n),
+            "m" => Some(n * 60),
+            "h" => Some(n * 3600),
+            "d" => Some(n * 86_400),
+            _ => None,
+        };
+        if let Some(seconds) = seconds {
+            return Ok(now_ms.saturating_sub(seconds * 1000));
+        }
+    }
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(seconds * 1000);
+    }
+    parse_utc(text).ok_or_else(|| {
+        anyhow::anyhow!("--since {text:?}: use an age such as 24h, seconds since 1970, or 2026-11-27[T09:30[:00]][Z]")
+    })
+}
+
+/// `YYYY-MM-DD[THH:MM[:SS]][Z]` in UTC, as milliseconds since 1970.
+fn parse_utc(text: &str) -> Option<u64> {
+    let text = text.trim_end_matches('Z');
+    let (date, time) = text.split_once(['T', ' ']).unwrap_or((text, "00:00"));
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm) = (t.next()??, t.next()??);
+    let ss = t.next().flatten().unwrap_or(0);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    u64::try_from(seconds).ok().map(|s| s * 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_forms() {
+        let now = 1_800_000_000_000;
+        assert_eq!(parse_since("90m", now).unwrap(), now - 90 * 60_000);
+        assert_eq!(parse_since("7d", now).unwrap(), now - 7 * 86_400_000);
+        assert_eq!(parse_since("1700000000", now).unwrap(), 1_700_000_000_000);
+        assert_eq!(parse_since("1970-01-02", now).unwrap(), 86_400_000);
+        assert_eq!(
+            parse_since("2026-11-27T09:30:00Z", now).unwrap(),
+            1_795_771_800_000
+        );
+        assert!(parse_since("yesterday", now).is_err());
+        assert!(parse_since("2026-13-01", now).is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! The milter's read-through cache in front of Redis: lookups are answered from memory for
+//! at most `cache_ttl_ms`, and every change published on `{P}:changes` empties the cache of
+//! every milter instance at once, so a suspension is enforced everywhere within a second.
+//! When Redis cannot be reached and the cache cannot answer, the lookup fails: tempfail.
+
+use super::redis::RedisStore;
+use super::{AuditEvent, Directory, Lookup, Organisation, StoreFuture, User, normalize_address};
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// Entries kept at most; past it the cache is emptied (bounded memory, whatever the traffic).
+const MAX_ENTRIES: usize = 100_000;
+
+pub struct CachedDirectory {
+    inner: Arc<RedisStore>,
+    ttl: Duration,
+    entries: Arc<Mutex<HashMap<String, (Instant, Lookup)>>>,
+    /// Bumped at every invalidation: a lookup that raced with one is not cached.
+    generation: Arc<AtomicU64>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CachedDirectory {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl CachedDirectory {
+    pub fn new(inner: Arc<RedisStore>, ttl: Duration) -> CachedDirectory {
+        let entries = Arc::new(Mutex::new(HashMap::new()));
+        let generation = Arc::new(AtomicU64::new(0));
+        let listener = tokio::spawn(listen(inner.clone(), entries.clone(), generation.clone()));
+        CachedDirectory {
+            inner,
+            ttl,
+            entries,
+            generation,
+            listener,
+        }
+    }
+}
+
+fn clear(entries: &Mutex<HashMap<String, (Instant, Lookup)>>, generation: &AtomicU64) {
+    generation.fetch_add(1, Ordering::AcqRel);
+    entries.lock().unwrap_or_else(|p| p.into_inner()).clear();
+}
+
+/// Follows `{P}:changes`; (re)subscribing empties the cache, since changes may have been
+/// missed while the subscription was down.
+async fn listen(
+    store: Arc<RedisStore>,
+    entries: Arc<Mutex<HashMap<String, (Instant, Lookup)>>>,
+    generation: Arc<AtomicU64>,
+) {
+    let channel = store.keys().changes();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let subscribed = async {
+            let client = store.pubsub_client().await.map_err(|e| e.to_string())?;
+            let mut pubsub = client.get_async_pubsub().await.map_err(|e| e.to_string())?;
+            pubsub
+                .subscribe(&channel)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(pubsub)
+        }
+        .await;
+        match subscribed {
+            Ok(mut pubsub) => {
+                clear(&entries, &generation);
+                backoff = Duration::from_millis(100);
+                info!(channel = %channel, "directory cache follows changes");
+                let mut messages = pubsub.on_message();
+                while messages.next().await.is_some() {
+                    clear(&entries, &generation);
+                }
+                clear(&entries, &generation);
+                warn!("directory change subscription lost; resubscribing");
+            }
+            Err(e) => {
+                clear(&entries, &generation);
+                warn!(error = %e, "cannot subscribe to directory changes; retrying");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+impl Directory for CachedDirectory {
+    fn lookup<'a>(&'a self, address: &'a str) -> StoreFuture<'a, Lookup> {
+        Box::pin(async move {
+            let address = normalize_address(address);
+            {
+                let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some((at, lookup)) = entries.get(&address)
+                    && at.elapsed() < self.ttl
+                {
+                    return Ok(lookup.clone());
+                }
+            }
+            let generation = self.generation.load(Ordering::Acquire);
+            let lookup = self.inner.lookup(&address).await?;
+            let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            if self.generation.load(Ordering::Acquire) == generation {
+                if entries.len() >= MAX_ENTRIES {
+                    entries.clear();
+                }
+                entries.insert(address, (Instant::now(), lookup.clone()));
+            }
+            Ok(lookup)
+        })
+    }
+
+    fn user<'a>(&'a self, address: &'a str) -> StoreFuture<'a, Option<User>> {
+        self.inner.user(address)
+    }
+
+    fn users(&self) -> StoreFuture<'_, Vec<User>> {
+        self.inner.users()
+    }
+
+    fn put_users(&self, users: Vec<User>) -> StoreFuture<'_, ()> {
+        clear(&self.entries, &self.generation);
+        self.inner.put_users(users)
+    }
+
+    fn org<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Organisation>> {
+        self.inner.org(id)
+    }
+
+    fn orgs(&self) -> StoreFuture<'_, Vec<Organisation>> {
+        self.inner.orgs()
+    }
+
+    fn put_org(&self, org: Organisation) -> StoreFuture<'_, ()> {
+        clear(&self.entries, &self.generation);
+        self.inner.put_org(org)
+    }
+
+    fn append_audit(&self, event: AuditEvent) -> StoreFuture<'_, ()> {
+        self.inner.append_audit(event)
+    }
+
+    fn audit(&self, limit: usize) -> StoreFuture<'_, Vec<AuditEvent>> {
+        self.inner.audit(limit)
+    }
+}

@@ -1,0 +1,160 @@
+//! The directory's data: organisations, their users, and the audit trail.
+
+use serde::{Deserialize, Serialize};
+
+/// How an organisation reaches the hub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionType {
+    /// Its own mail server relays through the hub over TLS with a client certificate; its
+    /// users' secure addresses are their own with the secure suffix added.
+    Server,
+    /// Hosted accounts under the secure suffix, with SMTP AUTH submission.
+    Mailbox,
+}
+
+/// `applied` → `approved` → (terms signed) → `active`, or `suspended`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrgState {
+    Applied,
+    Approved,
+    Active,
+    Suspended,
+}
+
+/// The TLS client certificate a server-connected organisation presents.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificate {
+    /// SHA-256 fingerprint, hex.
+    pub fingerprint: String,
+    pub subject: String,
+    pub issuer: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Organisation {
+    /// Short stable identifier, e.g. `smith-chambers`.
+    pub id: String,
+    pub name: String,
+    /// Mail domains, lower case: a server organisation's own domains (`firm.co.uk`), a mailbox
+    /// organisation's hosted domain under the secure suffix (`smithchambers.cjsm.net`).
+    pub domains: Vec<String>,
+    pub connection: ConnectionType,
+    pub state: OrgState,
+    /// When the terms and conditions were signed (seconds since the Unix epoch).
+    #[serde(default)]
+    pub terms_signed: Option<u64>,
+    /// Organisation Administrators' addresses.
+    #[serde(default)]
+    pub admins: Vec<String>,
+    #[serde(default)]
+    pub client_certificate: Option<ClientCertificate>,
+    pub created: u64,
+    pub updated: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserState {
+    Active,
+    Suspended,
+    Deleted,
+}
+
+impl std::fmt::Display for UserState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UserState::Active => "active",
+            UserState::Suspended => "suspended",
+            UserState::Deleted => "deleted",
+        })
+    }
+}
+
+impl std::fmt::Display for OrgState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OrgState::Applied => "applied",
+            OrgState::Approved => "approved",
+            OrgState::Active => "active",
+            OrgState::Suspended => "suspended",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// The secure address, lower case.
+    pub address: String,
+    /// The organisation's id.
+    pub org: String,
+    #[serde(default)]
+    pub first_name: String,
+    #[serde(default)]
+    pub last_name: String,
+    /// Town or city.
+    #[serde(default)]
+    pub town: String,
+    /// Business type, e.g. "Solicitors", "Police", "Barristers' chambers".
+    #[serde(default)]
+    pub business_type: String,
+    pub state: UserState,
+    /// Seconds since the Unix epoch.
+    pub created: u64,
+    pub updated: u64,
+    /// An S/MIME certificate (PEM), for encryption (a later issue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smime_certificate: Option<String>,
+}
+
+/// What the milter needs to know of an address: the user and their organisation, read together
+/// (one round trip on Redis).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lookup {
+    pub user: Option<User>,
+    pub org: Option<Organisation>,
+}
+
+/// One entry of the audit trail: a verdict or an admin change. Never a message body.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEvent {
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// `verdict` or `admin`.
+    pub kind: String,
+    /// Verdicts: the MTA's queue id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marking: Option<String>,
+    /// Verdicts: accept, reject, tempfail, quarantine. Admin: the command, e.g. `user suspend`.
+    pub action: String,
+    /// Verdicts: the policy reason. Admin: what changed.
+    #[serde(default)]
+    pub reason: String,
+    /// Admin: who ran the command (the Unix user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Admin: the organisation id or user address changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+impl AuditEvent {
+    /// The addresses the event concerns (for `audit search --address`).
+    pub fn mentions(&self, address: &str) -> bool {
+        let address = address.to_ascii_lowercase();
+        self.sender.as_deref() == Some(address.as_str())
+            || self.recipients.contains(&address)
+            || self.target.as_deref() == Some(address.as_str())
+    }
+}

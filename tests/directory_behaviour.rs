@@ -1,0 +1,390 @@
+//! One behaviour suite, run on both backends: the embedded file store and Redis (a real
+//! redis-server started by the test). The store's reads and writes, the lookup the milter
+//! uses, the audit trail, and the directory's rules on top.
+
+mod common;
+
+use cjsm_milter::directory::{Admin, AdminError, Application, UserDetails};
+use cjsm_milter::policy::DirectoryAnswer;
+use cjsm_milter::store::{
+    AuditEvent, ConnectionType, Directory, FileStore, OrgState, RedisStore, UserState,
+};
+use common::redis::RedisServer;
+
+fn details(first: &str, last: &str) -> UserDetails {
+    UserDetails {
+        first_name: Some(first.into()),
+        last_name: Some(last.into()),
+        town: Some("Leeds".into()),
+        business_type: Some("Solicitors".into()),
+    }
+}
+
+fn application(id: &str, domains: &[&str], connection: ConnectionType) -> Application {
+    Application {
+        id: id.into(),
+        name: format!("{id} LLP"),
+        domains: domains.iter().map(|d| d.to_string()).collect(),
+        connection,
+        admins: vec![format!("admin@{}", domains[0])],
+    }
+}
+
+fn refusal(result: Result<impl std::fmt::Debug, AdminError>) -> String {
+    match result {
+        Err(AdminError::Refused(text)) => text,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+async fn answer(store: &dyn Directory, address: &str) -> DirectoryAnswer {
+    DirectoryAnswer::from_lookup(&store.lookup(address).await.unwrap())
+}
+
+/// The suite: every backend must pass it unchanged.
+async fn behaviour(store: &dyn Directory) {
+    let admin = Admin::new(store, "cjsm.net", Some("tester".into()));
+
+    // Empty.
+    assert!(store.orgs().await.unwrap().is_empty());
+    assert!(store.users().await.unwrap().is_empty());
+    let lookup = store.lookup("nobody@x.cjsm.net").await.unwrap();
+    assert!(lookup.user.is_none() && lookup.org.is_none());
+
+    // Applications; a duplicate application for a registered or pending domain is refused,
+    // naming the organisation that holds it.
+    let firm = admin
+        .org_apply(application(
+            "hartley",
+            &["HartleyLaw.co.uk"],
+            ConnectionType::Server,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(firm.state, OrgState::Applied);
+    assert_eq!(firm.domains, vec!["hartleylaw.co.uk"]);
+    let text = refusal(
+        admin
+            .org_apply(application(
+                "copycat",
+                &["other.co.uk", "hartleylaw.co.uk"],
+                ConnectionType::Server,
+            ))
+            .await,
+    );
+    assert!(
+        text.contains("hartleylaw.co.uk") && text.contains("hartley"),
+        "{text}"
+    );
+    assert!(
+        refusal(
+            admin
+                .org_apply(application(
+                    "hartley",
+                    &["new.co.uk"],
+                    ConnectionType::Server
+                ))
+                .await
+        )
+        .contains("already exists")
+    );
+    admin
+        .org_apply(application(
+            "smith",
+            &["smithchambers.cjsm.net"],
+            ConnectionType::Mailbox,
+        ))
+        .await
+        .unwrap();
+
+    // Not switched on until approved and the terms are signed.
+    assert!(refusal(admin.org_activate("hartley").await).contains("not approved"));
+    assert!(refusal(admin.org_sign_terms("hartley").await).contains("not approved"));
+    admin.org_approve("hartley").await.unwrap();
+    assert!(refusal(admin.org_approve("hartley").await).contains("approved"));
+    assert!(refusal(admin.org_activate("hartley").await).contains("terms"));
+    admin.org_sign_terms("hartley").await.unwrap();
+    assert!(refusal(admin.org_sign_terms("hartley").await).contains("already"));
+    let active = admin.org_activate("hartley").await.unwrap();
+    assert_eq!(active.state, OrgState::Active);
+    assert!(active.terms_signed.is_some());
+    assert!(refusal(admin.org_approve("nobody").await).contains("no organisation"));
+
+    // Users: only in the organisation's domains, under the secure suffix.
+    let text = refusal(
+        admin
+            .user_add(
+                "alice@hartleylaw.co.uk",
+                "hartley",
+                details("Alice", "Jones"),
+            )
+            .await,
+    );
+    assert!(
+        text.contains("not under") && text.contains("@hartleylaw.co.uk.cjsm.net"),
+        "{text}"
+    );
+    let text = refusal(
+        admin
+            .user_add(
+                "alice@elsewhere.co.uk.cjsm.net",
+                "hartley",
+                details("Alice", "Jones"),
+            )
+            .await,
+    );
+    assert!(text.contains("hartleylaw.co.uk.cjsm.net"), "{text}");
+    assert!(
+        refusal(
+            admin
+                .user_add("a@x.cjsm.net", "nobody", details("A", "B"))
+                .await
+        )
+        .contains("no organisation")
+    );
+    let alice = admin
+        .user_add(
+            "Alice@HartleyLaw.co.uk.cjsm.net",
+            "hartley",
+            details("Alice", "Jones"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(alice.address, "alice@hartleylaw.co.uk.cjsm.net");
+    assert!(
+        refusal(
+            admin
+                .user_add(
+                    "alice@hartleylaw.co.uk.cjsm.net",
+                    "hartley",
+                    details("A", "J")
+                )
+                .await
+        )
+        .contains("already exists")
+    );
+    admin
+        .user_add(
+            "bob@smithchambers.cjsm.net",
+            "smith",
+            details("Bob", "Smith"),
+        )
+        .await
+        .unwrap();
+
+    // The milter's lookup: user and organisation together; only an active organisation's
+    // users send and receive.
+    let lookup = store
+        .lookup("ALICE@hartleylaw.co.uk.cjsm.net")
+        .await
+        .unwrap();
+    assert_eq!(lookup.user.as_ref().unwrap().first_name, "Alice");
+    assert_eq!(lookup.org.as_ref().unwrap().id, "hartley");
+    assert_eq!(
+        answer(store, "alice@hartleylaw.co.uk.cjsm.net").await,
+        DirectoryAnswer::Active
+    );
+    assert_eq!(
+        answer(store, "bob@smithchambers.cjsm.net").await,
+        DirectoryAnswer::Suspended,
+        "organisation not active"
+    );
+    assert_eq!(
+        answer(store, "carol@hartleylaw.co.uk.cjsm.net").await,
+        DirectoryAnswer::Unknown
+    );
+
+    // States.
+    admin
+        .user_set_state("alice@hartleylaw.co.uk.cjsm.net", UserState::Suspended)
+        .await
+        .unwrap();
+    assert_eq!(
+        answer(store, "alice@hartleylaw.co.uk.cjsm.net").await,
+        DirectoryAnswer::Suspended
+    );
+    assert!(
+        refusal(
+            admin
+                .user_set_state("alice@hartleylaw.co.uk.cjsm.net", UserState::Suspended)
+                .await
+        )
+        .contains("already")
+    );
+    admin
+        .user_set_state("alice@hartleylaw.co.uk.cjsm.net", UserState::Active)
+        .await
+        .unwrap();
+    admin.org_suspend("hartley").await.unwrap();
+    assert_eq!(
+        answer(store, "alice@hartleylaw.co.uk.cjsm.net").await,
+        DirectoryAnswer::Suspended,
+        "organisation suspended"
+    );
+    admin.org_activate("hartley").await.unwrap();
+    admin
+        .user_set_state("alice@hartleylaw.co.uk.cjsm.net", UserState::Deleted)
+        .await
+        .unwrap();
+    assert_eq!(
+        answer(store, "alice@hartleylaw.co.uk.cjsm.net").await,
+        DirectoryAnswer::Deleted
+    );
+    admin
+        .user_set_state("alice@hartleylaw.co.uk.cjsm.net", UserState::Active)
+        .await
+        .unwrap();
+
+    // Users keep their details current.
+    let updated = admin
+        .user_update(
+            "alice@hartleylaw.co.uk.cjsm.net",
+            UserDetails {
+                town: Some("York".into()),
+                ..UserDetails::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.town, "York");
+    assert_eq!(updated.first_name, "Alice");
+    assert!(
+        refusal(
+            admin
+                .user_update("alice@hartleylaw.co.uk.cjsm.net", UserDetails::default())
+                .await
+        )
+        .contains("nothing")
+    );
+
+    // Listing is ordered.
+    let users = store.users().await.unwrap();
+    let addresses: Vec<&str> = users.iter().map(|u| u.address.as_str()).collect();
+    assert_eq!(
+        addresses,
+        [
+            "alice@hartleylaw.co.uk.cjsm.net",
+            "bob@smithchambers.cjsm.net"
+        ]
+    );
+    let orgs: Vec<String> = store
+        .orgs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(orgs, ["hartley", "smith"]);
+
+    // Bulk import: all or nothing, idempotent.
+    let mut csv =
+        String::from("secure_address,first_name,last_name,organisation,town,business_type\n");
+    for i in 0..500 {
+        csv.push_str(&format!(
+            "user{i:03}@hartleylaw.co.uk.cjsm.net,First{i},Last{i},hartley,Leeds,Solicitors\n"
+        ));
+    }
+    let summary = admin.user_import(csv.as_bytes()).await.unwrap();
+    assert_eq!(
+        (summary.added, summary.updated, summary.unchanged),
+        (500, 0, 0)
+    );
+    let again = admin.user_import(csv.as_bytes()).await.unwrap();
+    assert_eq!((again.added, again.updated, again.unchanged), (0, 0, 500));
+    assert_eq!(store.users().await.unwrap().len(), 502);
+    let too_many = csv.clone() + "user500@hartleylaw.co.uk.cjsm.net,F,L,hartley,Leeds,Solicitors\n";
+    let err = admin
+        .user_import(too_many.as_bytes())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("500"), "{err}");
+    let bad = "secure_address,first_name,last_name,organisation,town,business_type\n\
+               new1@hartleylaw.co.uk.cjsm.net,New,One,hartley,Leeds,Solicitors\n\
+               new2@elsewhere.cjsm.net,New,Two,hartley,Leeds,Solicitors\n\
+               new3@hartleylaw.co.uk.cjsm.net,,Three,hartley,Leeds,Solicitors\n\
+               new4@hartleylaw.co.uk.cjsm.net,New,Four,nobody,Leeds,Solicitors\n";
+    match admin.user_import(bad.as_bytes()).await {
+        Err(AdminError::Import(cjsm_milter::directory::import::ImportError::Rows(rows))) => {
+            let lines: Vec<usize> = rows.iter().map(|r| r.line).collect();
+            assert!(
+                lines.contains(&3) && lines.contains(&4) && lines.contains(&5),
+                "{rows:?}"
+            );
+            assert!(!lines.contains(&2), "{rows:?}");
+        }
+        other => panic!("expected row errors, got {other:?}"),
+    }
+    assert!(
+        store
+            .user("new1@hartleylaw.co.uk.cjsm.net")
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing imported"
+    );
+
+    // The audit trail: every change, newest first; verdicts appended by the milter too.
+    store
+        .append_audit(AuditEvent {
+            time_ms: 42,
+            kind: "verdict".into(),
+            queue_id: Some("4XQ1".into()),
+            sender: Some("a@met.pnn.police.uk".into()),
+            recipients: vec!["alice@hartleylaw.co.uk.cjsm.net".into()],
+            marking: Some("OFFICIAL".into()),
+            action: "accept".into(),
+            reason: "ok".into(),
+            ..AuditEvent::default()
+        })
+        .await
+        .unwrap();
+    let audit = store.audit(1000).await.unwrap();
+    assert_eq!(audit[0].queue_id.as_deref(), Some("4XQ1"));
+    assert!(audit[0].mentions("alice@hartleylaw.co.uk.cjsm.net"));
+    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    for action in [
+        "org apply",
+        "org approve",
+        "org sign-terms",
+        "org activate",
+        "user add",
+        "user suspend",
+        "user update",
+        "user import",
+    ] {
+        assert!(
+            actions.contains(&action),
+            "{action} missing from {actions:?}"
+        );
+    }
+    assert!(
+        audit
+            .iter()
+            .filter(|e| e.kind == "admin")
+            .all(|e| e.actor.as_deref() == Some("tester"))
+    );
+    assert_eq!(store.audit(3).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn file_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    behaviour(&store).await;
+}
+
+#[tokio::test]
+async fn redis_backend() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), "suite", 1000)
+        .await
+        .unwrap();
+    behaviour(&store).await;
+    // A second deployment on the same Redis sees none of it.
+    let other = RedisStore::connect(&server.url(), "other", 1000)
+        .await
+        .unwrap();
+    assert!(other.users().await.unwrap().is_empty());
+    assert!(other.orgs().await.unwrap().is_empty());
+}
