@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # gcc and libc6-dev: the linker Rust uses; redis-server: the Redis backend's tests start
-# their own (on a free loopback port, stopped by PID).
-PACKAGES=(gcc libc6-dev redis-server)
+# their own (on a free loopback port, stopped by PID); python3-ldap and ldap-utils: real LDIF
+# readers that parse the directory's LDIF export back.
+PACKAGES=(gcc libc6-dev redis-server python3-ldap ldap-utils)
 
 missing=()
 for package in "${PACKAGES[@]}"; do

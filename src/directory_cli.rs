@@ -5,7 +5,7 @@ use anyhow::{Context as _, Result, bail};
 use cjsm_milter::config::Config;
 use cjsm_milter::directory::import::ImportError;
 use cjsm_milter::directory::{Admin, AdminError, Application, UserDetails, export, search};
-use cjsm_milter::store::{self, Access, AuditEvent, ConnectionType, UserState};
+use cjsm_milter::store::{self, Access, AuditEvent, ClientCertificate, ConnectionType, UserState};
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -52,6 +52,15 @@ pub enum OrgCommand {
         connection: ConnectionType,
         #[arg(long = "admin")]
         admins: Vec<String>,
+        /// Server connections: SHA-256 fingerprint of the TLS client certificate it presents.
+        #[arg(long, requires_all = ["cert_subject", "cert_issuer"])]
+        cert_fingerprint: Option<String>,
+        /// Server connections: the certificate's subject.
+        #[arg(long, requires = "cert_fingerprint")]
+        cert_subject: Option<String>,
+        /// Server connections: the certificate's issuer.
+        #[arg(long, requires = "cert_fingerprint")]
+        cert_issuer: Option<String>,
     },
     Approve {
         id: String,
@@ -174,7 +183,15 @@ pub async fn directory(config: &Config, command: DirectoryCommand) -> Result<()>
                 domains,
                 connection,
                 admins,
+                cert_fingerprint,
+                cert_subject,
+                cert_issuer,
             } => {
+                let client_certificate = cert_fingerprint.map(|fingerprint| ClientCertificate {
+                    fingerprint,
+                    subject: cert_subject.unwrap_or_default(),
+                    issuer: cert_issuer.unwrap_or_default(),
+                });
                 let org = admin
                     .org_apply(Application {
                         id,
@@ -182,6 +199,7 @@ pub async fn directory(config: &Config, command: DirectoryCommand) -> Result<()>
                         domains,
                         connection,
                         admins,
+                        client_certificate,
                     })
                     .await
                     .map_err(admin_error)?;

@@ -365,3 +365,135 @@ fn shipped_configs_are_valid() {
         assert!(out.status.success(), "{file}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn import_export_search_and_audit_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_in(dir.path());
+    let cfg = Some(config.as_path());
+    let ok = |args: &[&str]| {
+        let out = cjsm(cfg, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let fingerprint = "AB:".repeat(31) + "AB";
+    ok(&[
+        "directory",
+        "org",
+        "apply",
+        "--id",
+        "hartley",
+        "--name",
+        "Hartley Law LLP",
+        "--domain",
+        "hartleylaw.co.uk",
+        "--connection",
+        "server",
+        "--cert-fingerprint",
+        &fingerprint,
+        "--cert-subject",
+        "CN=mail.hartleylaw.co.uk",
+        "--cert-issuer",
+        "CN=Hub CA",
+    ]);
+    let org: serde_json::Value =
+        serde_json::from_str(&ok(&["directory", "org", "show", "hartley"])).unwrap();
+    assert_eq!(org["client_certificate"]["fingerprint"], "ab".repeat(32));
+    assert_eq!(org["state"], "applied");
+    assert!(ok(&["directory", "org", "list"]).starts_with("hartley\tapplied\t"));
+
+    let csv = dir.path().join("staff.csv");
+    std::fs::write(
+        &csv,
+        "secure_address,first_name,last_name,organisation,town,business_type\n\
+         alice@hartleylaw.co.uk.cjsm.net,Alice,Jones,hartley,Leeds,Solicitors\n\
+         bob@elsewhere.cjsm.net,Bob,Smith,hartley,York,Solicitors\n\
+         carol@hartleylaw.co.uk.cjsm.net,,Brown,hartley,York,Solicitors\n",
+    )
+    .unwrap();
+    let out = cjsm(cfg, &["directory", "user", "import", csv.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines.len(),
+        3,
+        "one line per bad row, then the summary: {err}"
+    );
+    assert!(
+        lines[0].starts_with("line 3, field secure_address"),
+        "{err}"
+    );
+    assert!(lines[1].starts_with("line 4, field first_name"), "{err}");
+    assert!(
+        lines[2].contains("2 bad rows; nothing was imported"),
+        "{err}"
+    );
+
+    std::fs::write(
+        &csv,
+        "secure_address,first_name,last_name,organisation,town,business_type\n\
+         alice@hartleylaw.co.uk.cjsm.net,Alice,Jones,hartley,Leeds,Solicitors\n\
+         carol@hartleylaw.co.uk.cjsm.net,Carol,Brown,Hartley Law LLP,York,Solicitors\n",
+    )
+    .unwrap();
+    assert!(
+        ok(&["directory", "user", "import", csv.to_str().unwrap()])
+            .contains("2 added, 0 updated, 0 unchanged")
+    );
+    assert!(
+        ok(&["directory", "user", "import", csv.to_str().unwrap()])
+            .contains("0 added, 0 updated, 2 unchanged")
+    );
+    assert_eq!(ok(&["directory", "search", "york"]).lines().count(), 1);
+    assert!(ok(&["directory", "search", "HARTLEY"]).contains("carol@hartleylaw.co.uk.cjsm.net"));
+    ok(&[
+        "directory",
+        "user",
+        "update",
+        "carol@hartleylaw.co.uk.cjsm.net",
+        "--town",
+        "Leeds",
+    ]);
+    assert_eq!(ok(&["directory", "search", "leeds"]).lines().count(), 2);
+
+    let exported = ok(&["directory", "export", "--format", "csv"]);
+    assert!(
+        exported.starts_with("secure_address,first_name,last_name,organisation,town,business_type")
+    );
+    assert_eq!(exported.lines().count(), 3);
+    // Unfolded (RFC 2849 folds long lines); the real LDIF readers are in tests/ldif_reader.rs.
+    let ldif = ok(&["directory", "export", "--format", "ldif"]).replace("\n ", "");
+    assert!(
+        ldif.contains(
+            "dn: mail=alice@hartleylaw.co.uk.cjsm.net,ou=Secure eMail Directory,dc=cjsm,dc=net"
+        ),
+        "{ldif}"
+    );
+
+    let tail = ok(&["audit", "tail", "-n", "3"]);
+    assert_eq!(tail.lines().count(), 3);
+    assert!(
+        tail.lines()
+            .next()
+            .unwrap()
+            .contains("\"action\":\"user update\""),
+        "newest first: {tail}"
+    );
+    let carol = ok(&[
+        "audit",
+        "search",
+        "--address",
+        "carol@hartleylaw.co.uk.cjsm.net",
+        "--since",
+        "1h",
+    ]);
+    assert_eq!(carol.lines().count(), 1, "{carol}");
+    assert!(ok(&["audit", "search", "--since", "2999-01-01"]).is_empty());
+    assert_eq!(
+        cjsm(cfg, &["audit", "search", "--since", "soon"])
+            .status
+            .code(),
+        Some(2)
+    );
+}

@@ -27,6 +27,7 @@ fn application(id: &str, domains: &[&str], connection: ConnectionType) -> Applic
         domains: domains.iter().map(|d| d.to_string()).collect(),
         connection,
         admins: vec![format!("admin@{}", domains[0])],
+        client_certificate: None,
     }
 }
 

@@ -5,8 +5,8 @@ pub mod export;
 pub mod import;
 
 use crate::store::{
-    AuditEvent, ConnectionType, Directory, OrgState, Organisation, StoreError, User, UserState,
-    normalize_address, now_unix, now_unix_ms,
+    AuditEvent, ClientCertificate, ConnectionType, Directory, OrgState, Organisation, StoreError,
+    User, UserState, normalize_address, now_unix, now_unix_ms,
 };
 use import::{ImportError, address_in_org};
 
@@ -32,6 +32,8 @@ pub struct Application {
     pub domains: Vec<String>,
     pub connection: ConnectionType,
     pub admins: Vec<String>,
+    /// The TLS client certificate a server connection presents.
+    pub client_certificate: Option<ClientCertificate>,
 }
 
 /// Changes to a user's own details; `None` leaves a field as it is.
@@ -127,6 +129,21 @@ impl<'a> Admin<'a> {
         if domains.is_empty() {
             return refused("at least one --domain is needed");
         }
+        let client_certificate = match (application.connection, application.client_certificate) {
+            (ConnectionType::Mailbox, Some(_)) => {
+                return refused("a mailbox organisation presents no client certificate");
+            }
+            (_, Some(mut cert)) => {
+                cert.fingerprint = normalize_fingerprint(&cert.fingerprint).ok_or_else(|| {
+                    AdminError::Refused(format!(
+                        "certificate fingerprint {:?}: expected a SHA-256 fingerprint (64 hex digits, colons allowed)",
+                        cert.fingerprint
+                    ))
+                })?;
+                Some(cert)
+            }
+            (_, None) => None,
+        };
         if let Some(org) = self.store.org(&id).await? {
             return refused(format!("organisation {id} already exists ({})", org.state));
         }
@@ -151,7 +168,7 @@ impl<'a> Admin<'a> {
                 .iter()
                 .map(|a| normalize_address(a))
                 .collect(),
-            client_certificate: None,
+            client_certificate,
             created: now,
             updated: now,
         };
@@ -419,6 +436,16 @@ impl<'a> Admin<'a> {
         }
         Ok(summary)
     }
+}
+
+/// A SHA-256 fingerprint as lower-case hex without separators.
+fn normalize_fingerprint(text: &str) -> Option<String> {
+    let hex: String = text
+        .chars()
+        .filter(|c| *c != ':')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(hex)
 }
 
 fn same_details(a: &User, b: &User) -> bool {
