@@ -389,3 +389,74 @@ async fn redis_backend() {
     assert!(other.users().await.unwrap().is_empty());
     assert!(other.orgs().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn redis_sentinel_backend() {
+    let master = RedisServer::start();
+    let sentinel = common::redis::RedisProcess::start(
+        Some(&format!(
+            "port {{port}}\nbind 127.0.0.1\ndir {{dir}}\n\
+             sentinel monitor cjsm 127.0.0.1 {} 1\n\
+             sentinel down-after-milliseconds cjsm 5000\n",
+            master.port
+        )),
+        &["--sentinel"],
+    );
+    let url = format!("redis+sentinel://127.0.0.1:{}/cjsm", sentinel.port);
+    let store = RedisStore::connect(&url, "sentinel", 1000).await.unwrap();
+    behaviour(&store).await;
+}
+
+#[tokio::test]
+async fn redis_cluster_backend() {
+    let node_args = [
+        "--port",
+        "{port}",
+        "--bind",
+        "127.0.0.1",
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "{dir}/nodes.conf",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ];
+    let nodes: Vec<_> = (0..3)
+        .map(|_| common::redis::RedisProcess::start(None, &node_args))
+        .collect();
+    let addresses: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let out = std::process::Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addresses)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("redis-cli (Debian package redis-tools, a dependency of redis-server)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let url = addresses
+        .iter()
+        .map(|a| format!("redis://{a}/"))
+        .collect::<Vec<_>>()
+        .join(",");
+    // The cluster takes a moment to agree that every slot is served.
+    let mut store = None;
+    for _ in 0..100 {
+        if let Ok(s) = RedisStore::connect(&url, "cluster", 1000).await
+            && s.orgs().await.is_ok()
+        {
+            store = Some(s);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let store = store.expect("the cluster serves its slots within 10 s");
+    behaviour(&store).await;
+}

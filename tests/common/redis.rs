@@ -133,3 +133,67 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// A redis-server started with extra arguments (a Sentinel, a Cluster node), stopped by PID.
+pub struct RedisProcess {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisProcess {
+    /// `args` may contain `{port}` and `{dir}`, replaced before the start; `config` (if
+    /// any) is written to `{dir}/redis.conf` and passed first.
+    pub fn start(config: Option<&str>, args: &[&str]) -> RedisProcess {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let port = free_port();
+            let fill = |s: &str| {
+                s.replace("{port}", &port.to_string())
+                    .replace("{dir}", &dir.path().display().to_string())
+            };
+            let mut command = Command::new("redis-server");
+            if let Some(config) = config {
+                let path = dir.path().join("redis.conf");
+                std::fs::write(&path, fill(config)).unwrap();
+                command.arg(path);
+            }
+            let child = command
+                .args(args.iter().map(|a| fill(a)))
+                .current_dir(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            let mut child = match child {
+                Ok(child) => child,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                    "redis-server is not installed: the Redis tests need Debian's redis-server package"
+                ),
+                Err(e) => panic!("cannot start redis-server: {e}"),
+            };
+            for _ in 0..300 {
+                if ping(port) {
+                    return RedisProcess {
+                        child,
+                        port,
+                        _dir: dir,
+                    };
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server {args:?} did not start after 5 tries");
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
