@@ -136,6 +136,8 @@ pub struct StoreConfig {
     /// Redis store: `redis://`, `rediss://` (TLS), `redis+sentinel://` or several
     /// `redis://` URLs separated by commas for a Cluster.
     pub url: Option<String>,
+    /// `rediss://`: the CA (PEM) that issued the server's certificate, for a private CA.
+    pub tls_ca_file: Option<PathBuf>,
     /// Prefix of every Redis key, so several deployments can share one Redis.
     pub key_prefix: String,
     /// Audit entries kept (Redis stream length, or file store log lines).
@@ -290,6 +292,7 @@ impl Default for StoreConfig {
             backend: Backend::File,
             path: PathBuf::from("/var/lib/cjsm-milter"),
             url: None,
+            tls_ca_file: None,
             key_prefix: "cjsm".into(),
             audit_retention: 100_000,
             cache_ttl_ms: 1000,

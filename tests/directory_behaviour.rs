@@ -460,3 +460,83 @@ async fn redis_cluster_backend() {
     let store = store.expect("the cluster serves its slots within 10 s");
     behaviour(&store).await;
 }
+
+/// `rediss://` through rustls, the server's certificate issued by a private CA (made with the
+/// openssl CLI) and verified against `tls_ca_file`.
+#[tokio::test]
+async fn redis_tls_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("the openssl command (Debian package openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &path("ca.key"),
+        "-out",
+        &path("ca.pem"),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Test Hub CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &path("server.key"),
+        "-out",
+        &path("server.csr"),
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.path().join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &path("server.csr"),
+        "-CA",
+        &path("ca.pem"),
+        "-CAkey",
+        &path("ca.key"),
+        "-CAcreateserial",
+        "-out",
+        &path("server.pem"),
+        "-days",
+        "2",
+        "-extfile",
+        &path("ext"),
+    ]);
+    let config = format!(
+        "port 0\ntls-port {{port}}\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndir {{dir}}\n\
+         tls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\ntls-auth-clients no\n",
+        path("server.pem"),
+        path("server.key"),
+        path("ca.pem")
+    );
+    let server = common::redis::RedisProcess::start_tls(&config);
+    let url = format!("rediss://127.0.0.1:{}/", server.port);
+    // Without the CA the server's certificate is not trusted.
+    assert!(RedisStore::connect(&url, "tls", 1000).await.is_err());
+    let ca = dir.path().join("ca.pem");
+    let store = RedisStore::connect_with_ca(&url, "tls", 1000, Some(&ca))
+        .await
+        .unwrap();
+    behaviour(&store).await;
+}

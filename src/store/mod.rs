@@ -68,8 +68,13 @@ pub async fn open(config: &StoreConfig, access: Access) -> Result<Arc<dyn Direct
                 .url
                 .as_deref()
                 .ok_or_else(|| StoreError::Unavailable("[store] url is not set".into()))?;
-            let store =
-                RedisStore::connect(url, &config.key_prefix, config.audit_retention).await?;
+            let store = RedisStore::connect_with_ca(
+                url,
+                &config.key_prefix,
+                config.audit_retention,
+                config.tls_ca_file.as_deref(),
+            )
+            .await?;
             Ok(Arc::new(store))
         }
     }
@@ -84,8 +89,13 @@ pub async fn open_for_milter(config: &StoreConfig) -> Result<Arc<dyn Directory>,
                 .url
                 .as_deref()
                 .ok_or_else(|| StoreError::Unavailable("[store] url is not set".into()))?;
-            let store =
-                RedisStore::connect(url, &config.key_prefix, config.audit_retention).await?;
+            let store = RedisStore::connect_with_ca(
+                url,
+                &config.key_prefix,
+                config.audit_retention,
+                config.tls_ca_file.as_deref(),
+            )
+            .await?;
             let ttl = std::time::Duration::from_millis(config.cache_ttl_ms);
             Ok(Arc::new(CachedDirectory::new(Arc::new(store), ttl)))
         }

@@ -133,6 +133,17 @@ impl RedisStore {
         prefix: &str,
         audit_retention: usize,
     ) -> Result<RedisStore, StoreError> {
+        RedisStore::connect_with_ca(url, prefix, audit_retention, None).await
+    }
+
+    /// As `connect`; a `rediss://` server's certificate is verified against `tls_ca` (PEM)
+    /// when given, else against the system's and the Web PKI roots.
+    pub async fn connect_with_ca(
+        url: &str,
+        prefix: &str,
+        audit_retention: usize,
+        tls_ca: Option<&std::path::Path>,
+    ) -> Result<RedisStore, StoreError> {
         let (target, pubsub_client) = if let Some(rest) = url.strip_prefix("redis+sentinel://") {
             let (hosts, service) = rest
                 .split_once('/')
@@ -165,7 +176,19 @@ impl RedisStore {
             let client = Client::open(nodes[0]).map_err(unavailable)?;
             (Target::Cluster(cluster), Some(client))
         } else {
-            let client = Client::open(url).map_err(unavailable)?;
+            let client = match tls_ca {
+                Some(path) => {
+                    let pem = std::fs::read(path).map_err(|e| {
+                        StoreError::Unavailable(format!("tls_ca_file {}: {e}", path.display()))
+                    })?;
+                    let certs = redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    };
+                    Client::build_with_tls(url, certs).map_err(unavailable)?
+                }
+                None => Client::open(url).map_err(unavailable)?,
+            };
             let config = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
                 .set_response_timeout(Some(std::time::Duration::from_secs(2)))

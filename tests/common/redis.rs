@@ -145,6 +145,17 @@ impl RedisProcess {
     /// `args` may contain `{port}` and `{dir}`, replaced before the start; `config` (if
     /// any) is written to `{dir}/redis.conf` and passed first.
     pub fn start(config: Option<&str>, args: &[&str]) -> RedisProcess {
+        RedisProcess::start_with(config, args, ping)
+    }
+
+    /// A TLS-only server: ready once its port accepts connections.
+    pub fn start_tls(config: &str) -> RedisProcess {
+        RedisProcess::start_with(Some(config), &[], |port| {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+    }
+
+    fn start_with(config: Option<&str>, args: &[&str], ready: fn(u16) -> bool) -> RedisProcess {
         for _ in 0..5 {
             let dir = tempfile::tempdir().unwrap();
             let port = free_port();
@@ -172,7 +183,7 @@ impl RedisProcess {
                 Err(e) => panic!("cannot start redis-server: {e}"),
             };
             for _ in 0..300 {
-                if ping(port) {
+                if ready(port) {
                     return RedisProcess {
                         child,
                         port,
