@@ -374,6 +374,34 @@ fn refuse(
     let queue_id = queue_id.unwrap_or("NOQUEUE");
     let reply = verdict.reply.as_ref();
     let reply_text = reply.map(|r| r.to_string()).unwrap_or_default();
+    if let Some(audit) = &engine.audit {
+        let sender = match what {
+            "sender" => Some(address.to_string()),
+            _ => cx
+                .data
+                .as_ref()
+                .and_then(|s| s.message.as_ref())
+                .map(|m| m.sender.clone()),
+        };
+        audit.record(AuditEvent {
+            time_ms: now_unix_ms(),
+            kind: "verdict".into(),
+            queue_id: Some(queue_id.to_string()),
+            sender,
+            recipients: if what == "recipient" {
+                vec![crate::store::normalize_address(address)]
+            } else {
+                Vec::new()
+            },
+            action: if engine.enforcing() {
+                verdict.action.as_str().into()
+            } else {
+                format!("report-only {}", verdict.action.as_str())
+            },
+            reason: verdict.reason.into(),
+            ..AuditEvent::default()
+        });
+    }
     if !engine.enforcing() {
         info!(queue_id = %queue_id, what = %what, address = %address, reason = %verdict.reason, reply = %reply_text, "report-only: would refuse");
         return Ok(Status::Continue);

@@ -234,6 +234,18 @@ async fn suspension_reaches_every_milter_and_redis_outage_means_tempfail() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(found, "the verdict is in the audit trail");
+    // Refusals at RCPT are verdicts too.
+    let out = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
+        .arg("--config")
+        .arg(&config)
+        .args(["audit", "search", "--address", HUB_USER, "-n", "1000"])
+        .output()
+        .unwrap();
+    let trail = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        trail.contains("\"reason\":\"recipient-suspended\""),
+        "{trail}"
+    );
     one.stop().await;
     two.stop().await;
 }
