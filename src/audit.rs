@@ -37,6 +37,7 @@ impl AuditSink {
     /// Queues an entry; never waits.
     pub fn record(&self, event: AuditEvent) {
         if self.tx.try_send(event).is_err() {
+            crate::metrics::metrics().audit_dropped.inc();
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
                 warn!(dropped, "audit queue full: entries dropped");

@@ -27,6 +27,22 @@ pub struct Config {
     pub limits: Limits,
     pub store: StoreConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of /metrics, /healthz and /readyz; "" turns the endpoint off.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: "127.0.0.1:9357".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -173,6 +189,7 @@ impl Default for Config {
             limits: Limits::default(),
             store: StoreConfig::default(),
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -384,6 +401,17 @@ impl Config {
             .map_err(|e| ("milter.listen".to_string(), e))?;
         if let Some(mode) = &self.milter.socket_mode {
             parse_octal_mode(mode).map_err(|e| ("milter.socket_mode".to_string(), e))?;
+        }
+        if !self.metrics.listen.is_empty()
+            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err((
+                "metrics.listen".into(),
+                format!(
+                    "{:?}: expected ADDRESS:PORT such as 127.0.0.1:9357, or \"\" for none",
+                    self.metrics.listen
+                ),
+            ));
         }
         if self.routing.secure_suffix.trim().is_empty() {
             return Err(("routing.secure_suffix".into(), "must not be empty".into()));

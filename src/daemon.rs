@@ -3,12 +3,15 @@
 use crate::audit::AuditSink;
 use crate::config::{Config, LogConfig, LogFormat};
 use crate::listen::{self, ListenAddr};
+use crate::metrics::metrics;
 use crate::milter::{self, Shared};
 use crate::pipeline::Engine;
 use crate::store;
+use crate::store::now_unix;
 use anyhow::{Context as _, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
@@ -52,6 +55,21 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
         .context("opening the directory store")?;
     let (listener, local) =
         listen::bind(&listen, mode, config.milter.socket_group.as_deref()).await?;
+    let m = metrics();
+    m.config_last_reload.set(now_unix() as f64);
+    m.milter_listening.store(true, Ordering::Release);
+    let metrics_server = match config.metrics.listen.as_str() {
+        "" => None,
+        addr => {
+            let addr = addr.parse().context("[metrics] listen")?;
+            let (local, serve) = crate::metrics::http::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+            info!(listen = %local, "metrics endpoint: /metrics /healthz /readyz");
+            Some(tokio::spawn(serve))
+        }
+    };
+    let monitor = tokio::spawn(watch_store(store.clone()));
     let audit = AuditSink::start(store.clone());
     let shared = Shared::new(Engine::new(config, store)?.with_audit(Some(audit)));
     info!(listen = %local, mode = ?shared.current().config.mode, "cjsm-milter listening");
@@ -75,12 +93,37 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
         info!("shutting down: no new connections, open sessions finish");
     };
     let result = milter::serve(listener, shared, shutdown).await;
+    m.milter_listening.store(false, Ordering::Release);
     reloader.abort();
+    monitor.abort();
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     if let ListenAddr::Unix(path) = &local {
         let _ = std::fs::remove_file(path);
     }
     info!("stopped");
     Ok(result?)
+}
+
+/// Every few seconds: is the store reachable (readiness), and how big is the directory.
+async fn watch_store(store: Arc<dyn crate::store::Directory>) {
+    let m = metrics();
+    loop {
+        match store.size().await {
+            Ok((users, orgs)) => {
+                m.store_reachable.store(true, Ordering::Release);
+                m.directory_users.set(users as i64);
+                m.directory_organisations.set(orgs as i64);
+            }
+            Err(e) => {
+                if m.store_reachable.swap(false, Ordering::AcqRel) {
+                    warn!(error = %e, "directory store not reachable: not ready");
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    }
 }
 
 /// Reloads the config; a bad file keeps the running config and says why.
@@ -90,9 +133,11 @@ fn reload(path: Option<&Path>, shared: &Arc<Shared>) {
         return;
     };
     let old = shared.current();
+    let m = metrics();
     let new = match Config::load(path) {
         Ok(config) => config,
         Err(e) => {
+            m.config_reloads.with_label_values(&["failed"]).inc();
             error!(error = %e, "config reload failed; keeping the running config");
             return;
         }
@@ -107,14 +152,22 @@ fn reload(path: Option<&Path>, shared: &Arc<Shared>) {
     if new.store != old.config.store {
         warn!("store settings changed: restart needed for them to apply; keeping the open store");
     }
+    if new.metrics != old.config.metrics {
+        warn!("metrics settings changed: restart needed for them to apply");
+    }
     if new.log != old.config.log {
         warn!("log settings changed: restart needed for them to apply");
     }
     match Engine::new(new, old.store.clone()).map(|e| e.with_audit(old.audit.clone())) {
         Ok(engine) => {
             shared.replace(engine);
+            m.config_reloads.with_label_values(&["ok"]).inc();
+            m.config_last_reload.set(now_unix() as f64);
             info!(file = %path.display(), "config reloaded");
         }
-        Err(e) => error!(error = %e, "config reload failed; keeping the running config"),
+        Err(e) => {
+            m.config_reloads.with_label_values(&["failed"]).inc();
+            error!(error = %e, "config reload failed; keeping the running config");
+        }
     }
 }

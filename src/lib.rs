@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod directory;
 pub mod listen;
 pub mod marking;
+pub mod metrics;
 pub mod milter;
 pub mod pipeline;
 pub mod policy;

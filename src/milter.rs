@@ -7,6 +7,7 @@
 
 use crate::config::Mode;
 use crate::listen::{GatedListener, MilterListener};
+use crate::metrics::metrics;
 use crate::pipeline::{Collector, Engine, Outcome};
 use crate::policy::{self, Action, Edit, Recipient, SessionFacts, Verdict};
 use crate::store::{AuditEvent, now_unix_ms};
@@ -74,8 +75,25 @@ impl Drop for InFlight {
     }
 }
 
+/// Counts an open MTA connection while it lives.
+struct SessionGauge;
+
+impl SessionGauge {
+    fn new() -> SessionGauge {
+        metrics().sessions_active.inc();
+        SessionGauge
+    }
+}
+
+impl Drop for SessionGauge {
+    fn drop(&mut self) {
+        metrics().sessions_active.dec();
+    }
+}
+
 /// The per-connection state.
 pub struct Session {
+    _gauge: SessionGauge,
     engine: Arc<Engine>,
     in_flight: Arc<AtomicUsize>,
     facts: SessionFacts,
@@ -106,6 +124,27 @@ enum MilterError {
 }
 
 type Handled = Result<Status, MilterError>;
+
+impl MilterError {
+    /// The reason label of the tempfail this error causes.
+    fn reason(&self) -> &'static str {
+        match self {
+            MilterError::Store(_) => "store-error",
+            MilterError::Deadline(_) => "deadline",
+            MilterError::Action(_) | MilterError::Internal(_) => "internal-error",
+        }
+    }
+}
+
+/// Counts a refusal for the metrics.
+fn count_refusal(stage: &str, verdict: &Verdict) {
+    if matches!(verdict.action, Action::Reject | Action::Tempfail) {
+        metrics()
+            .refusals
+            .with_label_values(&[stage, verdict.action.as_str(), verdict.reason])
+            .inc();
+    }
+}
 
 /// The macros requested per stage (Postfix and Sendmail send what is asked for).
 const MACROS: &[(MacroStage, &str)] = &[
@@ -140,13 +179,13 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
         .on_mail(|cx, args| {
             Box::pin(async move {
                 let result = mail(cx, args).await;
-                finish(cx, result)
+                finish(cx, "mail", result)
             })
         })
         .on_rcpt(|cx, args| {
             Box::pin(async move {
                 let result = rcpt(cx, args).await;
-                finish(cx, result)
+                finish(cx, "rcpt", result)
             })
         })
         .on_header(|cx, name, value| Box::pin(async move { header(cx, &name, &value) }))
@@ -217,6 +256,7 @@ fn negotiate(
         );
     }
     cx.data = Some(Session {
+        _gauge: SessionGauge::new(),
         engine,
         in_flight,
         facts: SessionFacts::default(),
@@ -338,6 +378,7 @@ async fn rcpt(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
             // A bound, not policy: enforced in report mode too.
             message.refused += 1;
             info!(queue_id = %queue_id.as_deref().unwrap_or("NOQUEUE"), address = %rcpt, "too many recipients");
+            count_refusal("rcpt", &verdict);
             status_with_reply(&mut cx.reply, &verdict)
         }
         Some(verdict) => {
@@ -402,6 +443,7 @@ fn refuse(
             ..AuditEvent::default()
         });
     }
+    count_refusal(if what == "sender" { "mail" } else { "rcpt" }, verdict);
     if !engine.enforcing() {
         info!(queue_id = %queue_id, what = %what, address = %address, reason = %verdict.reason, reply = %reply_text, "report-only: would refuse");
         return Ok(Status::Continue);
@@ -424,7 +466,7 @@ fn status_with_reply(reply: &mut indymilter::SmtpReply, verdict: &Verdict) -> Ha
 }
 
 /// Logs an error with the queue ID and answers tempfail, with a reply saying so.
-fn finish(cx: &mut Context<Session>, result: Handled) -> Status {
+fn finish(cx: &mut Context<Session>, stage: &str, result: Handled) -> Status {
     match result {
         Ok(status) => status,
         Err(e) => {
@@ -435,7 +477,9 @@ fn finish(cx: &mut Context<Session>, result: Handled) -> Status {
                 .and_then(|m| m.queue_id.clone())
                 .unwrap_or_else(|| "NOQUEUE".into());
             error!(queue_id = %queue_id, error = %e, "tempfail");
-            let _ = status_with_reply(&mut cx.reply, &Verdict::tempfail("internal-error"));
+            let verdict = Verdict::tempfail(e.reason());
+            count_refusal(stage, &verdict);
+            let _ = status_with_reply(&mut cx.reply, &verdict);
             Status::Tempfail
         }
     }
@@ -447,7 +491,7 @@ fn header(cx: &mut Context<Session>, name: &CStr, value: &CStr) -> Status {
             message.collector.header(name.to_bytes(), value.to_bytes());
             Status::Continue
         }
-        Err(e) => finish(cx, Err(e)),
+        Err(e) => finish(cx, "data", Err(e)),
     }
 }
 
@@ -457,7 +501,7 @@ fn eoh(cx: &mut Context<Session>) -> Status {
             message.collector.end_of_headers();
             Status::Continue
         }
-        Err(e) => finish(cx, Err(e)),
+        Err(e) => finish(cx, "data", Err(e)),
     }
 }
 
@@ -470,7 +514,7 @@ fn body(cx: &mut Context<Session>, chunk: &[u8]) -> Status {
             message.collector.body(chunk);
             Status::Continue
         }
-        Err(e) => finish(cx, Err(e)),
+        Err(e) => finish(cx, "data", Err(e)),
     }
 }
 
@@ -487,7 +531,9 @@ async fn eom_finish(cx: &mut EomContext<Session>) -> Status {
         Ok(status) => status,
         Err(e) => {
             error!(queue_id = %queue_id.as_deref().unwrap_or("NOQUEUE"), error = %e, "tempfail");
-            let _ = status_with_reply(&mut cx.reply, &Verdict::tempfail("internal-error"));
+            let verdict = Verdict::tempfail(e.reason());
+            count_refusal("eom", &verdict);
+            let _ = status_with_reply(&mut cx.reply, &verdict);
             Status::Tempfail
         }
     }
@@ -545,6 +591,21 @@ async fn eom(cx: &mut EomContext<Session>, queue_id: Option<String>) -> Handled 
     for warning in &classification.warnings {
         warn!(queue_id = %queue_id, warning = %warning, "marking not understood");
     }
+    let m = metrics();
+    let marking = &vocab.level(classification.level).name;
+    m.messages
+        .with_label_values(&[marking.as_str(), verdict.action.as_str()])
+        .inc();
+    m.verdict_seconds.observe(verdict_time.as_secs_f64());
+    for recipient in &message.recipients {
+        let zone = match recipient.zone {
+            policy::Zone::SecureNetwork => "secure-network",
+            policy::Zone::SecureSuffix => "secure-suffix",
+            policy::Zone::Other => "other",
+        };
+        m.recipients.with_label_values(&[zone]).inc();
+    }
+    count_refusal("eom", verdict);
     if let Some(audit) = &engine.audit {
         audit.record(AuditEvent {
             time_ms: now_unix_ms(),

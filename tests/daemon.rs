@@ -94,7 +94,7 @@ fn write_config(path: &Path, listen: &str, milter_extra: &str, extra: &str, dir:
     std::fs::write(
         path,
         format!(
-            "{extra}\n[milter]\nlisten = \"{listen}\"\n{milter_extra}\n[store]\npath = \"{}\"\n",
+            "{extra}\n[milter]\nlisten = \"{listen}\"\n{milter_extra}\n[store]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
             dir.join("store").display()
         ),
     )

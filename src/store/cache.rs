@@ -150,4 +150,8 @@ impl Directory for CachedDirectory {
     fn audit(&self, limit: usize) -> StoreFuture<'_, Vec<AuditEvent>> {
         self.inner.audit(limit)
     }
+
+    fn size(&self) -> StoreFuture<'_, (usize, usize)> {
+        self.inner.size()
+    }
 }

@@ -387,6 +387,13 @@ impl Directory for FileStore {
     fn audit(&self, limit: usize) -> StoreFuture<'_, Vec<AuditEvent>> {
         Box::pin(self.blocking(move |inner| inner.audit(limit)))
     }
+
+    fn size(&self) -> StoreFuture<'_, (usize, usize)> {
+        Box::pin(self.blocking(|inner| {
+            let data = inner.users()?;
+            Ok((data.users.len(), data.orgs.len()))
+        }))
+    }
 }
 
 #[cfg(test)]

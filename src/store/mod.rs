@@ -5,11 +5,13 @@
 
 mod cache;
 mod file;
+mod instrumented;
 mod model;
 mod redis;
 
 pub use cache::CachedDirectory;
 pub use file::{Access, FileStore};
+pub use instrumented::Instrumented;
 pub use model::{
     AuditEvent, ClientCertificate, ConnectionType, Lookup, OrgState, Organisation, User, UserState,
 };
@@ -52,6 +54,8 @@ pub trait Directory: Send + Sync {
     fn append_audit(&self, event: AuditEvent) -> StoreFuture<'_, ()>;
     /// The newest audit events, newest first, at most `limit`.
     fn audit(&self, limit: usize) -> StoreFuture<'_, Vec<AuditEvent>>;
+    /// How many users and organisations there are (cheap: for metrics and readiness).
+    fn size(&self) -> StoreFuture<'_, (usize, usize)>;
 }
 
 /// Opens the configured backend. The milter's Redis store reads through a cache that
@@ -83,7 +87,11 @@ pub async fn open(config: &StoreConfig, access: Access) -> Result<Arc<dyn Direct
 /// The store as the milter uses it: Redis behind the invalidated cache.
 pub async fn open_for_milter(config: &StoreConfig) -> Result<Arc<dyn Directory>, StoreError> {
     match config.backend {
-        Backend::File => open(config, Access::ReadWrite).await,
+        Backend::File => {
+            let store =
+                FileStore::open_with(&config.path, Access::ReadWrite, config.audit_retention)?;
+            Ok(Arc::new(Instrumented::new(store)))
+        }
         Backend::Redis => {
             let url = config
                 .url
@@ -97,7 +105,9 @@ pub async fn open_for_milter(config: &StoreConfig) -> Result<Arc<dyn Directory>,
             )
             .await?;
             let ttl = std::time::Duration::from_millis(config.cache_ttl_ms);
-            Ok(Arc::new(CachedDirectory::new(Arc::new(store), ttl)))
+            // Measured as the milter sees it: cache hits included.
+            let cached = CachedDirectory::new(Arc::new(store), ttl);
+            Ok(Arc::new(Instrumented::new(cached)))
         }
     }
 }

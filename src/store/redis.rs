@@ -291,6 +291,20 @@ impl RedisStore {
 }
 
 impl Directory for RedisStore {
+    fn size(&self) -> StoreFuture<'_, (usize, usize)> {
+        Box::pin(async move {
+            let (users, orgs): (usize, usize) = with_conn!(self, conn => {
+                redis::pipe()
+                    .scard(self.keys.users())
+                    .scard(self.keys.orgs())
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)
+            })?;
+            Ok((users, orgs))
+        })
+    }
+
     fn lookup<'a>(&'a self, address: &'a str) -> StoreFuture<'a, Lookup> {
         Box::pin(async move {
             let address = normalize_address(address);

@@ -1,0 +1,277 @@
+//! Prometheus metrics and the health endpoints, on their own address
+//! (`[metrics] listen = "127.0.0.1:9357"`): `/metrics`, `/healthz` (the process answers),
+//! `/readyz` (config loaded, store reachable, milter listening).
+//!
+//! Names have the `cjsm_` prefix and base units; labels take only bounded values (marking
+//! levels from the config, fixed actions, reasons, zones and operations), never an address or
+//! a subject.
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub struct Metrics {
+    pub registry: Registry,
+    /// Messages decided at end of message, by effective marking and action.
+    pub messages: IntCounterVec,
+    /// Rejections and tempfails, by stage (mail, rcpt, eom), action and reason.
+    pub refusals: IntCounterVec,
+    /// Recipients of decided messages, by zone.
+    pub recipients: IntCounterVec,
+    pub verdict_seconds: Histogram,
+    pub sessions_active: IntGauge,
+    pub store_operations: IntCounterVec,
+    pub store_errors: IntCounterVec,
+    pub store_seconds: HistogramVec,
+    pub directory_users: IntGauge,
+    pub directory_organisations: IntGauge,
+    pub config_reloads: IntCounterVec,
+    pub config_last_reload: Gauge,
+    pub audit_dropped: IntCounter,
+    pub build_info: IntGaugeVec,
+    /// Readiness parts, set by the daemon.
+    pub store_reachable: AtomicBool,
+    pub milter_listening: AtomicBool,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let registry = Registry::new();
+        // Sub-millisecond verdicts need fine buckets at the low end.
+        let latency_buckets = vec![
+            0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+            0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+        ];
+        let verdict_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "cjsm_verdict_duration_seconds",
+                "Time to classify a message and decide its verdict at end of message.",
+            )
+            .buckets(latency_buckets.clone()),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(verdict_seconds.clone()))
+            .expect("unique metric");
+        let store_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "cjsm_store_operation_duration_seconds",
+                "Time of directory store operations.",
+            )
+            .buckets(latency_buckets),
+            &["op"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(store_seconds.clone()))
+            .expect("unique metric");
+        let gauge = |name: &str, help: &str| {
+            let metric = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("unique metric");
+            metric
+        };
+        let sessions_active = gauge("cjsm_milter_sessions_active", "MTA connections open now.");
+        let directory_users = gauge("cjsm_directory_users", "Users in the directory.");
+        let directory_organisations = gauge(
+            "cjsm_directory_organisations",
+            "Organisations in the directory.",
+        );
+        let config_last_reload = Gauge::new(
+            "cjsm_config_last_reload_success_timestamp_seconds",
+            "When the config was last loaded successfully (Unix time).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(config_last_reload.clone()))
+            .expect("unique metric");
+        let audit_dropped = IntCounter::new(
+            "cjsm_audit_dropped_total",
+            "Audit entries dropped because the audit queue was full.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(audit_dropped.clone()))
+            .expect("unique metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "cjsm_build_info",
+                "Build information; the value is always 1.",
+            ),
+            &["version"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(build_info.clone()))
+            .expect("unique metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        Metrics {
+            messages: counter_vec(
+                &registry,
+                "cjsm_messages_total",
+                "Messages decided at end of message, by effective marking and action.",
+                &["marking", "action"],
+            ),
+            refusals: counter_vec(
+                &registry,
+                "cjsm_refusals_total",
+                "Rejections and tempfails, by stage, action and reason.",
+                &["stage", "action", "reason"],
+            ),
+            recipients: counter_vec(
+                &registry,
+                "cjsm_recipients_total",
+                "Recipients of decided messages, by zone.",
+                &["zone"],
+            ),
+            store_operations: counter_vec(
+                &registry,
+                "cjsm_store_operations_total",
+                "Directory store operations, by operation.",
+                &["op"],
+            ),
+            store_errors: counter_vec(
+                &registry,
+                "cjsm_store_errors_total",
+                "Directory store operations that failed, by operation.",
+                &["op"],
+            ),
+            config_reloads: counter_vec(
+                &registry,
+                "cjsm_config_reloads_total",
+                "Config reloads, by result (ok, failed).",
+                &["result"],
+            ),
+            verdict_seconds,
+            sessions_active,
+            store_seconds,
+            directory_users,
+            directory_organisations,
+            config_last_reload,
+            audit_dropped,
+            build_info,
+            registry,
+            store_reachable: AtomicBool::new(false),
+            milter_listening: AtomicBool::new(false),
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+
+    /// Why the process is not ready, if it is not.
+    pub fn not_ready(&self) -> Vec<&'static str> {
+        let mut reasons = Vec::new();
+        if !self.store_reachable.load(Ordering::Acquire) {
+            reasons.push("store not reachable");
+        }
+        if !self.milter_listening.load(Ordering::Acquire) {
+            reasons.push("milter not listening");
+        }
+        reasons
+    }
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+pub mod http {
+    //! The small HTTP server for `/metrics`, `/healthz` and `/readyz`.
+
+    use super::metrics;
+    use http_body_util::Full;
+    use hyper::body::{Bytes, Incoming};
+    use hyper::{Method, Request, Response, StatusCode};
+    use hyper_util::rt::TokioIo;
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+    use tokio::net::TcpListener;
+    use tracing::warn;
+
+    fn response(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+        Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+    }
+
+    async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            return Ok(response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "GET only\n".into(),
+            ));
+        }
+        Ok(match request.uri().path() {
+            "/metrics" => response(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                metrics().render(),
+            ),
+            "/healthz" => response(StatusCode::OK, "text/plain", "ok\n".into()),
+            "/readyz" => {
+                let reasons = metrics().not_ready();
+                if reasons.is_empty() {
+                    response(StatusCode::OK, "text/plain", "ready\n".into())
+                } else {
+                    response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        format!("not ready: {}\n", reasons.join(", ")),
+                    )
+                }
+            }
+            _ => response(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+        })
+    }
+
+    /// Binds the metrics address; the returned future serves it until dropped.
+    pub async fn bind(
+        addr: SocketAddr,
+    ) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = ()>)> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let serve = async move {
+            loop {
+                let (stream, _) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        warn!(error = %e, "metrics: accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(handle);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        };
+        Ok((local, serve))
+    }
+}
