@@ -72,6 +72,14 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
     let monitor = tokio::spawn(watch_store(store.clone()));
     let audit = AuditSink::start(store.clone());
     let shared = Shared::new(Engine::new(config, store)?.with_audit(Some(audit)));
+    let markings: Vec<String> = shared
+        .current()
+        .vocab
+        .levels
+        .iter()
+        .map(|l| l.name.clone())
+        .collect();
+    m.initialise(&markings);
     info!(listen = %local, mode = ?shared.current().config.mode, "cjsm-milter listening");
 
     let mut hangup = signal(SignalKind::hangup())?;

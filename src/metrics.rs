@@ -32,6 +32,10 @@ pub struct Metrics {
     pub config_last_reload: Gauge,
     pub audit_dropped: IntCounter,
     pub build_info: IntGaugeVec,
+    /// 1 when /readyz answers ready, else 0 (for alerting).
+    pub ready: IntGauge,
+    /// 1 when the directory store answered its last health check, else 0.
+    pub store_up: IntGauge,
     /// Readiness parts, set by the daemon.
     pub store_reachable: AtomicBool,
     pub milter_listening: AtomicBool,
@@ -88,6 +92,14 @@ impl Metrics {
         let directory_organisations = gauge(
             "cjsm_directory_organisations",
             "Organisations in the directory.",
+        );
+        let ready = gauge(
+            "cjsm_ready",
+            "1 when ready (config loaded, store reachable, milter listening), else 0.",
+        );
+        let store_up = gauge(
+            "cjsm_store_up",
+            "1 when the directory store answered its last health check, else 0.",
         );
         let config_last_reload = Gauge::new(
             "cjsm_config_last_reload_success_timestamp_seconds",
@@ -164,14 +176,55 @@ impl Metrics {
             config_last_reload,
             audit_dropped,
             build_info,
+            ready,
+            store_up,
             registry,
             store_reachable: AtomicBool::new(false),
             milter_listening: AtomicBool::new(false),
         }
     }
 
+    /// Creates the expected label combinations at zero, so every dashboard query has a series
+    /// to show (and rate() a starting point) before the first event of its kind.
+    pub fn initialise(&self, markings: &[String]) {
+        for marking in markings {
+            for action in ["accept", "reject", "tempfail", "quarantine"] {
+                self.messages.with_label_values(&[marking.as_str(), action]);
+            }
+        }
+        for stage in ["mail", "rcpt", "data", "eom"] {
+            for reason in ["store-error", "deadline", "internal-error"] {
+                self.refusals
+                    .with_label_values(&[stage, "tempfail", reason]);
+            }
+        }
+        for (stage, reason) in [
+            ("mail", "sender-suspended"),
+            ("rcpt", "recipient-unknown"),
+            ("rcpt", "recipient-suspended"),
+            ("eom", "above-ceiling"),
+            ("eom", "no-secure-route"),
+        ] {
+            self.refusals.with_label_values(&[stage, "reject", reason]);
+        }
+        for zone in ["secure-network", "secure-suffix", "other"] {
+            self.recipients.with_label_values(&[zone]);
+        }
+        for op in ["lookup", "size", "append_audit"] {
+            self.store_operations.with_label_values(&[op]);
+            self.store_errors.with_label_values(&[op]);
+            self.store_seconds.with_label_values(&[op]);
+        }
+        for result in ["ok", "failed"] {
+            self.config_reloads.with_label_values(&[result]);
+        }
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
+        self.store_up
+            .set(i64::from(self.store_reachable.load(Ordering::Acquire)));
+        self.ready.set(i64::from(self.not_ready().is_empty()));
         let mut buffer = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
         String::from_utf8(buffer).unwrap_or_default()

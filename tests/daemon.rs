@@ -1,104 +1,21 @@
 //! The daemon as an administrator runs it: `cjsm-milter run` as a child process, driven over
 //! the milter protocol; SIGHUP reloads (a bad file keeps the running config), SIGTERM drains.
 
+mod common;
+
+use common::daemon::Daemon;
 use indymilter_test::{MacroStage, ProtoOpts, Status, TestConnection};
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-struct Daemon {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    config: PathBuf,
-    _dir: tempfile::TempDir,
+/// `listen` goes into `[milter]` with `milter_extra`; `extra` holds top-level keys.
+fn start(listen: &str, milter_extra: &str, extra: &str) -> Daemon {
+    Daemon::start(&config_text(listen, milter_extra, extra))
 }
 
-impl Daemon {
-    /// `listen` goes into `[milter]` with `milter_extra`; `extra` holds top-level keys.
-    fn start(listen: &str, milter_extra: &str, extra: &str) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("cjsm.toml");
-        write_config(&config, listen, milter_extra, extra, dir.path());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
-            .args(["--config", config.to_str().unwrap(), "run"])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let daemon = Daemon {
-            child,
-            log,
-            config,
-            _dir: dir,
-        };
-        daemon.wait_for_log("cjsm-milter listening");
-        daemon
-    }
-
-    /// Signals the daemon we started, by its PID.
-    fn signal(&self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) with a PID of our own child process and a valid signal number.
-        let rc = unsafe { libc::kill(pid, signal) };
-        assert_eq!(rc, 0, "kill({pid}, {signal})");
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn wait_for_log(&self, needle: &str) {
-        for _ in 0..200 {
-            if self.log().contains(needle) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("{needle:?} not logged within 5 s; log:\n{}", self.log());
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        for _ in 0..400 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        let _ = self.child.kill();
-        panic!("daemon did not exit within 10 s; log:\n{}", self.log());
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn write_config(path: &Path, listen: &str, milter_extra: &str, extra: &str, dir: &Path) {
-    std::fs::write(
-        path,
-        format!(
-            "{extra}\n[milter]\nlisten = \"{listen}\"\n{milter_extra}\n[store]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
-            dir.join("store").display()
-        ),
+fn config_text(listen: &str, milter_extra: &str, extra: &str) -> String {
+    format!(
+        "{extra}\n[milter]\nlisten = \"{listen}\"\n{milter_extra}\n[store]\npath = \"{{dir}}/store\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n"
     )
-    .unwrap();
 }
 
 fn free_port() -> u16 {
@@ -146,17 +63,16 @@ async fn verdict(addr: SocketAddr) -> Status {
 async fn sighup_reloads_and_a_bad_file_keeps_the_running_config() {
     let port = free_port();
     let listen = format!("inet:127.0.0.1:{port}");
-    let daemon = Daemon::start(&listen, "", "");
+    let daemon = start(&listen, "", "");
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     assert!(matches!(verdict(addr).await, Status::Reject { .. }));
 
-    write_config(
+    std::fs::write(
         &daemon.config,
-        &listen,
-        "",
-        "mode = \"report\"",
-        daemon._dir.path(),
-    );
+        config_text(&listen, "", "mode = \"report\"")
+            .replace("{dir}", &daemon.dir.path().display().to_string()),
+    )
+    .unwrap();
     daemon.signal(libc::SIGHUP);
     daemon.wait_for_log("config reloaded");
     assert_eq!(verdict(addr).await, Status::Accept);
@@ -179,7 +95,7 @@ async fn sighup_reloads_and_a_bad_file_keeps_the_running_config() {
 #[tokio::test]
 async fn sigterm_drains_the_message_in_flight_and_refuses_new_sessions() {
     let port = free_port();
-    let mut daemon = Daemon::start(&format!("inet:127.0.0.1:{port}"), "", "");
+    let mut daemon = start(&format!("inet:127.0.0.1:{port}"), "", "");
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut conn = TestConnection::open(addr).await.unwrap();
     start_message(&mut conn, "b@met.pnn.police.uk").await;
@@ -213,7 +129,7 @@ async fn unix_socket_with_mode_and_stale_file_replaced() {
     let socket = dir.path().join("milter.sock");
     // A stale socket file, as a killed instance leaves behind.
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
-    let mut daemon = Daemon::start(
+    let mut daemon = start(
         &format!("unix:{}", socket.display()),
         "socket_mode = \"0660\"\nsocket_group = \"0\"",
         "",

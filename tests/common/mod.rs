@@ -2,6 +2,7 @@
 //! same `serve()` the daemon runs.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod redis;
 
 use cjsm_milter::config::Config;

@@ -1,0 +1,130 @@
+//! The daemon as a child process: `cjsm-milter --config FILE run`, its stderr collected, stopped
+//! by PID.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub struct Daemon {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    pub config: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Writes `config_text` (with `{dir}` replaced by a fresh temporary directory) and runs
+    /// the milter on it, waiting until it listens.
+    pub fn start(config_text: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("cjsm.toml");
+        std::fs::write(
+            &config,
+            config_text.replace("{dir}", &dir.path().display().to_string()),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
+            .args(["--config", config.to_str().unwrap(), "run"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let daemon = Daemon {
+            child,
+            log,
+            config,
+            dir,
+        };
+        daemon.wait_for_log("cjsm-milter listening");
+        daemon
+    }
+
+    /// Signals the daemon we started, by its PID.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) with a PID of our own child process and a valid signal number.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal})");
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn wait_for_log(&self, needle: &str) {
+        for _ in 0..200 {
+            if self.log().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("{needle:?} not logged within 5 s; log:\n{}", self.log());
+    }
+
+    /// The address of /metrics, from the start-up log.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        self.wait_for_log("metrics endpoint");
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("metrics endpoint"))
+            .unwrap();
+        let addr = line
+            .split("listen=")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        addr.parse().unwrap()
+    }
+
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        for _ in 0..400 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = self.child.kill();
+        panic!("daemon did not exit within 10 s; log:\n{}", self.log());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// GET over HTTP/1.0 from a loopback address: (status code, body).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
