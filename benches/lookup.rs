@@ -22,6 +22,8 @@ fn org() -> Organisation {
         terms_signed: Some(1),
         admins: vec![],
         client_certificate: None,
+        approved: Some(1),
+        revision: 0,
         created: 0,
         updated: 0,
     }
@@ -40,6 +42,7 @@ fn users() -> Vec<User> {
             created: 0,
             updated: 0,
             smime_certificate: None,
+            revision: 0,
         })
         .collect()
 }

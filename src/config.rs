@@ -441,6 +441,23 @@ impl Config {
                 return Err((key.into(), "must be above 0".into()));
             }
         }
+        if self.store.cache_ttl_ms > 1000 {
+            return Err((
+                "store.cache_ttl_ms".into(),
+                "at most 1000: a suspension must reach every milter within a second even when a change notice is missed".into(),
+            ));
+        }
+        let prefix = &self.store.key_prefix;
+        if prefix.is_empty()
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        {
+            return Err((
+                "store.key_prefix".into(),
+                format!("{prefix:?}: use letters, digits, '-', '_', '.' or ':'"),
+            ));
+        }
         if self.store.backend == Backend::Redis && self.store.url.is_none() {
             return Err(("store.url".into(), "the redis backend needs `url`".into()));
         }

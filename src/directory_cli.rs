@@ -384,17 +384,17 @@ fn parse_since(text: &str, now_ms: u64) -> Result<u64> {
     {
         let seconds = match unit {
             "s" => Some(n),
-            "m" => Some(n * 60),
-            "h" => Some(n * 3600),
-            "d" => Some(n * 86_400),
+            "m" => Some(n.saturating_mul(60)),
+            "h" => Some(n.saturating_mul(3600)),
+            "d" => Some(n.saturating_mul(86_400)),
             _ => None,
         };
         if let Some(seconds) = seconds {
-            return Ok(now_ms.saturating_sub(seconds * 1000));
+            return Ok(now_ms.saturating_sub(seconds.saturating_mul(1000)));
         }
     }
     if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(seconds * 1000);
+        return Ok(seconds.saturating_mul(1000));
     }
     parse_utc(text).ok_or_else(|| {
         anyhow::anyhow!("--since {text:?}: use an age such as 24h, seconds since 1970, or 2026-11-27[T09:30[:00]][Z]")
@@ -410,7 +410,29 @@ fn parse_utc(text: &str) -> Option<u64> {
     let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
     let (hh, mm) = (t.next()??, t.next()??);
     let ss = t.next().flatten().unwrap_or(0);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1970..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || day < 1
+        || day > month_days[(m - 1) as usize]
+        || !(0..=23).contains(&hh)
+        || !(0..=59).contains(&mm)
+        || !(0..=60).contains(&ss)
+    {
         return None;
     }
     // Days from civil (Howard Hinnant's algorithm).
@@ -442,5 +464,12 @@ mod tests {
         );
         assert!(parse_since("yesterday", now).is_err());
         assert!(parse_since("2026-13-01", now).is_err());
+        assert!(parse_since("2026-02-31", now).is_err());
+        assert!(parse_since("2024-02-29", now).is_ok());
+        assert!(
+            parse_since("99999999999999999d", now).is_ok(),
+            "saturates, no overflow"
+        );
+        assert!(parse_since("99999999999999999999", now).is_err());
     }
 }

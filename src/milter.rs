@@ -136,6 +136,27 @@ impl MilterError {
     }
 }
 
+/// Records an internal failure's tempfail in the audit trail (the reason, never the detail).
+fn audit_tempfail(session: Option<&Session>, queue_id: &str, reason: &'static str) {
+    let Some(session) = session else { return };
+    let Some(audit) = &session.engine.audit else {
+        return;
+    };
+    let message = session.message.as_ref();
+    audit.record(AuditEvent {
+        time_ms: now_unix_ms(),
+        kind: "verdict".into(),
+        queue_id: Some(queue_id.to_string()),
+        sender: message.map(|m| m.sender.clone()),
+        recipients: message
+            .map(|m| m.recipients.iter().map(|r| r.address.clone()).collect())
+            .unwrap_or_default(),
+        action: "tempfail".into(),
+        reason: reason.into(),
+        ..AuditEvent::default()
+    });
+}
+
 /// Counts a refusal for the metrics.
 fn count_refusal(stage: &str, verdict: &Verdict) {
     if matches!(verdict.action, Action::Reject | Action::Tempfail) {
@@ -479,6 +500,7 @@ fn finish(cx: &mut Context<Session>, stage: &str, result: Handled) -> Status {
             error!(queue_id = %queue_id, error = %e, "tempfail");
             let verdict = Verdict::tempfail(e.reason());
             count_refusal(stage, &verdict);
+            audit_tempfail(cx.data.as_ref(), &queue_id, verdict.reason);
             let _ = status_with_reply(&mut cx.reply, &verdict);
             Status::Tempfail
         }
@@ -530,9 +552,11 @@ async fn eom_finish(cx: &mut EomContext<Session>) -> Status {
     match eom(cx, queue_id.clone()).await {
         Ok(status) => status,
         Err(e) => {
-            error!(queue_id = %queue_id.as_deref().unwrap_or("NOQUEUE"), error = %e, "tempfail");
+            let queue_id = queue_id.as_deref().unwrap_or("NOQUEUE");
+            error!(queue_id = %queue_id, error = %e, "tempfail");
             let verdict = Verdict::tempfail(e.reason());
             count_refusal("eom", &verdict);
+            audit_tempfail(cx.data.as_ref(), queue_id, verdict.reason);
             let _ = status_with_reply(&mut cx.reply, &verdict);
             Status::Tempfail
         }

@@ -49,6 +49,13 @@ impl Engine {
             return Ok(DirectoryAnswer::NotAsked);
         }
         let lookup = self.store.lookup(&normalize_address(address)).await?;
+        // A user whose organisation record has gone is broken data, not a verdict: tempfail.
+        if let (Some(user), None) = (&lookup.user, &lookup.org) {
+            return Err(StoreError::Corrupt {
+                path: "directory".into(),
+                message: format!("{}: organisation {} is missing", user.address, user.org),
+            });
+        }
         Ok(DirectoryAnswer::from_lookup(&lookup))
     }
 

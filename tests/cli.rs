@@ -457,6 +457,16 @@ fn import_export_search_and_audit_from_the_command_line() {
     ]);
     assert_eq!(ok(&["directory", "search", "leeds"]).lines().count(), 2);
 
+    // Only an active organisation's users are listed.
+    assert_eq!(
+        ok(&["directory", "export", "--format", "csv"])
+            .lines()
+            .count(),
+        1
+    );
+    for step in ["approve", "sign-terms", "activate"] {
+        ok(&["directory", "org", step, "hartley"]);
+    }
     let exported = ok(&["directory", "export", "--format", "csv"]);
     assert!(
         exported.starts_with("secure_address,first_name,last_name,organisation,town,business_type")
@@ -477,7 +487,7 @@ fn import_export_search_and_audit_from_the_command_line() {
         tail.lines()
             .next()
             .unwrap()
-            .contains("\"action\":\"user update\""),
+            .contains("\"action\":\"org activate\""),
         "newest first: {tail}"
     );
     let carol = ok(&[
@@ -488,7 +498,12 @@ fn import_export_search_and_audit_from_the_command_line() {
         "--since",
         "1h",
     ]);
-    assert_eq!(carol.lines().count(), 1, "{carol}");
+    assert_eq!(
+        carol.lines().count(),
+        2,
+        "the import and the update: {carol}"
+    );
+    assert!(carol.contains("\"action\":\"user import add\""), "{carol}");
     assert!(ok(&["audit", "search", "--since", "2999-01-01"]).is_empty());
     assert_eq!(
         cjsm(cfg, &["audit", "search", "--since", "soon"])

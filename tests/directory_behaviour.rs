@@ -49,8 +49,6 @@ async fn behaviour(store: &dyn Directory) {
     // Empty.
     assert!(store.orgs().await.unwrap().is_empty());
     assert!(store.users().await.unwrap().is_empty());
-    let lookup = store.lookup("nobody@x.cjsm.net").await.unwrap();
-    assert!(lookup.user.is_none() && lookup.org.is_none());
 
     // Applications; a duplicate application for a registered or pending domain is refused,
     // naming the organisation that holds it.
@@ -63,6 +61,8 @@ async fn behaviour(store: &dyn Directory) {
         .await
         .unwrap();
     assert_eq!(firm.state, OrgState::Applied);
+    let lookup = store.lookup("nobody@x.cjsm.net").await.unwrap();
+    assert!(lookup.user.is_none() && lookup.org.is_none());
     assert_eq!(firm.domains, vec!["hartleylaw.co.uk"]);
     let text = refusal(
         admin
@@ -325,6 +325,98 @@ async fn behaviour(store: &dyn Directory) {
         "nothing imported"
     );
 
+    // Never approved, never switched on: apply, suspend, sign, activate all refused.
+    admin
+        .org_apply(application(
+            "sneaky",
+            &["sneaky.co.uk"],
+            ConnectionType::Server,
+        ))
+        .await
+        .unwrap();
+    admin.org_suspend("sneaky").await.unwrap();
+    assert!(refusal(admin.org_sign_terms("sneaky").await).contains("not approved"));
+    assert!(refusal(admin.org_activate("sneaky").await).contains("not approved"));
+
+    // A server organisation's domain and the same domain under the suffix are one claim.
+    let text = refusal(
+        admin
+            .org_apply(application(
+                "clash",
+                &["hartleylaw.co.uk.cjsm.net"],
+                ConnectionType::Mailbox,
+            ))
+            .await,
+    );
+    assert!(text.contains("hartley"), "{text}");
+
+    // Races: of two applications for one domain, and two additions of one address, exactly
+    // one wins; a suspension is never lost to a concurrent update.
+    for round in 0..5 {
+        let domain = format!("race{round}.co.uk");
+        let (a, b) = tokio::join!(
+            admin.org_apply(application(
+                &format!("race{round}a"),
+                &[&domain],
+                ConnectionType::Server
+            )),
+            admin.org_apply(application(
+                &format!("race{round}b"),
+                &[&domain],
+                ConnectionType::Server
+            )),
+        );
+        assert!(a.is_ok() != b.is_ok(), "round {round}: {a:?} {b:?}");
+        let address = format!("twin{round}@hartleylaw.co.uk.cjsm.net");
+        let (a, b) = tokio::join!(
+            admin.user_add(&address, "hartley", details("Twin", "A")),
+            admin.user_add(&address, "hartley", details("Twin", "B")),
+        );
+        assert!(a.is_ok() != b.is_ok(), "round {round}: {a:?} {b:?}");
+    }
+    let bob = "bob@smithchambers.cjsm.net";
+    for round in 0..10 {
+        let town = format!("Town {round}");
+        let (suspended, updated) = tokio::join!(
+            admin.user_set_state(bob, UserState::Suspended),
+            admin.user_update(
+                bob,
+                UserDetails {
+                    town: Some(town.clone()),
+                    ..UserDetails::default()
+                }
+            ),
+        );
+        suspended.unwrap();
+        updated.unwrap();
+        let user = store.user(bob).await.unwrap().unwrap();
+        assert_eq!(user.state, UserState::Suspended, "round {round}");
+        assert_eq!(user.town, town, "round {round}");
+        admin.user_set_state(bob, UserState::Active).await.unwrap();
+    }
+
+    // A bulk load names organisations by id or name, and never moves a user.
+    let csv = "secure_address,first_name,last_name,organisation,town,business_type\n\
+               dora@smithchambers.cjsm.net,Dora,Smith,SMITH LLP,Leeds,Barristers\n";
+    admin.user_import(csv.as_bytes()).await.unwrap();
+    assert_eq!(
+        store
+            .user("dora@smithchambers.cjsm.net")
+            .await
+            .unwrap()
+            .unwrap()
+            .org,
+        "smith"
+    );
+    let moving = "secure_address,first_name,last_name,organisation,town,business_type\n\
+                  alice@hartleylaw.co.uk.cjsm.net,Alice,Jones,smith,York,Solicitors\n";
+    let err = admin
+        .user_import(moving.as_bytes())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("belongs to organisation hartley"), "{err}");
+
     // The audit trail: every change, newest first; verdicts appended by the milter too.
     store
         .append_audit(AuditEvent {
@@ -352,7 +444,7 @@ async fn behaviour(store: &dyn Directory) {
         "user add",
         "user suspend",
         "user update",
-        "user import",
+        "user import add",
     ] {
         assert!(
             actions.contains(&action),
@@ -382,6 +474,16 @@ async fn redis_backend() {
         .await
         .unwrap();
     behaviour(&store).await;
+    // An emptied Redis (a restart without its data, a flush) is an outage, not an empty
+    // directory: lookups fail, so the milter tempfails instead of answering 5.1.1.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    let err = store
+        .lookup("alice@hartleylaw.co.uk.cjsm.net")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
     // A second deployment on the same Redis sees none of it.
     let other = RedisStore::connect(&server.url(), "other", 1000)
         .await

@@ -47,6 +47,8 @@ fn org(id: &str, name: &str, domain: &str, connection: ConnectionType) -> Organi
         terms_signed: Some(1_700_000_000),
         admins: vec![],
         client_certificate: None,
+        approved: Some(1),
+        revision: 0,
         created: 1_700_000_000,
         updated: 1_700_000_000,
     }
@@ -64,6 +66,7 @@ fn user(address: &str, org: &str, first: &str, last: &str, town: &str, business:
         created: 1_700_000_000,
         updated: 1_700_000_000,
         smime_certificate: None,
+        revision: 0,
     }
 }
 

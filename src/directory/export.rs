@@ -9,38 +9,55 @@ use crate::store::{Organisation, User, UserState};
 const LDIF_LINE_WIDTH: usize = 76;
 
 /// The active users, by address.
-fn active_users(users: &[User]) -> Vec<&User> {
+/// The users the directory lists: active users of active organisations.
+fn active_users<'u>(users: &'u [User], orgs: &[Organisation]) -> Vec<&'u User> {
     let mut active: Vec<&User> = users
         .iter()
         .filter(|user| user.state == UserState::Active)
+        .filter(|user| {
+            orgs.iter()
+                .any(|o| o.id == user.org && o.state == crate::store::OrgState::Active)
+        })
         .collect();
     active.sort_by(|a, b| a.address.cmp(&b.address));
     active
+}
+
+/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR) gets a leading
+/// `'`: users write their own names, and the file goes into other organisations' spreadsheets.
+/// `user import` removes it again, so the export still loads back unchanged.
+pub fn neutralise_formula(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
 }
 
 /// CSV with the bulk-import header ([`IMPORT_HEADER`]), one row per active user ordered by
 /// address, the organisation column holding the organisation's id: the file can be loaded
 /// back with `user import`. Fields are quoted as RFC 4180 needs; lines end in CRLF.
 ///
-/// `orgs` is not needed (users carry their organisation's id); it is taken so the CSV and LDIF
-/// exports are called alike.
-pub fn to_csv(users: &[User], _orgs: &[Organisation]) -> String {
+/// Cells that a spreadsheet would take for a formula are neutralised ([`neutralise_formula`]).
+pub fn to_csv(users: &[User], orgs: &[Organisation]) -> String {
     let mut writer = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::new());
-    let rows = std::iter::once(IMPORT_HEADER).chain(active_users(users).into_iter().map(|u| {
-        [
-            u.address.as_str(),
-            u.first_name.as_str(),
-            u.last_name.as_str(),
-            u.org.as_str(),
-            u.town.as_str(),
-            u.business_type.as_str(),
+    writer
+        .write_record(IMPORT_HEADER)
+        .expect("writing CSV to memory cannot fail");
+    for u in active_users(users, orgs) {
+        let row = [
+            &u.address,
+            &u.first_name,
+            &u.last_name,
+            &u.org,
+            &u.town,
+            &u.business_type,
         ]
-    }));
-    for row in rows {
+        .map(|cell| neutralise_formula(cell));
         writer
-            .write_record(row)
+            .write_record(row.iter().map(|c| c.as_bytes()))
             .expect("writing CSV to memory cannot fail");
     }
     let bytes = writer
@@ -55,7 +72,7 @@ pub fn to_csv(users: &[User], _orgs: &[Organisation]) -> String {
 /// after `::`; lines are folded at 76 columns.
 pub fn to_ldif(users: &[User], orgs: &[Organisation], base_dn: &str) -> String {
     let mut out = String::from("version: 1\n");
-    for user in active_users(users) {
+    for user in active_users(users, orgs) {
         let local_part = user
             .address
             .rsplit_once('@')
@@ -207,6 +224,8 @@ mod tests {
             terms_signed: Some(1),
             admins: vec![],
             client_certificate: None,
+            approved: Some(1),
+            revision: 0,
             created: 1,
             updated: 1,
         }
@@ -224,6 +243,7 @@ mod tests {
             created: 1,
             updated: 1,
             smime_certificate: None,
+            revision: 0,
         }
     }
 
@@ -307,6 +327,47 @@ mod tests {
     }
 
     #[test]
+    fn formulas_are_neutralised_and_load_back_unchanged() {
+        let users = vec![
+            user(
+                "eve@firm.co.uk.cjsm.net",
+                "=HYPERLINK(\"x\")",
+                "-1",
+                "+44",
+                "@work",
+            ),
+            user(
+                "liz@firm.co.uk.cjsm.net",
+                "Liz",
+                "O'Neil",
+                "Leeds",
+                "Police",
+            ),
+        ];
+        let orgs = [org("smith-llp", "Smith LLP")];
+        let csv = to_csv(&users, &orgs);
+        assert!(
+            csv.contains("\"'=HYPERLINK(\"\"x\"\")\",'-1,smith-llp,'+44,'@work"),
+            "{csv}"
+        );
+        let rows = import::parse(csv.as_bytes()).unwrap();
+        assert_eq!(rows[0].first_name, "=HYPERLINK(\"x\")");
+        assert_eq!(rows[0].last_name, "-1");
+        assert_eq!(rows[0].town, "+44");
+        assert_eq!(rows[0].business_type, "@work");
+        assert_eq!(rows[1].last_name, "O'Neil");
+    }
+
+    #[test]
+    fn users_of_inactive_organisations_are_not_listed() {
+        let users = vec![user("a@firm.co.uk.cjsm.net", "A", "B", "", "")];
+        let mut suspended = org("smith-llp", "Smith LLP");
+        suspended.state = OrgState::Suspended;
+        assert_eq!(to_csv(&users, &[suspended.clone()]).lines().count(), 1);
+        assert!(!to_ldif(&users, &[suspended], "dc=x").contains("mail=a@"));
+    }
+
+    #[test]
     fn csv_round_trip() {
         let mut suspended = user("zed@firm.co.uk.cjsm.net", "Zed", "Z", "", "");
         suspended.state = UserState::Suspended;
@@ -348,7 +409,7 @@ mod tests {
                 ]
             })
             .collect();
-        let want: Vec<[&str; 6]> = active_users(&users)
+        let want: Vec<[&str; 6]> = active_users(&users, &[org("smith-llp", "Smith LLP")])
             .into_iter()
             .map(|u| {
                 [
@@ -535,7 +596,7 @@ mod tests {
         }
         let ldif = to_ldif(
             &[user("alice+tag@firm.co.uk.cjsm.net", "A", "B", "", "")],
-            &[],
+            &[org("smith-llp", "Smith LLP")],
             "ou=people,dc=example,dc=org",
         );
         assert!(
@@ -544,7 +605,6 @@ mod tests {
             ),
             "{ldif}"
         );
-        // Without the organisation, `o` falls back to its id.
-        assert!(ldif.contains("\no: smith-llp\n"), "{ldif}");
+        assert!(ldif.contains("\no: Smith LLP\n"), "{ldif}");
     }
 }

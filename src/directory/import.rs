@@ -315,6 +315,11 @@ fn check_row(
     for (i, value) in values.iter_mut().enumerate() {
         let name = IMPORT_HEADER[i + 1];
         let text = fields[i + 1].trim();
+        // The export's guard against spreadsheet formulas (`'=…`) comes off again.
+        let text = match text.strip_prefix('\'') {
+            Some(rest) if rest.starts_with(['=', '+', '-', '@']) => rest,
+            _ => text,
+        };
         // first_name, last_name and organisation are required; town and business_type not.
         let required = i < 3;
         let problem = if required && text.is_empty() {
@@ -345,7 +350,7 @@ fn check_row(
 
 /// The length and character checks every field gets. The length is checked first, so a huge
 /// field costs no more than its size.
-fn check_text(text: &str, max_chars: usize) -> Option<String> {
+pub fn check_text(text: &str, max_chars: usize) -> Option<String> {
     // A char is at most 4 bytes: a field longer than that in bytes is too long in chars.
     let chars = if text.len() > 4 * max_chars {
         None
@@ -484,7 +489,7 @@ pub fn check_against(
     errors
 }
 
-fn find_org<'a>(wanted: &str, orgs: &'a [Organisation]) -> Result<&'a Organisation, String> {
+pub fn find_org<'a>(wanted: &str, orgs: &'a [Organisation]) -> Result<&'a Organisation, String> {
     if let Some(org) = orgs.iter().find(|org| org.id == wanted) {
         return Ok(org);
     }
@@ -611,6 +616,8 @@ mod tests {
             terms_signed: Some(1),
             admins: vec![],
             client_certificate: None,
+            approved: Some(1),
+            revision: 0,
             created: 1,
             updated: 1,
         }

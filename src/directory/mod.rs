@@ -101,25 +101,32 @@ impl<'a> Admin<'a> {
     }
 
     /// `org apply`: a new organisation in state `applied`. A domain already registered or
-    /// pending for another organisation is refused, naming that organisation.
+    /// pending for another organisation is refused, naming that organisation; the store
+    /// claims the domains atomically, so two applications racing for one domain cannot both
+    /// succeed.
     pub async fn org_apply(&self, application: Application) -> Result<Organisation, AdminError> {
         let id = application.id.trim().to_string();
         if id.is_empty()
+            || id.len() > 64
             || !id
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
             return refused(format!(
-                "organisation id {id:?}: use letters, digits, '-', '_' or '.'"
+                "organisation id {id:?}: use up to 64 letters, digits, '-', '_' or '.'"
             ));
         }
-        if application.name.trim().is_empty() {
+        let name = checked_text("--name", &application.name)?;
+        if name.is_empty() {
             return refused("--name must not be empty");
         }
         let mut domains: Vec<String> = Vec::new();
         for domain in &application.domains {
             let domain = domain.trim().trim_matches('.').to_ascii_lowercase();
-            if domain.is_empty() || !domain.contains('.') || domain.contains(['@', ' ']) {
+            if domain.is_empty()
+                || !domain.contains('.')
+                || import::check_address(&format!("x@{domain}")).is_err()
+            {
                 return refused(format!("{domain:?} is not a mail domain"));
             }
             if !domains.contains(&domain) {
@@ -144,21 +151,10 @@ impl<'a> Admin<'a> {
             }
             (_, None) => None,
         };
-        if let Some(org) = self.store.org(&id).await? {
-            return refused(format!("organisation {id} already exists ({})", org.state));
-        }
-        for org in self.store.orgs().await? {
-            if let Some(domain) = domains.iter().find(|d| org.domains.contains(d)) {
-                return refused(format!(
-                    "duplicate application: {domain} is already registered to {} ({}, {})",
-                    org.id, org.name, org.state
-                ));
-            }
-        }
         let now = now_unix();
         let org = Organisation {
             id: id.clone(),
-            name: application.name.trim().to_string(),
+            name,
             domains,
             connection: application.connection,
             state: OrgState::Applied,
@@ -169,84 +165,141 @@ impl<'a> Admin<'a> {
                 .map(|a| normalize_address(a))
                 .collect(),
             client_certificate,
+            approved: None,
             created: now,
             updated: now,
+            revision: 0,
         };
-        self.store.put_org(org.clone()).await?;
+        let claims = self.claims(&org);
+        // The friendly refusal, naming the holder; the store's claim below is the guarantee.
+        for other in self.store.orgs().await? {
+            let theirs = self.claims(&other);
+            if let Some(domain) = claims.iter().find(|d| theirs.contains(d)) {
+                return refused(duplicate_message(domain, &other));
+            }
+        }
+        match self.store.swap_org(None, org.clone(), claims).await {
+            Ok(true) => {}
+            Ok(false) => return refused(format!("organisation {id} already exists")),
+            Err(StoreError::Refused(why)) => {
+                return refused(format!("duplicate application: {why}"));
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.audit(
             "org apply",
             &id,
             format!("domains {}", org.domains.join(" ")),
         )
         .await?;
-        Ok(org)
+        Ok(Organisation { revision: 1, ..org })
     }
 
-    async fn save_org(
+    /// The domains an organisation claims: its own and the secure addresses' domains.
+    fn claims(&self, org: &Organisation) -> Vec<String> {
+        let mut claims = org.domains.clone();
+        for domain in import::allowed_domains(org, self.secure_suffix) {
+            if !claims.contains(&domain) {
+                claims.push(domain);
+            }
+        }
+        claims
+    }
+
+    /// Reads, changes and writes an organisation, again if it changed in between.
+    async fn change_org(
         &self,
-        mut org: Organisation,
+        id: &str,
         action: &str,
+        change: impl Fn(&mut Organisation) -> Result<(), AdminError>,
     ) -> Result<Organisation, AdminError> {
-        org.updated = now_unix();
-        self.store.put_org(org.clone()).await?;
-        self.audit(action, &org.id, format!("now {}", org.state))
-            .await?;
-        Ok(org)
+        for _ in 0..ATTEMPTS {
+            let mut org = self.existing_org(id).await?;
+            let expected = org.revision;
+            change(&mut org)?;
+            org.updated = now_unix();
+            if self
+                .store
+                .swap_org(Some(expected), org.clone(), Vec::new())
+                .await?
+            {
+                self.audit(action, &org.id, format!("now {}", org.state))
+                    .await?;
+                return Ok(Organisation {
+                    revision: expected + 1,
+                    ..org
+                });
+            }
+        }
+        refused(format!("organisation {id} keeps changing; try again"))
     }
 
     pub async fn org_approve(&self, id: &str) -> Result<Organisation, AdminError> {
-        let mut org = self.existing_org(id).await?;
-        if org.state != OrgState::Applied {
-            return refused(format!(
-                "organisation {id} is {}: only an applied organisation is approved",
-                org.state
-            ));
-        }
-        org.state = OrgState::Approved;
-        self.save_org(org, "org approve").await
+        self.change_org(id, "org approve", |org| {
+            if org.state != OrgState::Applied || org.approved.is_some() {
+                return refused(format!(
+                    "organisation {} is {}: only an applied organisation is approved",
+                    org.id, org.state
+                ));
+            }
+            org.state = OrgState::Approved;
+            org.approved = Some(now_unix());
+            Ok(())
+        })
+        .await
     }
 
     pub async fn org_sign_terms(&self, id: &str) -> Result<Organisation, AdminError> {
-        let mut org = self.existing_org(id).await?;
-        if org.state == OrgState::Applied {
-            return refused(format!(
-                "organisation {id} is not approved yet: approve it before it signs the terms"
-            ));
-        }
-        if org.terms_signed.is_some() {
-            return refused(format!("organisation {id} has already signed the terms"));
-        }
-        org.terms_signed = Some(now_unix());
-        self.save_org(org, "org sign-terms").await
+        self.change_org(id, "org sign-terms", |org| {
+            if org.approved.is_none() {
+                return refused(format!(
+                    "organisation {} is not approved yet: approve it before it signs the terms",
+                    org.id
+                ));
+            }
+            if org.terms_signed.is_some() {
+                return refused(format!(
+                    "organisation {} has already signed the terms",
+                    org.id
+                ));
+            }
+            org.terms_signed = Some(now_unix());
+            Ok(())
+        })
+        .await
     }
 
     /// Switches an organisation on: only once approved and its terms are signed. Also
-    /// switches a suspended one back on.
+    /// switches a suspended one back on (if it was ever approved and signed).
     pub async fn org_activate(&self, id: &str) -> Result<Organisation, AdminError> {
-        let mut org = self.existing_org(id).await?;
-        match org.state {
-            OrgState::Applied => {
-                return refused(format!("organisation {id} is not approved yet"));
+        self.change_org(id, "org activate", |org| {
+            if org.state == OrgState::Active {
+                return refused(format!("organisation {} is already active", org.id));
             }
-            OrgState::Active => return refused(format!("organisation {id} is already active")),
-            OrgState::Approved | OrgState::Suspended => {}
-        }
-        if org.terms_signed.is_none() {
-            return refused(format!(
-                "organisation {id} has not signed the terms and conditions"
-            ));
-        }
-        org.state = OrgState::Active;
-        self.save_org(org, "org activate").await
+            if org.approved.is_none() {
+                return refused(format!("organisation {} is not approved yet", org.id));
+            }
+            if org.terms_signed.is_none() {
+                return refused(format!(
+                    "organisation {} has not signed the terms and conditions",
+                    org.id
+                ));
+            }
+            org.state = OrgState::Active;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn org_suspend(&self, id: &str) -> Result<Organisation, AdminError> {
-        let mut org = self.existing_org(id).await?;
-        if org.state == OrgState::Suspended {
-            return refused(format!("organisation {id} is already suspended"));
-        }
-        org.state = OrgState::Suspended;
-        self.save_org(org, "org suspend").await
+        self.change_org(id, "org suspend", |org| {
+            if org.state == OrgState::Suspended {
+                return refused(format!("organisation {} is already suspended", org.id));
+            }
+            org.state = OrgState::Suspended;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn org_show(&self, id: &str) -> Result<Organisation, AdminError> {
@@ -274,38 +327,76 @@ impl<'a> Admin<'a> {
                 self.secure_suffix,
             ));
         }
-        if let Some(user) = self.store.user(&address).await? {
-            return refused(format!(
-                "{address} already exists ({}, organisation {})",
-                user.state, user.org
-            ));
-        }
-        let first_name = details.first_name.unwrap_or_default();
-        let last_name = details.last_name.unwrap_or_default();
-        if first_name.trim().is_empty() || last_name.trim().is_empty() {
+        let first_name = checked_text("--first-name", details.first_name.as_deref().unwrap_or(""))?;
+        let last_name = checked_text("--last-name", details.last_name.as_deref().unwrap_or(""))?;
+        if first_name.is_empty() || last_name.is_empty() {
             return refused("--first-name and --last-name are needed");
         }
         let now = now_unix();
         let user = User {
             address: address.clone(),
             org: org.id.clone(),
-            first_name: first_name.trim().into(),
-            last_name: last_name.trim().into(),
-            town: details.town.unwrap_or_default().trim().into(),
-            business_type: details.business_type.unwrap_or_default().trim().into(),
+            first_name,
+            last_name,
+            town: checked_text("--town", details.town.as_deref().unwrap_or(""))?,
+            business_type: checked_text(
+                "--business-type",
+                details.business_type.as_deref().unwrap_or(""),
+            )?,
             state: UserState::Active,
             created: now,
             updated: now,
             smime_certificate: None,
+            revision: 0,
         };
-        self.store.put_users(vec![user.clone()]).await?;
+        if !self.store.swap_users(vec![(None, user.clone())]).await? {
+            let existing = self.store.user(&address).await?;
+            return refused(match existing {
+                Some(u) => format!(
+                    "{address} already exists ({}, organisation {})",
+                    u.state, u.org
+                ),
+                None => format!("{address} already exists"),
+            });
+        }
         self.audit("user add", &address, format!("organisation {}", org.id))
             .await?;
-        Ok(user)
+        Ok(User {
+            revision: 1,
+            ..user
+        })
     }
 
     pub async fn user_show(&self, address: &str) -> Result<User, AdminError> {
         self.existing_user(address).await
+    }
+
+    /// Reads, changes and writes a user, again if it changed in between (a suspension is
+    /// never lost to a concurrent update).
+    async fn change_user(
+        &self,
+        address: &str,
+        action: &str,
+        change: impl Fn(&mut User) -> Result<String, AdminError>,
+    ) -> Result<User, AdminError> {
+        for _ in 0..ATTEMPTS {
+            let mut user = self.existing_user(address).await?;
+            let expected = user.revision;
+            let what = change(&mut user)?;
+            user.updated = now_unix();
+            if self
+                .store
+                .swap_users(vec![(Some(expected), user.clone())])
+                .await?
+            {
+                self.audit(action, &user.address, what).await?;
+                return Ok(User {
+                    revision: expected + 1,
+                    ..user
+                });
+            }
+        }
+        refused(format!("{address} keeps changing; try again"))
     }
 
     /// Suspend, reactivate or delete (a deleted user is kept, so mail to them gets 5.2.1).
@@ -314,22 +405,20 @@ impl<'a> Admin<'a> {
         address: &str,
         state: UserState,
     ) -> Result<User, AdminError> {
-        let mut user = self.existing_user(address).await?;
-        if user.state == state {
-            return refused(format!("{} is already {state}", user.address));
-        }
-        let was = user.state;
-        user.state = state;
-        user.updated = now_unix();
-        self.store.put_users(vec![user.clone()]).await?;
         let action = match state {
             UserState::Active => "user reactivate",
             UserState::Suspended => "user suspend",
             UserState::Deleted => "user delete",
         };
-        self.audit(action, &user.address, format!("{was} -> {state}"))
-            .await?;
-        Ok(user)
+        self.change_user(address, action, |user| {
+            if user.state == state {
+                return refused(format!("{} is already {state}", user.address));
+            }
+            let was = user.state;
+            user.state = state;
+            Ok(format!("{was} -> {state}"))
+        })
+        .await
     }
 
     /// `user update`: users keep their own details current.
@@ -338,107 +427,160 @@ impl<'a> Admin<'a> {
         address: &str,
         details: UserDetails,
     ) -> Result<User, AdminError> {
-        let mut user = self.existing_user(address).await?;
-        let mut changed = Vec::new();
-        for (name, new, field) in [
-            ("first_name", details.first_name, &mut user.first_name),
-            ("last_name", details.last_name, &mut user.last_name),
-            ("town", details.town, &mut user.town),
-            (
-                "business_type",
-                details.business_type,
-                &mut user.business_type,
-            ),
+        let mut wanted = Vec::new();
+        for (name, value) in [
+            ("first_name", &details.first_name),
+            ("last_name", &details.last_name),
+            ("town", &details.town),
+            ("business_type", &details.business_type),
         ] {
-            if let Some(new) = new {
-                let new = new.trim().to_string();
-                if (name == "first_name" || name == "last_name") && new.is_empty() {
+            if let Some(value) = value {
+                let value = checked_text(name, value)?;
+                if (name == "first_name" || name == "last_name") && value.is_empty() {
                     return refused(format!("{name} must not be empty"));
                 }
-                if *field != new {
-                    *field = new;
-                    changed.push(name);
-                }
+                wanted.push((name, value));
             }
         }
-        if changed.is_empty() {
-            return refused(format!("nothing to change for {}", user.address));
-        }
-        user.updated = now_unix();
-        self.store.put_users(vec![user.clone()]).await?;
-        self.audit("user update", &user.address, changed.join(" "))
-            .await?;
-        Ok(user)
+        self.change_user(address, "user update", |user| {
+            let mut changed = Vec::new();
+            for (name, value) in &wanted {
+                let field = match *name {
+                    "first_name" => &mut user.first_name,
+                    "last_name" => &mut user.last_name,
+                    "town" => &mut user.town,
+                    _ => &mut user.business_type,
+                };
+                if field != value {
+                    field.clone_from(value);
+                    changed.push(*name);
+                }
+            }
+            if changed.is_empty() {
+                return refused(format!("nothing to change for {}", user.address));
+            }
+            Ok(changed.join(" "))
+        })
+        .await
     }
 
-    /// `user import`: at most 500 rows, validated whole first, then written all together.
-    /// Re-running the same file changes nothing.
+    /// `user import`: at most 500 rows, validated whole first, then written all together
+    /// (compare-and-swap: a concurrent change makes it read and check again). Re-running the
+    /// same file changes nothing; a row never moves a user to another organisation.
     pub async fn user_import(&self, csv: &[u8]) -> Result<ImportSummary, AdminError> {
-        let (rows, mut errors) = import::parse_rows(csv)?;
-        let orgs = self.store.orgs().await?;
-        errors.extend(import::check_against(&rows, &orgs, self.secure_suffix));
-        if !errors.is_empty() {
-            errors.sort_by_key(|e| e.line);
-            return Err(ImportError::Rows(errors).into());
+        if csv.len() > MAX_IMPORT_BYTES {
+            return refused(format!(
+                "the file is {} bytes; a bulk load of at most {} rows is at most {MAX_IMPORT_BYTES} bytes",
+                csv.len(),
+                import::MAX_IMPORT_ROWS
+            ));
         }
-        let existing = self.store.users().await?;
-        let now = now_unix();
-        let mut summary = ImportSummary::default();
-        let mut changed = Vec::new();
-        for row in rows {
-            let org = orgs
-                .iter()
-                .find(|o| {
-                    o.id == row.organisation || o.name.eq_ignore_ascii_case(&row.organisation)
-                })
-                .map(|o| o.id.clone())
-                .unwrap_or(row.organisation);
-            let wanted = User {
-                address: row.address.clone(),
-                org,
-                first_name: row.first_name,
-                last_name: row.last_name,
-                town: row.town,
-                business_type: row.business_type,
-                state: UserState::Active,
-                created: now,
-                updated: now,
-                smime_certificate: None,
-            };
-            match existing.iter().find(|u| u.address == row.address) {
-                None => {
-                    summary.added += 1;
-                    changed.push(wanted);
-                }
-                Some(user) if same_details(user, &wanted) => summary.unchanged += 1,
-                Some(user) => {
-                    summary.updated += 1;
-                    changed.push(User {
-                        state: user.state,
-                        created: user.created,
-                        smime_certificate: user.smime_certificate.clone(),
-                        ..wanted
-                    });
+        let (rows, parse_errors) = import::parse_rows(csv)?;
+        for _ in 0..ATTEMPTS {
+            let orgs = self.store.orgs().await?;
+            let mut errors = parse_errors.clone();
+            errors.extend(import::check_against(&rows, &orgs, self.secure_suffix));
+            let existing = self.store.users().await?;
+            let now = now_unix();
+            let mut summary = ImportSummary::default();
+            let mut changes = Vec::new();
+            for row in &rows {
+                // check_against reported rows whose organisation is unknown or ambiguous.
+                let Ok(org) = import::find_org(&row.organisation, &orgs) else {
+                    continue;
+                };
+                let wanted = User {
+                    address: row.address.clone(),
+                    org: org.id.clone(),
+                    first_name: row.first_name.clone(),
+                    last_name: row.last_name.clone(),
+                    town: row.town.clone(),
+                    business_type: row.business_type.clone(),
+                    state: UserState::Active,
+                    created: now,
+                    updated: now,
+                    smime_certificate: None,
+                    revision: 0,
+                };
+                match existing.iter().find(|u| u.address == row.address) {
+                    None => {
+                        summary.added += 1;
+                        changes.push((None, wanted));
+                    }
+                    Some(user) if user.org != wanted.org => errors.push(import::RowError {
+                        line: row.line,
+                        field: "organisation".into(),
+                        reason: format!(
+                            "{} belongs to organisation {}; a bulk load does not move users",
+                            user.address, user.org
+                        ),
+                    }),
+                    Some(user) if same_details(user, &wanted) => summary.unchanged += 1,
+                    Some(user) => {
+                        summary.updated += 1;
+                        changes.push((
+                            Some(user.revision),
+                            User {
+                                state: user.state,
+                                created: user.created,
+                                smime_certificate: user.smime_certificate.clone(),
+                                ..wanted
+                            },
+                        ));
+                    }
                 }
             }
+            if !errors.is_empty() {
+                errors.sort_by_key(|e| e.line);
+                errors.dedup_by(|a, b| {
+                    a.line == b.line && a.field == b.field && a.reason == b.reason
+                });
+                return Err(ImportError::Rows(errors).into());
+            }
+            let written: Vec<(String, bool)> = changes
+                .iter()
+                .map(|(expected, u)| (u.address.clone(), expected.is_none()))
+                .collect();
+            if !self.store.swap_users(changes).await? {
+                continue;
+            }
+            for (address, added) in written {
+                let action = if added {
+                    "user import add"
+                } else {
+                    "user import update"
+                };
+                self.audit(action, &address, "bulk load".into()).await?;
+            }
+            return Ok(summary);
         }
-        if !changed.is_empty() {
-            self.store.put_users(changed).await?;
-            self.audit(
-                "user import",
-                "-",
-                format!(
-                    "added {}, updated {}, unchanged {}",
-                    summary.added, summary.updated, summary.unchanged
-                ),
-            )
-            .await?;
-        }
-        Ok(summary)
+        refused("the directory keeps changing under the import; try again")
     }
 }
 
-/// A SHA-256 fingerprint as lower-case hex without separators.
+/// How often a change is retried when the record changed between read and write.
+const ATTEMPTS: usize = 8;
+
+/// A bulk-load file larger than this is refused before it is parsed (500 rows of at most
+/// six 200-character fields fit well within it).
+const MAX_IMPORT_BYTES: usize = 4 * 1024 * 1024;
+
+/// A field typed by an administrator: trimmed, bounded, no control characters.
+fn checked_text(field: &str, value: &str) -> Result<String, AdminError> {
+    let value = value.trim();
+    match import::check_text(value, import::MAX_FIELD_CHARS) {
+        Some(why) => refused(format!("{field} {why}")),
+        None => Ok(value.to_string()),
+    }
+}
+
+fn duplicate_message(domain: &str, holder: &Organisation) -> String {
+    format!(
+        "duplicate application: {domain} is already registered to {} ({}, {})",
+        holder.id, holder.name, holder.state
+    )
+}
+
 fn normalize_fingerprint(text: &str) -> Option<String> {
     let hex: String = text
         .chars()

@@ -61,13 +61,19 @@ async fn listen(
     let mut backoff = Duration::from_millis(100);
     loop {
         let subscribed = async {
-            let client = store.pubsub_client().await.map_err(|e| e.to_string())?;
-            let mut pubsub = client.get_async_pubsub().await.map_err(|e| e.to_string())?;
-            pubsub
-                .subscribe(&channel)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>(pubsub)
+            let mut last_error = String::from("no node to subscribe on");
+            for client in store.pubsub_clients().await.map_err(|e| e.to_string())? {
+                let attempt = async {
+                    let mut pubsub = client.get_async_pubsub().await?;
+                    pubsub.subscribe(&channel).await?;
+                    Ok::<_, redis::RedisError>(pubsub)
+                };
+                match attempt.await {
+                    Ok(pubsub) => return Ok(pubsub),
+                    Err(e) => last_error = e.to_string(),
+                }
+            }
+            Err(last_error)
         }
         .await;
         match subscribed {
@@ -105,13 +111,15 @@ impl Directory for CachedDirectory {
                 }
             }
             let generation = self.generation.load(Ordering::Acquire);
+            // Stamped before the query: an entry is never older than it claims.
+            let asked = Instant::now();
             let lookup = self.inner.lookup(&address).await?;
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             if self.generation.load(Ordering::Acquire) == generation {
                 if entries.len() >= MAX_ENTRIES {
                     entries.clear();
                 }
-                entries.insert(address, (Instant::now(), lookup.clone()));
+                entries.insert(address, (asked, lookup.clone()));
             }
             Ok(lookup)
         })
@@ -128,6 +136,21 @@ impl Directory for CachedDirectory {
     fn put_users(&self, users: Vec<User>) -> StoreFuture<'_, ()> {
         clear(&self.entries, &self.generation);
         self.inner.put_users(users)
+    }
+
+    fn swap_users(&self, changes: Vec<(Option<u64>, User)>) -> StoreFuture<'_, bool> {
+        clear(&self.entries, &self.generation);
+        self.inner.swap_users(changes)
+    }
+
+    fn swap_org(
+        &self,
+        expected: Option<u64>,
+        org: Organisation,
+        domains: Vec<String>,
+    ) -> StoreFuture<'_, bool> {
+        clear(&self.entries, &self.generation);
+        self.inner.swap_org(expected, org, domains)
     }
 
     fn org<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Organisation>> {

@@ -33,6 +33,9 @@ struct Users {
     orgs: BTreeMap<String, Organisation>,
     #[serde(default)]
     users: BTreeMap<String, User>,
+    /// Claimed domain -> the organisation holding it.
+    #[serde(default)]
+    domains: BTreeMap<String, String>,
 }
 
 /// Identity of the file version held in memory.
@@ -358,6 +361,52 @@ impl Directory for FileStore {
                     data.users.insert(user.address.clone(), user);
                 }
                 Ok(())
+            })
+        }))
+    }
+
+    fn swap_users(&self, changes: Vec<(Option<u64>, User)>) -> StoreFuture<'_, bool> {
+        Box::pin(self.blocking(move |inner| {
+            inner.update(|data| {
+                let current = |address: &str| data.users.get(address).map(|u| u.revision);
+                if changes
+                    .iter()
+                    .any(|(expected, user)| current(&normalize_address(&user.address)) != *expected)
+                {
+                    return Ok(false);
+                }
+                for (expected, mut user) in changes {
+                    user.address = normalize_address(&user.address);
+                    user.revision = expected.map_or(1, |r| r + 1);
+                    data.users.insert(user.address.clone(), user);
+                }
+                Ok(true)
+            })
+        }))
+    }
+
+    fn swap_org(
+        &self,
+        expected: Option<u64>,
+        mut org: Organisation,
+        domains: Vec<String>,
+    ) -> StoreFuture<'_, bool> {
+        Box::pin(self.blocking(move |inner| {
+            inner.update(|data| {
+                if data.orgs.get(&org.id).map(|o| o.revision) != expected {
+                    return Ok(false);
+                }
+                for domain in &domains {
+                    if let Some(holder) = data.domains.get(domain).filter(|h| **h != org.id) {
+                        return Err(StoreError::Refused(format!("{domain} is held by {holder}")));
+                    }
+                }
+                for domain in domains {
+                    data.domains.insert(domain, org.id.clone());
+                }
+                org.revision = expected.map_or(1, |r| r + 1);
+                data.orgs.insert(org.id.clone(), org);
+                Ok(true)
             })
         }))
     }

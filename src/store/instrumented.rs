@@ -52,6 +52,19 @@ impl<D: Directory> Directory for Instrumented<D> {
         measured("put_users", self.inner.put_users(users))
     }
 
+    fn swap_users(&self, changes: Vec<(Option<u64>, User)>) -> StoreFuture<'_, bool> {
+        measured("swap_users", self.inner.swap_users(changes))
+    }
+
+    fn swap_org(
+        &self,
+        expected: Option<u64>,
+        org: Organisation,
+        domains: Vec<String>,
+    ) -> StoreFuture<'_, bool> {
+        measured("swap_org", self.inner.swap_org(expected, org, domains))
+    }
+
     fn org<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Organisation>> {
         measured("org", self.inner.org(id))
     }

@@ -50,6 +50,19 @@ pub trait Directory: Send + Sync {
     fn orgs(&self) -> StoreFuture<'_, Vec<Organisation>>;
     /// Inserts or replaces an organisation.
     fn put_org(&self, org: Organisation) -> StoreFuture<'_, ()>;
+    /// Writes users only if each is still at the revision read (`None`: still absent), all
+    /// of them or none; each is stored with the next revision. `false` when something changed
+    /// in between: the caller reads again and retries.
+    fn swap_users(&self, changes: Vec<(Option<u64>, User)>) -> StoreFuture<'_, bool>;
+    /// Writes an organisation only if it is still at the revision read (`None`: still absent),
+    /// claiming `domains` for it; refused, naming the holder, when another organisation holds
+    /// one of them.
+    fn swap_org(
+        &self,
+        expected: Option<u64>,
+        org: Organisation,
+        domains: Vec<String>,
+    ) -> StoreFuture<'_, bool>;
     /// Appends to the audit trail (bounded: the oldest entries go).
     fn append_audit(&self, event: AuditEvent) -> StoreFuture<'_, ()>;
     /// The newest audit events, newest first, at most `limit`.

@@ -52,8 +52,14 @@ pub struct Organisation {
     pub admins: Vec<String>,
     #[serde(default)]
     pub client_certificate: Option<ClientCertificate>,
+    /// When the application was approved; activation needs it.
+    #[serde(default)]
+    pub approved: Option<u64>,
     pub created: u64,
     pub updated: u64,
+    /// Bumped by every write; a change is written only if the revision read is still current.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +115,9 @@ pub struct User {
     /// An S/MIME certificate (PEM), for encryption (a later issue).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smime_certificate: Option<String>,
+    /// Bumped by every write; a change is written only if the revision read is still current.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 /// What the milter needs to know of an address: the user and their organisation, read together

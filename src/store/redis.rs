@@ -9,6 +9,8 @@
 //! | `{P}:users` | set | every user's address |
 //! | `{P}:org:<id>` | string | an organisation, JSON |
 //! | `{P}:orgs` | set | every organisation's id |
+//! | `{P}:domains` | hash | claimed mail domain -> the organisation holding it |
+//! | `{P}:meta` | string | present once the directory was written: an empty Redis (a restart without persistence, a flush, a wrong `key_prefix`) is an outage, not an empty directory |
 //! | `{P}:audit` | stream | audit events, field `event` = JSON, trimmed to the retention |
 //! | `{P}:changes` | pub/sub channel | `user:<address>` or `org:<id>` after every change |
 //!
@@ -38,11 +40,14 @@ enum Target {
 
 pub struct RedisStore {
     target: Target,
-    /// A plain client for pub/sub: the server, a Cluster node, or the Sentinel master.
-    pubsub_client: Mutex<Option<Client>>,
+    /// Plain clients for pub/sub: the server, or each Cluster node (tried in turn); the
+    /// Sentinel master is looked up when needed.
+    pubsub_clients: Vec<Client>,
     keys: Keys,
     audit_retention: usize,
     lookup_script: Script,
+    swap_users_script: Script,
+    swap_org_script: Script,
 }
 
 /// The key names of one deployment.
@@ -74,6 +79,14 @@ impl Keys {
         format!("{}:orgs", self.base)
     }
 
+    fn domains(&self) -> String {
+        format!("{}:domains", self.base)
+    }
+
+    fn meta(&self) -> String {
+        format!("{}:meta", self.base)
+    }
+
     fn audit(&self) -> String {
         format!("{}:audit", self.base)
     }
@@ -83,13 +96,67 @@ impl Keys {
     }
 }
 
-/// The user and their organisation in one round trip.
+/// The user and their organisation in one round trip. KEYS: user, meta. A directory never
+/// written (no meta key) is an error: the milter tempfails rather than call everyone unknown.
 const LOOKUP_LUA: &str = r#"
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return redis.error_reply('CJSMEMPTY the directory in Redis is empty (never written, flushed, or a Redis restarted without its data)')
+end
 local u = redis.call('GET', KEYS[1])
 if not u then return {false, false} end
 local ok, user = pcall(cjson.decode, u)
 if not ok or type(user.org) ~= 'string' then return {u, false} end
 return {u, redis.call('GET', ARGV[1] .. user.org)}
+"#;
+
+/// Compare-and-set of users. KEYS: the users' keys, then the users set, then meta.
+/// ARGV: channel, n, then per user: expected revision ("" = absent), new JSON, address.
+const SWAP_USERS_LUA: &str = r#"
+local n = tonumber(ARGV[2])
+for i = 1, n do
+  local cur = redis.call('GET', KEYS[i])
+  local expected = ARGV[3 + (i - 1) * 3]
+  if expected == '' then
+    if cur then return 0 end
+  else
+    if not cur then return 0 end
+    local ok, user = pcall(cjson.decode, cur)
+    if not ok or string.format('%d', user.revision or 0) ~= expected then return 0 end
+  end
+end
+for i = 1, n do
+  local address = ARGV[5 + (i - 1) * 3]
+  redis.call('SET', KEYS[i], ARGV[4 + (i - 1) * 3])
+  redis.call('SADD', KEYS[n + 1], address)
+  redis.call('PUBLISH', ARGV[1], 'user:' .. address)
+end
+redis.call('SET', KEYS[n + 2], '1')
+return 1
+"#;
+
+/// Compare-and-set of an organisation, claiming its domains. KEYS: org, orgs set, domains
+/// hash, meta. ARGV: channel, id, expected revision ("" = absent), new JSON, domains...
+const SWAP_ORG_LUA: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if ARGV[3] == '' then
+  if cur then return 0 end
+else
+  if not cur then return 0 end
+  local ok, org = pcall(cjson.decode, cur)
+  if not ok or string.format('%d', org.revision or 0) ~= ARGV[3] then return 0 end
+end
+for i = 5, #ARGV do
+  local holder = redis.call('HGET', KEYS[3], ARGV[i])
+  if holder and holder ~= ARGV[2] then
+    return redis.error_reply('CJSMDOMAIN ' .. ARGV[i] .. ' is held by ' .. holder)
+  end
+end
+for i = 5, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], ARGV[2]) end
+redis.call('SET', KEYS[1], ARGV[4])
+redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[4], '1')
+redis.call('PUBLISH', ARGV[1], 'org:' .. ARGV[2])
+return 1
 "#;
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -144,7 +211,7 @@ impl RedisStore {
         audit_retention: usize,
         tls_ca: Option<&std::path::Path>,
     ) -> Result<RedisStore, StoreError> {
-        let (target, pubsub_client) = if let Some(rest) = url.strip_prefix("redis+sentinel://") {
+        let (target, pubsub_clients) = if let Some(rest) = url.strip_prefix("redis+sentinel://") {
             let (hosts, service) = rest
                 .split_once('/')
                 .filter(|(_, s)| !s.is_empty())
@@ -165,7 +232,7 @@ impl RedisStore {
                 sentinel: Box::new(Mutex::new(sentinel)),
                 master: Mutex::new(None),
             };
-            (target, None)
+            (target, Vec::new())
         } else if url.contains(',') {
             let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
             let cluster = redis::cluster::ClusterClient::new(nodes.clone())
@@ -173,8 +240,11 @@ impl RedisStore {
                 .get_async_connection()
                 .await
                 .map_err(unavailable)?;
-            let client = Client::open(nodes[0]).map_err(unavailable)?;
-            (Target::Cluster(cluster), Some(client))
+            let clients = nodes
+                .iter()
+                .map(|node| Client::open(*node).map_err(unavailable))
+                .collect::<Result<Vec<_>, _>>()?;
+            (Target::Cluster(cluster), clients)
         } else {
             let client = match tls_ca {
                 Some(path) => {
@@ -196,14 +266,16 @@ impl RedisStore {
             let manager = ConnectionManager::new_with_config(client.clone(), config)
                 .await
                 .map_err(unavailable)?;
-            (Target::Single(manager), Some(client))
+            (Target::Single(manager), vec![client])
         };
         let store = RedisStore {
             target,
-            pubsub_client: Mutex::new(pubsub_client),
+            pubsub_clients,
             keys: Keys::new(prefix),
             audit_retention: audit_retention.max(1),
             lookup_script: Script::new(LOOKUP_LUA),
+            swap_users_script: Script::new(SWAP_USERS_LUA),
+            swap_org_script: Script::new(SWAP_ORG_LUA),
         };
         // Fail at start-up if the server does not answer.
         let _: () = with_conn!(store, conn => redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ()).map_err(unavailable))?;
@@ -214,8 +286,9 @@ impl RedisStore {
         &self.keys
     }
 
-    /// A client for pub/sub (the Sentinel master is looked up when needed).
-    pub async fn pubsub_client(&self) -> Result<Client, StoreError> {
+    /// Clients for pub/sub, to try in turn (a change published on any Cluster node reaches
+    /// subscribers on every node; the Sentinel master is looked up now).
+    pub async fn pubsub_clients(&self) -> Result<Vec<Client>, StoreError> {
         if let Target::Sentinel { sentinel, .. } = &self.target {
             let client = sentinel
                 .lock()
@@ -223,13 +296,9 @@ impl RedisStore {
                 .async_get_client()
                 .await
                 .map_err(unavailable)?;
-            return Ok(client);
+            return Ok(vec![client]);
         }
-        self.pubsub_client
-            .lock()
-            .await
-            .clone()
-            .ok_or_else(|| StoreError::Unavailable("no pub/sub client".into()))
+        Ok(self.pubsub_clients.clone())
     }
 
     async fn sentinel_master(&self) -> Result<ConnectionManager, StoreError> {
@@ -310,9 +379,11 @@ impl Directory for RedisStore {
             let address = normalize_address(address);
             let key = self.keys.user(&address);
             let org_prefix = self.keys.org("");
+            let meta = self.keys.meta();
             let (user, org): (Option<String>, Option<String>) = with_conn!(self, conn => {
                 self.lookup_script
                     .key(&key)
+                    .key(&meta)
                     .arg(&org_prefix)
                     .invoke_async(&mut conn)
                     .await
@@ -366,6 +437,71 @@ impl Directory for RedisStore {
         })
     }
 
+    fn swap_users(&self, changes: Vec<(Option<u64>, User)>) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            if changes.is_empty() {
+                return Ok(true);
+            }
+            let mut invocation = self.swap_users_script.prepare_invoke();
+            invocation.arg(self.keys.changes()).arg(changes.len());
+            let mut keys = Vec::new();
+            for (expected, mut user) in changes {
+                user.address = normalize_address(&user.address);
+                user.revision = expected.map_or(1, |r| r + 1);
+                let json = serde_json::to_string(&user).map_err(|e| corrupt("user", e))?;
+                keys.push(self.keys.user(&user.address));
+                invocation
+                    .arg(expected.map(|r| r.to_string()).unwrap_or_default())
+                    .arg(json)
+                    .arg(&user.address);
+            }
+            keys.push(self.keys.users());
+            keys.push(self.keys.meta());
+            for key in &keys {
+                invocation.key(key);
+            }
+            let done: i64 = with_conn!(self, conn => {
+                invocation.invoke_async(&mut conn).await.map_err(unavailable)
+            })?;
+            Ok(done == 1)
+        })
+    }
+
+    fn swap_org(
+        &self,
+        expected: Option<u64>,
+        mut org: Organisation,
+        domains: Vec<String>,
+    ) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            org.revision = expected.map_or(1, |r| r + 1);
+            let json = serde_json::to_string(&org).map_err(|e| corrupt("organisation", e))?;
+            let mut invocation = self.swap_org_script.prepare_invoke();
+            invocation
+                .key(self.keys.org(&org.id))
+                .key(self.keys.orgs())
+                .key(self.keys.domains())
+                .key(self.keys.meta())
+                .arg(self.keys.changes())
+                .arg(&org.id)
+                .arg(expected.map(|r| r.to_string()).unwrap_or_default())
+                .arg(json);
+            for domain in &domains {
+                invocation.arg(domain);
+            }
+            let result: Result<i64, redis::RedisError> = with_conn!(self, conn => {
+                Ok::<_, StoreError>(invocation.invoke_async(&mut conn).await)
+            })?;
+            match result {
+                Ok(done) => Ok(done == 1),
+                Err(e) if e.code() == Some("CJSMDOMAIN") => Err(StoreError::Refused(
+                    e.detail().unwrap_or("domain already held").to_string(),
+                )),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+    }
+
     fn org<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Organisation>> {
         Box::pin(async move { self.get_json(self.keys.org(id)).await })
     }
@@ -386,6 +522,8 @@ impl Directory for RedisStore {
                 .set(self.keys.org(&org.id), json)
                 .ignore()
                 .sadd(self.keys.orgs(), &org.id)
+                .ignore()
+                .set(self.keys.meta(), "1")
                 .ignore()
                 .publish(self.keys.changes(), format!("org:{}", org.id))
                 .ignore();

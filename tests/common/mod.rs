@@ -103,6 +103,8 @@ pub async fn add_user(store: &dyn Directory, address: &str, state: UserState) {
                 terms_signed: Some(1),
                 admins: vec![],
                 client_certificate: None,
+                approved: Some(1),
+                revision: 0,
                 created: 0,
                 updated: 0,
             })
@@ -121,6 +123,7 @@ pub async fn add_user(store: &dyn Directory, address: &str, state: UserState) {
             created: 0,
             updated: 0,
             smime_certificate: None,
+            revision: 0,
         }])
         .await
         .unwrap();
