@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 # gcc and libc6-dev: the linker Rust uses; redis-server: the Redis backend's tests start
 # their own (on a free loopback port, stopped by PID); python3-ldap and ldap-utils: real LDIF
-# readers that parse the directory's LDIF export back.
-PACKAGES=(gcc libc6-dev redis-server python3-ldap ldap-utils)
+# readers that parse the directory's LDIF export back; prometheus: promtool for the rules'
+# tests, and a real Prometheus that evaluates every dashboard query.
+PACKAGES=(gcc libc6-dev redis-server python3-ldap ldap-utils prometheus)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
@@ -29,6 +30,8 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 cargo fmt --all -- --check
+promtool check rules dashboards/cjsm-rules.yml
+promtool test rules dashboards/cjsm-rules.test.yml
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked
 cargo bench --locked --no-run
