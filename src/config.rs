@@ -171,9 +171,25 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where log lines go.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum LogTarget {
+    #[default]
+    #[serde(rename = "stderr")]
+    Stderr,
+    /// The mail facility of syslog, beside the MTA's own lines.
+    #[serde(rename = "syslog")]
+    Syslog,
+    /// Syslog, and a copy on stderr (for a milter run in the foreground).
+    #[serde(rename = "syslog+stderr")]
+    SyslogAndStderr,
+}
+
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
+    /// `stderr`, `syslog` or `syslog+stderr`.
+    pub target: LogTarget,
     pub format: LogFormat,
     /// A tracing filter, e.g. "info" or "cjsm_milter=debug".
     pub level: String,
@@ -320,6 +336,7 @@ impl Default for StoreConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
+            target: LogTarget::Stderr,
             format: LogFormat::Plain,
             level: "info".into(),
         }

@@ -1,7 +1,7 @@
 //! `cjsm-milter run`: load, bind, serve; SIGHUP reloads the config, SIGTERM drains.
 
 use crate::audit::AuditSink;
-use crate::config::{Config, LogConfig, LogFormat};
+use crate::config::{Config, LogConfig, LogFormat, LogTarget};
 use crate::listen::{self, ListenAddr};
 use crate::metrics::metrics;
 use crate::milter::{self, Shared};
@@ -23,18 +23,46 @@ pub fn load_config(path: Option<&Path>) -> Result<Config> {
     }
 }
 
-/// Sets up logging to stderr, plain or JSON. Never logs a message body.
+/// Sets up logging to stderr or syslog (mail facility), plain or JSON. Never logs a body.
 pub fn init_logging(log: &LogConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false);
-    let _ = match log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Plain => builder.try_init(),
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_new(&log.level)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let syslog = match log.target {
+        LogTarget::Stderr => None,
+        LogTarget::Syslog => Some(syslog_tracing::Options::LOG_PID),
+        LogTarget::SyslogAndStderr => {
+            Some(syslog_tracing::Options::LOG_PID | syslog_tracing::Options::LOG_PERROR)
+        }
+    };
+    let _ = match syslog.and_then(|options| {
+        syslog_tracing::Syslog::new(c"cjsm-milter", options, syslog_tracing::Facility::Mail)
+    }) {
+        // syslog stamps the time itself.
+        Some(writer) => {
+            let builder = tracing_subscriber::fmt()
+                .with_env_filter(filter())
+                .with_writer(writer)
+                .with_ansi(false)
+                .without_time()
+                .with_target(false);
+            match log.format {
+                LogFormat::Json => builder.json().try_init(),
+                LogFormat::Plain => builder.try_init(),
+            }
+        }
+        None => {
+            let builder = tracing_subscriber::fmt()
+                .with_env_filter(filter())
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_target(false);
+            match log.format {
+                LogFormat::Json => builder.json().try_init(),
+                LogFormat::Plain => builder.try_init(),
+            }
+        }
     };
 }
 

@@ -151,3 +151,45 @@ async fn unix_socket_with_mode_and_stale_file_replaced() {
     assert!(daemon.wait_exit().success());
     assert!(!socket.exists(), "the socket file is removed on exit");
 }
+
+#[tokio::test]
+async fn logs_to_syslog_as_json_carry_the_queue_id_and_never_the_body() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let daemon = Daemon::start(&format!(
+        "[milter]\nlisten = \"inet:127.0.0.1:{port}\"\n[store]\npath = \"{{dir}}/store\"\n\
+         [metrics]\nlisten = \"\"\n[log]\ntarget = \"syslog+stderr\"\nformat = \"json\"\n"
+    ));
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut conn = TestConnection::open(addr).await.unwrap();
+    start_message(&mut conn, "x@gmail.com").await;
+    if !conn.negotiated_opts().contains(ProtoOpts::NO_DATA) {
+        conn.data().await.unwrap();
+    }
+    conn.header("Subject", "lunch plans").await.unwrap();
+    conn.eoh().await.unwrap();
+    conn.body(b"BODY-CANARY-7f3a the body must never be logged\r\n".to_vec())
+        .await
+        .unwrap();
+    let (_, status) = conn.eom().await.unwrap();
+    assert!(matches!(status, Status::Reject { .. }));
+    conn.close().await.unwrap();
+    daemon.wait_for_log("\"reason\":\"no-secure-route\"");
+    let log = daemon.log();
+    // glibc's copy of what went to syslog: identity and PID, then the JSON line.
+    let summary = log
+        .lines()
+        .find(|l| l.contains("\"reason\":\"no-secure-route\""))
+        .unwrap();
+    assert!(summary.starts_with("cjsm-milter["), "{summary}");
+    let json: serde_json::Value =
+        serde_json::from_str(&summary[summary.find('{').unwrap()..]).unwrap();
+    assert_eq!(json["fields"]["queue_id"], "ABC123", "{json}");
+    assert_eq!(json["fields"]["action"], "reject");
+    assert_eq!(json["fields"]["marking"], "OFFICIAL-SENSITIVE");
+    assert!(!log.contains("BODY-CANARY"), "{log}");
+    assert!(!log.contains("lunch plans"), "no subjects either: {log}");
+}
