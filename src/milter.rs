@@ -157,6 +157,15 @@ fn audit_tempfail(session: Option<&Session>, queue_id: &str, reason: &'static st
     });
 }
 
+/// The action an audit entry records: the verdict's, marked when it was only reported.
+fn audit_action(engine: &Engine, verdict: &Verdict) -> String {
+    if engine.enforcing() {
+        verdict.action.as_str().into()
+    } else {
+        format!("report-only {}", verdict.action.as_str())
+    }
+}
+
 /// Counts a refusal for the metrics.
 fn count_refusal(stage: &str, verdict: &Verdict) {
     if matches!(verdict.action, Action::Reject | Action::Tempfail) {
@@ -455,11 +464,7 @@ fn refuse(
             } else {
                 Vec::new()
             },
-            action: if engine.enforcing() {
-                verdict.action.as_str().into()
-            } else {
-                format!("report-only {}", verdict.action.as_str())
-            },
+            action: audit_action(engine, verdict),
             reason: verdict.reason.into(),
             ..AuditEvent::default()
         });
@@ -642,11 +647,7 @@ async fn eom(cx: &mut EomContext<Session>, queue_id: Option<String>) -> Handled 
                 .map(|r| r.address.clone())
                 .collect(),
             marking: Some(vocab.level(classification.level).name.clone()),
-            action: if engine.enforcing() {
-                verdict.action.as_str().into()
-            } else {
-                format!("report-only {}", verdict.action.as_str())
-            },
+            action: audit_action(&engine, verdict),
             reason: verdict.reason.into(),
             ..AuditEvent::default()
         });

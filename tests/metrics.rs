@@ -5,6 +5,7 @@
 mod common;
 
 use common::daemon::{Daemon, http_get};
+use common::{cli_ok, onboard};
 use indymilter_test::{MacroStage, Status, TestConnection};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -85,20 +86,6 @@ async fn message(milter: SocketAddr, rcpts: &[&str], subject: &str) -> Vec<Statu
     statuses
 }
 
-fn cli(daemon: &Daemon, args: &[&str]) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
-        .arg("--config")
-        .arg(&daemon.config)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Metric names the dashboards and rules use (recording rules, `cjsm:…`, are not scraped).
 fn names_used() -> BTreeSet<String> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");
@@ -139,27 +126,15 @@ async fn counters_move_as_the_traffic_says_and_every_used_metric_is_served() {
     assert_eq!(http_get(metrics, "/readyz"), (200, "ready\n".to_string()));
     assert_eq!(http_get(metrics, "/nothing").0, 404);
 
-    cli(
-        &daemon,
-        &[
-            "directory",
-            "org",
-            "apply",
-            "--id",
-            "smith",
-            "--name",
-            "Smith Chambers",
-            "--domain",
-            "smith.cjsm.net",
-            "--connection",
-            "mailbox",
-        ],
+    onboard(
+        &daemon.config,
+        "smith",
+        "Smith Chambers",
+        "smith.cjsm.net",
+        "mailbox",
     );
-    for step in ["approve", "sign-terms", "activate"] {
-        cli(&daemon, &["directory", "org", step, "smith"]);
-    }
-    cli(
-        &daemon,
+    cli_ok(
+        &daemon.config,
         &[
             "directory",
             "user",

@@ -4,29 +4,14 @@
 
 mod common;
 
-use common::TestMilter;
 use common::redis::RedisServer;
+use common::{TestMilter, cli_ok, onboard};
 use indymilter_test::{MacroStage, Status, TestConnection};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const HUB_USER: &str = "alice@hartleylaw.co.uk.cjsm.net";
-
-fn cli(config: &Path, args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// The RCPT answer for the hub user on a fresh session.
 async fn rcpt_status(milter: &TestMilter) -> Status {
@@ -81,23 +66,15 @@ async fn suspension_reaches_every_milter_and_redis_outage_means_tempfail() {
     );
     let config = dir.path().join("cjsm.toml");
     std::fs::write(&config, &store_section).unwrap();
-    for args in [
-        &[
-            "directory",
-            "org",
-            "apply",
-            "--id",
-            "hartley",
-            "--name",
-            "Hartley Law LLP",
-            "--domain",
-            "hartleylaw.co.uk",
-            "--connection",
-            "server",
-        ][..],
-        &["directory", "org", "approve", "hartley"],
-        &["directory", "org", "sign-terms", "hartley"],
-        &["directory", "org", "activate", "hartley"],
+    onboard(
+        &config,
+        "hartley",
+        "Hartley Law LLP",
+        "hartleylaw.co.uk",
+        "server",
+    );
+    cli_ok(
+        &config,
         &[
             "directory",
             "user",
@@ -110,21 +87,17 @@ async fn suspension_reaches_every_milter_and_redis_outage_means_tempfail() {
             "--last-name",
             "Jones",
         ],
-    ] {
-        cli(&config, args);
-    }
+    );
 
-    // The cache TTL (5 s) is longer than the 1 s allowed: only the pushed invalidation can
-    // make the deadline.
     let one = TestMilter::start(&store_section).await;
     let two = TestMilter::start(&store_section).await;
     until_all(&[&one, &two], "continue", Duration::from_secs(3)).await;
 
-    cli(&config, &["directory", "user", "suspend", HUB_USER]);
+    cli_ok(&config, &["directory", "user", "suspend", HUB_USER]);
     let took = until_all(&[&one, &two], "550 5.2.1", Duration::from_secs(1)).await;
     eprintln!("suspension enforced by both milters after {took:?}");
 
-    cli(&config, &["directory", "user", "reactivate", HUB_USER]);
+    cli_ok(&config, &["directory", "user", "reactivate", HUB_USER]);
     until_all(&[&one, &two], "continue", Duration::from_secs(1)).await;
 
     // Redis goes away: the cache is dropped with the subscription, lookups fail: tempfail.

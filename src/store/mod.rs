@@ -75,54 +75,44 @@ pub trait Directory: Send + Sync {
 /// follows the directory's changes; the admin commands and `check` read Redis directly.
 pub async fn open(config: &StoreConfig, access: Access) -> Result<Arc<dyn Directory>, StoreError> {
     match config.backend {
-        Backend::File => Ok(Arc::new(FileStore::open_with(
-            &config.path,
-            access,
-            config.audit_retention,
-        )?)),
-        Backend::Redis => {
-            let url = config
-                .url
-                .as_deref()
-                .ok_or_else(|| StoreError::Unavailable("[store] url is not set".into()))?;
-            let store = RedisStore::connect_with_ca(
-                url,
-                &config.key_prefix,
-                config.audit_retention,
-                config.tls_ca_file.as_deref(),
-            )
-            .await?;
-            Ok(Arc::new(store))
-        }
+        Backend::File => Ok(Arc::new(open_file(config, access)?)),
+        Backend::Redis => Ok(Arc::new(connect_redis(config).await?)),
     }
 }
 
-/// The store as the milter uses it: Redis behind the invalidated cache.
+/// The store as the milter uses it, measured as the milter sees it (cache hits included):
+/// Redis behind the invalidated cache.
 pub async fn open_for_milter(config: &StoreConfig) -> Result<Arc<dyn Directory>, StoreError> {
     match config.backend {
-        Backend::File => {
-            let store =
-                FileStore::open_with(&config.path, Access::ReadWrite, config.audit_retention)?;
-            Ok(Arc::new(Instrumented::new(store)))
-        }
+        Backend::File => Ok(Arc::new(Instrumented::new(open_file(
+            config,
+            Access::ReadWrite,
+        )?))),
         Backend::Redis => {
-            let url = config
-                .url
-                .as_deref()
-                .ok_or_else(|| StoreError::Unavailable("[store] url is not set".into()))?;
-            let store = RedisStore::connect_with_ca(
-                url,
-                &config.key_prefix,
-                config.audit_retention,
-                config.tls_ca_file.as_deref(),
-            )
-            .await?;
+            let store = connect_redis(config).await?;
             let ttl = std::time::Duration::from_millis(config.cache_ttl_ms);
-            // Measured as the milter sees it: cache hits included.
             let cached = CachedDirectory::new(Arc::new(store), ttl);
             Ok(Arc::new(Instrumented::new(cached)))
         }
     }
+}
+
+fn open_file(config: &StoreConfig, access: Access) -> Result<FileStore, StoreError> {
+    FileStore::open_with(&config.path, access, config.audit_retention)
+}
+
+async fn connect_redis(config: &StoreConfig) -> Result<RedisStore, StoreError> {
+    let url = config
+        .url
+        .as_deref()
+        .ok_or_else(|| StoreError::Unavailable("[store] url is not set".into()))?;
+    RedisStore::connect_with_ca(
+        url,
+        &config.key_prefix,
+        config.audit_retention,
+        config.tls_ca_file.as_deref(),
+    )
+    .await
 }
 
 /// Lower-cases an address and strips the angle brackets of an SMTP path.

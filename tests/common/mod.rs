@@ -128,3 +128,42 @@ pub async fn add_user(store: &dyn Directory, address: &str, state: UserState) {
         .await
         .unwrap();
 }
+
+/// Runs `cjsm-milter --config CONFIG ARGS…` and asserts it succeeds; its standard output.
+pub fn cli_ok(config: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cjsm-milter {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Registers an organisation and switches it on, through the admin commands.
+pub fn onboard(config: &std::path::Path, id: &str, name: &str, domain: &str, connection: &str) {
+    cli_ok(
+        config,
+        &[
+            "directory",
+            "org",
+            "apply",
+            "--id",
+            id,
+            "--name",
+            name,
+            "--domain",
+            domain,
+            "--connection",
+            connection,
+        ],
+    );
+    for step in ["approve", "sign-terms", "activate"] {
+        cli_ok(config, &["directory", "org", step, id]);
+    }
+}
