@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 # gcc and libc6-dev: the linker Rust uses; redis-server: the Redis backend's tests start
 # their own (on a free loopback port, stopped by PID); python3-ldap and ldap-utils: real LDIF
 # readers that parse the directory's LDIF export back; prometheus: promtool for the rules'
-# tests, and a real Prometheus that evaluates every dashboard query.
-PACKAGES=(gcc libc6-dev redis-server python3-ldap ldap-utils prometheus)
+# tests, and a real Prometheus that evaluates every dashboard query; postfix and swaks: the
+# milter behind a private Postfix instance the tests start on loopback.
+PACKAGES=(gcc libc6-dev redis-server python3-ldap ldap-utils prometheus postfix swaks)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
@@ -20,6 +21,9 @@ if ((${#missing[@]})); then
     echo "test.sh: installing ${missing[*]}" >&2
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    # Postfix without a system configuration: the tests run private instances only.
+    echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
+    echo "postfix postfix/mailname string test.local" | $sudo debconf-set-selections
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
