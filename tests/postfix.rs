@@ -238,20 +238,21 @@ impl Drop for Lab {
     fn drop(&mut self) {
         if let Some(mut child) = self.postfix.take() {
             // The master leads its own process group: end the group, then reap the script.
-            if let Ok(pid) = std::fs::read_to_string(self.spool().join("pid/master.pid")) {
-                if let Ok(pid) = pid.trim().parse::<i32>() {
-                    // SAFETY: signalling the process group of the Postfix master we started.
-                    unsafe { libc::kill(-pid, libc::SIGTERM) };
-                    for _ in 0..100 {
-                        // SAFETY: signal 0 only checks whether the group still exists.
-                        if unsafe { libc::kill(-pid, 0) } != 0 {
-                            break;
-                        }
-                        std::thread::sleep(Duration::from_millis(20));
+            let master = std::fs::read_to_string(self.spool().join("pid/master.pid"))
+                .ok()
+                .and_then(|pid| pid.trim().parse::<i32>().ok());
+            if let Some(pid) = master {
+                // SAFETY: signalling the process group of the Postfix master we started.
+                unsafe { libc::kill(-pid, libc::SIGTERM) };
+                for _ in 0..100 {
+                    // SAFETY: signal 0 only checks whether the group still exists.
+                    if unsafe { libc::kill(-pid, 0) } != 0 {
+                        break;
                     }
-                    // SAFETY: as above; whatever is left of our own Postfix is killed.
-                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                    std::thread::sleep(Duration::from_millis(20));
                 }
+                // SAFETY: as above; whatever is left of our own Postfix is killed.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
             }
             let _ = child.kill();
             let _ = child.wait();
