@@ -10,7 +10,10 @@ cd "$(dirname "$0")/.."
 # readers that parse the directory's LDIF export back; prometheus: promtool for the rules'
 # tests, and a real Prometheus that evaluates every dashboard query; postfix and swaks: the
 # milter behind a private Postfix instance the tests start on loopback.
-PACKAGES=(gcc libc6-dev redis-server python3-ldap ldap-utils prometheus postfix swaks)
+# liblockfile1, libwrap0 and m4: Sendmail, unpacked beside Postfix (its package conflicts with
+# postfix), run by the tests from target/sendmail.
+PACKAGES=(gcc libc6-dev redis-server python3-ldap ldap-utils prometheus postfix swaks
+          liblockfile1 libwrap0 m4)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
@@ -26,6 +29,13 @@ if ((${#missing[@]})); then
     echo "postfix postfix/mailname string test.local" | $sudo debconf-set-selections
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Sendmail from its .debs, unpacked (not installed): ../shared/RECIPES.md §1.
+if [ ! -x target/sendmail/root/usr/libexec/sendmail/sendmail ]; then
+    rm -rf target/sendmail && mkdir -p target/sendmail/debs
+    (cd target/sendmail/debs && apt-get download sendmail-bin sendmail-cf sendmail-base 2>/dev/null)
+    for deb in target/sendmail/debs/*.deb; do dpkg -x "$deb" target/sendmail/root; done
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -200,27 +200,13 @@ impl Lab {
     }
 
     /// The messages the sink received so far, as text.
+    /// The messages the sink received so far (complete ones).
     fn delivered(&self) -> Vec<String> {
-        let mut files: Vec<_> = std::fs::read_dir(&self.sink_dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        files
-            .iter()
-            .map(|f| String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned())
-            .collect()
+        common::sink_messages(&self.sink_dir, 0, Duration::ZERO)
     }
 
-    fn wait_delivered(&self, count: usize, limit: Duration) -> Vec<String> {
-        let started = Instant::now();
-        loop {
-            let delivered = self.delivered();
-            if delivered.len() >= count || started.elapsed() > limit {
-                return delivered;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    fn wait_delivered(&self, count: usize) -> Vec<String> {
+        common::sink_messages(&self.sink_dir, count, Duration::from_secs(30))
     }
 
     fn queue_is_empty(&self) -> bool {
@@ -305,7 +291,7 @@ fn postfix_with_the_milter_as_the_kit_sets_it_up() {
         "Please see the record.",
     );
     assert!(dialogue.contains("250 2.0.0 Ok: queued"), "{dialogue}");
-    let delivered = lab.wait_delivered(1, Duration::from_secs(15));
+    let delivered = lab.wait_delivered(1);
     assert_eq!(delivered.len(), 1, "{delivered:?}");
     assert!(
         delivered[0].contains("Subject: OFFICIAL-SENSITIVE: custody record [CJSM]"),
@@ -373,7 +359,7 @@ fn postfix_with_the_milter_as_the_kit_sets_it_up() {
         .arg(&lab.etc)
         .args(["public", "pickup", "W"])
         .status();
-    let delivered = lab.wait_delivered(2, Duration::from_secs(30));
+    let delivered = lab.wait_delivered(2);
     assert_eq!(
         delivered.len(),
         2,

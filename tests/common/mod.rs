@@ -167,3 +167,38 @@ pub fn onboard(config: &std::path::Path, id: &str, name: &str, domain: &str, con
         cli_ok(config, &["directory", "org", step, id]);
     }
 }
+
+/// The messages smtp-sink (`-d DIR/…`) wrote into `dir`, once at least `count` are there and
+/// none is still being written (sizes unchanged over 200 ms); what is there after `limit`.
+pub fn sink_messages(
+    dir: &std::path::Path,
+    count: usize,
+    limit: std::time::Duration,
+) -> Vec<String> {
+    let sizes = || -> Vec<(std::path::PathBuf, u64)> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| {
+                let len = std::fs::metadata(&p).map_or(0, |m| m.len());
+                (p, len)
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let started = std::time::Instant::now();
+    let mut before = sizes();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let now = sizes();
+        let settled = now == before && now.iter().all(|(_, len)| *len > 0);
+        if (settled && now.len() >= count) || started.elapsed() > limit {
+            return now
+                .iter()
+                .map(|(p, _)| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
+                .collect();
+        }
+        before = now;
+    }
+}

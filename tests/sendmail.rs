@@ -1,0 +1,281 @@
+//! cjsm-milter behind a real Sendmail, set up with sendmail/cjsm-milter.mc.fragment: Sendmail
+//! from Debian's packages unpacked into target/sendmail by scripts/test.sh (its package
+//! conflicts with postfix), its own .cf and queue, on a loopback port, in a private UTS
+//! namespace with a fully qualified hostname (../shared/RECIPES.md §4), smtp-sink as the next
+//! hop.
+
+mod common;
+
+use common::daemon::Daemon;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_listening(port: u16, what: &str) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{what} did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A Sendmail command in a private UTS namespace with a fully qualified hostname: with the
+/// machine's unqualified one, Sendmail waits 60 s before it reads its .cf.
+fn fqdn(command: &str) -> Command {
+    let mut unshare = Command::new("unshare");
+    unshare
+        .args(["--uts", "sh", "-c"])
+        .arg(format!("hostname smx.test.local; exec {command}"));
+    unshare
+}
+
+struct Lab {
+    _dir: tempfile::TempDir,
+    binary: PathBuf,
+    cf: PathBuf,
+    port: u16,
+    sink_dir: PathBuf,
+    socket: PathBuf,
+    sendmail: Child,
+    sink: Child,
+}
+
+impl Lab {
+    fn start() -> Lab {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sendmail/root");
+        let binary = root.join("usr/libexec/sendmail/sendmail");
+        assert!(
+            binary.exists(),
+            "Sendmail is not unpacked in {}: scripts/test.sh downloads Debian's sendmail-bin, sendmail-cf \
+             and sendmail-base and unpacks them there",
+            root.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let lab = dir.path();
+        let sm = lab.join("sm");
+        std::fs::create_dir_all(sm.join("mqueue")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(sm.join("mqueue"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        std::fs::write(sm.join("service.switch"), "hosts files\naliases files\n").unwrap();
+        std::fs::write(
+            sm.join("aliases"),
+            "postmaster: root\nMAILER-DAEMON: postmaster\n",
+        )
+        .unwrap();
+        let sink_dir = lab.join("sink");
+        std::fs::create_dir_all(&sink_dir).unwrap();
+        assert!(
+            Command::new("chown")
+                .arg("nobody")
+                .arg(&sink_dir)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let socket = lab.join("milter/milter.sock");
+        std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+
+        let (port, sink_port) = (free_port(), free_port());
+        let fragment = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("sendmail/cjsm-milter.mc.fragment"),
+        )
+        .unwrap()
+        .replace(
+            "/run/cjsm-milter/milter.sock",
+            &socket.display().to_string(),
+        );
+        let s = sm.display();
+        let mc = format!(
+            "divert(-1)\ndivert(0)dnl\nVERSIONID(`cjsm-milter test instance')dnl\nOSTYPE(`linux')dnl\n\
+             define(`confDOMAIN_NAME', `smx.test.local')dnl\ndefine(`confDONT_PROBE_INTERFACES', `True')dnl\n\
+             define(`confSERVICE_SWITCH_FILE', `{s}/service.switch')dnl\ndefine(`QUEUE_DIR', `{s}/mqueue')dnl\n\
+             define(`confPID_FILE', `{s}/sendmail.pid')dnl\ndefine(`STATUS_FILE', `{s}/statistics')dnl\n\
+             define(`HELP_FILE', `{}/etc/mail/helpfile')dnl\ndefine(`ALIAS_FILE', `{s}/aliases')dnl\n\
+             define(`confDONT_BLAME_SENDMAIL', `TrustStickyBit,MapInUnsafeDirPath,HelpFileInUnsafeDirPath')dnl\n\
+             define(`confTO_IDENT', `0')dnl\ndefine(`confQUEUE_LA', `100')dnl\ndefine(`confREFUSE_LA', `100')dnl\n\
+             define(`confDELAY_LA', `0')dnl\ndefine(`SMART_HOST', `esmtp:[127.0.0.1]')dnl\n\
+             define(`ESMTP_MAILER_ARGS', `TCP $h {sink_port}')dnl\ndefine(`RELAY_MAILER_ARGS', `TCP $h {sink_port}')dnl\n\
+             FEATURE(`no_default_msa')dnl\nFEATURE(`nocanonify')dnl\nFEATURE(`accept_unresolvable_domains')dnl\n\
+             FEATURE(`accept_unqualified_senders')dnl\nRELAY_DOMAIN(`cjsm.net')dnl\nRELAY_DOMAIN(`pnn.police.uk')dnl\n\
+             RELAY_DOMAIN(`gmail.com')dnl\nDAEMON_OPTIONS(`Port={port}, Addr=127.0.0.1, Name=MTA')dnl\n\
+             dnl --- sendmail/cjsm-milter.mc.fragment, as the README says ---\n{fragment}\n\
+             MAILER(`local')dnl\nMAILER(`smtp')dnl\n",
+            root.display()
+        );
+        std::fs::write(sm.join("sendmail.mc"), mc).unwrap();
+        let cf_dir = root.join("usr/share/sendmail/cf");
+        let out = Command::new("m4")
+            .arg(format!("-D_CF_DIR_={}/", cf_dir.display()))
+            .arg(cf_dir.join("m4/cf.m4"))
+            .arg(sm.join("sendmail.mc"))
+            .output()
+            .expect("m4 (Debian package m4)");
+        assert!(
+            out.status.success(),
+            "m4: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cf = sm.join("sendmail.cf");
+        std::fs::write(&cf, &out.stdout).unwrap();
+        let status = fqdn(&format!("{} -C {} -bi", binary.display(), cf.display()))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "sendmail -bi");
+
+        let sink = Command::new("/usr/sbin/smtp-sink")
+            .args(["-u", "nobody", "-d"])
+            .arg(format!("{}/%M%S.", sink_dir.display()))
+            .arg(format!("127.0.0.1:{sink_port}"))
+            .arg("256")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("smtp-sink (Debian package postfix)");
+        wait_listening(sink_port, "smtp-sink");
+        let sendmail = fqdn(&format!("{} -C {} -bD", binary.display(), cf.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_listening(port, "sendmail");
+        Lab {
+            _dir: dir,
+            binary,
+            cf,
+            port,
+            sink_dir,
+            socket,
+            sendmail,
+            sink,
+        }
+    }
+
+    fn swaks(&self, to: &str, subject: &str) -> String {
+        let out = Command::new("swaks")
+            .args(["--server", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--from", "dc.jones@met.pnn.police.uk", "--to", to])
+            .args([
+                "--header",
+                &format!("Subject: {subject}"),
+                "--body",
+                "hello",
+            ])
+            .arg("--hide-informational")
+            .output()
+            .expect("swaks (Debian package swaks)");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+
+    /// The queue as `mailq` shows it, for failure messages.
+    fn queue(&self) -> String {
+        let out = fqdn(&format!(
+            "{} -C {} -bp",
+            self.binary.display(),
+            self.cf.display()
+        ))
+        .output()
+        .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The messages the sink received so far (complete ones).
+    fn delivered(&self) -> Vec<String> {
+        common::sink_messages(&self.sink_dir, 0, Duration::ZERO)
+    }
+
+    fn wait_delivered(&self, count: usize) -> Vec<String> {
+        common::sink_messages(&self.sink_dir, count, Duration::from_secs(30))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for child in [&mut self.sendmail, &mut self.sink] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn milter_config(socket: &Path) -> String {
+    format!(
+        "[milter]\nlisten = \"unix:{}\"\nsocket_mode = \"0660\"\n[store]\npath = \"{{dir}}/store\"\n[metrics]\nlisten = \"\"\n",
+        socket.display()
+    )
+}
+
+#[test]
+fn sendmail_with_the_milter_as_the_kit_sets_it_up() {
+    let lab = Lab::start();
+    let milter = Daemon::start(&milter_config(&lab.socket));
+    common::onboard(
+        &milter.config,
+        "smith",
+        "Smith Chambers",
+        "smithchambers.cjsm.net",
+        "mailbox",
+    );
+    common::cli_ok(
+        &milter.config,
+        &[
+            "directory",
+            "user",
+            "add",
+            "alice@smithchambers.cjsm.net",
+            "--org",
+            "smith",
+            "--first-name",
+            "Alice",
+            "--last-name",
+            "Smith",
+        ],
+    );
+
+    let dialogue = lab.swaks(
+        "alice@smithchambers.cjsm.net",
+        "OFFICIAL-SENSITIVE: custody record",
+    );
+    assert!(
+        dialogue.contains("250 2.0.0") && dialogue.contains("Message accepted for delivery"),
+        "{dialogue}"
+    );
+    let delivered = lab.wait_delivered(1);
+    assert_eq!(delivered.len(), 1, "{dialogue}\nqueue: {}", lab.queue());
+    assert!(
+        delivered[0].contains("Subject: OFFICIAL-SENSITIVE: custody record [CJSM]"),
+        "{}",
+        delivered[0]
+    );
+    assert!(
+        delivered[0].contains("X-CJSM-Marking: OFFICIAL-SENSITIVE; source=subject"),
+        "{}",
+        delivered[0]
+    );
+
+    let dialogue = lab.swaks("someone@gmail.com", "lunch");
+    assert!(dialogue.contains("550 5.7.1"), "{dialogue}");
+    let dialogue = lab.swaks("nobody@smithchambers.cjsm.net", "OFFICIAL: x");
+    assert!(dialogue.contains("550 5.1.1"), "{dialogue}");
+
+    drop(milter);
+    let dialogue = lab.swaks("clerk@met.pnn.police.uk", "OFFICIAL: x");
+    assert!(
+        dialogue.contains("451 4.3.2"),
+        "F=T: tempfail while the milter is down: {dialogue}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lab.delivered().len(), 1, "nothing passed unchecked");
+}
