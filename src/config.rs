@@ -28,7 +28,17 @@ pub struct Config {
     pub store: StoreConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
+    pub socketmap: SocketmapConfig,
 }
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SocketmapConfig {
+    /// Address of the socketmap server (`tlspolicy` map for `smtp_tls_policy_maps`); "" (the
+    /// default) for none, until the MTA is set up to ask it.
+    pub listen: String,
+}
+
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -206,6 +216,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
+            socketmap: SocketmapConfig::default(),
         }
     }
 }
@@ -427,6 +438,21 @@ impl Config {
                 format!(
                     "{:?}: expected ADDRESS:PORT such as 127.0.0.1:9357, or \"\" for none",
                     self.metrics.listen
+                ),
+            ));
+        }
+        if !self.socketmap.listen.is_empty()
+            && self
+                .socketmap
+                .listen
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            return Err((
+                "socketmap.listen".into(),
+                format!(
+                    "{:?}: expected ADDRESS:PORT such as 127.0.0.1:7358, or \"\" for none",
+                    self.socketmap.listen
                 ),
             ));
         }

@@ -98,6 +98,21 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
         }
     };
     let monitor = tokio::spawn(watch_store(store.clone()));
+    let socketmap = match config.socketmap.listen.as_str() {
+        "" => None,
+        addr => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the socketmap {addr}"))?;
+            info!(listen = %listener.local_addr()?, "socketmap: tlspolicy");
+            let routing = Arc::new(config.routing.clone());
+            Some(tokio::spawn(crate::routing::serve(
+                listener,
+                store.clone(),
+                routing,
+            )))
+        }
+    };
     let audit = AuditSink::start(store.clone());
     let shared = Shared::new(Engine::new(config, store)?.with_audit(Some(audit)));
     let markings: Vec<String> = shared
@@ -132,8 +147,8 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
     m.milter_listening.store(false, Ordering::Release);
     reloader.abort();
     monitor.abort();
-    if let Some(server) = metrics_server {
-        server.abort();
+    for task in [metrics_server, socketmap].into_iter().flatten() {
+        task.abort();
     }
     if let ListenAddr::Unix(path) = &local {
         let _ = std::fs::remove_file(path);
@@ -188,7 +203,7 @@ fn reload(path: Option<&Path>, shared: &Arc<Shared>) {
     if new.store != old.config.store {
         warn!("store settings changed: restart needed for them to apply; keeping the open store");
     }
-    if new.metrics != old.config.metrics {
+    if new.metrics != old.config.metrics || new.socketmap != old.config.socketmap {
         warn!("metrics settings changed: restart needed for them to apply");
     }
     if new.log != old.config.log {

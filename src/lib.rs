@@ -13,4 +13,5 @@ pub mod metrics;
 pub mod milter;
 pub mod pipeline;
 pub mod policy;
+pub mod routing;
 pub mod store;
