@@ -39,7 +39,6 @@ pub struct SocketmapConfig {
     pub listen: String,
 }
 
-
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
