@@ -9,15 +9,7 @@ mod common;
 use common::daemon::Daemon;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use std::time::Duration;
 
 fn need(program: &str, package: &str) -> PathBuf {
     for dir in ["/usr/sbin", "/usr/bin"] {
@@ -29,17 +21,6 @@ fn need(program: &str, package: &str) -> PathBuf {
     panic!(
         "{program} is not installed: the Postfix tests need Debian's {package} package (scripts/test.sh installs it)"
     );
-}
-
-fn wait_listening(port: u16, what: &str) {
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "{what} did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn chown_to(path: &Path, user: &str) {
@@ -82,7 +63,7 @@ impl Lab {
         chown_to(&root.join("sink"), "nobody");
         // The kit's socket directory, inside the queue directory.
         std::fs::create_dir_all(root.join("pf/spool/cjsm-milter")).unwrap();
-        let (smtpd_port, sink_port) = (free_port(), free_port());
+        let (smtpd_port, sink_port) = (common::free_port(), common::free_port());
         let lab = root.display().to_string();
         std::fs::write(
             etc.join("main.cf"),
@@ -123,7 +104,7 @@ impl Lab {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        wait_listening(sink_port, "smtp-sink");
+        common::wait_listening(sink_port, "smtp-sink");
         let check = Command::new(&postfix)
             .arg("-c")
             .arg(&etc)
@@ -142,7 +123,7 @@ impl Lab {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        wait_listening(smtpd_port, "postfix smtpd");
+        common::wait_listening(smtpd_port, "postfix smtpd");
         Lab {
             dir,
             etc,
@@ -159,19 +140,7 @@ impl Lab {
 
     /// One SMTP transaction with swaks; the whole dialogue.
     fn swaks(&self, from: &str, to: &[&str], subject: &str, body: &str) -> String {
-        let out = Command::new("swaks")
-            .args([
-                "--server",
-                "127.0.0.1",
-                "--port",
-                &self.smtpd_port.to_string(),
-            ])
-            .args(["--from", from, "--to", &to.join(",")])
-            .args(["--header", &format!("Subject: {subject}"), "--body", body])
-            .arg("--hide-informational")
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+        common::swaks(self.smtpd_port, from, &to.join(","), subject, body)
     }
 
     /// A message submitted on the host with Postfix's sendmail(1): maildrop, pickup, cleanup,

@@ -26,14 +26,6 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start_prometheus(target: SocketAddr) -> Prometheus {
     let dir = tempfile::tempdir().unwrap();
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/cjsm-rules.yml");
@@ -47,7 +39,7 @@ fn start_prometheus(target: SocketAddr) -> Prometheus {
         ),
     )
     .unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
@@ -148,7 +140,7 @@ async fn send(milter: SocketAddr, rcpt: &str, subject: &str) -> Status {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_panel_and_rule_evaluates_on_a_real_prometheus() {
-    let port = free_port();
+    let port = common::free_port();
     let daemon = Daemon::start(&format!(
         "[milter]\nlisten = \"inet:127.0.0.1:{port}\"\n[store]\npath = \"{{dir}}/store\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n"
     ));

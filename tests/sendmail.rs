@@ -9,26 +9,7 @@ mod common;
 use common::daemon::Daemon;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_listening(port: u16, what: &str) {
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "{what} did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use std::time::Duration;
 
 /// A Sendmail command in a private UTS namespace with a fully qualified hostname: with the
 /// machine's unqualified one, Sendmail waits 60 s before it reads its .cf.
@@ -87,7 +68,7 @@ impl Lab {
         let socket = lab.join("milter/milter.sock");
         std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
 
-        let (port, sink_port) = (free_port(), free_port());
+        let (port, sink_port) = (common::free_port(), common::free_port());
         let fragment = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("sendmail/cjsm-milter.mc.fragment"),
         )
@@ -144,13 +125,13 @@ impl Lab {
             .stderr(Stdio::null())
             .spawn()
             .expect("smtp-sink (Debian package postfix)");
-        wait_listening(sink_port, "smtp-sink");
+        common::wait_listening(sink_port, "smtp-sink");
         let sendmail = fqdn(&format!("{} -C {} -bD", binary.display(), cf.display()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        wait_listening(port, "sendmail");
+        common::wait_listening(port, "sendmail");
         Lab {
             _dir: dir,
             binary,
@@ -164,19 +145,13 @@ impl Lab {
     }
 
     fn swaks(&self, to: &str, subject: &str) -> String {
-        let out = Command::new("swaks")
-            .args(["--server", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--from", "dc.jones@met.pnn.police.uk", "--to", to])
-            .args([
-                "--header",
-                &format!("Subject: {subject}"),
-                "--body",
-                "hello",
-            ])
-            .arg("--hide-informational")
-            .output()
-            .expect("swaks (Debian package swaks)");
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+        common::swaks(
+            self.port,
+            "dc.jones@met.pnn.police.uk",
+            to,
+            subject,
+            "hello",
+        )
     }
 
     /// The queue as `mailq` shows it, for failure messages.

@@ -202,3 +202,36 @@ pub fn sink_messages(
         before = now;
     }
 }
+
+/// A loopback port free right now (binding it later may still race; callers retry or fail).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts connections on the loopback port (at most 15 s).
+pub fn wait_listening(port: u16, what: &str) {
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "{what} did not listen on {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// One SMTP transaction with swaks against a loopback port; the whole dialogue.
+pub fn swaks(port: u16, from: &str, to: &str, subject: &str, body: &str) -> String {
+    let out = std::process::Command::new("swaks")
+        .args(["--server", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--from", from, "--to", to])
+        .args(["--header", &format!("Subject: {subject}"), "--body", body])
+        .arg("--hide-informational")
+        .output()
+        .expect("swaks (Debian package swaks)");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
