@@ -22,6 +22,7 @@ fn org() -> Organisation {
         terms_signed: Some(1),
         admins: vec![],
         client_certificate: None,
+        mail_server: None,
         approved: Some(1),
         revision: 0,
         created: 0,

@@ -5,8 +5,8 @@
 
 use cjsm_milter::check::feed;
 use cjsm_milter::config::Config;
-use cjsm_milter::pipeline::{Collector, Engine};
-use cjsm_milter::policy::{DirectoryAnswer, Recipient, Zone};
+use cjsm_milter::pipeline::{Collector, Engine, Envelope};
+use cjsm_milter::policy::{DirectoryAnswer, Recipient, SessionFacts, Zone};
 use cjsm_milter::store::FileStore;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -52,7 +52,18 @@ fn main() {
         address: "clerk@cps.gsi.gov.uk".into(),
         zone: Zone::SecureNetwork,
         directory: DirectoryAnswer::NotAsked,
+        deliver_to: None,
+        as_received: "<clerk@cps.gsi.gov.uk>".into(),
     }];
+    // Over TLS, as the secure networks' servers send.
+    let envelope = Envelope {
+        sender: "dc.jones@met.pnn.police.uk".into(),
+        sender_translation: None,
+        session: SessionFacts {
+            tls_version: Some("TLSv1.3".into()),
+            ..SessionFacts::default()
+        },
+    };
     println!(
         "{:<28} {:>8} {:>12} {:>12}",
         "message", "runs", "median", "p99"
@@ -75,7 +86,7 @@ fn main() {
             let started = Instant::now();
             let mut collector = Collector::new(&engine.config);
             feed(&mut collector, &raw);
-            let outcome = engine.end_of_message(&recipients, &collector);
+            let outcome = engine.end_of_message(&envelope, &recipients, &collector);
             black_box(&outcome.verdict);
             times.push(started.elapsed());
         }

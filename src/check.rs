@@ -1,7 +1,7 @@
 //! `cjsm-milter check`: a message from a file through exactly the milter's pipeline, the
 //! MTA's part played by splitting the message into headers and body as an MTA would.
 
-use crate::pipeline::{Collector, Engine};
+use crate::pipeline::{Collector, Engine, Envelope};
 use crate::policy::{Action, Edit, Recipient, Reply, SessionFacts, Verdict};
 use crate::store::{StoreError, normalize_address};
 use serde::Serialize;
@@ -27,7 +27,7 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreErr
     let sender = normalize_address(&input.sender);
     let mut refused = Vec::new();
 
-    let sender_verdict = engine.sender(&input.sender).await?;
+    let sender_outcome = engine.sender(&input.sender, &input.session).await?;
     let mut recipients: Vec<Recipient> = Vec::new();
     let mut first_refusal: Option<Verdict> = None;
     for rcpt in &input.recipients {
@@ -52,12 +52,21 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreErr
     let mut collector = Collector::new(&engine.config);
     feed(&mut collector, &input.message);
     collector.end_of_headers();
-    let outcome = engine.end_of_message(&recipients, &collector);
+    let envelope = Envelope {
+        sender: sender.clone(),
+        sender_translation: sender_outcome.translated.clone(),
+        session: input.session.clone(),
+    };
+    let outcome = engine.end_of_message(&envelope, &recipients, &collector);
     let classification = &outcome.classification;
 
     // What the MTA would have done before end of message: a refused sender ends the
     // transaction at MAIL, and with every recipient refused there is no DATA.
-    let decision = match (sender_verdict, recipients.is_empty(), first_refusal) {
+    let decision = match (
+        sender_outcome.verdict.clone(),
+        recipients.is_empty(),
+        first_refusal,
+    ) {
         (Some(verdict), _, _) => verdict,
         (None, true, Some(verdict)) => verdict,
         _ => outcome.verdict.clone(),
@@ -101,6 +110,37 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreErr
             _ => None,
         })
         .collect();
+    let headers_changed: Vec<Value> = edits
+        .iter()
+        .filter_map(|e| match e {
+            Edit::ChangeHeader { name, value, .. } if !name.eq_ignore_ascii_case("Subject") => {
+                Some(json!({"name": name, "value": String::from_utf8_lossy(value)}))
+            }
+            _ => None,
+        })
+        .collect();
+    let sender_delivered = edits
+        .iter()
+        .find_map(|e| match e {
+            Edit::ChangeSender { address } => Some(address.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| sender.clone());
+    let recipients_delivered: Vec<String> = recipients
+        .iter()
+        .map(|r| {
+            edits
+                .iter()
+                .find_map(|e| match e {
+                    Edit::ReplaceRecipient {
+                        as_received,
+                        address,
+                    } if *as_received == r.as_received => Some(address.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| r.address.clone())
+        })
+        .collect();
     let subject = final_subject(
         classification.subject.as_deref(),
         edits,
@@ -128,14 +168,21 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreErr
         },
         "quarantine": if accepted { applied.quarantine_reason.clone() } else { None },
         "sender": sender,
+        "sender_trust": sender_outcome.trust,
         "recipients": recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(),
         "routes": recipients.iter().map(|r| json!({
             "address": r.address, "zone": r.zone, "directory": r.directory, "secure": r.is_secure(),
+            "deliver_to": r.deliver_to,
         })).collect::<Vec<_>>(),
+        "delivered_as": {
+            "sender": sender_delivered,
+            "recipients": recipients_delivered,
+        },
         "refused_recipients": refused,
         "subject": subject,
         "headers_added": headers_added,
         "headers_removed": headers_removed,
+        "headers_changed": headers_changed,
         "session": input.session,
     }))
 }
@@ -146,7 +193,9 @@ fn final_subject(decoded: Option<&str>, edits: &[Edit], tag: &str) -> Option<Str
         Edit::ChangeHeader { name, .. } | Edit::AddHeader { name, .. } => {
             name.eq_ignore_ascii_case("Subject")
         }
-        Edit::DeleteHeader { .. } => false,
+        Edit::DeleteHeader { .. } | Edit::ChangeSender { .. } | Edit::ReplaceRecipient { .. } => {
+            false
+        }
     });
     match (decoded, tagged) {
         (Some(subject), true) if !subject.trim().is_empty() => {

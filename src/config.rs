@@ -115,6 +115,22 @@ pub struct RoutingConfig {
     pub secure_suffix: String,
     /// Put into the Subject of mail delivered to a secure-suffix recipient, once.
     pub subject_tag: String,
+    /// Client address ranges (CIDR) of peers on the government secure networks: their mail
+    /// arrives over an accredited network, so the TLS rule below does not apply to it.
+    pub secure_networks: Vec<String>,
+    /// Client address ranges of the hub's own hosts (e.g. "127.0.0.1/32" for mail submitted
+    /// on the MTA host): trusted as the sender says, without certificate or SMTP AUTH.
+    pub trusted_networks: Vec<String>,
+    /// Inbound mail marked at or above this level, to a secure address, must arrive over TLS
+    /// (from a peer that is not on a secure or trusted network); "" for never.
+    pub require_tls_from: String,
+    /// Address translation for server-connected organisations: `alice@firm.co.uk` sending
+    /// from the organisation's server becomes `alice@firm.co.uk.<secure_suffix>`, and mail to
+    /// `bob@firm.co.uk.<secure_suffix>` is delivered to `bob@firm.co.uk`.
+    pub translate: bool,
+    /// A header stating whether every recipient has a secure route (`secure`) or not
+    /// (`open`), for `milter_header_checks` to FILTER on; "" for none.
+    pub route_header: String,
 }
 
 /// What to do with a message whose scan hit a bound (size, parts, nesting).
@@ -311,6 +327,11 @@ impl Default for RoutingConfig {
             .to_vec(),
             secure_suffix: "cjsm.net".into(),
             subject_tag: "[CJSM]".into(),
+            secure_networks: Vec::new(),
+            trusted_networks: Vec::new(),
+            require_tls_from: "OFFICIAL-SENSITIVE".into(),
+            translate: true,
+            route_header: "X-CJSM-Route".into(),
         }
     }
 }
@@ -455,6 +476,25 @@ impl Config {
                 ),
             ));
         }
+        for (key, ranges) in [
+            ("routing.secure_networks", &self.routing.secure_networks),
+            ("routing.trusted_networks", &self.routing.trusted_networks),
+        ] {
+            for range in ranges {
+                parse_network(range).map_err(|e| (key.to_string(), e))?;
+            }
+        }
+        if !self.routing.require_tls_from.is_empty() {
+            crate::marking::Vocabulary::from_config(&self.marking)?
+                .level_by_name("routing.require_tls_from", &self.routing.require_tls_from)?;
+        }
+        let header_ok = |h: &str| h.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+        if !header_ok(&self.routing.route_header) {
+            return Err((
+                "routing.route_header".into(),
+                format!("{:?} is not a header name", self.routing.route_header),
+            ));
+        }
         if self.routing.secure_suffix.trim().is_empty() {
             return Err(("routing.secure_suffix".into(), "must not be empty".into()));
         }
@@ -509,6 +549,14 @@ impl Config {
 
 fn is_header_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+}
+
+/// A client address range: `192.0.2.0/24`, `2001:db8::/32`, or one address.
+pub fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?}: expected an address range such as 192.0.2.0/24"))
 }
 
 pub fn parse_octal_mode(text: &str) -> Result<u32, String> {

@@ -61,6 +61,10 @@ pub enum OrgCommand {
         /// Server connections: the certificate's issuer.
         #[arg(long, requires = "cert_fingerprint")]
         cert_issuer: Option<String>,
+        /// Server connections: where mail to its domains goes (`[mx.firm.co.uk]:25`), answered
+        /// to the MTA's transport lookups; without it, the domains' MX records.
+        #[arg(long)]
+        mail_server: Option<String>,
     },
     Approve {
         id: String,
@@ -186,6 +190,7 @@ pub async fn directory(config: &Config, command: DirectoryCommand) -> Result<()>
                 cert_fingerprint,
                 cert_subject,
                 cert_issuer,
+                mail_server,
             } => {
                 let client_certificate = cert_fingerprint.map(|fingerprint| ClientCertificate {
                     fingerprint,
@@ -200,6 +205,7 @@ pub async fn directory(config: &Config, command: DirectoryCommand) -> Result<()>
                         connection,
                         admins,
                         client_certificate,
+                        mail_server,
                     })
                     .await
                     .map_err(admin_error)?;

@@ -15,3 +15,4 @@ pub mod pipeline;
 pub mod policy;
 pub mod routing;
 pub mod store;
+pub mod trust;

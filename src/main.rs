@@ -76,6 +76,9 @@ struct CheckArgs {
     /// Client certificate issuer ({cert_issuer}).
     #[arg(long, value_name = "I")]
     cert_issuer: Option<String>,
+    /// Sendmail's {verify} for the client certificate, e.g. OK or FAIL.
+    #[arg(long, value_name = "RESULT")]
+    verify: Option<String>,
     /// The message file, or - for standard input.
     #[arg(value_name = "FILE|-")]
     file: PathBuf,
@@ -202,6 +205,7 @@ async fn run_check(config_path: Option<PathBuf>, args: CheckArgs) -> Result<()> 
             cipher: None,
             cert_subject: args.cert_subject,
             cert_issuer: args.cert_issuer,
+            verify: args.verify,
             auth_user: args.auth,
         },
         message,

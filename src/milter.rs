@@ -8,7 +8,7 @@
 use crate::config::Mode;
 use crate::listen::{GatedListener, MilterListener};
 use crate::metrics::metrics;
-use crate::pipeline::{Collector, Engine, Outcome};
+use crate::pipeline::{Collector, Engine, Envelope, Outcome};
 use crate::policy::{self, Action, Edit, Recipient, SessionFacts, Verdict};
 use crate::store::{AuditEvent, now_unix_ms};
 use indymilter::{
@@ -103,6 +103,10 @@ pub struct Session {
 struct MessageState {
     queue_id: Option<String>,
     sender: String,
+    /// How the sender was recognised (for the log line).
+    sender_trust: &'static str,
+    /// The secure address the sender is translated to.
+    sender_translation: Option<String>,
     recipients: Vec<Recipient>,
     /// Recipients refused at RCPT (report mode: would have been).
     refused: usize,
@@ -193,9 +197,13 @@ const MACROS: &[(MacroStage, &str)] = &[
     (MacroStage::Eom, "i"),
 ];
 
+/// Headers, quarantine, and the envelope changes of address translation.
 const NEEDED_ACTIONS: Actions = Actions::ADD_HEADER
     .union(Actions::CHANGE_HEADER)
-    .union(Actions::QUARANTINE);
+    .union(Actions::QUARANTINE)
+    .union(Actions::CHANGE_SENDER)
+    .union(Actions::ADD_RCPT)
+    .union(Actions::DELETE_RCPT);
 
 /// The indymilter callbacks, each forwarding to a handler.
 pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
@@ -274,7 +282,7 @@ fn negotiate(
     if !mta_actions.contains(NEEDED_ACTIONS) {
         error!(
             offered = ?mta_actions,
-            "MTA does not offer the milter actions we need (add and change header, quarantine); refusing the connection"
+            "MTA does not offer the milter actions we need (add and change header, quarantine, change sender, add and delete recipient); refusing the connection"
         );
         return Status::Reject;
     }
@@ -352,6 +360,7 @@ async fn mail(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
         cipher: macro_value(&cx.macros, "{cipher}"),
         cert_subject: macro_value(&cx.macros, "{cert_subject}"),
         cert_issuer: macro_value(&cx.macros, "{cert_issuer}"),
+        verify: macro_value(&cx.macros, "{verify}"),
         auth_user: macro_value(&cx.macros, "{auth_authen}"),
     };
     let sender = args
@@ -359,15 +368,18 @@ async fn mail(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
         .map(|a| crate::store::normalize_address(&a.to_string_lossy()))
         .unwrap_or_default();
     let session = session(&mut cx.data)?;
-    session.facts = facts;
+    session.facts = facts.clone();
     session.message = None;
     let engine = session.engine.clone();
-    let refused = deadline(&engine, engine.sender(&sender)).await?;
+    let outcome = deadline(&engine, engine.sender(&sender, &facts)).await?;
+    let refused = outcome.verdict;
     if refused.is_none() || !engine.enforcing() {
         let session = self::session(&mut cx.data)?;
         session.message = Some(MessageState {
             queue_id: queue_id.clone(),
             sender: sender.clone(),
+            sender_trust: outcome.trust,
+            sender_translation: outcome.translated,
             recipients: Vec::new(),
             refused: 0,
             collector: Collector::new(&engine.config),
@@ -584,11 +596,16 @@ async fn eom(cx: &mut EomContext<Session>, queue_id: Option<String>) -> Handled 
     // Classification is CPU work: run it off the I/O threads, under the deadline. The
     // deadline is for this stage: a slow SMTP client before end of data costs nothing here.
     let limit = Duration::from_millis(engine.config.milter.deadline_ms);
+    let envelope = Envelope {
+        sender: message.sender.clone(),
+        sender_translation: message.sender_translation.clone(),
+        session: session_facts.clone(),
+    };
     let worker = {
         let engine = engine.clone();
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let outcome = engine.end_of_message(&message.recipients, &message.collector);
+            let outcome = engine.end_of_message(&envelope, &message.recipients, &message.collector);
             (outcome, message, started.elapsed())
         })
     };
@@ -655,6 +672,8 @@ async fn eom(cx: &mut EomContext<Session>, queue_id: Option<String>) -> Handled 
     info!(
         queue_id = %queue_id,
         sender = %message.sender,
+        trust = %message.sender_trust,
+        translated = %message.sender_translation.as_deref().unwrap_or(""),
         client = %session_facts.client_addr.map(|a| a.to_string()).unwrap_or_default(),
         tls = %session_facts.tls_version.as_deref().unwrap_or("none"),
         recipients = message.recipients.len(),
@@ -691,6 +710,20 @@ async fn apply(cx: &mut EomContext<Session>, verdict: &Verdict) -> Handled {
                 Edit::ChangeHeader { name, index, value } => {
                     cx.actions
                         .change_header(name.as_str(), header_index(*index)?, Some(c_string(value)))
+                        .await?
+                }
+                Edit::ChangeSender { address } => {
+                    cx.actions
+                        .change_sender(c_string(format!("<{address}>")), None::<CString>)
+                        .await?
+                }
+                Edit::ReplaceRecipient {
+                    as_received,
+                    address,
+                } => {
+                    cx.actions.delete_recipient(c_string(as_received)).await?;
+                    cx.actions
+                        .add_recipient(c_string(format!("<{address}>")))
                         .await?
                 }
             }

@@ -3,15 +3,18 @@
 
 use crate::audit::AuditSink;
 use crate::config::{Config, ConfigError, Mode};
-use crate::marking::{self, Classification, Vocabulary};
-use crate::policy::{self, DirectoryAnswer, Facts, Recipient, Verdict, Zone};
-use crate::store::{Directory, StoreError, normalize_address};
+use crate::marking::{self, Classification, LevelId, Vocabulary};
+use crate::policy::{self, DirectoryAnswer, Facts, Recipient, SessionFacts, Verdict, Zone};
+use crate::store::{Directory, Lookup, StoreError, normalize_address};
+use crate::trust::{self, SenderOutcome};
 use std::sync::Arc;
 
 /// A config with everything derived from it: what a session snapshots at its start.
 pub struct Engine {
     pub config: Config,
     pub vocab: Vocabulary,
+    /// `routing.require_tls_from` as a level (`None`: never).
+    pub require_tls_from: Option<LevelId>,
     pub store: Arc<dyn Directory>,
     /// Where the milter records its verdicts (none for `check`).
     pub audit: Option<AuditSink>,
@@ -26,9 +29,23 @@ impl Engine {
                 key: Some(key),
                 message,
             })?;
+        let require_tls_from = match config.routing.require_tls_from.as_str() {
+            "" => None,
+            name => Some(
+                vocab
+                    .level_by_name("routing.require_tls_from", name)
+                    .map_err(|(key, message)| ConfigError {
+                        file: None,
+                        line: None,
+                        key: Some(key),
+                        message,
+                    })?,
+            ),
+        };
         Ok(Engine {
             config,
             vocab,
+            require_tls_from,
             store,
             audit: None,
         })
@@ -44,10 +61,7 @@ impl Engine {
         self.config.mode == Mode::Enforce
     }
 
-    async fn lookup(&self, address: &str, zone: Zone) -> Result<DirectoryAnswer, StoreError> {
-        if zone != Zone::SecureSuffix {
-            return Ok(DirectoryAnswer::NotAsked);
-        }
+    async fn lookup(&self, address: &str) -> Result<Lookup, StoreError> {
         let lookup = self.store.lookup(&normalize_address(address)).await?;
         // A user whose organisation record has gone is broken data, not a verdict: tempfail.
         if let (Some(user), None) = (&lookup.user, &lookup.org) {
@@ -56,15 +70,28 @@ impl Engine {
                 message: format!("{}: organisation {} is missing", user.address, user.org),
             });
         }
-        Ok(DirectoryAnswer::from_lookup(&lookup))
+        Ok(lookup)
     }
 
-    /// MAIL stage: `Some` when the sender is refused.
-    pub async fn sender(&self, sender: &str) -> Result<Option<Verdict>, StoreError> {
+    /// MAIL stage: who the sender is, by the session's facts and the directory's answer for
+    /// the sender's secure address; refused when the verdict says so.
+    pub async fn sender(
+        &self,
+        sender: &str,
+        session: &SessionFacts,
+    ) -> Result<SenderOutcome, StoreError> {
+        let routing = &self.config.routing;
         let address = normalize_address(sender);
-        let zone = policy::zone(&address, &self.config.routing);
-        let answer = self.lookup(&address, zone).await?;
-        Ok(policy::sender_verdict(&address, zone, answer))
+        let zone = policy::zone(&address, routing);
+        let lookup = if address.contains('@') {
+            let secure = trust::secure_form(&address, zone, &routing.secure_suffix);
+            self.lookup(&secure).await?
+        } else {
+            Lookup::default()
+        };
+        Ok(trust::sender_outcome(
+            &address, zone, &lookup, session, routing,
+        ))
     }
 
     /// RCPT stage: the recipient with the directory's answer, and a verdict when refused.
@@ -76,19 +103,32 @@ impl Engine {
     ) -> Result<(Recipient, Option<Verdict>), StoreError> {
         let address = normalize_address(rcpt);
         let zone = policy::zone(&address, &self.config.routing);
+        let as_received = rcpt.trim().to_string();
         if accepted >= self.config.limits.max_recipients {
             let recipient = Recipient {
                 address,
                 zone,
                 directory: DirectoryAnswer::NotAsked,
+                deliver_to: None,
+                as_received,
             };
             return Ok((recipient, Some(policy::too_many_recipients())));
         }
-        let directory = self.lookup(&address, zone).await?;
+        let (directory, deliver_to) = if zone == Zone::SecureSuffix {
+            let lookup = self.lookup(&address).await?;
+            (
+                DirectoryAnswer::from_lookup(&lookup),
+                trust::delivery_address(&address, &lookup, &self.config.routing),
+            )
+        } else {
+            (DirectoryAnswer::NotAsked, None)
+        };
         let recipient = Recipient {
             address,
             zone,
             directory,
+            deliver_to,
+            as_received,
         };
         let verdict = policy::recipient_verdict(&recipient);
         Ok((recipient, verdict))
@@ -96,7 +136,12 @@ impl Engine {
 
     /// End of message: classify the collected message and decide. Pure and synchronous, so
     /// the milter can run it off the I/O threads under its deadline.
-    pub fn end_of_message(&self, recipients: &[Recipient], message: &Collector) -> Outcome {
+    pub fn end_of_message(
+        &self,
+        envelope: &Envelope,
+        recipients: &[Recipient],
+        message: &Collector,
+    ) -> Outcome {
         let limits = &self.config.limits;
         let classification = marking::classify(
             &message.raw,
@@ -116,12 +161,32 @@ impl Engine {
             subject_raw: message.subject_raw.as_deref(),
             subject_decoded: classification.subject.as_deref(),
             own_headers_present: message.own_headers,
+            route_headers_present: message.route_headers,
+            require_tls_from: self.require_tls_from,
+            inbound_protected: envelope.session.tls_version.is_some()
+                || trust::network(envelope.session.client_addr, &self.config.routing)
+                    != trust::Network::Other,
+            sender_translation: envelope
+                .sender_translation
+                .as_deref()
+                .map(|secure| (envelope.sender.as_str(), secure)),
+            from_raw: message.from_raw.as_deref(),
         });
         Outcome {
             classification,
             verdict,
         }
     }
+}
+
+/// The envelope facts an end-of-message decision needs besides the recipients.
+#[derive(Clone, Debug, Default)]
+pub struct Envelope {
+    /// The envelope sender, normalised.
+    pub sender: String,
+    /// The secure address the sender is translated to, if any.
+    pub sender_translation: Option<String>,
+    pub session: SessionFacts,
 }
 
 pub struct Outcome {
@@ -142,9 +207,13 @@ pub struct Collector {
     subject_raw: Option<Vec<u8>>,
     /// A Subject header came, kept or not: never add a second one.
     subject_present: bool,
+    /// The first From, as it came (for address translation).
+    from_raw: Option<Vec<u8>>,
     own_headers: usize,
+    route_headers: usize,
     limits_exceeded: Vec<String>,
     own_header_name: String,
+    route_header_name: String,
     max_headers: usize,
     max_header_bytes: usize,
     max_scan_bytes: usize,
@@ -160,9 +229,12 @@ impl Collector {
             body_bytes: 0,
             subject_raw: None,
             subject_present: false,
+            from_raw: None,
             own_headers: 0,
+            route_headers: 0,
             limits_exceeded: Vec::new(),
             own_header_name: config.marking.header.clone(),
+            route_header_name: config.routing.route_header.clone(),
             max_headers: config.limits.max_headers,
             max_header_bytes: config.limits.max_header_bytes,
             max_scan_bytes: config.limits.max_scan_bytes,
@@ -180,6 +252,11 @@ impl Collector {
         // Count our own header even past the bounds: every forged copy must be removed.
         if name.eq_ignore_ascii_case(self.own_header_name.as_bytes()) {
             self.own_headers += 1;
+        }
+        if !self.route_header_name.is_empty()
+            && name.eq_ignore_ascii_case(self.route_header_name.as_bytes())
+        {
+            self.route_headers += 1;
         }
         if self.body_start.is_some() {
             return;
@@ -202,6 +279,9 @@ impl Collector {
         }
         if first_subject {
             self.subject_raw = Some(value.to_vec());
+        }
+        if self.from_raw.is_none() && name.eq_ignore_ascii_case(b"From") {
+            self.from_raw = Some(value.to_vec());
         }
         self.raw.extend_from_slice(name);
         self.raw.extend_from_slice(b": ");

@@ -4,7 +4,7 @@
 //! passed in, so the same facts always give the same verdict (and `check` can show it).
 
 use crate::config::{OverLimit, RoutingConfig};
-use crate::marking::{Classification, Vocabulary};
+use crate::marking::{Classification, LevelId, Vocabulary};
 use crate::store::{Lookup, OrgState, UserState};
 use serde::Serialize;
 use std::net::IpAddr;
@@ -17,6 +17,8 @@ pub struct SessionFacts {
     pub cipher: Option<String>,
     pub cert_subject: Option<String>,
     pub cert_issuer: Option<String>,
+    /// Sendmail's `{verify}`: `OK` for a client certificate that verified.
+    pub verify: Option<String>,
     pub auth_user: Option<String>,
 }
 
@@ -69,6 +71,14 @@ pub struct Recipient {
     pub address: String,
     pub zone: Zone,
     pub directory: DirectoryAnswer,
+    /// Address translation: the address the message is delivered to instead
+    /// (`bob@firm.co.uk.cjsm.net` → `bob@firm.co.uk`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliver_to: Option<String>,
+    /// The RCPT argument as the MTA received it: how the MTA knows the recipient when it is
+    /// replaced.
+    #[serde(skip)]
+    pub as_received: String,
 }
 
 impl Recipient {
@@ -111,7 +121,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn new(code: &str, status: &str, text: String) -> Reply {
+    pub(crate) fn new(code: &str, status: &str, text: String) -> Reply {
         Reply {
             code: code.into(),
             status: status.into(),
@@ -146,6 +156,15 @@ pub enum Edit {
         #[serde(serialize_with = "lossy_text")]
         value: Vec<u8>,
     },
+    /// The envelope sender becomes `address` (address translation).
+    ChangeSender {
+        address: String,
+    },
+    /// The envelope recipient `as_received` becomes `address` (address translation).
+    ReplaceRecipient {
+        as_received: String,
+        address: String,
+    },
 }
 
 fn lossy_text<S: serde::Serializer>(value: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
@@ -165,7 +184,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn refuse(action: Action, reason: &'static str, reply: Reply) -> Verdict {
+    pub(crate) fn refuse(action: Action, reason: &'static str, reply: Reply) -> Verdict {
         Verdict {
             action,
             reply: Some(reply),
@@ -205,6 +224,16 @@ pub struct Facts<'a> {
     pub subject_decoded: Option<&'a str>,
     /// How many copies of our marking header arrived with the message.
     pub own_headers_present: usize,
+    /// How many copies of the routing header (`routing.route_header`) arrived.
+    pub route_headers_present: usize,
+    /// From this level up, inbound mail to a secure address needs TLS (`None`: never).
+    pub require_tls_from: Option<LevelId>,
+    /// The session was encrypted, or came from a secure or trusted network.
+    pub inbound_protected: bool,
+    /// Address translation of the sender: the address as sent and its secure address.
+    pub sender_translation: Option<(&'a str, &'a str)>,
+    /// The raw value of the first From header, when kept.
+    pub from_raw: Option<&'a [u8]>,
 }
 
 /// Classifies an address by its domain.
@@ -224,25 +253,6 @@ pub fn zone(address: &str, routing: &RoutingConfig) -> Zone {
         Zone::SecureNetwork
     } else {
         Zone::Other
-    }
-}
-
-/// MAIL stage: a sender under the secure suffix must not be suspended or deleted.
-pub fn sender_verdict(sender: &str, zone: Zone, answer: DirectoryAnswer) -> Option<Verdict> {
-    if zone != Zone::SecureSuffix {
-        return None;
-    }
-    match answer {
-        DirectoryAnswer::Suspended | DirectoryAnswer::Deleted => Some(Verdict::refuse(
-            Action::Reject,
-            "sender-suspended",
-            Reply::new(
-                "550",
-                "5.7.1",
-                format!("Sender {sender} is not an active user of the secure service"),
-            ),
-        )),
-        _ => None,
     }
 }
 
@@ -367,6 +377,25 @@ pub fn decide(facts: &Facts) -> Verdict {
         }
     }
 
+    if let Some(required) = facts.require_tls_from
+        && marking.rank >= vocab.rank(required)
+        && !facts.inbound_protected
+        && facts.recipients.iter().any(|r| r.zone != Zone::Other)
+    {
+        return Verdict::refuse(
+            Action::Reject,
+            "no-inbound-tls",
+            Reply::new(
+                "550",
+                "5.7.1",
+                format!(
+                    "{} mail to a secure address must be sent over TLS (STARTTLS); this session was not encrypted",
+                    marking.name
+                ),
+            ),
+        );
+    }
+
     let mut edits = Vec::new();
     // Our marking header is ours alone: remove copies from outside before adding ours.
     // Highest index first, so the remaining indexes stay valid whichever way the MTA counts.
@@ -380,6 +409,20 @@ pub fn decide(facts: &Facts) -> Verdict {
         name: facts.marking_header.into(),
         value: format!("{}; source={}", marking.name, facts.classification.source),
     });
+    let route_header = facts.routing.route_header.as_str();
+    if !route_header.is_empty() {
+        for index in (1..=facts.route_headers_present).rev() {
+            edits.push(Edit::DeleteHeader {
+                name: route_header.into(),
+                index,
+            });
+        }
+        let secure = facts.recipients.iter().all(Recipient::is_secure);
+        edits.push(Edit::AddHeader {
+            name: route_header.into(),
+            value: if secure { "secure" } else { "open" }.into(),
+        });
+    }
     if facts
         .recipients
         .iter()
@@ -387,6 +430,29 @@ pub fn decide(facts: &Facts) -> Verdict {
         && let Some(edit) = subject_tag_edit(facts)
     {
         edits.push(edit);
+    }
+    if let Some((as_sent, secure)) = facts.sender_translation {
+        if let Some(value) = facts
+            .from_raw
+            .and_then(|raw| crate::trust::replace_address(raw, as_sent, secure))
+        {
+            edits.push(Edit::ChangeHeader {
+                name: "From".into(),
+                index: 1,
+                value,
+            });
+        }
+        edits.push(Edit::ChangeSender {
+            address: secure.into(),
+        });
+    }
+    for recipient in facts.recipients {
+        if let Some(address) = &recipient.deliver_to {
+            edits.push(Edit::ReplaceRecipient {
+                as_received: recipient.as_received.clone(),
+                address: address.clone(),
+            });
+        }
     }
 
     let (action, reason, quarantine_reason) =
@@ -507,6 +573,8 @@ mod tests {
             address: address.into(),
             zone: zone(address, &RoutingConfig::default()),
             directory,
+            deliver_to: None,
+            as_received: format!("<{address}>"),
         }
     }
 
@@ -552,6 +620,11 @@ mod tests {
             subject_raw: None,
             subject_decoded: None,
             own_headers_present: 0,
+            route_headers_present: 0,
+            require_tls_from: None,
+            inbound_protected: true,
+            sender_translation: None,
+            from_raw: None,
         }
     }
 
@@ -686,7 +759,11 @@ mod tests {
     ) -> Vec<Edit> {
         let v = vocab();
         let c = classification(&v, Some("OFFICIAL"), false);
-        let routing = RoutingConfig::default();
+        // The routing header has its own test.
+        let routing = RoutingConfig {
+            route_header: String::new(),
+            ..RoutingConfig::default()
+        };
         decide(&Facts {
             subject_present: raw.is_some(),
             subject_raw: raw.map(str::as_bytes),
@@ -726,7 +803,11 @@ mod tests {
         // A raw 8-bit Subject keeps its bytes.
         let v = vocab();
         let c = classification(&v, Some("OFFICIAL"), false);
-        let routing = RoutingConfig::default();
+        // The routing header has its own test.
+        let routing = RoutingConfig {
+            route_header: String::new(),
+            ..RoutingConfig::default()
+        };
         let verdict = decide(&Facts {
             subject_present: true,
             subject_raw: Some(b"caf\xe9 cr\xe8me"),
@@ -826,12 +907,103 @@ mod tests {
         );
         assert_eq!(recipient_verdict(&rcpt("a@x.cjsm.net", Active)), None);
         assert_eq!(recipient_verdict(&rcpt("a@gmail.com", NotAsked)), None);
-        let s = sender_verdict("a@x.cjsm.net", Zone::SecureSuffix, Suspended).unwrap();
-        assert_eq!(s.reply.unwrap().status, "5.7.1");
-        assert_eq!(
-            sender_verdict("a@x.cjsm.net", Zone::SecureSuffix, Unknown),
-            None
+    }
+
+    #[test]
+    fn inbound_tls_rule() {
+        let v = vocab();
+        let routing = RoutingConfig::default();
+        let sensitive = v.level_by_name("test", "OFFICIAL-SENSITIVE").ok();
+        let secure = [rcpt("a@x.cjsm.net", Active)];
+        let network = [rcpt("b@met.pnn.police.uk", NotAsked)];
+        let outside = [rcpt("c@gmail.com", NotAsked)];
+        // (marking, recipients, encrypted session, expected reason)
+        let cases: [(Option<&str>, &[Recipient], bool, &str); 6] = [
+            (None, &secure, false, "no-inbound-tls"),
+            (
+                Some("OFFICIAL-SENSITIVE"),
+                &network,
+                false,
+                "no-inbound-tls",
+            ),
+            (Some("OFFICIAL-SENSITIVE"), &secure, true, "ok"),
+            (Some("OFFICIAL"), &secure, false, "ok"),
+            (Some("OFFICIAL"), &outside, false, "ok"),
+            (None, &outside, false, "no-secure-route"),
+        ];
+        for (label, rcpts, protected, want) in cases {
+            let c = classification(&v, label, false);
+            let verdict = decide(&Facts {
+                require_tls_from: sensitive,
+                inbound_protected: protected,
+                ..facts(&v, &routing, &c, rcpts)
+            });
+            assert_eq!(verdict.reason, want, "{label:?} {rcpts:?} {protected}");
+        }
+        let c = classification(&v, None, false);
+        let never = decide(&Facts {
+            require_tls_from: None,
+            inbound_protected: false,
+            ..facts(&v, &routing, &c, &secure)
+        });
+        assert_eq!(never.reason, "ok");
+    }
+
+    #[test]
+    fn route_header_and_translation_edits() {
+        let v = vocab();
+        let routing = RoutingConfig::default();
+        let c = classification(&v, Some("OFFICIAL"), false);
+        let mut bob = rcpt("bob@firm.co.uk.cjsm.net", Active);
+        bob.deliver_to = Some("bob@firm.co.uk".into());
+        let rcpts = [bob, rcpt("dc@met.pnn.police.uk", NotAsked)];
+        let verdict = decide(&Facts {
+            route_headers_present: 2,
+            sender_translation: Some(("alice@firm.co.uk", "alice@firm.co.uk.cjsm.net")),
+            from_raw: Some(b"Alice <Alice@firm.co.uk>"),
+            ..facts(&v, &routing, &c, &rcpts)
+        });
+        let edits = &verdict.edits;
+        let has = |edit: Edit| assert!(edits.contains(&edit), "{edit:?} in {edits:?}");
+        has(Edit::DeleteHeader {
+            name: "X-CJSM-Route".into(),
+            index: 2,
+        });
+        has(Edit::AddHeader {
+            name: "X-CJSM-Route".into(),
+            value: "secure".into(),
+        });
+        has(Edit::ChangeHeader {
+            name: "From".into(),
+            index: 1,
+            value: b"Alice <alice@firm.co.uk.cjsm.net>".to_vec(),
+        });
+        has(Edit::ChangeSender {
+            address: "alice@firm.co.uk.cjsm.net".into(),
+        });
+        has(Edit::ReplaceRecipient {
+            as_received: "<bob@firm.co.uk.cjsm.net>".into(),
+            address: "bob@firm.co.uk".into(),
+        });
+
+        let rcpts = [rcpt("someone@gmail.com", NotAsked)];
+        let open = decide(&facts(&v, &routing, &c, &rcpts));
+        assert!(open.edits.contains(&Edit::AddHeader {
+            name: "X-CJSM-Route".into(),
+            value: "open".into(),
+        }));
+        let none = RoutingConfig {
+            route_header: String::new(),
+            ..RoutingConfig::default()
+        };
+        let quiet = decide(&facts(&v, &none, &c, &rcpts));
+        assert!(
+            !quiet
+                .edits
+                .iter()
+                .any(|e| matches!(e, Edit::AddHeader { name, .. } if name.is_empty()))
         );
+        assert_eq!(quiet.edits.len(), 1, "{:?}", quiet.edits);
     }
 
     #[test]

@@ -181,6 +181,7 @@ mod tests {
             terms_signed: Some(1),
             admins: vec![],
             client_certificate: None,
+            mail_server: None,
             approved: Some(1),
             created: 0,
             updated: 0,

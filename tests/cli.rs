@@ -50,6 +50,8 @@ fn directory_user_lifecycle_changes_the_verdict() {
                 "a@met.pnn.police.uk",
                 "--rcpt",
                 "alice@smithchambers.cjsm.net",
+                "--tls-version",
+                "TLSv1.3",
                 message.to_str().unwrap(),
             ],
         );
@@ -325,7 +327,7 @@ fn check_takes_session_facts_as_flags() {
             "--rcpt",
             "x@gmail.com",
             "--auth",
-            "alice",
+            "A@firm.co.uk",
             "--client-addr",
             "192.0.2.7",
             "--tls-version",
@@ -341,7 +343,11 @@ fn check_takes_session_facts_as_flags() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["session"]["client_addr"], "192.0.2.7");
     assert_eq!(report["session"]["tls_version"], "TLSv1.3");
-    assert_eq!(report["session"]["auth_user"], "alice");
+    assert_eq!(report["session"]["auth_user"], "A@firm.co.uk");
+    assert_eq!(
+        report["sender_trust"], "none",
+        "no organisation holds firm.co.uk"
+    );
     assert_eq!(report["session"]["cert_subject"], "CN=mail.firm.co.uk");
     assert_eq!(report["action"], "accept");
 }

@@ -65,6 +65,13 @@ struct Case {
     reply_excludes: Vec<String>,
     /// Number of incoming marking headers removed.
     removed: Option<usize>,
+    /// The message arrives over TLS (the default), as hub traffic does.
+    #[serde(default = "over_tls")]
+    tls: bool,
+}
+
+fn over_tls() -> bool {
+    true
 }
 
 struct Mismatch {
@@ -243,6 +250,10 @@ fn run_case(config: &Path, case: &Case, mismatches: &mut Vec<Mismatch>) {
     let path = corpus_dir().join(&case.file);
     let path_text = path.display().to_string();
     let mut args = vec!["check", "--from", case.from.as_str()];
+    args.extend(["--client-addr", "192.0.2.25"]);
+    if case.tls {
+        args.extend(["--tls-version", "TLSv1.3"]);
+    }
     for rcpt in &case.rcpt {
         args.extend(["--rcpt", rcpt.as_str()]);
     }

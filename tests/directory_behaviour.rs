@@ -28,6 +28,7 @@ fn application(id: &str, domains: &[&str], connection: ConnectionType) -> Applic
         connection,
         admins: vec![format!("admin@{}", domains[0])],
         client_certificate: None,
+        mail_server: None,
     }
 }
 

@@ -24,7 +24,13 @@ fn check(message: &[u8], extra_config: &str) -> Value {
             "--from",
             "a@met.pnn.police.uk",
         ])
-        .args(["--rcpt", "b@cps.gsi.gov.uk", "-"])
+        .args([
+            "--rcpt",
+            "b@cps.gsi.gov.uk",
+            "--tls-version",
+            "TLSv1.3",
+            "-",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

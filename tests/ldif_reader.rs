@@ -47,6 +47,7 @@ fn org(id: &str, name: &str, domain: &str, connection: ConnectionType) -> Organi
         terms_signed: Some(1_700_000_000),
         admins: vec![],
         client_certificate: None,
+        mail_server: None,
         approved: Some(1),
         revision: 0,
         created: 1_700_000_000,

@@ -65,7 +65,12 @@ async fn message(milter: SocketAddr, rcpts: &[&str], subject: &str) -> Vec<Statu
     conn.connect("c", SocketAddr::from((Ipv4Addr::LOCALHOST, 4000)))
         .await
         .unwrap();
-    conn.macros(MacroStage::Mail, [("i", "MQ1")]).await.unwrap();
+    conn.macros(
+        MacroStage::Mail,
+        [("i", "MQ1"), ("{tls_version}", "TLSv1.3")],
+    )
+    .await
+    .unwrap();
     conn.mail(["dc@met.pnn.police.uk"]).await.unwrap();
     let mut statuses = Vec::new();
     let mut accepted = 0;

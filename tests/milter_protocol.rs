@@ -110,6 +110,10 @@ async fn accepted_mail_gets_marking_header_forged_copy_removed_and_subject_tag()
                 name: c"X-CJSM-Marking".into(),
                 value: c"OFFICIAL-SENSITIVE; source=subject".into()
             },
+            EomAction::AddHeader {
+                name: c"X-CJSM-Route".into(),
+                value: c"secure".into()
+            },
             EomAction::ChangeHeader {
                 name: c"Subject".into(),
                 index: 1,
@@ -225,9 +229,10 @@ async fn official_goes_anywhere_and_above_ceiling_is_rejected() {
     .await;
     assert_eq!(status, Status::Accept);
     assert!(actions.has_add_header("X-CJSM-Marking", "OFFICIAL; source=subject"));
+    assert!(actions.has_add_header("X-CJSM-Route", "open"));
     assert_eq!(
         actions.actions.len(),
-        1,
+        2,
         "no subject tag outside the hub: {actions:?}"
     );
 
@@ -306,8 +311,21 @@ async fn store_failure_answers_tempfail() {
     let milter = TestMilter::start("").await;
     // The directory file becomes unreadable after start-up.
     std::fs::write(milter.dir.path().join("store/directory.json"), "{ broken").unwrap();
+    // The sender's directory lookup fails at MAIL.
     let mut conn = milter.connect().await;
-    let statuses = envelope(&mut conn, "a@met.pnn.police.uk", &["carol@x.cjsm.net"]).await;
+    conn.connect(
+        "client.example",
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 40000)),
+    )
+    .await
+    .unwrap();
+    helo(&mut conn).await;
+    let status = conn.mail(["a@met.pnn.police.uk"]).await.unwrap();
+    assert!(reply(&status).starts_with("451 4.7.1"), "{status:?}");
+    conn.close().await.unwrap();
+    // The null sender needs no lookup; a hub recipient does.
+    let mut conn = milter.connect().await;
+    let statuses = envelope(&mut conn, "<>", &["carol@x.cjsm.net"]).await;
     assert!(
         reply(&statuses[0]).starts_with("451 4.7.1"),
         "{:?}",
@@ -405,7 +423,8 @@ async fn deadline_overrun_answers_tempfail() {
     // A deadline no classification of a 1 MB message can meet.
     let milter = TestMilter::start("[milter]\ndeadline_ms = 1\n").await;
     let mut conn = milter.connect().await;
-    envelope(&mut conn, "a@met.pnn.police.uk", &["b@met.pnn.police.uk"]).await;
+    // The null sender: no directory lookup at MAIL to race the 1 ms deadline.
+    envelope(&mut conn, "<>", &["b@met.pnn.police.uk"]).await;
     data(&mut conn).await;
     conn.header("Subject", "OFFICIAL: big").await.unwrap();
     conn.eoh().await.unwrap();

@@ -4,8 +4,8 @@
 
 use cjsm_milter::check::feed;
 use cjsm_milter::config::Config;
-use cjsm_milter::pipeline::{Collector, Engine};
-use cjsm_milter::policy::{DirectoryAnswer, Recipient, Zone};
+use cjsm_milter::pipeline::{Collector, Engine, Envelope};
+use cjsm_milter::policy::{DirectoryAnswer, Recipient, SessionFacts, Zone};
 use cjsm_milter::store::FileStore;
 use std::sync::Arc;
 
@@ -89,7 +89,18 @@ fn mutated_corpus_messages_always_get_a_verdict() {
         address: "clerk@cps.gsi.gov.uk".into(),
         zone: Zone::SecureNetwork,
         directory: DirectoryAnswer::NotAsked,
+        deliver_to: None,
+        as_received: "<clerk@cps.gsi.gov.uk>".into(),
     }];
+    // Over TLS, as the secure networks' servers send.
+    let envelope = Envelope {
+        sender: "dc.jones@met.pnn.police.uk".into(),
+        sender_translation: None,
+        session: SessionFacts {
+            tls_version: Some("TLSv1.3".into()),
+            ..SessionFacts::default()
+        },
+    };
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
     let mut files: Vec<_> = std::fs::read_dir(&corpus)
         .unwrap()
@@ -107,7 +118,7 @@ fn mutated_corpus_messages_always_get_a_verdict() {
             let message = mutate(&mut rng, &original);
             let mut collector = Collector::new(&engine.config);
             feed(&mut collector, &message);
-            let outcome = engine.end_of_message(&recipients, &collector);
+            let outcome = engine.end_of_message(&envelope, &recipients, &collector);
             let c = &outcome.classification;
             if !c.limits_exceeded.is_empty() {
                 assert!(

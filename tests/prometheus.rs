@@ -123,7 +123,12 @@ async fn send(milter: SocketAddr, rcpt: &str, subject: &str) -> Status {
     conn.connect("c", SocketAddr::from((Ipv4Addr::LOCALHOST, 4000)))
         .await
         .unwrap();
-    conn.macros(MacroStage::Mail, [("i", "PQ1")]).await.unwrap();
+    conn.macros(
+        MacroStage::Mail,
+        [("i", "PQ1"), ("{tls_version}", "TLSv1.3")],
+    )
+    .await
+    .unwrap();
     conn.mail(["dc@met.pnn.police.uk"]).await.unwrap();
     let status = conn.rcpt([rcpt]).await.unwrap();
     if status != Status::Continue {

@@ -20,7 +20,12 @@ async fn rcpt_status(milter: &TestMilter) -> Status {
         .await
         .unwrap();
     conn.macros(MacroStage::Mail, [("i", "RQ1")]).await.unwrap();
-    conn.mail(["dc@met.pnn.police.uk"]).await.unwrap();
+    // The sender's own lookup comes first: with Redis away, MAIL is already refused.
+    let status = conn.mail(["dc@met.pnn.police.uk"]).await.unwrap();
+    if status != Status::Continue {
+        let _ = conn.close().await;
+        return status;
+    }
     let status = conn.rcpt([HUB_USER]).await.unwrap();
     let _ = conn.abort().await;
     let _ = conn.close().await;

@@ -616,6 +616,7 @@ mod tests {
             terms_signed: Some(1),
             admins: vec![],
             client_certificate: None,
+            mail_server: None,
             approved: Some(1),
             revision: 0,
             created: 1,

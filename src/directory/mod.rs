@@ -34,6 +34,37 @@ pub struct Application {
     pub admins: Vec<String>,
     /// The TLS client certificate a server connection presents.
     pub client_certificate: Option<ClientCertificate>,
+    /// Server connections: the next hop for mail to its domains (`[mx.firm.co.uk]:25`).
+    pub mail_server: Option<String>,
+}
+
+/// A next hop as Postfix writes it: `host`, `[host]` or `[host]:port`, nothing else.
+fn checked_mail_server(text: &str) -> Result<String, AdminError> {
+    let text = text.trim();
+    let (host, port) = match text.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((host, "")) => (host, None),
+            Some((host, port)) => match port.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => (host, Some("")),
+            },
+            None => ("", None),
+        },
+        None => (text, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    if host_ok && port_ok && !text.contains(char::is_whitespace) {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        refused(format!(
+            "--mail-server {text:?}: expected a host name, [host] or [host]:port"
+        ))
+    }
 }
 
 /// Changes to a user's own details; `None` leaves a field as it is.
@@ -151,6 +182,15 @@ impl<'a> Admin<'a> {
             }
             (_, None) => None,
         };
+        let mail_server = match (application.connection, application.mail_server.as_deref()) {
+            (ConnectionType::Mailbox, Some(_)) => {
+                return refused(
+                    "a mailbox organisation's mail is delivered by the hub: no --mail-server",
+                );
+            }
+            (_, Some(server)) => Some(checked_mail_server(server)?),
+            (_, None) => None,
+        };
         let now = now_unix();
         let org = Organisation {
             id: id.clone(),
@@ -165,6 +205,7 @@ impl<'a> Admin<'a> {
                 .map(|a| normalize_address(a))
                 .collect(),
             client_certificate,
+            mail_server,
             approved: None,
             created: now,
             updated: now,

@@ -146,7 +146,8 @@ impl Vocabulary {
         Ok(vocab)
     }
 
-    fn level_by_name(&self, key: &str, name: &str) -> Result<LevelId, (String, String)> {
+    /// The level called `name` (any spelling of its words); the error names `key`.
+    pub fn level_by_name(&self, key: &str, name: &str) -> Result<LevelId, (String, String)> {
         let words = words_of(name);
         self.levels
             .iter()

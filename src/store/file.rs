@@ -339,7 +339,14 @@ impl Directory for FileStore {
         Box::pin(self.blocking(move |inner| {
             let data = inner.users()?;
             let user = data.users.get(&address).cloned();
-            let org = user.as_ref().and_then(|u| data.orgs.get(&u.org).cloned());
+            let org = match &user {
+                Some(u) => data.orgs.get(&u.org).cloned(),
+                // No such user: the organisation holding the domain, if any.
+                None => address
+                    .rsplit_once('@')
+                    .and_then(|(_, domain)| data.domains.get(domain))
+                    .and_then(|id| data.orgs.get(id).cloned()),
+            };
             Ok(Lookup { user, org })
         }))
     }

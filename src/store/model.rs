@@ -52,6 +52,10 @@ pub struct Organisation {
     pub admins: Vec<String>,
     #[serde(default)]
     pub client_certificate: Option<ClientCertificate>,
+    /// Server connections: the next hop for mail to the organisation's domains, as Postfix
+    /// writes it (`[mx.firm.co.uk]`, `[192.0.2.25]:25`); none: the domains' MX records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail_server: Option<String>,
     /// When the application was approved; activation needs it.
     #[serde(default)]
     pub approved: Option<u64>,
@@ -121,7 +125,8 @@ pub struct User {
 }
 
 /// What the milter needs to know of an address: the user and their organisation, read together
-/// (one round trip on Redis).
+/// (one round trip on Redis). For an address no user has, `org` is the organisation that holds
+/// its domain, if any (so a forged sender in an organisation's domain is recognised).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Lookup {
     pub user: Option<User>,

@@ -96,14 +96,19 @@ impl Keys {
     }
 }
 
-/// The user and their organisation in one round trip. KEYS: user, meta. A directory never
+/// The user and their organisation in one round trip (for an unknown user, the organisation
+/// holding the domain). KEYS: user, meta, domains; ARGV: org key prefix, domain. A directory never
 /// written (no meta key) is an error: the milter tempfails rather than call everyone unknown.
 const LOOKUP_LUA: &str = r#"
 if redis.call('EXISTS', KEYS[2]) == 0 then
   return redis.error_reply('CJSMEMPTY the directory in Redis is empty (never written, flushed, or a Redis restarted without its data)')
 end
 local u = redis.call('GET', KEYS[1])
-if not u then return {false, false} end
+if not u then
+  local holder = redis.call('HGET', KEYS[3], ARGV[2])
+  if not holder then return {false, false} end
+  return {false, redis.call('GET', ARGV[1] .. holder)}
+end
 local ok, user = pcall(cjson.decode, u)
 if not ok or type(user.org) ~= 'string' then return {u, false} end
 return {u, redis.call('GET', ARGV[1] .. user.org)}
@@ -384,7 +389,9 @@ impl Directory for RedisStore {
                 self.lookup_script
                     .key(&key)
                     .key(&meta)
+                    .key(self.keys.domains())
                     .arg(&org_prefix)
+                    .arg(address.rsplit_once('@').map_or("", |(_, domain)| domain))
                     .invoke_async(&mut conn)
                     .await
                     .map_err(unavailable)

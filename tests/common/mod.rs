@@ -103,6 +103,7 @@ pub async fn add_user(store: &dyn Directory, address: &str, state: UserState) {
                 terms_signed: Some(1),
                 admins: vec![],
                 client_certificate: None,
+                mail_server: None,
                 approved: Some(1),
                 revision: 0,
                 created: 0,

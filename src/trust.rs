@@ -1,0 +1,702 @@
+//! Inbound trust: who is sending, judged from the facts the MTA reports about the SMTP session
+//! (client address, TLS client certificate, SMTP AUTH) and the directory's answer for the
+//! sender. Pure: the lookups are done by the shell and passed in.
+//!
+//! - A client on a `trusted_networks` range (the hub's own hosts) is taken at its word.
+//! - A sender in a server-connected organisation's domain must come from that organisation's
+//!   server, recognised by the client certificate registered in the directory.
+//! - A sender in a hosted-mailbox domain must have logged in (SMTP AUTH) as that address.
+//! - An authenticated client may send only as itself; a suspended sender not at all.
+
+use crate::config::{RoutingConfig, parse_network};
+use crate::policy::{Action, DirectoryAnswer, Reply, Verdict, Zone};
+use crate::store::{ClientCertificate, ConnectionType, Lookup, OrgState, normalize_address};
+use serde::Serialize;
+use std::net::IpAddr;
+
+pub use crate::policy::SessionFacts;
+
+/// Where the client connects from, by the configured address ranges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Network {
+    /// One of the hub's own hosts (`routing.trusted_networks`).
+    Trusted,
+    /// A peer on the government secure networks (`routing.secure_networks`).
+    Secure,
+    Other,
+}
+
+/// The client's network. An unparsable range cannot be here: the config is validated.
+pub fn network(client: Option<IpAddr>, routing: &RoutingConfig) -> Network {
+    let Some(client) = client else {
+        return Network::Other;
+    };
+    // An IPv4 client seen on an IPv6 socket (::ffff:192.0.2.1) is its IPv4 address.
+    let client = match client {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    let within = |ranges: &[String]| {
+        ranges
+            .iter()
+            .filter_map(|r| parse_network(r).ok())
+            .any(|net| net.contains(&client))
+    };
+    if within(&routing.trusted_networks) {
+        Network::Trusted
+    } else if within(&routing.secure_networks) {
+        Network::Secure
+    } else {
+        Network::Other
+    }
+}
+
+/// The address a sender has on the secure side: its own under the secure suffix, or with the
+/// suffix added (`alice@firm.co.uk` → `alice@firm.co.uk.cjsm.net`).
+pub fn secure_form(address: &str, zone: Zone, suffix: &str) -> String {
+    let suffix = suffix.trim_matches('.');
+    if zone == Zone::SecureSuffix || !address.contains('@') || suffix.is_empty() {
+        address.to_string()
+    } else {
+        format!("{}.{suffix}", address.trim_end_matches('.'))
+    }
+}
+
+/// The address a secure-suffix recipient of a server-connected organisation is delivered to:
+/// the suffix taken off again (`bob@firm.co.uk.cjsm.net` → `bob@firm.co.uk`), when what is
+/// left is one of the organisation's own domains.
+pub fn delivery_address(secure: &str, lookup: &Lookup, routing: &RoutingConfig) -> Option<String> {
+    if !routing.translate {
+        return None;
+    }
+    let org = lookup.org.as_ref()?;
+    if org.connection != ConnectionType::Server
+        || DirectoryAnswer::from_lookup(lookup) != DirectoryAnswer::Active
+    {
+        return None;
+    }
+    let (local, domain) = secure.rsplit_once('@')?;
+    let suffix = routing.secure_suffix.trim_matches('.').to_ascii_lowercase();
+    let own = domain.strip_suffix(&suffix)?.strip_suffix('.')?;
+    org.domains
+        .iter()
+        .any(|d| d == own)
+        .then(|| format!("{local}@{own}"))
+}
+
+/// The common name of a distinguished name as an MTA reports it: Postfix sends the CN alone
+/// (`mail.firm.co.uk`), Sendmail the whole DN with `+XX` escapes
+/// (`/C=GB/O=Firm+20LLP/CN=mail.firm.co.uk`); an administrator may register either, or an
+/// RFC 4514 string (`CN=mail.firm.co.uk,O=Firm LLP`).
+pub fn common_name(dn: &str) -> String {
+    let decoded = decode_xtext(dn.trim());
+    let mut cn = None;
+    for part in decoded.split(['/', ',']) {
+        let part = part.trim();
+        if let Some((key, value)) = part.split_once('=')
+            && key.trim().eq_ignore_ascii_case("CN")
+        {
+            cn = Some(value.trim().to_string());
+        }
+    }
+    cn.unwrap_or(decoded).to_ascii_lowercase()
+}
+
+/// Sendmail's `+XX` hex escapes (xtext, RFC 3461) decoded; other text unchanged.
+fn decode_xtext(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'+'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The session's client certificate is the one registered: verified by the MTA (Sendmail's
+/// `{verify}` is `OK`; Postfix reports a certificate only when it chains to its CA file), and
+/// subject and issuer have the registered common names.
+pub fn certificate_matches(session: &SessionFacts, registered: &ClientCertificate) -> bool {
+    if session.verify.as_deref().is_some_and(|v| v != "OK") {
+        return false;
+    }
+    let (Some(subject), Some(issuer)) = (&session.cert_subject, &session.cert_issuer) else {
+        return false;
+    };
+    let same = |a: &str, b: &str| {
+        let a = common_name(a);
+        !a.is_empty() && a == common_name(b)
+    };
+    same(subject, &registered.subject) && same(issuer, &registered.issuer)
+}
+
+/// What MAIL learns about the sender.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SenderOutcome {
+    /// Refused at MAIL, with the reply.
+    #[serde(skip)]
+    pub verdict: Option<Verdict>,
+    /// How the sender was recognised: `trusted-network`, `certificate`, `smtp-auth`, or
+    /// `none` (a sender outside any organisation's domain, or a refused one).
+    pub trust: &'static str,
+    /// The secure address the envelope sender and `From:` become (address translation).
+    pub translated: Option<String>,
+}
+
+/// MAIL stage: the rules above, in order, for `sender` (normalised; empty for `<>`).
+/// `lookup` is the directory's answer for the sender's [`secure_form`].
+pub fn sender_outcome(
+    sender: &str,
+    zone: Zone,
+    lookup: &Lookup,
+    session: &SessionFacts,
+    routing: &RoutingConfig,
+) -> SenderOutcome {
+    let refused = |reason: &'static str, text: String| SenderOutcome {
+        verdict: Some(Verdict::refuse(
+            Action::Reject,
+            reason,
+            Reply::new("550", "5.7.1", text),
+        )),
+        trust: "none",
+        translated: None,
+    };
+    let authenticated = session.auth_user.as_deref().map(normalize_address);
+    if let Some(login) = &authenticated
+        && !sender.is_empty()
+        && *login != sender
+    {
+        return refused(
+            "sender-not-own-address",
+            format!("Authenticated as {login}; may not send as {sender}"),
+        );
+    }
+    let answer = DirectoryAnswer::from_lookup(lookup);
+    if matches!(
+        answer,
+        DirectoryAnswer::Suspended | DirectoryAnswer::Deleted
+    ) {
+        return refused(
+            "sender-suspended",
+            format!("Sender {sender} is not an active user of the secure service"),
+        );
+    }
+    let trusted = network(session.client_addr, routing) == Network::Trusted;
+    let Some(org) = &lookup.org else {
+        return SenderOutcome {
+            verdict: None,
+            trust: if trusted { "trusted-network" } else { "none" },
+            translated: None,
+        };
+    };
+    let domain = sender.rsplit_once('@').map_or("", |(_, d)| d);
+    let trust = if trusted {
+        "trusted-network"
+    } else {
+        match org.connection {
+            ConnectionType::Server => {
+                let matched = org
+                    .client_certificate
+                    .as_ref()
+                    .is_some_and(|c| certificate_matches(session, c));
+                if !matched {
+                    return refused(
+                        "sender-not-authorised",
+                        format!(
+                            "{sender}: {domain} belongs to a connected organisation; its mail must come from the organisation's server with its registered TLS certificate"
+                        ),
+                    );
+                }
+                "certificate"
+            }
+            ConnectionType::Mailbox => {
+                if authenticated.is_none() {
+                    return refused(
+                        "sender-not-authenticated",
+                        format!("{sender}: log in (SMTP AUTH) to send as a secure mailbox"),
+                    );
+                }
+                "smtp-auth"
+            }
+        }
+    };
+    if lookup.user.is_none() && !trusted {
+        return refused(
+            "sender-unknown",
+            format!("{sender} is not a user of the Secure eMail Directory"),
+        );
+    }
+    let translated = (routing.translate
+        && zone != Zone::SecureSuffix
+        && org.connection == ConnectionType::Server
+        && org.state == OrgState::Active
+        && answer == DirectoryAnswer::Active)
+        .then(|| secure_form(sender, zone, &routing.secure_suffix));
+    SenderOutcome {
+        verdict: None,
+        trust,
+        translated,
+    }
+}
+
+/// `value` (a header's raw value) with `from` replaced by `to` where it stands as a whole
+/// address (case-insensitive); `None` when it does not appear.
+pub fn replace_address(value: &[u8], from: &str, to: &str) -> Option<Vec<u8>> {
+    let from = from.as_bytes();
+    if from.is_empty() || value.len() < from.len() {
+        return None;
+    }
+    let part_of_address =
+        |b: u8| b.is_ascii_alphanumeric() || b".-_+=!#$%&'*/?^`{|}~@".contains(&b);
+    let mut out = Vec::with_capacity(value.len() + to.len());
+    let mut i = 0;
+    let mut replaced = false;
+    while i < value.len() {
+        let fits = i + from.len() <= value.len()
+            && value[i..i + from.len()].eq_ignore_ascii_case(from)
+            && (i == 0 || !part_of_address(value[i - 1]))
+            && value
+                .get(i + from.len())
+                .is_none_or(|&b| !part_of_address(b));
+        if fits {
+            out.extend_from_slice(to.as_bytes());
+            i += from.len();
+            replaced = true;
+        } else {
+            out.push(value[i]);
+            i += 1;
+        }
+    }
+    replaced.then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Organisation, User, UserState};
+
+    fn org(connection: ConnectionType, state: OrgState) -> Organisation {
+        let (id, domain) = match connection {
+            ConnectionType::Server => ("firm", "firm.co.uk"),
+            ConnectionType::Mailbox => ("smith", "smithchambers.cjsm.net"),
+        };
+        Organisation {
+            id: id.into(),
+            name: id.into(),
+            domains: vec![domain.into()],
+            connection,
+            state,
+            terms_signed: Some(1),
+            admins: vec![],
+            client_certificate: (connection == ConnectionType::Server).then(|| ClientCertificate {
+                fingerprint: "00".repeat(32),
+                subject: "/C=GB/O=Firm LLP/CN=mail.firm.co.uk".into(),
+                issuer: "CN=CJSM Client CA,O=Hub".into(),
+            }),
+            mail_server: None,
+            approved: Some(1),
+            created: 0,
+            updated: 0,
+            revision: 1,
+        }
+    }
+
+    fn lookup(address: &str, user: Option<UserState>, org: Option<Organisation>) -> Lookup {
+        Lookup {
+            user: user.map(|state| User {
+                address: address.into(),
+                org: org.as_ref().map_or("x".into(), |o| o.id.clone()),
+                first_name: String::new(),
+                last_name: String::new(),
+                town: String::new(),
+                business_type: String::new(),
+                state,
+                created: 0,
+                updated: 0,
+                smime_certificate: None,
+                revision: 1,
+            }),
+            org,
+        }
+    }
+
+    fn postfix_cert() -> SessionFacts {
+        SessionFacts {
+            client_addr: Some("192.0.2.10".parse().unwrap()),
+            tls_version: Some("TLSv1.3".into()),
+            cert_subject: Some("mail.firm.co.uk".into()),
+            cert_issuer: Some("CJSM Client CA".into()),
+            ..SessionFacts::default()
+        }
+    }
+
+    #[test]
+    fn common_names() {
+        let cases = [
+            ("mail.firm.co.uk", "mail.firm.co.uk"),
+            ("/C=GB/O=Firm+20LLP/CN=mail.firm.co.uk", "mail.firm.co.uk"),
+            ("CN=Mail.Firm.co.uk,O=Firm LLP,C=GB", "mail.firm.co.uk"),
+            ("/CN=CJSM+20Client+20CA", "cjsm client ca"),
+            ("+2", "+2"),
+            ("", ""),
+        ];
+        for (dn, cn) in cases {
+            assert_eq!(common_name(dn), cn, "{dn}");
+        }
+    }
+
+    #[test]
+    fn certificates() {
+        let registered = org(ConnectionType::Server, OrgState::Active)
+            .client_certificate
+            .unwrap();
+        let sendmail = SessionFacts {
+            cert_subject: Some("/C=GB/O=Firm+20LLP/CN=mail.firm.co.uk".into()),
+            cert_issuer: Some("/O=Hub/CN=CJSM+20Client+20CA".into()),
+            verify: Some("OK".into()),
+            ..SessionFacts::default()
+        };
+        let cases: Vec<(&str, SessionFacts, bool)> = vec![
+            ("postfix CNs", postfix_cert(), true),
+            ("sendmail DNs, verified", sendmail.clone(), true),
+            (
+                "sendmail, verify FAIL",
+                SessionFacts {
+                    verify: Some("FAIL".into()),
+                    ..sendmail.clone()
+                },
+                false,
+            ),
+            (
+                "another subject",
+                SessionFacts {
+                    cert_subject: Some("mail.other.co.uk".into()),
+                    ..postfix_cert()
+                },
+                false,
+            ),
+            (
+                "another issuer",
+                SessionFacts {
+                    cert_issuer: Some("Some Public CA".into()),
+                    ..postfix_cert()
+                },
+                false,
+            ),
+            (
+                "no issuer",
+                SessionFacts {
+                    cert_issuer: None,
+                    ..postfix_cert()
+                },
+                false,
+            ),
+            ("no certificate", SessionFacts::default(), false),
+        ];
+        for (name, session, expected) in cases {
+            assert_eq!(
+                certificate_matches(&session, &registered),
+                expected,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn networks() {
+        let routing = RoutingConfig {
+            trusted_networks: vec!["127.0.0.1/32".into()],
+            secure_networks: vec!["10.20.0.0/16".into(), "2001:db8::/32".into()],
+            ..RoutingConfig::default()
+        };
+        let cases = [
+            (Some("127.0.0.1"), Network::Trusted),
+            (Some("::ffff:127.0.0.1"), Network::Trusted),
+            (Some("127.0.0.2"), Network::Other),
+            (Some("10.20.3.4"), Network::Secure),
+            (Some("2001:db8::1"), Network::Secure),
+            (Some("192.0.2.1"), Network::Other),
+            (None, Network::Other),
+        ];
+        for (addr, expected) in cases {
+            let addr = addr.map(|a| a.parse().unwrap());
+            assert_eq!(network(addr, &routing), expected, "{addr:?}");
+        }
+    }
+
+    #[test]
+    fn sender_rules() {
+        let routing = RoutingConfig {
+            trusted_networks: vec!["127.0.0.1/32".into()],
+            ..RoutingConfig::default()
+        };
+        let server = || Some(org(ConnectionType::Server, OrgState::Active));
+        let mailbox = || Some(org(ConnectionType::Mailbox, OrgState::Active));
+        let auth = |user: &str| SessionFacts {
+            auth_user: Some(user.into()),
+            tls_version: Some("TLSv1.3".into()),
+            ..SessionFacts::default()
+        };
+        let local = SessionFacts {
+            client_addr: Some("127.0.0.1".parse().unwrap()),
+            ..SessionFacts::default()
+        };
+        let plain = SessionFacts::default();
+        let alice = "alice@firm.co.uk";
+        let alice_secure = "alice@firm.co.uk.cjsm.net";
+        let mary = "mary@smithchambers.cjsm.net";
+        // (case, sender, zone, lookup, session, reason or trust, translated)
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            Zone,
+            Lookup,
+            SessionFacts,
+            &'a str,
+            Option<&'a str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "server user from the organisation's server: translated",
+                alice,
+                Zone::Other,
+                lookup(alice_secure, Some(UserState::Active), server()),
+                postfix_cert(),
+                "certificate",
+                Some(alice_secure),
+            ),
+            (
+                "server user already under the suffix: not translated",
+                alice_secure,
+                Zone::SecureSuffix,
+                lookup(alice_secure, Some(UserState::Active), server()),
+                postfix_cert(),
+                "certificate",
+                None,
+            ),
+            (
+                "organisation's domain without its certificate",
+                alice,
+                Zone::Other,
+                lookup(alice_secure, Some(UserState::Active), server()),
+                plain.clone(),
+                "sender-not-authorised",
+                None,
+            ),
+            (
+                "organisation's domain, unknown user, no certificate",
+                "mallory@firm.co.uk",
+                Zone::Other,
+                lookup("mallory@firm.co.uk.cjsm.net", None, server()),
+                plain.clone(),
+                "sender-not-authorised",
+                None,
+            ),
+            (
+                "organisation's server, unregistered user",
+                "mallory@firm.co.uk",
+                Zone::Other,
+                lookup("mallory@firm.co.uk.cjsm.net", None, server()),
+                postfix_cert(),
+                "sender-unknown",
+                None,
+            ),
+            (
+                "suspended user from the organisation's server",
+                alice,
+                Zone::Other,
+                lookup(alice_secure, Some(UserState::Suspended), server()),
+                postfix_cert(),
+                "sender-suspended",
+                None,
+            ),
+            (
+                "user of a suspended organisation",
+                alice,
+                Zone::Other,
+                lookup(
+                    alice_secure,
+                    Some(UserState::Active),
+                    Some(org(ConnectionType::Server, OrgState::Suspended)),
+                ),
+                postfix_cert(),
+                "sender-suspended",
+                None,
+            ),
+            (
+                "mailbox user logged in as itself",
+                mary,
+                Zone::SecureSuffix,
+                lookup(mary, Some(UserState::Active), mailbox()),
+                auth("Mary@SmithChambers.cjsm.net"),
+                "smtp-auth",
+                None,
+            ),
+            (
+                "mailbox user without SMTP AUTH",
+                mary,
+                Zone::SecureSuffix,
+                lookup(mary, Some(UserState::Active), mailbox()),
+                plain.clone(),
+                "sender-not-authenticated",
+                None,
+            ),
+            (
+                "logged in as someone else",
+                mary,
+                Zone::SecureSuffix,
+                lookup(mary, Some(UserState::Active), mailbox()),
+                auth("john@smithchambers.cjsm.net"),
+                "sender-not-own-address",
+                None,
+            ),
+            (
+                "logged in, sending as an outside address",
+                "someone@gmail.com",
+                Zone::Other,
+                lookup("someone@gmail.com.cjsm.net", None, None),
+                auth(mary),
+                "sender-not-own-address",
+                None,
+            ),
+            (
+                "suspended mailbox user, logged in",
+                mary,
+                Zone::SecureSuffix,
+                lookup(mary, Some(UserState::Suspended), mailbox()),
+                auth(mary),
+                "sender-suspended",
+                None,
+            ),
+            (
+                "the hub's own host: taken at its word, and translated",
+                alice,
+                Zone::Other,
+                lookup(alice_secure, Some(UserState::Active), server()),
+                local.clone(),
+                "trusted-network",
+                Some(alice_secure),
+            ),
+            (
+                "an outside sender",
+                "dc.jones@met.pnn.police.uk",
+                Zone::SecureNetwork,
+                lookup("dc.jones@met.pnn.police.uk.cjsm.net", None, None),
+                plain.clone(),
+                "none",
+                None,
+            ),
+            (
+                "the null sender",
+                "",
+                Zone::Other,
+                Lookup::default(),
+                plain.clone(),
+                "none",
+                None,
+            ),
+        ];
+        for (name, sender, zone, lookup, session, expected, translated) in cases {
+            let outcome = sender_outcome(sender, zone, &lookup, &session, &routing);
+            let got = outcome.verdict.as_ref().map_or(outcome.trust, |v| v.reason);
+            assert_eq!(got, expected, "{name}");
+            assert_eq!(outcome.translated.as_deref(), translated, "{name}");
+            if let Some(verdict) = &outcome.verdict {
+                let reply = verdict.reply.as_ref().unwrap();
+                assert_eq!((reply.code.as_str(), &reply.status[..4]), ("550", "5.7."));
+            }
+        }
+        let off = RoutingConfig {
+            translate: false,
+            ..RoutingConfig::default()
+        };
+        let outcome = sender_outcome(
+            alice,
+            Zone::Other,
+            &lookup(alice_secure, Some(UserState::Active), server()),
+            &postfix_cert(),
+            &off,
+        );
+        assert_eq!((outcome.trust, outcome.translated), ("certificate", None));
+    }
+
+    #[test]
+    fn delivery_addresses() {
+        let routing = RoutingConfig::default();
+        let bob = "bob@firm.co.uk.cjsm.net";
+        let server = || Some(org(ConnectionType::Server, OrgState::Active));
+        assert_eq!(
+            delivery_address(
+                bob,
+                &lookup(bob, Some(UserState::Active), server()),
+                &routing
+            )
+            .as_deref(),
+            Some("bob@firm.co.uk")
+        );
+        assert_eq!(
+            delivery_address(
+                bob,
+                &lookup(bob, Some(UserState::Suspended), server()),
+                &routing
+            ),
+            None
+        );
+        let mary = "mary@smithchambers.cjsm.net";
+        let mailbox = Some(org(ConnectionType::Mailbox, OrgState::Active));
+        assert_eq!(
+            delivery_address(
+                mary,
+                &lookup(mary, Some(UserState::Active), mailbox),
+                &routing
+            ),
+            None,
+            "hosted mailboxes keep their address"
+        );
+        let off = RoutingConfig {
+            translate: false,
+            ..RoutingConfig::default()
+        };
+        assert_eq!(
+            delivery_address(bob, &lookup(bob, Some(UserState::Active), server()), &off),
+            None
+        );
+    }
+
+    #[test]
+    fn header_addresses() {
+        let cases: [(&[u8], Option<&[u8]>); 6] = [
+            (
+                b"Alice Smith <alice@firm.co.uk>",
+                Some(b"Alice Smith <alice@firm.co.uk.cjsm.net>"),
+            ),
+            (b"ALICE@Firm.co.uk", Some(b"alice@firm.co.uk.cjsm.net")),
+            (
+                b"\"alice@firm.co.uk\" <alice@firm.co.uk>",
+                Some(b"\"alice@firm.co.uk.cjsm.net\" <alice@firm.co.uk.cjsm.net>"),
+            ),
+            (b"malice@firm.co.uk", None),
+            (b"alice@firm.co.uk.evil.com", None),
+            (b"Bob <bob@firm.co.uk>", None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(
+                replace_address(value, "alice@firm.co.uk", "alice@firm.co.uk.cjsm.net").as_deref(),
+                expected,
+                "{}",
+                String::from_utf8_lossy(value)
+            );
+        }
+    }
+}
