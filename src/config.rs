@@ -31,12 +31,23 @@ pub struct Config {
     pub socketmap: SocketmapConfig,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SocketmapConfig {
-    /// Address of the socketmap server (`tlspolicy` map for `smtp_tls_policy_maps`); "" (the
-    /// default) for none, until the MTA is set up to ask it.
+    /// Address of the socketmap server (maps `transport`, `tlspolicy`, `mailertable`,
+    /// `access`); "" (the default) for none, until the MTA is set up to ask it.
     pub listen: String,
+    /// The Sendmail mailer a `mailertable` answer names (`esmtp:[mx.firm.co.uk]`).
+    pub sendmail_mailer: String,
+}
+
+impl Default for SocketmapConfig {
+    fn default() -> Self {
+        SocketmapConfig {
+            listen: String::new(),
+            sendmail_mailer: "esmtp".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]

@@ -104,12 +104,13 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding the socketmap {addr}"))?;
-            info!(listen = %listener.local_addr()?, "socketmap: tlspolicy");
+            info!(listen = %listener.local_addr()?, maps = %crate::routing::MAPS.join(" "), "socketmap");
             let routing = Arc::new(config.routing.clone());
             Some(tokio::spawn(crate::routing::serve(
                 listener,
                 store.clone(),
                 routing,
+                Arc::new(config.socketmap.clone()),
             )))
         }
     };

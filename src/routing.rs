@@ -1,12 +1,18 @@
-//! Outbound route enforcement: the TLS policy Postfix's `smtp_tls_policy_maps` (and Sendmail's
-//! socket map) asks for a next hop, answered over the socketmap protocol from the directory and
-//! the secure-network list.
+//! Outbound route enforcement, answered over the socketmap protocol from the directory and the
+//! secure-network list:
 //!
-//! The answer is pure ([`tls_policy`]); the server ([`serve`]) only reads netstrings, looks the
+//! | map | asked by | answer |
+//! |---|---|---|
+//! | `transport` | Postfix `transport_maps` | an organisation's own server: `smtp:[mx.firm.co.uk]:25` |
+//! | `tlspolicy` | Postfix `smtp_tls_policy_maps` | `secure` with TLS 1.2 or later for its next hops and the secure networks |
+//! | `mailertable` | Sendmail `FEATURE(mailertable)` | `esmtp:[mx.firm.co.uk]` |
+//! | `access` | Sendmail `FEATURE(access_db)` | `TLS_Rcpt:firm.co.uk` → `VERIFY:128` (a verified TLS session) |
+//!
+//! The answers are pure functions; the server ([`serve`]) only reads netstrings, looks the
 //! organisations up and writes netstrings, with bounded work per query.
 
-use crate::config::RoutingConfig;
-use crate::store::{Directory, OrgState, Organisation};
+use crate::config::{RoutingConfig, SocketmapConfig};
+use crate::store::{ConnectionType, Directory, OrgState, Organisation};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::warn;
@@ -35,17 +41,25 @@ pub fn tls_policy(
     if domain.is_empty() || domain.len() > 255 {
         return None;
     }
+    // An organisation's own server, as registered: `[192.0.2.25]:25` is its next hop.
+    let hop = next_hop.trim().to_ascii_lowercase();
+    if let Some(org) = active_servers(orgs).find(|o| {
+        o.mail_server
+            .as_deref()
+            .is_some_and(|server| server == hop || server == domain)
+    }) {
+        let own = &org.domains[0];
+        return Some(format!(
+            "secure match=.{own}:{own} protocols=>=TLSv1.2 ciphers=high"
+        ));
+    }
     let mut candidate = domain.as_str();
     loop {
         let secure_network = routing
             .secure_domains
             .iter()
             .any(|d| d.trim_matches('.').eq_ignore_ascii_case(candidate));
-        let organisation = orgs.iter().any(|o| {
-            o.state == OrgState::Active
-                && o.connection == crate::store::ConnectionType::Server
-                && o.domains.iter().any(|d| d == candidate)
-        });
+        let organisation = active_servers(orgs).any(|o| o.domains.iter().any(|d| d == candidate));
         if secure_network || organisation {
             return Some(format!(
                 "secure match=.{candidate}:{candidate} protocols=>=TLSv1.2 ciphers=high"
@@ -56,6 +70,64 @@ pub fn tls_policy(
             _ => return None,
         }
     }
+}
+
+/// The active server-connected organisations (with at least one domain).
+fn active_servers(orgs: &[Organisation]) -> impl Iterator<Item = &Organisation> {
+    orgs.iter().filter(|o| {
+        o.state == OrgState::Active
+            && o.connection == ConnectionType::Server
+            && !o.domains.is_empty()
+    })
+}
+
+/// The domain of a lookup key: an address (`bob@firm.co.uk`) or a domain, lower case; `None`
+/// for a parent-domain key (`.co.uk`), which never names one organisation.
+fn key_domain(key: &str) -> Option<String> {
+    let key = key.trim();
+    let domain = key.rsplit_once('@').map_or(key, |(_, d)| d);
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    (!domain.is_empty() && !domain.starts_with('.') && domain.len() <= 255).then_some(domain)
+}
+
+/// The active server-connected organisation that owns `key`'s domain and registered a mail
+/// server.
+fn server_for<'o>(key: &str, orgs: &'o [Organisation]) -> Option<(&'o Organisation, &'o str)> {
+    let domain = key_domain(key)?;
+    active_servers(orgs)
+        .find(|o| o.domains.contains(&domain))
+        .and_then(|o| o.mail_server.as_deref().map(|server| (o, server)))
+}
+
+/// Postfix `transport_maps`: mail to an organisation's domain goes to its registered server
+/// (`smtp:[mx.firm.co.uk]:25`); anything else is not ours to route.
+pub fn transport(key: &str, orgs: &[Organisation]) -> Option<String> {
+    server_for(key, orgs).map(|(_, server)| format!("smtp:{server}"))
+}
+
+/// Sendmail's mailertable: `MAILER:[host]` for an organisation's domain. Sendmail's mailertable
+/// has no port: the mailer's own (`ESMTP_MAILER_ARGS`) applies.
+pub fn mailertable(key: &str, orgs: &[Organisation], mailer: &str) -> Option<String> {
+    let (_, server) = server_for(key, orgs)?;
+    let host = match server.strip_prefix('[') {
+        Some(rest) => format!("[{}]", rest.split(']').next().unwrap_or("")),
+        None => server.to_string(),
+    };
+    Some(format!("{mailer}:{host}"))
+}
+
+/// Sendmail's access map, for `TLS_Rcpt:DOMAIN`: mail to an organisation's domain or a secure
+/// network leaves only over a verified TLS session with at least 128-bit encryption.
+pub fn sendmail_access(
+    key: &str,
+    orgs: &[Organisation],
+    routing: &RoutingConfig,
+) -> Option<String> {
+    let (tag, domain) = key.split_once(':')?;
+    if !tag.eq_ignore_ascii_case("TLS_Rcpt") || domain.contains(['[', ']']) {
+        return None;
+    }
+    tls_policy(domain, orgs, routing).map(|_| "VERIFY:128".to_string())
 }
 
 /// One netstring (`LEN:DATA,`) from `bytes`, bounded by `max`: `Ok(None)` when more bytes are
@@ -90,30 +162,48 @@ pub fn netstring(text: &str) -> Vec<u8> {
     format!("{}:{text},", text.len()).into_bytes()
 }
 
+/// The maps this server answers.
+pub const MAPS: [&str; 4] = ["transport", "tlspolicy", "mailertable", "access"];
+
 /// The answer to one request `NAME KEY`.
-pub async fn answer(request: &[u8], store: &dyn Directory, routing: &RoutingConfig) -> String {
+pub async fn answer(
+    request: &[u8],
+    store: &dyn Directory,
+    routing: &RoutingConfig,
+    socketmap: &SocketmapConfig,
+) -> String {
     let Ok(request) = std::str::from_utf8(request) else {
         return "PERM request is not UTF-8".into();
     };
     let Some((name, key)) = request.split_once(' ') else {
         return "PERM expected: NAME KEY".into();
     };
-    match name {
-        "tlspolicy" => match store.orgs().await {
-            Ok(orgs) => match tls_policy(key, &orgs, routing) {
-                Some(policy) => format!("OK {policy}"),
-                None => "NOTFOUND ".into(),
-            },
-            // The MTA defers the delivery rather than send it without the policy.
-            Err(e) => format!("TEMP directory unavailable: {e}")
+    if !MAPS.contains(&name) {
+        return format!(
+            "PERM unknown map {:?}; this server answers {}",
+            name.chars().take(40).collect::<String>(),
+            MAPS.join(", ")
+        );
+    }
+    let orgs = match store.orgs().await {
+        Ok(orgs) => orgs,
+        // The MTA defers the delivery rather than route it without the directory.
+        Err(e) => {
+            return format!("TEMP directory unavailable: {e}")
                 .chars()
                 .take(200)
-                .collect(),
-        },
-        _ => format!(
-            "PERM unknown map {:?}",
-            name.chars().take(40).collect::<String>()
-        ),
+                .collect();
+        }
+    };
+    let found = match name {
+        "transport" => transport(key, &orgs),
+        "tlspolicy" => tls_policy(key, &orgs, routing),
+        "mailertable" => mailertable(key, &orgs, &socketmap.sendmail_mailer),
+        _ => sendmail_access(key, &orgs, routing),
+    };
+    match found {
+        Some(value) => format!("OK {value}"),
+        None => "NOTFOUND ".into(),
     }
 }
 
@@ -122,6 +212,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Arc<dyn Directory>,
     routing: Arc<RoutingConfig>,
+    socketmap: Arc<SocketmapConfig>,
 ) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
@@ -130,6 +221,7 @@ pub async fn serve(
         };
         let store = store.clone();
         let routing = routing.clone();
+        let socketmap = socketmap.clone();
         tokio::spawn(async move {
             let mut buffer = Vec::with_capacity(256);
             let mut chunk = [0u8; 1024];
@@ -147,7 +239,7 @@ pub async fn serve(
                 loop {
                     match parse_netstring(&buffer, MAX_REQUEST) {
                         Ok(Some((request, used))) => {
-                            let reply = answer(request, store.as_ref(), &routing).await;
+                            let reply = answer(request, store.as_ref(), &routing, &socketmap).await;
                             if stream.write_all(&netstring(&reply)).await.is_err() {
                                 return;
                             }
@@ -224,6 +316,59 @@ mod tests {
         assert_eq!(policy("notfirm.co.uk"), None);
         assert_eq!(policy(""), None);
         assert_eq!(policy(&"a.".repeat(200)), None);
+    }
+
+    #[test]
+    fn routes_to_organisation_servers() {
+        let routing = RoutingConfig::default();
+        let mut firm = org("firm.co.uk", OrgState::Active, ConnectionType::Server);
+        firm.mail_server = Some("[192.0.2.25]:2525".into());
+        let mut named = org("named.co.uk", OrgState::Active, ConnectionType::Server);
+        named.mail_server = Some("mx.named.co.uk".into());
+        let mut gone = org("gone.co.uk", OrgState::Suspended, ConnectionType::Server);
+        gone.mail_server = Some("[192.0.2.26]".into());
+        let mx_only = org("mxonly.co.uk", OrgState::Active, ConnectionType::Server);
+        let orgs = [firm, named, gone, mx_only];
+        let cases = [
+            ("bob@firm.co.uk", Some("smtp:[192.0.2.25]:2525")),
+            ("firm.co.uk", Some("smtp:[192.0.2.25]:2525")),
+            ("Bob@FIRM.co.uk", Some("smtp:[192.0.2.25]:2525")),
+            (".co.uk", None),
+            ("bob@sub.firm.co.uk", None),
+            ("named.co.uk", Some("smtp:mx.named.co.uk")),
+            ("gone.co.uk", None),
+            ("mxonly.co.uk", None),
+            ("gmail.com", None),
+            ("", None),
+        ];
+        for (key, want) in cases {
+            assert_eq!(transport(key, &orgs).as_deref(), want, "{key}");
+        }
+        assert_eq!(
+            mailertable("firm.co.uk", &orgs, "esmtp").as_deref(),
+            Some("esmtp:[192.0.2.25]")
+        );
+        assert_eq!(
+            mailertable("named.co.uk", &orgs, "relay").as_deref(),
+            Some("relay:mx.named.co.uk")
+        );
+        assert_eq!(mailertable(".co.uk", &orgs, "esmtp"), None);
+        // The registered next hop gets the organisation's policy; another port does not.
+        assert_eq!(
+            tls_policy("[192.0.2.25]:2525", &orgs, &routing).as_deref(),
+            Some("secure match=.firm.co.uk:firm.co.uk protocols=>=TLSv1.2 ciphers=high")
+        );
+        assert_eq!(tls_policy("[192.0.2.25]:25", &orgs, &routing), None);
+        assert_eq!(tls_policy("[192.0.2.26]", &orgs, &routing), None);
+        let access = |key: &str| sendmail_access(key, &orgs, &routing);
+        assert_eq!(access("TLS_Rcpt:firm.co.uk").as_deref(), Some("VERIFY:128"));
+        assert_eq!(
+            access("TLS_Rcpt:met.pnn.police.uk").as_deref(),
+            Some("VERIFY:128")
+        );
+        assert_eq!(access("TLS_Rcpt:gmail.com"), None);
+        assert_eq!(access("Connect:firm.co.uk"), None);
+        assert_eq!(access("firm.co.uk"), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod pki;
 pub mod redis;
 
 use cjsm_milter::config::Config;
@@ -227,11 +228,24 @@ pub fn wait_listening(port: u16, what: &str) {
 
 /// One SMTP transaction with swaks against a loopback port; the whole dialogue.
 pub fn swaks(port: u16, from: &str, to: &str, subject: &str, body: &str) -> String {
+    swaks_with(port, from, to, subject, body, &[])
+}
+
+/// The same with more swaks options (`--tls`, `--tls-cert FILE`, `--h-From …`).
+pub fn swaks_with(
+    port: u16,
+    from: &str,
+    to: &str,
+    subject: &str,
+    body: &str,
+    extra: &[&str],
+) -> String {
     let out = std::process::Command::new("swaks")
         .args(["--server", "127.0.0.1", "--port", &port.to_string()])
         .args(["--from", from, "--to", to])
         .args(["--header", &format!("Subject: {subject}"), "--body", body])
-        .arg("--hide-informational")
+        .args(extra)
+        .args(["--hide-informational", "--timeout", "60"])
         .output()
         .expect("swaks (Debian package swaks)");
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
