@@ -7,6 +7,7 @@
 mod common;
 
 use common::daemon::Daemon;
+use common::pki::{CA_CN, FIRM_CLIENT_CN, Pki};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -22,7 +23,13 @@ fn fqdn(command: &str) -> Command {
 }
 
 struct Lab {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    pki: Pki,
+    /// The milter's socketmap port, as the .mc asks it.
+    socketmap_port: u16,
+    /// A second sink on 127.0.0.2 (same port): the organisation's own server.
+    firm_sink: Child,
+    firm_sink_dir: PathBuf,
     binary: PathBuf,
     cf: PathBuf,
     port: u16,
@@ -67,8 +74,34 @@ impl Lab {
         );
         let socket = lab.join("milter/milter.sock");
         std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+        let firm_sink_dir = lab.join("firm-sink");
+        std::fs::create_dir_all(&firm_sink_dir).unwrap();
+        assert!(
+            Command::new("chown")
+                .arg("nobody")
+                .arg(&firm_sink_dir)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let pki = Pki::create(&lab.join("pki"));
+        // Sendmail's TLS directory: the hub's key readable by root only, as Sendmail insists.
+        let tls = sm.join("tls");
+        std::fs::create_dir_all(&tls).unwrap();
+        std::fs::copy(&pki.ca, tls.join("cjsm-client-ca.pem")).unwrap();
+        std::fs::copy(&pki.hub_cert, tls.join("cjsm-hub.crt")).unwrap();
+        std::fs::copy(&pki.hub_key, tls.join("cjsm-hub.key")).unwrap();
+        std::fs::set_permissions(
+            tls.join("cjsm-hub.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
 
-        let (port, sink_port) = (common::free_port(), common::free_port());
+        let (port, sink_port, socketmap_port) = (
+            common::free_port(),
+            common::free_port(),
+            common::free_port(),
+        );
         let fragment = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("sendmail/cjsm-milter.mc.fragment"),
         )
@@ -76,6 +109,11 @@ impl Lab {
         .replace(
             "/run/cjsm-milter/milter.sock",
             &socket.display().to_string(),
+        )
+        .replace("/etc/mail/tls", &tls.display().to_string())
+        .replace(
+            "inet:7358@127.0.0.1",
+            &format!("inet:{socketmap_port}@127.0.0.1"),
         );
         let s = sm.display();
         let mc = format!(
@@ -126,6 +164,23 @@ impl Lab {
             .spawn()
             .expect("smtp-sink (Debian package postfix)");
         common::wait_listening(sink_port, "smtp-sink");
+        let firm_sink = Command::new("/usr/sbin/smtp-sink")
+            .args(["-u", "nobody", "-d"])
+            .arg(format!("{}/%M%S.", firm_sink_dir.display()))
+            .arg(format!("127.0.0.2:{sink_port}"))
+            .arg("256")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("smtp-sink (Debian package postfix)");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.2", sink_port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "smtp-sink on 127.0.0.2"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let sendmail = fqdn(&format!("{} -C {} -bD", binary.display(), cf.display()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -133,7 +188,11 @@ impl Lab {
             .unwrap();
         common::wait_listening(port, "sendmail");
         Lab {
-            _dir: dir,
+            dir,
+            pki,
+            socketmap_port,
+            firm_sink,
+            firm_sink_dir,
             binary,
             cf,
             port,
@@ -144,14 +203,18 @@ impl Lab {
         }
     }
 
+    /// From a secure-network sender, over STARTTLS.
     fn swaks(&self, to: &str, subject: &str) -> String {
-        common::swaks(
-            self.port,
-            "dc.jones@met.pnn.police.uk",
-            to,
-            subject,
-            "hello",
-        )
+        self.swaks_with("dc.jones@met.pnn.police.uk", to, subject, &["--tls"])
+    }
+
+    fn swaks_with(&self, from: &str, to: &str, subject: &str, extra: &[&str]) -> String {
+        common::swaks_with(self.port, from, to, subject, "hello", extra)
+    }
+
+    /// What the organisation's server (the sink on 127.0.0.2) received.
+    fn firm_delivered(&self, count: usize) -> Vec<String> {
+        common::sink_messages(&self.firm_sink_dir, count, Duration::from_secs(30))
     }
 
     /// The queue as `mailq` shows it, for failure messages.
@@ -178,24 +241,27 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for child in [&mut self.sendmail, &mut self.sink] {
+        for child in [&mut self.sendmail, &mut self.sink, &mut self.firm_sink] {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 }
 
-fn milter_config(socket: &Path) -> String {
+fn milter_config(lab: &Lab) -> String {
     format!(
-        "[milter]\nlisten = \"unix:{}\"\nsocket_mode = \"0660\"\n[store]\npath = \"{{dir}}/store\"\n[metrics]\nlisten = \"\"\n",
-        socket.display()
+        "[milter]\nlisten = \"unix:{}\"\nsocket_mode = \"0660\"\n[store]\npath = \"{}/store\"\n\
+         [metrics]\nlisten = \"\"\n[socketmap]\nlisten = \"127.0.0.1:{}\"\n",
+        lab.socket.display(),
+        lab.dir.path().display(),
+        lab.socketmap_port
     )
 }
 
 #[test]
 fn sendmail_with_the_milter_as_the_kit_sets_it_up() {
     let lab = Lab::start();
-    let milter = Daemon::start(&milter_config(&lab.socket));
+    let milter = Daemon::start(&milter_config(&lab));
     common::onboard(
         &milter.config,
         "smith",
@@ -242,15 +308,126 @@ fn sendmail_with_the_milter_as_the_kit_sets_it_up() {
 
     let dialogue = lab.swaks("someone@gmail.com", "lunch");
     assert!(dialogue.contains("550 5.7.1"), "{dialogue}");
+    let dialogue = lab.swaks_with(
+        "dc.jones@met.pnn.police.uk",
+        "alice@smithchambers.cjsm.net",
+        "OFFICIAL-SENSITIVE: custody record",
+        &[],
+    );
+    assert!(
+        dialogue.contains(
+            "550 5.7.1 OFFICIAL-SENSITIVE mail to a secure address must be sent over TLS"
+        ),
+        "{dialogue}"
+    );
     let dialogue = lab.swaks("nobody@smithchambers.cjsm.net", "OFFICIAL: x");
     assert!(dialogue.contains("550 5.1.1"), "{dialogue}");
 
+    // A server-connected organisation: Sendmail reports its client certificate as whole DNs
+    // with +XX escapes ({cert_subject}, {cert_issuer}) and {verify} = OK.
+    common::cli_ok(
+        &milter.config,
+        &[
+            "directory",
+            "org",
+            "apply",
+            "--id",
+            "firm",
+            "--name",
+            "Firm LLP",
+            "--domain",
+            "firm.co.uk",
+            "--connection",
+            "server",
+            "--cert-fingerprint",
+            &lab.pki.firm_client_fingerprint,
+            "--cert-subject",
+            FIRM_CLIENT_CN,
+            "--cert-issuer",
+            CA_CN,
+            "--mail-server",
+            "[127.0.0.2]",
+        ],
+    );
+    for step in ["approve", "sign-terms", "activate"] {
+        common::cli_ok(&milter.config, &["directory", "org", step, "firm"]);
+    }
+    for user in ["alice", "bob"] {
+        common::cli_ok(
+            &milter.config,
+            &[
+                "directory",
+                "user",
+                "add",
+                &format!("{user}@firm.co.uk.cjsm.net"),
+                "--org",
+                "firm",
+                "--first-name",
+                user,
+                "--last-name",
+                "Patel",
+            ],
+        );
+    }
+    let cert = lab.pki.firm_client_cert.display().to_string();
+    let key = lab.pki.firm_client_key.display().to_string();
+    let dialogue = lab.swaks_with(
+        "alice@firm.co.uk",
+        "clerk@met.pnn.police.uk",
+        "OFFICIAL-SENSITIVE: from the firm",
+        &["--tls", "--tls-cert", &cert, "--tls-key", &key],
+    );
+    assert!(dialogue.contains("250 2.0.0"), "{dialogue}");
+    let delivered = lab.wait_delivered(2);
+    let outbound = delivered
+        .iter()
+        .find(|m| m.contains("from the firm"))
+        .unwrap_or_else(|| panic!("{delivered:?}"));
+    assert!(
+        outbound.contains("X-Mail-Args: <alice@firm.co.uk.cjsm.net>"),
+        "translated: {outbound}"
+    );
+    assert!(outbound.contains("verify=OK"), "{outbound}");
+    // Without the certificate: refused at MAIL.
+    let dialogue = lab.swaks_with(
+        "alice@firm.co.uk",
+        "clerk@met.pnn.police.uk",
+        "OFFICIAL: x",
+        &["--tls"],
+    );
+    assert!(
+        dialogue.contains("550 5.7.1 <alice@firm.co.uk>... alice@firm.co.uk: firm.co.uk belongs to a connected organisation"),
+        "{dialogue}"
+    );
+    // Inbound to bob's secure address: delivered to bob@firm.co.uk at the organisation's
+    // server, found through the mailertable socket map.
+    let dialogue = lab.swaks("bob@firm.co.uk.cjsm.net", "OFFICIAL-SENSITIVE: interview");
+    assert!(dialogue.contains("250 2.0.0"), "{dialogue}");
+    let firm = lab.firm_delivered(1);
+    assert_eq!(firm.len(), 1, "queue: {}", lab.queue());
+    assert!(
+        firm[0].contains("X-Rcpt-Args: <bob@firm.co.uk>"),
+        "{}",
+        firm[0]
+    );
+    assert!(
+        firm[0].contains("Subject: OFFICIAL-SENSITIVE: interview [CJSM]"),
+        "{}",
+        firm[0]
+    );
+
     drop(milter);
-    let dialogue = lab.swaks("clerk@met.pnn.police.uk", "OFFICIAL: x");
+    // (Over TLS the session would already get 454 4.7.0 at STARTTLS.)
+    let dialogue = lab.swaks_with(
+        "dc.jones@met.pnn.police.uk",
+        "clerk@met.pnn.police.uk",
+        "OFFICIAL: x",
+        &[],
+    );
     assert!(
         dialogue.contains("451 4.3.2"),
         "F=T: tempfail while the milter is down: {dialogue}"
     );
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(lab.delivered().len(), 1, "nothing passed unchecked");
+    assert_eq!(lab.delivered().len(), 2, "nothing passed unchecked");
 }
