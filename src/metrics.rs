@@ -200,10 +200,15 @@ impl Metrics {
         }
         for (stage, reason) in [
             ("mail", "sender-suspended"),
+            ("mail", "sender-not-authorised"),
+            ("mail", "sender-not-authenticated"),
+            ("mail", "sender-not-own-address"),
+            ("mail", "sender-unknown"),
             ("rcpt", "recipient-unknown"),
             ("rcpt", "recipient-suspended"),
             ("eom", "above-ceiling"),
             ("eom", "no-secure-route"),
+            ("eom", "no-inbound-tls"),
         ] {
             self.refusals.with_label_values(&[stage, "reject", reason]);
         }

@@ -504,3 +504,172 @@ async fn an_eight_bit_subject_keeps_its_bytes_around_the_tag() {
     assert!(actions.actions.contains(&wanted), "{actions:?}");
     milter.stop().await;
 }
+
+/// A server-connected organisation (firm.co.uk, client certificate CN mail.firm.co.uk) with
+/// users alice and bob.
+async fn firm(milter: &TestMilter) {
+    use cjsm_milter::store::{ClientCertificate, ConnectionType, OrgState, Organisation, User};
+    let store = milter.shared.current().store.clone();
+    store
+        .put_org(Organisation {
+            id: "firm".into(),
+            name: "Firm LLP".into(),
+            domains: vec!["firm.co.uk".into()],
+            connection: ConnectionType::Server,
+            state: OrgState::Active,
+            terms_signed: Some(1),
+            admins: vec![],
+            client_certificate: Some(ClientCertificate {
+                fingerprint: "ab".repeat(32),
+                subject: "CN=mail.firm.co.uk".into(),
+                issuer: "CN=CJSM Client CA".into(),
+            }),
+            mail_server: None,
+            approved: Some(1),
+            created: 0,
+            updated: 0,
+            revision: 0,
+        })
+        .await
+        .unwrap();
+    for name in ["alice", "bob"] {
+        store
+            .put_users(vec![User {
+                address: format!("{name}@firm.co.uk.cjsm.net"),
+                org: "firm".into(),
+                first_name: name.into(),
+                last_name: "Patel".into(),
+                town: String::new(),
+                business_type: String::new(),
+                state: UserState::Active,
+                created: 0,
+                updated: 0,
+                smime_certificate: None,
+                revision: 0,
+            }])
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn translation_rewrites_the_envelope_and_from_at_end_of_message() {
+    let milter = TestMilter::start("").await;
+    firm(&milter).await;
+    let mut conn = milter.connect().await;
+    conn.connect(
+        "mail.firm.co.uk",
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 40000)),
+    )
+    .await
+    .unwrap();
+    helo(&mut conn).await;
+    conn.macros(
+        MacroStage::Mail,
+        [
+            ("i", "TR1"),
+            ("{tls_version}", "TLSv1.3"),
+            ("{cert_subject}", "mail.firm.co.uk"),
+            ("{cert_issuer}", "CJSM Client CA"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        conn.mail(["<alice@firm.co.uk>"]).await.unwrap(),
+        Status::Continue
+    );
+    assert_eq!(
+        conn.rcpt(["<bob@firm.co.uk.cjsm.net>"]).await.unwrap(),
+        Status::Continue
+    );
+    let (actions, status) = message(
+        &mut conn,
+        &[
+            ("From", "Alice Patel <alice@firm.co.uk>"),
+            ("Subject", "OFFICIAL-SENSITIVE: note to self"),
+        ],
+        b"Hello\r\n",
+    )
+    .await;
+    assert_eq!(status, Status::Accept);
+    for expected in [
+        EomAction::ChangeSender {
+            mail: c"<alice@firm.co.uk.cjsm.net>".into(),
+            args: None,
+        },
+        EomAction::DeleteRecipient {
+            rcpt: c"<bob@firm.co.uk.cjsm.net>".into(),
+        },
+        EomAction::AddRecipient {
+            rcpt: c"<bob@firm.co.uk>".into(),
+            args: None,
+        },
+        EomAction::ChangeHeader {
+            name: c"From".into(),
+            index: 1,
+            value: c"Alice Patel <alice@firm.co.uk.cjsm.net>".into(),
+        },
+    ] {
+        assert!(
+            actions.actions.contains(&expected),
+            "{expected:?} in {:?}",
+            actions.actions
+        );
+    }
+    conn.close().await.unwrap();
+
+    // Without the certificate, the firm's domain is refused at MAIL.
+    let mut conn = milter.connect().await;
+    let client = SocketAddr::from((Ipv4Addr::LOCALHOST, 40001));
+    conn.connect("elsewhere.example", client).await.unwrap();
+    helo(&mut conn).await;
+    conn.macros(MacroStage::Mail, [("{tls_version}", "TLSv1.3")])
+        .await
+        .unwrap();
+    let status = conn.mail(["<alice@firm.co.uk>"]).await.unwrap();
+    assert!(
+        reply(&status).starts_with(
+            "550 5.7.1 alice@firm.co.uk: firm.co.uk belongs to a connected organisation"
+        ),
+        "{status:?}"
+    );
+    conn.close().await.unwrap();
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn an_authenticated_client_sends_only_as_itself() {
+    let milter = TestMilter::start("").await;
+    milter
+        .add_user("mary@smithchambers.cjsm.net", UserState::Active)
+        .await;
+    for (login, want) in [
+        ("mary@smithchambers.cjsm.net", "continue"),
+        (
+            "john@smithchambers.cjsm.net",
+            "550 5.7.1 Authenticated as john@smithchambers.cjsm.net; may not send as mary@smithchambers.cjsm.net",
+        ),
+    ] {
+        let mut conn = milter.connect().await;
+        conn.connect("c", SocketAddr::from((Ipv4Addr::LOCALHOST, 40002)))
+            .await
+            .unwrap();
+        helo(&mut conn).await;
+        conn.macros(
+            MacroStage::Mail,
+            [("{auth_authen}", login), ("{tls_version}", "TLSv1.3")],
+        )
+        .await
+        .unwrap();
+        let status = conn.mail(["<mary@smithchambers.cjsm.net>"]).await.unwrap();
+        let got = if status == Status::Continue {
+            "continue".to_string()
+        } else {
+            reply(&status)
+        };
+        assert_eq!(got, want, "{login}");
+        conn.close().await.unwrap();
+    }
+    milter.stop().await;
+}

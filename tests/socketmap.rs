@@ -84,3 +84,87 @@ fn tls_policy_answers_for_organisations_and_secure_networks() {
     );
     assert!(text.contains("query error"), "{text}");
 }
+
+/// One request over the socketmap protocol, as Sendmail's socket map client sends it.
+fn ask(stream: &mut std::net::TcpStream, request: &str) -> String {
+    use std::io::{Read, Write};
+    stream
+        .write_all(format!("{}:{request},", request.len()).as_bytes())
+        .unwrap();
+    let mut reply = Vec::new();
+    let mut byte = [0u8; 1];
+    // LEN: then LEN bytes then ','; bounded by the server's short answers.
+    while reply.len() < 1100 {
+        if stream.read(&mut byte).unwrap() == 0 {
+            break;
+        }
+        reply.push(byte[0]);
+        let text = String::from_utf8_lossy(&reply);
+        if let Some((len, rest)) = text.split_once(':')
+            && let Ok(len) = len.parse::<usize>()
+            && rest.len() == len + 1
+        {
+            return rest[..len].to_string();
+        }
+    }
+    panic!("no netstring: {:?}", String::from_utf8_lossy(&reply));
+}
+
+#[test]
+fn sendmail_maps_and_bounds_over_the_wire() {
+    let port = common::free_port();
+    let milter_port = common::free_port();
+    let daemon = Daemon::start(&format!(
+        "[milter]\nlisten = \"inet:127.0.0.1:{milter_port}\"\n[store]\npath = \"{{dir}}/store\"\n\
+         [metrics]\nlisten = \"\"\n[socketmap]\nlisten = \"127.0.0.1:{port}\"\nsendmail_mailer = \"relay\"\n"
+    ));
+    common::cli_ok(
+        &daemon.config,
+        &[
+            "directory",
+            "org",
+            "apply",
+            "--id",
+            "firm",
+            "--name",
+            "Firm LLP",
+            "--domain",
+            "firm.co.uk",
+            "--connection",
+            "server",
+            "--mail-server",
+            "[192.0.2.25]:2525",
+        ],
+    );
+    for step in ["approve", "sign-terms", "activate"] {
+        common::cli_ok(&daemon.config, &["directory", "org", step, "firm"]);
+    }
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let cases = [
+        ("mailertable firm.co.uk", "OK relay:[192.0.2.25]"),
+        ("mailertable .co.uk", "NOTFOUND "),
+        ("transport bob@firm.co.uk", "OK smtp:[192.0.2.25]:2525"),
+        ("access TLS_Rcpt:firm.co.uk", "OK VERIFY:128"),
+        ("access TLS_Rcpt:cps.gsi.gov.uk", "OK VERIFY:128"),
+        ("access TLS_Rcpt:gmail.com", "NOTFOUND "),
+        ("access Connect:127.0.0.1", "NOTFOUND "),
+    ];
+    for (request, want) in cases {
+        assert_eq!(ask(&mut stream, request), want, "{request}");
+    }
+    let unknown = ask(&mut stream, "aliases root");
+    assert!(unknown.starts_with("PERM unknown map"), "{unknown}");
+    // A request announced past the bound: refused at its length, and the connection closed.
+    // (Only the length is sent, so the server closes with nothing unread.)
+    use std::io::{Read, Write};
+    stream.write_all(b"2010:").unwrap();
+    let mut reply = [0u8; 200];
+    let n = stream.read(&mut reply).unwrap();
+    let refused = String::from_utf8_lossy(&reply[..n]).into_owned();
+    assert!(refused.contains("PERM request longer than"), "{refused}");
+    let mut rest = Vec::new();
+    assert_eq!(stream.read_to_end(&mut rest).unwrap_or(0), 0, "closed");
+}
