@@ -143,7 +143,8 @@ fn every_sender_rule_offline() {
     ];
     let police = "dc.jones@met.pnn.police.uk";
     // (case, from, rcpt, flags, decision reason, sender trust)
-    let cases: Vec<(&str, &str, &str, Vec<&str>, &str, &str)> = vec![
+    type Case<'a> = (&'a str, &'a str, &'a str, Vec<&'a str>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "organisation's server, Postfix's CNs",
             "alice@firm.co.uk",
