@@ -80,6 +80,23 @@ pub enum OrgCommand {
     Suspend {
         id: String,
     },
+    /// Server connections: a renewed client certificate, or another mail server.
+    Update {
+        id: String,
+        /// SHA-256 fingerprint of the new client certificate.
+        #[arg(long, requires_all = ["cert_subject", "cert_issuer"])]
+        cert_fingerprint: Option<String>,
+        #[arg(long, requires = "cert_fingerprint")]
+        cert_subject: Option<String>,
+        #[arg(long, requires = "cert_fingerprint")]
+        cert_issuer: Option<String>,
+        /// Where mail to its domains goes (`[mx.firm.co.uk]:25`).
+        #[arg(long, conflicts_with = "no_mail_server")]
+        mail_server: Option<String>,
+        /// Deliver by the domains' MX records again.
+        #[arg(long)]
+        no_mail_server: bool,
+    },
     Show {
         id: String,
     },
@@ -226,6 +243,37 @@ pub async fn directory(config: &Config, command: DirectoryCommand) -> Result<()>
             OrgCommand::Suspend { id } => {
                 let org = admin.org_suspend(&id).await.map_err(admin_error)?;
                 println!("{} is now {}", org.id, org.state);
+            }
+            OrgCommand::Update {
+                id,
+                cert_fingerprint,
+                cert_subject,
+                cert_issuer,
+                mail_server,
+                no_mail_server,
+            } => {
+                let certificate = cert_fingerprint.map(|fingerprint| ClientCertificate {
+                    fingerprint,
+                    subject: cert_subject.unwrap_or_default(),
+                    issuer: cert_issuer.unwrap_or_default(),
+                });
+                let mail_server = if no_mail_server {
+                    Some(None)
+                } else {
+                    mail_server.map(Some)
+                };
+                let org = admin
+                    .org_update(&id, certificate, mail_server)
+                    .await
+                    .map_err(admin_error)?;
+                println!(
+                    "{} updated (certificate {}, mail server {})",
+                    org.id,
+                    org.client_certificate
+                        .as_ref()
+                        .map_or("none", |c| c.subject.as_str()),
+                    org.mail_server.as_deref().unwrap_or("by MX")
+                );
             }
             OrgCommand::Show { id } => print_org(&admin.org_show(&id).await.map_err(admin_error)?)?,
             OrgCommand::List => {

@@ -112,6 +112,56 @@ async fn behaviour(store: &dyn Directory) {
     assert!(active.terms_signed.is_some());
     assert!(refusal(admin.org_approve("nobody").await).contains("no organisation"));
 
+    // An address no user has, in an organisation's domain: the organisation that holds it
+    // (so a forged sender there is recognised), in the same one lookup.
+    let lookup = store
+        .lookup("mallory@hartleylaw.co.uk.cjsm.net")
+        .await
+        .unwrap();
+    assert!(lookup.user.is_none());
+    assert_eq!(lookup.org.map(|o| o.id).as_deref(), Some("hartley"));
+
+    // A server organisation's certificate and mail server change; a mailbox one has none.
+    let updated = admin
+        .org_update(
+            "hartley",
+            Some(cjsm_milter::store::ClientCertificate {
+                fingerprint: "AB:".repeat(31) + "AB",
+                subject: "CN=mail2.hartleylaw.co.uk".into(),
+                issuer: "CN=Hub CA".into(),
+            }),
+            Some(Some("[MX.hartleylaw.co.uk]:2525".into())),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        updated.client_certificate.unwrap().fingerprint,
+        "ab".repeat(32)
+    );
+    assert_eq!(
+        updated.mail_server.as_deref(),
+        Some("[mx.hartleylaw.co.uk]:2525")
+    );
+    assert_eq!(updated.state, OrgState::Active, "still active");
+    for bad in ["[mx.x]:99999", "mx x", "[mx.x", ""] {
+        let text = refusal(
+            admin
+                .org_update("hartley", None, Some(Some(bad.into())))
+                .await,
+        );
+        assert!(text.contains("--mail-server"), "{bad}: {text}");
+    }
+    let cleared = admin.org_update("hartley", None, Some(None)).await.unwrap();
+    assert_eq!(cleared.mail_server, None);
+    assert!(
+        refusal(
+            admin
+                .org_update("smith", None, Some(Some("mx.x".into())))
+                .await
+        )
+        .contains("mailbox")
+    );
+
     // Users: only in the organisation's domains, under the secure suffix.
     let text = refusal(
         admin

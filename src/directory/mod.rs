@@ -343,6 +343,50 @@ impl<'a> Admin<'a> {
         .await
     }
 
+    /// `org update`: a renewed client certificate, or a new mail server (`Some(None)` removes
+    /// it), for a server-connected organisation.
+    pub async fn org_update(
+        &self,
+        id: &str,
+        certificate: Option<ClientCertificate>,
+        mail_server: Option<Option<String>>,
+    ) -> Result<Organisation, AdminError> {
+        if certificate.is_none() && mail_server.is_none() {
+            return refused("nothing to update: give the certificate or --mail-server");
+        }
+        let certificate = certificate
+            .map(|mut cert| {
+                cert.fingerprint = normalize_fingerprint(&cert.fingerprint).ok_or_else(|| {
+                    AdminError::Refused(format!(
+                        "certificate fingerprint {:?}: expected a SHA-256 fingerprint (64 hex digits, colons allowed)",
+                        cert.fingerprint
+                    ))
+                })?;
+                Ok::<_, AdminError>(cert)
+            })
+            .transpose()?;
+        let mail_server = match mail_server {
+            Some(Some(server)) => Some(Some(checked_mail_server(&server)?)),
+            other => other,
+        };
+        self.change_org(id, "org update", |org| {
+            if org.connection != ConnectionType::Server {
+                return refused(format!(
+                    "organisation {} is a mailbox organisation: no certificate or mail server",
+                    org.id
+                ));
+            }
+            if let Some(cert) = &certificate {
+                org.client_certificate = Some(cert.clone());
+            }
+            if let Some(server) = &mail_server {
+                org.mail_server = server.clone();
+            }
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn org_show(&self, id: &str) -> Result<Organisation, AdminError> {
         self.existing_org(id).await
     }
