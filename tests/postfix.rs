@@ -732,3 +732,61 @@ fn a_connected_organisation_server_through_the_hub_both_ways() {
     assert!(firm.queue_is_empty(), "{}", firm.queue());
     drop(milter);
 }
+
+#[test]
+fn milter_header_checks_send_secure_mail_only_through_the_tls_transport() {
+    let lab = tempfile::tempdir().unwrap();
+    let pki = Pki::create(&lab.path().join("pki"));
+    let sink = Sink::start(lab.path());
+    let socketmap_port = common::free_port();
+    // The optional line of the fragment switched on, as the README says.
+    let hub = start_hub(lab.path(), &pki, &sink, socketmap_port, true);
+    let store = lab.path().join("store");
+    let milter = Daemon::start(&milter_config(&hub, &store, socketmap_port));
+
+    // Every recipient secure: X-CJSM-Route: secure, FILTER cjsm-secure:, which insists on
+    // verified TLS: the message is held, never sent in clear (the sink offers no TLS).
+    let dialogue = hub.swaks(
+        "dc.jones@met.pnn.police.uk",
+        &["clerk@met.pnn.police.uk"],
+        "OFFICIAL-SENSITIVE: route me securely",
+        &refs(&tls(&pki)),
+    );
+    assert!(dialogue.contains("250 2.0.0 Ok: queued"), "{dialogue}");
+    // An open message takes the normal route to the sink.
+    let dialogue = hub.swaks(
+        "dc.jones@met.pnn.police.uk",
+        &["someone@gmail.com"],
+        "OFFICIAL: lunch",
+        &[],
+    );
+    assert!(dialogue.contains("250 2.0.0 Ok: queued"), "{dialogue}");
+    let delivered = sink.wait_delivered(1);
+    std::thread::sleep(Duration::from_secs(1));
+    let delivered = if delivered.len() < 2 {
+        sink.delivered()
+    } else {
+        delivered
+    };
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert!(
+        delivered[0].contains("X-CJSM-Route: open"),
+        "{}",
+        delivered[0]
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let log = hub.maillog();
+        if log.contains("postfix/cjsm-secure/smtp") && log.contains("status=deferred") {
+            assert!(log.contains("filter: header X-CJSM-Route: secure"), "{log}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the secure message did not go to cjsm-secure: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!hub.queue_is_empty(), "held, not sent in clear");
+    drop(milter);
+}
