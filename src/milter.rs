@@ -677,6 +677,7 @@ async fn eom(cx: &mut EomContext<Session>, queue_id: Option<String>) -> Handled 
         client = %session_facts.client_addr.map(|a| a.to_string()).unwrap_or_default(),
         tls = %session_facts.tls_version.as_deref().unwrap_or("none"),
         recipients = message.recipients.len(),
+        translated_recipients = message.recipients.iter().filter(|r| r.deliver_to.is_some()).count(),
         refused_recipients = message.refused,
         marking = %vocab.level(classification.level).name,
         source = %classification.source,
