@@ -54,6 +54,8 @@ fn main() {
         directory: DirectoryAnswer::NotAsked,
         deliver_to: None,
         as_received: "<clerk@cps.gsi.gov.uk>".into(),
+        certificate: None,
+        certificate_pem: None,
     }];
     // Over TLS, as the secure networks' servers send.
     let envelope = Envelope {

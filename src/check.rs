@@ -50,6 +50,7 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreErr
     }
 
     let mut collector = Collector::new(&engine.config);
+    collector.certificates_present(recipients.iter().any(|r| r.certificate_pem.is_some()));
     feed(&mut collector, &input.message);
     collector.end_of_headers();
     let envelope = Envelope {
@@ -80,6 +81,7 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreErr
             reason: "report-only",
             edits: Vec::new(),
             quarantine_reason: None,
+            encrypt_for: Vec::new(),
         }
     };
 
@@ -141,11 +143,7 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreErr
                 .unwrap_or_else(|| r.address.clone())
         })
         .collect();
-    let subject = final_subject(
-        classification.subject.as_deref(),
-        edits,
-        &engine.config.routing.subject_tag,
-    );
+    let subject = final_subject(classification.subject.as_deref(), edits);
 
     Ok(json!({
         "mode": if enforcing { "enforce" } else { "report" },
@@ -172,8 +170,21 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreErr
         "recipients": recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(),
         "routes": recipients.iter().map(|r| json!({
             "address": r.address, "zone": r.zone, "directory": r.directory, "secure": r.is_secure(),
-            "deliver_to": r.deliver_to,
+            "deliver_to": r.deliver_to, "certificate": r.certificate,
         })).collect::<Vec<_>>(),
+        "encryption": if accepted && !applied.encrypt_for.is_empty() {
+            json!({
+                "for": applied.encrypt_for,
+                "escrow": engine.escrow.is_some(),
+                "cipher": engine.config.encryption.cipher,
+                "body_bytes": edits.iter().find_map(|e| match e {
+                    Edit::ReplaceBody { body } => Some(body.len()),
+                    _ => None,
+                }),
+            })
+        } else {
+            Value::Null
+        },
         "delivered_as": {
             "sender": sender_delivered,
             "recipients": recipients_delivered,
@@ -187,22 +198,21 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreErr
     }))
 }
 
-/// The Subject as delivered, decoded.
-fn final_subject(decoded: Option<&str>, edits: &[Edit], tag: &str) -> Option<String> {
-    let tagged = edits.iter().any(|e| match e {
-        Edit::ChangeHeader { name, .. } | Edit::AddHeader { name, .. } => {
-            name.eq_ignore_ascii_case("Subject")
+/// The Subject as delivered, decoded: the Subject edit's value when there is one.
+fn final_subject(decoded: Option<&str>, edits: &[Edit]) -> Option<String> {
+    let edited = edits.iter().rev().find_map(|e| match e {
+        Edit::ChangeHeader { name, value, .. } if name.eq_ignore_ascii_case("Subject") => {
+            Some(value.clone())
         }
-        Edit::DeleteHeader { .. } | Edit::ChangeSender { .. } | Edit::ReplaceRecipient { .. } => {
-            false
+        Edit::AddHeader { name, value } if name.eq_ignore_ascii_case("Subject") => {
+            Some(value.as_bytes().to_vec())
         }
+        _ => None,
     });
-    match (decoded, tagged) {
-        (Some(subject), true) if !subject.trim().is_empty() => {
-            Some(format!("{} {tag}", subject.trim()))
-        }
-        (_, true) => Some(tag.to_string()),
-        (subject, false) => subject.map(str::to_string),
+    match edited {
+        Some(value) => crate::pipeline::decode_subject(&value)
+            .or_else(|| Some(String::from_utf8_lossy(&value).into_owned())),
+        None => decoded.map(str::to_string),
     }
 }
 

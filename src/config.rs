@@ -29,6 +29,42 @@ pub struct Config {
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub socketmap: SocketmapConfig,
+    pub encryption: EncryptionConfig,
+}
+
+/// S/MIME encryption for recipients without a secure route who have a registered certificate.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncryptionConfig {
+    /// Encrypt rather than reject, when every recipient without a secure route has a valid
+    /// certificate.
+    pub enabled: bool,
+    /// `aes-256-gcm` (CMS AuthEnvelopedData) or `aes-256-cbc` (EnvelopedData, older clients).
+    pub cipher: crate::smime::encrypt::Cipher,
+    /// The hub's archive/escrow certificate (PEM): every encrypted message is encrypted for it
+    /// too.
+    pub escrow_certificate: Option<PathBuf>,
+    /// Replaces the outer Subject of an encrypted message (the real one travels inside);
+    /// "" keeps it.
+    pub neutral_subject: String,
+    /// In the Subject, forces encryption for any marking up to the ceiling; removed after use.
+    /// "" for none.
+    pub trigger: String,
+    /// The largest message encrypted; a message above it that needs encryption is rejected.
+    pub max_message_bytes: usize,
+}
+
+impl Default for EncryptionConfig {
+    fn default() -> Self {
+        EncryptionConfig {
+            enabled: true,
+            cipher: crate::smime::encrypt::Cipher::Aes256Gcm,
+            escrow_certificate: None,
+            neutral_subject: String::new(),
+            trigger: "[encrypt]".into(),
+            max_message_bytes: 32 * 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -243,6 +279,7 @@ impl Default for Config {
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
             socketmap: SocketmapConfig::default(),
+            encryption: EncryptionConfig::default(),
         }
     }
 }
@@ -504,6 +541,18 @@ impl Config {
             return Err((
                 "routing.route_header".into(),
                 format!("{:?} is not a header name", self.routing.route_header),
+            ));
+        }
+        if self.encryption.max_message_bytes == 0 {
+            return Err((
+                "encryption.max_message_bytes".into(),
+                "must be above 0".into(),
+            ));
+        }
+        if self.encryption.neutral_subject.contains(['\r', '\n']) {
+            return Err((
+                "encryption.neutral_subject".into(),
+                "must be one line".into(),
             ));
         }
         if self.routing.secure_suffix.trim().is_empty() {

@@ -20,6 +20,11 @@ pub enum DirectoryCommand {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// S/MIME certificates of recipients reached by encryption.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
     /// Search users by name, organisation or town.
     Search { text: String },
     /// Export active users: CSV for a spreadsheet, LDIF (inetOrgPerson) for an address list.
@@ -29,6 +34,27 @@ pub enum DirectoryCommand {
         /// LDIF: the base DN the entries go under.
         #[arg(long, default_value = "ou=Secure eMail Directory,dc=cjsm,dc=net")]
         base_dn: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CertCommand {
+    /// Register an address's certificate (PEM or DER): refused unless valid now, usable for
+    /// encryption (key usage), and issued for that address.
+    Import {
+        address: String,
+        #[arg(value_name = "FILE")]
+        file: std::path::PathBuf,
+    },
+    /// Show an address's certificate as JSON.
+    Show { address: String },
+    /// Remove an address's certificate.
+    Remove { address: String },
+    /// List certificates that lapse within the given time (or have), soonest first.
+    Expiring {
+        /// e.g. 30d, 12h.
+        #[arg(long, default_value = "30d")]
+        within: String,
     },
 }
 
@@ -357,6 +383,41 @@ pub async fn directory(config: &Config, command: DirectoryCommand) -> Result<()>
                 );
             }
         },
+        DirectoryCommand::Cert { command } => match command {
+            CertCommand::Import { address, file } => {
+                let bytes =
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let cert = admin
+                    .cert_import(&address, &bytes)
+                    .await
+                    .map_err(admin_error)?;
+                println!(
+                    "{} certificate imported (sha256 {}, valid until {})",
+                    cert.address,
+                    cert.fingerprint,
+                    crate_date(cert.not_after)
+                );
+            }
+            CertCommand::Show { address } => {
+                let cert = admin.cert_show(&address).await.map_err(admin_error)?;
+                println!("{}", json(&cert)?);
+            }
+            CertCommand::Remove { address } => {
+                admin.cert_remove(&address).await.map_err(admin_error)?;
+                println!("{} certificate removed", normalize(&address));
+            }
+            CertCommand::Expiring { within } => {
+                let seconds = parse_duration(&within)?;
+                for cert in admin.cert_expiring(seconds).await.map_err(admin_error)? {
+                    println!(
+                        "{}\t{}\t{}",
+                        cert.address,
+                        crate_date(cert.not_after),
+                        cert.subject
+                    );
+                }
+            }
+        },
         DirectoryCommand::Search { text } => {
             if text.trim().is_empty() {
                 bail!("search text must not be empty");
@@ -431,6 +492,34 @@ pub async fn audit(config: &Config, command: AuditCommand) -> Result<()> {
 }
 
 /// `--since`: an age (`90m`, `24h`, `7d`), seconds since 1970, or a UTC date and time.
+fn crate_date(unix: u64) -> String {
+    cjsm_milter::smime::cert::date(unix)
+}
+
+fn normalize(address: &str) -> String {
+    cjsm_milter::store::normalize_address(address)
+}
+
+/// `30d`, `12h`, `90m`, `45s` as seconds.
+fn parse_duration(text: &str) -> Result<u64> {
+    let text = text.trim();
+    if let Some((number, unit)) = text.split_at_checked(text.len().saturating_sub(1))
+        && let Ok(n) = number.parse::<u64>()
+    {
+        let factor = match unit {
+            "s" => Some(1),
+            "m" => Some(60),
+            "h" => Some(3600),
+            "d" => Some(86_400),
+            _ => None,
+        };
+        if let Some(factor) = factor {
+            return Ok(n.saturating_mul(factor));
+        }
+    }
+    bail!("--within {text:?}: use a duration such as 30d, 12h or 90m")
+}
+
 fn parse_since(text: &str, now_ms: u64) -> Result<u64> {
     let text = text.trim();
     if let Some((number, unit)) = text.split_at_checked(text.len().saturating_sub(1))

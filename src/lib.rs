@@ -14,5 +14,6 @@ pub mod milter;
 pub mod pipeline;
 pub mod policy;
 pub mod routing;
+pub mod smime;
 pub mod store;
 pub mod trust;

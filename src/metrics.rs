@@ -31,6 +31,9 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub config_last_reload: Gauge,
     pub audit_dropped: IntCounter,
+    pub messages_encrypted: IntCounter,
+    pub certificates: IntGauge,
+    pub certificates_expiring: IntGauge,
     pub build_info: IntGaugeVec,
     /// 1 when /readyz answers ready, else 0 (for alerting).
     pub ready: IntGauge,
@@ -117,6 +120,22 @@ impl Metrics {
         registry
             .register(Box::new(audit_dropped.clone()))
             .expect("unique metric");
+        let messages_encrypted = IntCounter::new(
+            "cjsm_messages_encrypted_total",
+            "Messages encrypted (S/MIME) for recipients without a secure route.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(messages_encrypted.clone()))
+            .expect("unique metric");
+        let certificates = gauge(
+            "cjsm_certificates",
+            "S/MIME certificates registered in the directory.",
+        );
+        let certificates_expiring = gauge(
+            "cjsm_certificates_expiring",
+            "Registered S/MIME certificates that lapse within 30 days (or have).",
+        );
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "cjsm_build_info",
@@ -132,6 +151,9 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         Metrics {
+            messages_encrypted,
+            certificates,
+            certificates_expiring,
             messages: counter_vec(
                 &registry,
                 "cjsm_messages_total",

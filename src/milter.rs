@@ -197,10 +197,12 @@ const MACROS: &[(MacroStage, &str)] = &[
     (MacroStage::Eom, "i"),
 ];
 
-/// Headers, quarantine, and the envelope changes of address translation.
+/// Headers, quarantine, the envelope changes of address translation, and the body (S/MIME
+/// encryption).
 const NEEDED_ACTIONS: Actions = Actions::ADD_HEADER
     .union(Actions::CHANGE_HEADER)
     .union(Actions::QUARANTINE)
+    .union(Actions::REPLACE_BODY)
     .union(Actions::CHANGE_SENDER)
     .union(Actions::ADD_RCPT)
     .union(Actions::DELETE_RCPT);
@@ -282,7 +284,7 @@ fn negotiate(
     if !mta_actions.contains(NEEDED_ACTIONS) {
         error!(
             offered = ?mta_actions,
-            "MTA does not offer the milter actions we need (add and change header, quarantine, change sender, add and delete recipient); refusing the connection"
+            "MTA does not offer the milter actions we need (add and change header, quarantine, change sender, add and delete recipient, replace body); refusing the connection"
         );
         return Status::Reject;
     }
@@ -534,9 +536,17 @@ fn header(cx: &mut Context<Session>, name: &CStr, value: &CStr) -> Status {
     }
 }
 
+/// Body replacement chunk size: 64 KiB, the milter protocol's usual body chunk.
+const BODY_CHUNK: usize = 65_535;
+
 fn eoh(cx: &mut Context<Session>) -> Status {
     match message(&mut cx.data) {
         Ok((_, message)) => {
+            let certificates = message
+                .recipients
+                .iter()
+                .any(|r| r.certificate_pem.is_some());
+            message.collector.certificates_present(certificates);
             message.collector.end_of_headers();
             Status::Continue
         }
@@ -726,6 +736,12 @@ async fn apply(cx: &mut EomContext<Session>, verdict: &Verdict) -> Handled {
                     cx.actions
                         .add_recipient(c_string(format!("<{address}>")))
                         .await?
+                }
+                Edit::ReplaceBody { body } => {
+                    // In chunks the size the MTA sends them (a milter packet's bound).
+                    for chunk in body.chunks(BODY_CHUNK) {
+                        cx.actions.replace_body(chunk).await?;
+                    }
                 }
             }
         }

@@ -4,8 +4,9 @@
 use crate::audit::AuditSink;
 use crate::config::{Config, ConfigError, Mode};
 use crate::marking::{self, Classification, LevelId, Vocabulary};
-use crate::policy::{self, DirectoryAnswer, Facts, Recipient, SessionFacts, Verdict, Zone};
-use crate::store::{Directory, Lookup, StoreError, normalize_address};
+use crate::policy::{self, DirectoryAnswer, Edit, Facts, Recipient, SessionFacts, Verdict, Zone};
+use crate::smime;
+use crate::store::{Directory, Lookup, StoreError, normalize_address, now_unix};
 use crate::trust::{self, SenderOutcome};
 use std::sync::Arc;
 
@@ -15,6 +16,8 @@ pub struct Engine {
     pub vocab: Vocabulary,
     /// `routing.require_tls_from` as a level (`None`: never).
     pub require_tls_from: Option<LevelId>,
+    /// The escrow certificate (PEM) every encrypted message is also encrypted for.
+    pub escrow: Option<String>,
     pub store: Arc<dyn Directory>,
     /// Where the milter records its verdicts (none for `check`).
     pub audit: Option<AuditSink>,
@@ -42,10 +45,20 @@ impl Engine {
                     })?,
             ),
         };
+        let escrow = match &config.encryption.escrow_certificate {
+            None => None,
+            Some(path) => Some(load_escrow(path).map_err(|message| ConfigError {
+                file: None,
+                line: None,
+                key: Some("encryption.escrow_certificate".into()),
+                message,
+            })?),
+        };
         Ok(Engine {
             config,
             vocab,
             require_tls_from,
+            escrow,
             store,
             audit: None,
         })
@@ -111,17 +124,32 @@ impl Engine {
                 directory: DirectoryAnswer::NotAsked,
                 deliver_to: None,
                 as_received,
+                certificate: None,
+                certificate_pem: None,
             };
             return Ok((recipient, Some(policy::too_many_recipients())));
         }
-        let (directory, deliver_to) = if zone == Zone::SecureSuffix {
-            let lookup = self.lookup(&address).await?;
-            (
-                DirectoryAnswer::from_lookup(&lookup),
-                trust::delivery_address(&address, &lookup, &self.config.routing),
-            )
+        // Hub addresses are looked up for their state; any other address only for an S/MIME
+        // certificate, when encryption is on.
+        let lookup = if zone == Zone::SecureSuffix || self.config.encryption.enabled {
+            Some(self.lookup(&address).await?)
         } else {
-            (DirectoryAnswer::NotAsked, None)
+            None
+        };
+        let (directory, deliver_to) = match (&lookup, zone) {
+            (Some(lookup), Zone::SecureSuffix) => (
+                DirectoryAnswer::from_lookup(lookup),
+                trust::delivery_address(&address, lookup, &self.config.routing),
+            ),
+            _ => (DirectoryAnswer::NotAsked, None),
+        };
+        let (certificate, certificate_pem) = match lookup.and_then(|l| l.certificate) {
+            Some(cert) => {
+                let validity = smime::cert::validity(cert.not_before, cert.not_after, now_unix());
+                let pem = (validity == smime::cert::Validity::Valid).then(|| cert.pem.into());
+                (Some(validity), pem)
+            }
+            None => (None, None),
         };
         let recipient = Recipient {
             address,
@@ -129,6 +157,8 @@ impl Engine {
             directory,
             deliver_to,
             as_received,
+            certificate,
+            certificate_pem,
         };
         let verdict = policy::recipient_verdict(&recipient);
         Ok((recipient, verdict))
@@ -144,7 +174,7 @@ impl Engine {
     ) -> Outcome {
         let limits = &self.config.limits;
         let classification = marking::classify(
-            &message.raw,
+            message.scanned(),
             message.limits_exceeded.clone(),
             &self.vocab,
             limits,
@@ -171,7 +201,25 @@ impl Engine {
                 .as_deref()
                 .map(|secure| (envelope.sender.as_str(), secure)),
             from_raw: message.from_raw.as_deref(),
+            encryption: policy::EncryptionFacts {
+                enabled: self.config.encryption.enabled,
+                requested: message.encryption_requested,
+                trigger: &self.config.encryption.trigger,
+                whole: message.whole_entity().is_some(),
+                neutral_subject: &self.config.encryption.neutral_subject,
+            },
         });
+        let verdict = if verdict.encrypt_for.is_empty() {
+            verdict
+        } else {
+            match self.encrypt(verdict, recipients, message) {
+                Ok(verdict) => verdict,
+                Err(e) => {
+                    tracing::error!(error = %e, "encryption failed");
+                    Verdict::tempfail("encryption-error")
+                }
+            }
+        };
         Outcome {
             classification,
             verdict,
@@ -187,6 +235,83 @@ pub struct Envelope {
     /// The secure address the sender is translated to, if any.
     pub sender_translation: Option<String>,
     pub session: SessionFacts,
+}
+
+/// The escrow certificate: readable, and usable for encryption now.
+fn load_escrow(path: &std::path::Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let parsed = smime::cert::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(problem) = &parsed.unusable_for_encryption {
+        return Err(format!(
+            "{}: cannot be used for encryption: {problem}",
+            path.display()
+        ));
+    }
+    if smime::cert::validity(parsed.not_before, parsed.not_after, now_unix())
+        != smime::cert::Validity::Valid
+    {
+        return Err(format!(
+            "{}: not valid now (valid {} to {})",
+            path.display(),
+            smime::cert::date(parsed.not_before),
+            smime::cert::date(parsed.not_after)
+        ));
+    }
+    Ok(parsed.pem)
+}
+
+impl Engine {
+    /// The verdict's encryption carried out: the entity (the message's own content headers
+    /// and whole body) encrypted for the recipients' certificates and the escrow certificate,
+    /// and the edits that put it in place of the body.
+    fn encrypt(
+        &self,
+        mut verdict: Verdict,
+        recipients: &[Recipient],
+        message: &Collector,
+    ) -> Result<Verdict, String> {
+        let entity = message
+            .whole_entity()
+            .ok_or("the message was not held whole")?;
+        let mut certificates: Vec<&str> = recipients
+            .iter()
+            .filter(|r| verdict.encrypt_for.contains(&r.address))
+            .filter_map(|r| r.certificate_pem.as_deref())
+            .collect();
+        if let Some(escrow) = &self.escrow {
+            certificates.push(escrow);
+        }
+        let cipher = self.config.encryption.cipher;
+        let der = smime::encrypt::encrypt(&entity, &certificates, cipher)?;
+        drop(entity);
+        let edits = &mut verdict.edits;
+        // The message's own content headers travel inside; highest index first per name.
+        for (name, count) in message.content_header_counts() {
+            for index in (1..=count).rev() {
+                edits.push(Edit::DeleteHeader {
+                    name: name.clone(),
+                    index,
+                });
+            }
+        }
+        if !message.mime_version_present {
+            edits.push(Edit::AddHeader {
+                name: "MIME-Version".into(),
+                value: "1.0".into(),
+            });
+        }
+        for (name, value) in smime::encrypt::headers(cipher) {
+            edits.push(Edit::AddHeader {
+                name: name.into(),
+                value,
+            });
+        }
+        edits.push(Edit::ReplaceBody {
+            body: smime::encrypt::base64_lines(&der),
+        });
+        crate::metrics::metrics().messages_encrypted.inc();
+        Ok(verdict)
+    }
 }
 
 pub struct Outcome {
@@ -209,6 +334,22 @@ pub struct Collector {
     subject_present: bool,
     /// The first From, as it came (for address translation).
     from_raw: Option<Vec<u8>>,
+    /// The top-level `Content-*` headers, in order (they travel inside an encrypted message).
+    content_headers: Vec<(String, Vec<u8>)>,
+    /// Every header was kept (within the header bounds).
+    headers_whole: bool,
+    pub(crate) mime_version_present: bool,
+    /// The Subject asks for encryption (`[encryption] trigger`).
+    pub(crate) encryption_requested: bool,
+    /// A recipient has a usable certificate: encryption may follow.
+    certificates_present: bool,
+    /// The whole body is kept (up to `whole_limit`), for encryption.
+    keep_whole: bool,
+    whole_limit: usize,
+    encryption_enabled: bool,
+    trigger: String,
+    /// The Subject travels inside an encrypted message (a neutral one replaces it outside).
+    subject_inside: bool,
     own_headers: usize,
     route_headers: usize,
     limits_exceeded: Vec<String>,
@@ -230,6 +371,16 @@ impl Collector {
             subject_raw: None,
             subject_present: false,
             from_raw: None,
+            content_headers: Vec::new(),
+            headers_whole: true,
+            mime_version_present: false,
+            encryption_requested: false,
+            certificates_present: false,
+            keep_whole: false,
+            whole_limit: config.encryption.max_message_bytes,
+            encryption_enabled: config.encryption.enabled,
+            trigger: config.encryption.trigger.clone(),
+            subject_inside: !config.encryption.neutral_subject.trim().is_empty(),
             own_headers: 0,
             route_headers: 0,
             limits_exceeded: Vec::new(),
@@ -268,6 +419,7 @@ impl Collector {
         self.header_bytes += name.len() + value.len() + 4;
         if self.headers > self.max_headers {
             self.exceeded(format!("more than {} headers", self.max_headers));
+            self.headers_whole = false;
             return;
         }
         if self.header_bytes > self.max_header_bytes {
@@ -275,8 +427,14 @@ impl Collector {
                 "headers longer than {} bytes",
                 self.max_header_bytes
             ));
+            self.headers_whole = false;
             return;
         }
+        if name.len() > 8 && name[..8].eq_ignore_ascii_case(b"Content-") {
+            self.content_headers
+                .push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
+        }
+        self.mime_version_present |= name.eq_ignore_ascii_case(b"MIME-Version");
         if first_subject {
             self.subject_raw = Some(value.to_vec());
         }
@@ -289,15 +447,28 @@ impl Collector {
         self.raw.extend_from_slice(b"\r\n");
     }
 
-    /// A chunk of the body; bytes past `max_scan_bytes` are counted, not kept.
+    /// Before the body: a recipient has a usable S/MIME certificate, so the message may be
+    /// encrypted and its whole body is kept (up to `[encryption] max_message_bytes`).
+    pub fn certificates_present(&mut self, present: bool) {
+        self.certificates_present = present;
+    }
+
+    /// A chunk of the body; bytes past `max_scan_bytes` are counted, not kept (unless the
+    /// message may be encrypted: then up to the encryption bound).
     pub fn body(&mut self, chunk: &[u8]) {
         self.start_body();
+        let before = self.body_bytes;
         self.body_bytes += chunk.len() as u64;
-        let kept = self.raw.len() - self.body_start.unwrap_or(self.raw.len());
-        let room = self.max_scan_bytes.saturating_sub(kept);
-        if chunk.len() > room {
+        if self.body_bytes > self.max_scan_bytes as u64 && before <= self.max_scan_bytes as u64 {
             self.exceeded(format!("body longer than {} bytes", self.max_scan_bytes));
         }
+        let limit = if self.keep_whole {
+            self.whole_limit.max(self.max_scan_bytes)
+        } else {
+            self.max_scan_bytes
+        };
+        let kept = self.raw.len() - self.body_start.unwrap_or(self.raw.len());
+        let room = limit.saturating_sub(kept);
         self.raw.extend_from_slice(&chunk[..chunk.len().min(room)]);
     }
 
@@ -305,7 +476,74 @@ impl Collector {
         if self.body_start.is_none() {
             self.raw.extend_from_slice(b"\r\n");
             self.body_start = Some(self.raw.len());
+            if self.encryption_enabled {
+                let decoded = self.subject_raw.as_deref().and_then(decode_subject);
+                self.encryption_requested = policy::encryption_requested(
+                    self.subject_raw.as_deref(),
+                    decoded.as_deref(),
+                    &self.trigger,
+                );
+                self.keep_whole = self.certificates_present || self.encryption_requested;
+            }
         }
+    }
+
+    /// What the classifier reads: the headers and at most `max_scan_bytes` of the body.
+    pub fn scanned(&self) -> &[u8] {
+        match self.body_start {
+            Some(start) => &self.raw[..self.raw.len().min(start + self.max_scan_bytes)],
+            None => &self.raw,
+        }
+    }
+
+    /// The MIME entity an encrypted message carries: the message's own content headers (and
+    /// its Subject, when a neutral one replaces it outside), a blank line, the whole body.
+    /// `None` unless every header and the whole body were kept.
+    pub fn whole_entity(&self) -> Option<Vec<u8>> {
+        let start = self.body_start?;
+        let body = &self.raw[start..];
+        if !self.keep_whole || !self.headers_whole || body.len() as u64 != self.body_bytes {
+            return None;
+        }
+        let mut entity = Vec::with_capacity(body.len() + 1024);
+        let mut line = |name: &[u8], value: &[u8]| {
+            entity.extend_from_slice(name);
+            entity.extend_from_slice(b": ");
+            // Folded values come with LF or CRLF: the entity is canonical, CRLF.
+            for (i, part) in value.split(|&b| b == b'\n').enumerate() {
+                if i > 0 {
+                    entity.extend_from_slice(b"\r\n");
+                }
+                entity.extend_from_slice(part.strip_suffix(b"\r").unwrap_or(part));
+            }
+            entity.extend_from_slice(b"\r\n");
+        };
+        if self.subject_inside
+            && let Some(subject) = &self.subject_raw
+        {
+            line(b"Subject", subject);
+        }
+        for (name, value) in &self.content_headers {
+            line(name.as_bytes(), value);
+        }
+        entity.extend_from_slice(b"\r\n");
+        entity.extend_from_slice(body);
+        Some(entity)
+    }
+
+    /// The content header names with how many of each arrived (for their removal).
+    pub fn content_header_counts(&self) -> Vec<(String, usize)> {
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for (name, _) in &self.content_headers {
+            match counts
+                .iter_mut()
+                .find(|(seen, _)| seen.eq_ignore_ascii_case(name))
+            {
+                Some((_, count)) => *count += 1,
+                None => counts.push((name.clone(), 1)),
+            }
+        }
+        counts
     }
 
     /// Marks the end of the headers (the body may be empty).
@@ -316,4 +554,15 @@ impl Collector {
     pub fn body_bytes(&self) -> u64 {
         self.body_bytes
     }
+}
+
+/// A Subject's text with RFC 2047 encoded words decoded (mail-parser), bounded by the header
+/// bound the raw value already kept.
+pub fn decode_subject(raw: &[u8]) -> Option<String> {
+    let mut message = b"Subject: ".to_vec();
+    message.extend_from_slice(raw);
+    message.extend_from_slice(b"\r\n\r\n");
+    mail_parser::MessageParser::new()
+        .parse_headers(&message)
+        .and_then(|m| m.subject().map(str::to_string))
 }

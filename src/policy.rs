@@ -79,6 +79,12 @@ pub struct Recipient {
     /// replaced.
     #[serde(skip)]
     pub as_received: String,
+    /// The recipient's registered S/MIME certificate, and whether it can be used now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<crate::smime::cert::Validity>,
+    /// That certificate (PEM), when it is valid now.
+    #[serde(skip)]
+    pub certificate_pem: Option<std::sync::Arc<str>>,
 }
 
 impl Recipient {
@@ -165,6 +171,15 @@ pub enum Edit {
         as_received: String,
         address: String,
     },
+    /// The body becomes `body` (the encrypted S/MIME entity).
+    ReplaceBody {
+        #[serde(rename = "bytes", serialize_with = "length_only")]
+        body: Vec<u8>,
+    },
+}
+
+fn length_only<S: serde::Serializer>(value: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(value.len() as u64)
 }
 
 fn lossy_text<S: serde::Serializer>(value: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
@@ -181,6 +196,8 @@ pub struct Verdict {
     pub edits: Vec<Edit>,
     /// For a quarantined message: why, for the operator.
     pub quarantine_reason: Option<String>,
+    /// Encrypt the message for these recipients' certificates (S/MIME), done by the shell.
+    pub encrypt_for: Vec<String>,
 }
 
 impl Verdict {
@@ -191,6 +208,7 @@ impl Verdict {
             reason,
             edits: Vec::new(),
             quarantine_reason: None,
+            encrypt_for: Vec::new(),
         }
     }
 
@@ -234,6 +252,21 @@ pub struct Facts<'a> {
     pub sender_translation: Option<(&'a str, &'a str)>,
     /// The raw value of the first From header, when kept.
     pub from_raw: Option<&'a [u8]>,
+    pub encryption: EncryptionFacts<'a>,
+}
+
+/// What encryption may do for this message.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EncryptionFacts<'a> {
+    pub enabled: bool,
+    /// The sender's trigger (`[encrypt]`) is in the Subject.
+    pub requested: bool,
+    /// The trigger text, removed from the Subject when used.
+    pub trigger: &'a str,
+    /// The whole message is held, so it can be encrypted.
+    pub whole: bool,
+    /// Replaces the outer Subject when encrypting ("" keeps it).
+    pub neutral_subject: &'a str,
 }
 
 /// Classifies an address by its domain.
@@ -348,7 +381,62 @@ pub fn decide(facts: &Facts) -> Verdict {
         }
     }
 
-    if marking.rank >= vocab.rank(vocab.secure_from) {
+    // Who must be reached by encryption: every recipient without a secure route when the
+    // marking needs one, or everyone when the sender asked for encryption.
+    let needs_secure = marking.rank >= vocab.rank(vocab.secure_from);
+    let encryption = &facts.encryption;
+    let requested = encryption.enabled && encryption.requested;
+    let must_encrypt: Vec<&Recipient> = facts
+        .recipients
+        .iter()
+        .filter(|r| requested || (needs_secure && !r.is_secure()))
+        .collect();
+    let mut encrypt_for = Vec::new();
+    if encryption.enabled && !must_encrypt.is_empty() {
+        let usable = |r: &Recipient| r.certificate == Some(crate::smime::cert::Validity::Valid);
+        let any_certificate = must_encrypt.iter().any(|r| r.certificate.is_some());
+        let without: Vec<&str> = must_encrypt
+            .iter()
+            .filter(|r| !usable(r))
+            .map(|r| r.address.as_str())
+            .collect();
+        if without.is_empty() && encryption.whole {
+            encrypt_for = facts
+                .recipients
+                .iter()
+                .filter(|r| usable(r))
+                .map(|r| r.address.clone())
+                .collect();
+        } else if without.is_empty() {
+            return Verdict::refuse(
+                Action::Reject,
+                "too-large-to-encrypt",
+                Reply::new(
+                    "550",
+                    "5.7.1",
+                    "Message too large to encrypt; send it in smaller parts".into(),
+                ),
+            );
+        } else if requested || any_certificate {
+            let why = if requested {
+                format!(
+                    "Encryption was requested ({}) but there is no valid S/MIME certificate for",
+                    encryption.trigger
+                )
+            } else {
+                format!(
+                    "{} mail can only go to secure addresses or be encrypted; no secure route and no valid S/MIME certificate for",
+                    marking.name
+                )
+            };
+            return Verdict::refuse(
+                Action::Reject,
+                "no-secure-route",
+                Reply::new("550", "5.7.1", format!("{why} {}", name_list(&without))),
+            );
+        }
+    }
+    if needs_secure && encrypt_for.is_empty() {
         let insecure: Vec<&str> = facts
             .recipients
             .iter()
@@ -423,12 +511,12 @@ pub fn decide(facts: &Facts) -> Verdict {
             value: if secure { "secure" } else { "open" }.into(),
         });
     }
-    if facts
+    let tag = facts
         .recipients
         .iter()
-        .any(|r| r.zone == Zone::SecureSuffix)
-        && let Some(edit) = subject_tag_edit(facts)
-    {
+        .any(|r| r.zone == Zone::SecureSuffix);
+    let encrypting = !encrypt_for.is_empty();
+    if let Some(edit) = subject_edit(facts, tag, encrypting && requested, encrypting) {
         edits.push(edit);
     }
     if let Some((as_sent, secure)) = facts.sender_translation {
@@ -466,7 +554,11 @@ pub fn decide(facts: &Facts) -> Verdict {
                 )),
             )
         } else {
-            (Action::Accept, "ok", None)
+            (
+                Action::Accept,
+                if encrypting { "encrypt" } else { "ok" },
+                None,
+            )
         };
     Verdict {
         action,
@@ -474,35 +566,101 @@ pub fn decide(facts: &Facts) -> Verdict {
         reason,
         edits,
         quarantine_reason,
+        encrypt_for,
     }
 }
 
-/// The Subject edit that puts the tag in once; none when the tag's word is already there
-/// (a reply to a tagged message is not tagged twice).
-fn subject_tag_edit(facts: &Facts) -> Option<Edit> {
-    let tag = facts.routing.subject_tag.trim();
+/// The Subject edit: the tag put in once (none when the tag's word is already there: a reply to
+/// a tagged message is not tagged twice), the encryption trigger taken out once used, or the
+/// neutral Subject of an encrypted message. `None` when the Subject stays as it is.
+fn subject_edit(facts: &Facts, tag: bool, remove_trigger: bool, encrypting: bool) -> Option<Edit> {
+    let tag_text = facts.routing.subject_tag.trim();
+    let neutral = facts.encryption.neutral_subject.trim();
+    let with_tag = |mut value: Vec<u8>| {
+        if tag {
+            if !value.is_empty() {
+                value.push(b' ');
+            }
+            value.extend_from_slice(tag_text.as_bytes());
+        }
+        value
+    };
+    if encrypting && !neutral.is_empty() {
+        let value = with_tag(neutral.as_bytes().to_vec());
+        return Some(if facts.subject_present {
+            Edit::ChangeHeader {
+                name: "Subject".into(),
+                index: 1,
+                value,
+            }
+        } else {
+            Edit::AddHeader {
+                name: "Subject".into(),
+                value: String::from_utf8_lossy(&value).into_owned(),
+            }
+        });
+    }
     if !facts.subject_present {
-        return Some(Edit::AddHeader {
+        return tag.then(|| Edit::AddHeader {
             name: "Subject".into(),
-            value: tag.into(),
+            value: tag_text.into(),
         });
     }
     // A Subject too large to keep is left as it is rather than rewritten from a part of it.
     let raw = facts.subject_raw?;
-    let raw_text = String::from_utf8_lossy(raw);
-    if already_tagged(facts.subject_decoded.unwrap_or(&raw_text), tag) {
-        return None;
-    }
     let mut value = raw.trim_ascii().to_vec();
-    if !value.is_empty() {
-        value.push(b' ');
+    let mut changed = false;
+    if remove_trigger && let Some(rest) = remove_once(&value, facts.encryption.trigger) {
+        value = rest;
+        changed = true;
     }
-    value.extend_from_slice(tag.as_bytes());
-    Some(Edit::ChangeHeader {
+    let raw_text = String::from_utf8_lossy(raw);
+    let tag = tag && !already_tagged(facts.subject_decoded.unwrap_or(&raw_text), tag_text);
+    if tag {
+        value = with_tag(value);
+        changed = true;
+    }
+    changed.then(|| Edit::ChangeHeader {
         name: "Subject".into(),
         index: 1,
         value,
     })
+}
+
+/// `text` without the first occurrence of `word` (ASCII case-insensitive), its spaces tidied.
+fn remove_once(text: &[u8], word: &str) -> Option<Vec<u8>> {
+    let word = word.trim().as_bytes();
+    if word.is_empty() || text.len() < word.len() {
+        return None;
+    }
+    let at = text
+        .windows(word.len())
+        .position(|w| w.eq_ignore_ascii_case(word))?;
+    let before = text[..at].trim_ascii_end();
+    let after = text[at + word.len()..].trim_ascii_start();
+    let mut out = before.to_vec();
+    if !before.is_empty() && !after.is_empty() {
+        out.push(b' ');
+    }
+    out.extend_from_slice(after);
+    Some(out)
+}
+
+/// The Subject asks for encryption: the trigger in its raw or decoded text.
+pub fn encryption_requested(
+    subject_raw: Option<&[u8]>,
+    subject_decoded: Option<&str>,
+    trigger: &str,
+) -> bool {
+    let trigger = trigger.trim().to_ascii_lowercase();
+    if trigger.is_empty() {
+        return false;
+    }
+    subject_decoded.is_some_and(|s| s.to_ascii_lowercase().contains(&trigger))
+        || subject_raw.is_some_and(|raw| {
+            raw.windows(trigger.len())
+                .any(|w| w.eq_ignore_ascii_case(trigger.as_bytes()))
+        })
 }
 
 /// The Subject already carries the tag: the tag itself in any case (`[cjsm]`), or its word
@@ -575,6 +733,8 @@ mod tests {
             directory,
             deliver_to: None,
             as_received: format!("<{address}>"),
+            certificate: None,
+            certificate_pem: None,
         }
     }
 
@@ -625,6 +785,7 @@ mod tests {
             inbound_protected: true,
             sender_translation: None,
             from_raw: None,
+            encryption: EncryptionFacts::default(),
         }
     }
 
@@ -907,6 +1068,217 @@ mod tests {
         );
         assert_eq!(recipient_verdict(&rcpt("a@x.cjsm.net", Active)), None);
         assert_eq!(recipient_verdict(&rcpt("a@gmail.com", NotAsked)), None);
+    }
+
+    #[test]
+    fn encryption_decisions() {
+        use crate::smime::cert::Validity;
+        let v = vocab();
+        let routing = RoutingConfig::default();
+        let with_cert = |address: &str, validity: Option<Validity>| {
+            let mut r = rcpt(address, NotAsked);
+            r.certificate = validity;
+            r.certificate_pem = (validity == Some(Validity::Valid)).then(|| "PEM".into());
+            r
+        };
+        let valid = with_cert("expert@gmail.com", Some(Validity::Valid));
+        let none = with_cert("friend@gmail.com", None);
+        let expired = with_cert("old@gmail.com", Some(Validity::Expired));
+        let early = with_cert("early@gmail.com", Some(Validity::NotYetValid));
+        let police = rcpt("dc@met.pnn.police.uk", NotAsked);
+        let on = EncryptionFacts {
+            enabled: true,
+            requested: false,
+            trigger: "[encrypt]",
+            whole: true,
+            neutral_subject: "",
+        };
+        // (case, marking, recipients, encryption, reason, encrypted for, reply contains)
+        type Case<'a> = (
+            &'a str,
+            Option<&'a str>,
+            Vec<Recipient>,
+            EncryptionFacts<'a>,
+            &'a str,
+            Vec<&'a str>,
+            &'a str,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "sensitive, certificate",
+                None,
+                vec![valid.clone()],
+                on,
+                "encrypt",
+                vec!["expert@gmail.com"],
+                "",
+            ),
+            (
+                "secure-route recipients get the encrypted form too",
+                Some("OFFICIAL-SENSITIVE"),
+                vec![valid.clone(), police.clone()],
+                on,
+                "encrypt",
+                vec!["expert@gmail.com"],
+                "",
+            ),
+            (
+                "mixed: rejected, naming only the one without",
+                None,
+                vec![valid.clone(), none.clone()],
+                on,
+                "no-secure-route",
+                vec![],
+                "no valid S/MIME certificate for friend@gmail.com",
+            ),
+            (
+                "expired",
+                None,
+                vec![expired.clone()],
+                on,
+                "no-secure-route",
+                vec![],
+                "old@gmail.com",
+            ),
+            (
+                "not yet valid",
+                None,
+                vec![early],
+                on,
+                "no-secure-route",
+                vec![],
+                "early@gmail.com",
+            ),
+            (
+                "no certificates at all: the plain refusal",
+                None,
+                vec![none.clone()],
+                on,
+                "no-secure-route",
+                vec![],
+                "can only go to secure addresses; no secure route to friend@gmail.com",
+            ),
+            (
+                "too large to hold whole",
+                None,
+                vec![valid.clone()],
+                EncryptionFacts { whole: false, ..on },
+                "too-large-to-encrypt",
+                vec![],
+                "too large to encrypt",
+            ),
+            (
+                "encryption off: the plain refusal",
+                None,
+                vec![valid.clone()],
+                EncryptionFacts {
+                    enabled: false,
+                    ..on
+                },
+                "no-secure-route",
+                vec![],
+                "no secure route to expert@gmail.com",
+            ),
+            (
+                "OFFICIAL: in clear",
+                Some("OFFICIAL"),
+                vec![valid.clone()],
+                on,
+                "ok",
+                vec![],
+                "",
+            ),
+            (
+                "OFFICIAL, requested",
+                Some("OFFICIAL"),
+                vec![valid.clone()],
+                EncryptionFacts {
+                    requested: true,
+                    ..on
+                },
+                "encrypt",
+                vec!["expert@gmail.com"],
+                "",
+            ),
+            (
+                "requested, one without a certificate",
+                Some("OFFICIAL"),
+                vec![valid.clone(), police.clone()],
+                EncryptionFacts {
+                    requested: true,
+                    ..on
+                },
+                "no-secure-route",
+                vec![],
+                "Encryption was requested ([encrypt]) but there is no valid S/MIME certificate for dc@met.pnn.police.uk",
+            ),
+        ];
+        for (name, label, rcpts, encryption, reason, encrypted, reply) in cases {
+            let c = classification(&v, label, false);
+            let verdict = decide(&Facts {
+                encryption,
+                ..facts(&v, &routing, &c, &rcpts)
+            });
+            assert_eq!(verdict.reason, reason, "{name}: {verdict:?}");
+            assert_eq!(verdict.encrypt_for, encrypted, "{name}");
+            let text = verdict.reply.map(|r| r.text).unwrap_or_default();
+            assert!(text.contains(reply), "{name}: {text}");
+        }
+    }
+
+    #[test]
+    fn encryption_subjects() {
+        let v = vocab();
+        let routing = RoutingConfig::default();
+        let c = classification(&v, Some("OFFICIAL"), false);
+        let mut r = rcpt("expert@gmail.com", NotAsked);
+        r.certificate = Some(crate::smime::cert::Validity::Valid);
+        let rcpts = [r];
+        let subject = |raw: &str, neutral: &str| {
+            let verdict = decide(&Facts {
+                subject_present: true,
+                subject_raw: Some(raw.as_bytes()),
+                subject_decoded: Some(raw),
+                encryption: EncryptionFacts {
+                    enabled: true,
+                    requested: true,
+                    trigger: "[encrypt]",
+                    whole: true,
+                    neutral_subject: neutral,
+                },
+                ..facts(&v, &routing, &c, &rcpts)
+            });
+            verdict.edits.iter().find_map(|e| match e {
+                Edit::ChangeHeader { name, value, .. } if name == "Subject" => {
+                    Some(String::from_utf8_lossy(value).into_owned())
+                }
+                _ => None,
+            })
+        };
+        assert_eq!(
+            subject("OFFICIAL: [Encrypt] accounts", "").as_deref(),
+            Some("OFFICIAL: accounts")
+        );
+        assert_eq!(
+            subject("OFFICIAL: accounts [encrypt]", "").as_deref(),
+            Some("OFFICIAL: accounts")
+        );
+        assert_eq!(
+            subject("OFFICIAL: accounts [encrypt]", "Encrypted message").as_deref(),
+            Some("Encrypted message")
+        );
+        assert!(encryption_requested(
+            None,
+            Some("RE: [ENCRYPT] x"),
+            "[encrypt]"
+        ));
+        assert!(encryption_requested(
+            Some(b"x [encrypt]"),
+            None,
+            "[encrypt]"
+        ));
+        assert!(!encryption_requested(Some(b"x encrypt"), None, "[encrypt]"));
+        assert!(!encryption_requested(Some(b"x [encrypt]"), None, ""));
     }
 
     #[test]

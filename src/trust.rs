@@ -328,6 +328,7 @@ mod tests {
                 revision: 1,
             }),
             org,
+            certificate: None,
         }
     }
 

@@ -91,6 +91,8 @@ fn mutated_corpus_messages_always_get_a_verdict() {
         directory: DirectoryAnswer::NotAsked,
         deliver_to: None,
         as_received: "<clerk@cps.gsi.gov.uk>".into(),
+        certificate: None,
+        certificate_pem: None,
     }];
     // Over TLS, as the secure networks' servers send.
     let envelope = Envelope {

@@ -387,6 +387,69 @@ impl<'a> Admin<'a> {
         .await
     }
 
+    /// `cert import`: an S/MIME certificate (PEM or DER) for `address`, checked first: valid
+    /// now, usable for encryption, and issued for that address. Replaces any earlier one.
+    pub async fn cert_import(
+        &self,
+        address: &str,
+        bytes: &[u8],
+    ) -> Result<crate::store::Certificate, AdminError> {
+        let address = normalize_address(address);
+        import::check_address(&address).map_err(AdminError::Refused)?;
+        let parsed = crate::smime::cert::parse(bytes)
+            .map_err(|e| AdminError::Refused(format!("certificate for {address}: {e}")))?;
+        let now = now_unix();
+        crate::smime::cert::check_for(&parsed, &address, now)
+            .map_err(|e| AdminError::Refused(format!("certificate for {address}: {e}")))?;
+        let record = crate::smime::cert::record(parsed, &address, now);
+        self.store.put_certificate(record.clone()).await?;
+        self.audit(
+            "cert import",
+            &address,
+            format!(
+                "sha256 {} valid until {}",
+                record.fingerprint,
+                crate::smime::cert::date(record.not_after)
+            ),
+        )
+        .await?;
+        Ok(record)
+    }
+
+    pub async fn cert_show(&self, address: &str) -> Result<crate::store::Certificate, AdminError> {
+        let address = normalize_address(address);
+        match self.store.lookup(&address).await?.certificate {
+            Some(cert) => Ok(cert),
+            None => refused(format!("no certificate for {address}")),
+        }
+    }
+
+    pub async fn cert_remove(&self, address: &str) -> Result<(), AdminError> {
+        let address = normalize_address(address);
+        if !self.store.remove_certificate(&address).await? {
+            return refused(format!("no certificate for {address}"));
+        }
+        self.audit("cert remove", &address, "removed".into()).await
+    }
+
+    /// Certificates that lapse within `within` seconds from now (or already have), soonest
+    /// first.
+    pub async fn cert_expiring(
+        &self,
+        within: u64,
+    ) -> Result<Vec<crate::store::Certificate>, AdminError> {
+        let limit = now_unix().saturating_add(within);
+        let mut certs: Vec<_> = self
+            .store
+            .certificates()
+            .await?
+            .into_iter()
+            .filter(|c| c.not_after <= limit)
+            .collect();
+        certs.sort_by_key(|c| c.not_after);
+        Ok(certs)
+    }
+
     pub async fn org_show(&self, id: &str) -> Result<Organisation, AdminError> {
         self.existing_org(id).await
     }

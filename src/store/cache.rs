@@ -4,7 +4,9 @@
 //! When Redis cannot be reached and the cache cannot answer, the lookup fails: tempfail.
 
 use super::redis::RedisStore;
-use super::{AuditEvent, Directory, Lookup, Organisation, StoreFuture, User, normalize_address};
+use super::{
+    AuditEvent, Certificate, Directory, Lookup, Organisation, StoreFuture, User, normalize_address,
+};
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -164,6 +166,20 @@ impl Directory for CachedDirectory {
     fn put_org(&self, org: Organisation) -> StoreFuture<'_, ()> {
         clear(&self.entries, &self.generation);
         self.inner.put_org(org)
+    }
+
+    fn put_certificate(&self, cert: Certificate) -> StoreFuture<'_, ()> {
+        clear(&self.entries, &self.generation);
+        self.inner.put_certificate(cert)
+    }
+
+    fn remove_certificate<'a>(&'a self, address: &'a str) -> StoreFuture<'a, bool> {
+        clear(&self.entries, &self.generation);
+        self.inner.remove_certificate(address)
+    }
+
+    fn certificates(&self) -> StoreFuture<'_, Vec<Certificate>> {
+        self.inner.certificates()
     }
 
     fn append_audit(&self, event: AuditEvent) -> StoreFuture<'_, ()> {

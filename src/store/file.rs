@@ -8,7 +8,8 @@
 //! most `audit_retention` entries are kept.
 
 use super::{
-    AuditEvent, Directory, Lookup, Organisation, StoreError, StoreFuture, User, normalize_address,
+    AuditEvent, Certificate, Directory, Lookup, Organisation, StoreError, StoreFuture, User,
+    normalize_address,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -36,6 +37,9 @@ struct Users {
     /// Claimed domain -> the organisation holding it.
     #[serde(default)]
     domains: BTreeMap<String, String>,
+    /// Address -> its S/MIME certificate.
+    #[serde(default)]
+    certificates: BTreeMap<String, Certificate>,
 }
 
 /// Identity of the file version held in memory.
@@ -347,7 +351,12 @@ impl Directory for FileStore {
                     .and_then(|(_, domain)| data.domains.get(domain))
                     .and_then(|id| data.orgs.get(id).cloned()),
             };
-            Ok(Lookup { user, org })
+            let certificate = data.certificates.get(&address).cloned();
+            Ok(Lookup {
+                user,
+                org,
+                certificate,
+            })
         }))
     }
 
@@ -434,6 +443,27 @@ impl Directory for FileStore {
                 Ok(())
             })
         }))
+    }
+
+    fn put_certificate(&self, mut cert: Certificate) -> StoreFuture<'_, ()> {
+        cert.address = normalize_address(&cert.address);
+        Box::pin(self.blocking(move |inner| {
+            inner.update(|data| {
+                data.certificates.insert(cert.address.clone(), cert);
+                Ok(())
+            })
+        }))
+    }
+
+    fn remove_certificate<'a>(&'a self, address: &'a str) -> StoreFuture<'a, bool> {
+        let address = normalize_address(address);
+        Box::pin(self.blocking(move |inner| {
+            inner.update(|data| Ok(data.certificates.remove(&address).is_some()))
+        }))
+    }
+
+    fn certificates(&self) -> StoreFuture<'_, Vec<Certificate>> {
+        Box::pin(self.blocking(|inner| Ok(inner.users()?.certificates.values().cloned().collect())))
     }
 
     fn append_audit(&self, event: AuditEvent) -> StoreFuture<'_, ()> {

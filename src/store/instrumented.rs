@@ -1,6 +1,6 @@
 //! A store wrapper that counts and times every operation for the metrics.
 
-use super::{AuditEvent, Directory, Lookup, Organisation, StoreFuture, User};
+use super::{AuditEvent, Certificate, Directory, Lookup, Organisation, StoreFuture, User};
 use crate::metrics::metrics;
 use std::future::Future;
 use std::time::Instant;
@@ -75,6 +75,18 @@ impl<D: Directory> Directory for Instrumented<D> {
 
     fn put_org(&self, org: Organisation) -> StoreFuture<'_, ()> {
         measured("put_org", self.inner.put_org(org))
+    }
+
+    fn put_certificate(&self, cert: Certificate) -> StoreFuture<'_, ()> {
+        measured("put_certificate", self.inner.put_certificate(cert))
+    }
+
+    fn remove_certificate<'a>(&'a self, address: &'a str) -> StoreFuture<'a, bool> {
+        measured("remove_certificate", self.inner.remove_certificate(address))
+    }
+
+    fn certificates(&self) -> StoreFuture<'_, Vec<Certificate>> {
+        measured("certificates", self.inner.certificates())
     }
 
     fn append_audit(&self, event: AuditEvent) -> StoreFuture<'_, ()> {

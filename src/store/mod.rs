@@ -13,7 +13,8 @@ pub use cache::CachedDirectory;
 pub use file::{Access, FileStore};
 pub use instrumented::Instrumented;
 pub use model::{
-    AuditEvent, ClientCertificate, ConnectionType, Lookup, OrgState, Organisation, User, UserState,
+    AuditEvent, Certificate, ClientCertificate, ConnectionType, Lookup, OrgState, Organisation,
+    User, UserState,
 };
 pub use redis::{Keys, RedisStore};
 
@@ -63,6 +64,12 @@ pub trait Directory: Send + Sync {
         org: Organisation,
         domains: Vec<String>,
     ) -> StoreFuture<'_, bool>;
+    /// Registers (or replaces) the S/MIME certificate of `cert.address`.
+    fn put_certificate(&self, cert: Certificate) -> StoreFuture<'_, ()>;
+    /// Removes an address's certificate; `false` when it had none.
+    fn remove_certificate<'a>(&'a self, address: &'a str) -> StoreFuture<'a, bool>;
+    /// Every registered certificate, ordered by address.
+    fn certificates(&self) -> StoreFuture<'_, Vec<Certificate>>;
     /// Appends to the audit trail (bounded: the oldest entries go).
     fn append_audit(&self, event: AuditEvent) -> StoreFuture<'_, ()>;
     /// The newest audit events, newest first, at most `limit`.

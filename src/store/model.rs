@@ -124,6 +124,26 @@ pub struct User {
     pub revision: u64,
 }
 
+/// An S/MIME certificate registered for an address (a recipient outside the secure
+/// networks reached by encryption), with what was read from it at import.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    /// The address, lower case.
+    pub address: String,
+    /// The certificate, PEM.
+    pub pem: String,
+    /// SHA-256 fingerprint, hex.
+    pub fingerprint: String,
+    pub subject: String,
+    pub issuer: String,
+    /// Validity, seconds since the Unix epoch.
+    pub not_before: u64,
+    pub not_after: u64,
+    /// When it was imported.
+    pub added: u64,
+}
+
 /// What the milter needs to know of an address: the user and their organisation, read together
 /// (one round trip on Redis). For an address no user has, `org` is the organisation that holds
 /// its domain, if any (so a forged sender in an organisation's domain is recognised).
@@ -131,6 +151,8 @@ pub struct User {
 pub struct Lookup {
     pub user: Option<User>,
     pub org: Option<Organisation>,
+    /// The address's S/MIME certificate, if one is registered.
+    pub certificate: Option<Certificate>,
 }
 
 /// One entry of the audit trail: a verdict or an admin change. Never a message body.

@@ -10,16 +10,19 @@
 //! | `{P}:org:<id>` | string | an organisation, JSON |
 //! | `{P}:orgs` | set | every organisation's id |
 //! | `{P}:domains` | hash | claimed mail domain -> the organisation holding it |
+//! | `{P}:cert:<address>` | string | an address's S/MIME certificate, JSON |
+//! | `{P}:certs` | set | every address with a certificate |
 //! | `{P}:meta` | string | present once the directory was written: an empty Redis (a restart without persistence, a flush, a wrong `key_prefix`) is an outage, not an empty directory |
 //! | `{P}:audit` | stream | audit events, field `event` = JSON, trimmed to the retention |
-//! | `{P}:changes` | pub/sub channel | `user:<address>` or `org:<id>` after every change |
+//! | `{P}:changes` | pub/sub channel | `user:<address>`, `org:<id>` or `cert:<address>` after every change |
 //!
 //! URLs: `redis://` and `rediss://` (TLS through rustls) for one server; several of them
 //! separated by commas for a Cluster; `redis+sentinel://HOST:PORT[,HOST:PORT…]/SERVICE` for
 //! the master a set of Sentinels names.
 
 use super::{
-    AuditEvent, Directory, Lookup, Organisation, StoreError, StoreFuture, User, normalize_address,
+    AuditEvent, Certificate, Directory, Lookup, Organisation, StoreError, StoreFuture, User,
+    normalize_address,
 };
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
@@ -83,6 +86,14 @@ impl Keys {
         format!("{}:domains", self.base)
     }
 
+    fn cert(&self, address: &str) -> String {
+        format!("{}:cert:{address}", self.base)
+    }
+
+    fn certs(&self) -> String {
+        format!("{}:certs", self.base)
+    }
+
     fn meta(&self) -> String {
         format!("{}:meta", self.base)
     }
@@ -97,21 +108,23 @@ impl Keys {
 }
 
 /// The user and their organisation in one round trip (for an unknown user, the organisation
-/// holding the domain). KEYS: user, meta, domains; ARGV: org key prefix, domain. A directory never
+/// holding the domain), and the address's certificate. KEYS: user, meta, domains, certificate;
+/// ARGV: org key prefix, domain. A directory never
 /// written (no meta key) is an error: the milter tempfails rather than call everyone unknown.
 const LOOKUP_LUA: &str = r#"
 if redis.call('EXISTS', KEYS[2]) == 0 then
   return redis.error_reply('CJSMEMPTY the directory in Redis is empty (never written, flushed, or a Redis restarted without its data)')
 end
+local cert = redis.call('GET', KEYS[4])
 local u = redis.call('GET', KEYS[1])
 if not u then
   local holder = redis.call('HGET', KEYS[3], ARGV[2])
-  if not holder then return {false, false} end
-  return {false, redis.call('GET', ARGV[1] .. holder)}
+  if not holder then return {false, false, cert} end
+  return {false, redis.call('GET', ARGV[1] .. holder), cert}
 end
 local ok, user = pcall(cjson.decode, u)
-if not ok or type(user.org) ~= 'string' then return {u, false} end
-return {u, redis.call('GET', ARGV[1] .. user.org)}
+if not ok or type(user.org) ~= 'string' then return {u, false, cert} end
+return {u, redis.call('GET', ARGV[1] .. user.org), cert}
 "#;
 
 /// Compare-and-set of users. KEYS: the users' keys, then the users set, then meta.
@@ -385,11 +398,12 @@ impl Directory for RedisStore {
             let key = self.keys.user(&address);
             let org_prefix = self.keys.org("");
             let meta = self.keys.meta();
-            let (user, org): (Option<String>, Option<String>) = with_conn!(self, conn => {
+            let (user, org, certificate): (Option<String>, Option<String>, Option<String>) = with_conn!(self, conn => {
                 self.lookup_script
                     .key(&key)
                     .key(&meta)
                     .key(self.keys.domains())
+                    .key(self.keys.cert(&address))
                     .arg(&org_prefix)
                     .arg(address.rsplit_once('@').map_or("", |(_, domain)| domain))
                     .invoke_async(&mut conn)
@@ -402,7 +416,14 @@ impl Directory for RedisStore {
             let org: Option<Organisation> = org
                 .map(|t| serde_json::from_str(&t).map_err(|e| corrupt("organisation", e)))
                 .transpose()?;
-            Ok(Lookup { user, org })
+            let certificate: Option<Certificate> = certificate
+                .map(|t| serde_json::from_str(&t).map_err(|e| corrupt("certificate", e)))
+                .transpose()?;
+            Ok(Lookup {
+                user,
+                org,
+                certificate,
+            })
         })
     }
 
@@ -417,6 +438,48 @@ impl Directory for RedisStore {
         Box::pin(async move {
             let keys = self.keys.clone();
             self.all_json(self.keys.users(), move |a| keys.user(a))
+                .await
+        })
+    }
+
+    fn put_certificate(&self, mut cert: Certificate) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            cert.address = normalize_address(&cert.address);
+            let json = serde_json::to_string(&cert).map_err(|e| corrupt("certificate", e))?;
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .set(self.keys.cert(&cert.address), json)
+                .ignore()
+                .sadd(self.keys.certs(), &cert.address)
+                .ignore()
+                .set(self.keys.meta(), "1")
+                .ignore()
+                .publish(self.keys.changes(), format!("cert:{}", cert.address))
+                .ignore();
+            with_conn!(self, conn => pipe.query_async::<()>(&mut conn).await.map_err(unavailable))
+        })
+    }
+
+    fn remove_certificate<'a>(&'a self, address: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let address = normalize_address(address);
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .del(self.keys.cert(&address))
+                .srem(self.keys.certs(), &address)
+                .ignore()
+                .publish(self.keys.changes(), format!("cert:{address}"))
+                .ignore();
+            let (removed,): (u64,) =
+                with_conn!(self, conn => pipe.query_async(&mut conn).await.map_err(unavailable))?;
+            Ok(removed > 0)
+        })
+    }
+
+    fn certificates(&self) -> StoreFuture<'_, Vec<Certificate>> {
+        Box::pin(async move {
+            let keys = self.keys.clone();
+            self.all_json(self.keys.certs(), move |a| keys.cert(a))
                 .await
         })
     }
