@@ -129,9 +129,11 @@ impl Engine {
             };
             return Ok((recipient, Some(policy::too_many_recipients())));
         }
-        // Hub addresses are looked up for their state; any other address only for an S/MIME
-        // certificate, when encryption is on.
-        let lookup = if zone == Zone::SecureSuffix || self.config.encryption.enabled {
+        // Hub addresses are looked up for their state; an address without a secure route for
+        // its S/MIME certificate, when encryption is on.
+        let lookup = if zone == Zone::SecureSuffix
+            || (zone == Zone::Other && self.config.encryption.enabled)
+        {
             Some(self.lookup(&address).await?)
         } else {
             None

@@ -381,15 +381,16 @@ pub fn decide(facts: &Facts) -> Verdict {
         }
     }
 
-    // Who must be reached by encryption: every recipient without a secure route when the
-    // marking needs one, or everyone when the sender asked for encryption.
+    // Who must be reached by encryption: every recipient without a secure route, when the
+    // marking needs one or the sender asked for encryption. (Recipients with a secure route
+    // receive the same, encrypted, message: a milter cannot split it.)
     let needs_secure = marking.rank >= vocab.rank(vocab.secure_from);
     let encryption = &facts.encryption;
     let requested = encryption.enabled && encryption.requested;
     let must_encrypt: Vec<&Recipient> = facts
         .recipients
         .iter()
-        .filter(|r| requested || (needs_secure && !r.is_secure()))
+        .filter(|r| (requested || needs_secure) && !r.is_secure())
         .collect();
     let mut encrypt_for = Vec::new();
     if encryption.enabled && !must_encrypt.is_empty() {
@@ -1203,14 +1204,26 @@ mod tests {
             (
                 "requested, one without a certificate",
                 Some("OFFICIAL"),
-                vec![valid.clone(), police.clone()],
+                vec![valid.clone(), none.clone(), police.clone()],
                 EncryptionFacts {
                     requested: true,
                     ..on
                 },
                 "no-secure-route",
                 vec![],
-                "Encryption was requested ([encrypt]) but there is no valid S/MIME certificate for dc@met.pnn.police.uk",
+                "Encryption was requested ([encrypt]) but there is no valid S/MIME certificate for friend@gmail.com",
+            ),
+            (
+                "requested, only secure routes: delivered over them",
+                Some("OFFICIAL"),
+                vec![police.clone()],
+                EncryptionFacts {
+                    requested: true,
+                    ..on
+                },
+                "ok",
+                vec![],
+                "",
             ),
         ];
         for (name, label, rcpts, encryption, reason, encrypted, reply) in cases {
