@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod pki;
+pub mod postfix;
 pub mod redis;
 
 use cjsm_milter::config::Config;
