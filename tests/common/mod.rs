@@ -241,10 +241,17 @@ pub fn swaks_with(
     body: &str,
     extra: &[&str],
 ) -> String {
-    let out = std::process::Command::new("swaks")
+    let mut command = std::process::Command::new("swaks");
+    command
         .args(["--server", "127.0.0.1", "--port", &port.to_string()])
         .args(["--from", from, "--to", to])
-        .args(["--header", &format!("Subject: {subject}"), "--body", body])
+        // Never a prompt: swaks asks on its terminal for anything given empty.
+        .stdin(std::process::Stdio::null());
+    // With --data the message is given whole; otherwise swaks builds it from these.
+    if !extra.contains(&"--data") {
+        command.args(["--header", &format!("Subject: {subject}"), "--body", body]);
+    }
+    let out = command
         .args(extra)
         .args(["--hide-informational", "--timeout", "60"])
         .output()

@@ -154,3 +154,123 @@ impl Pki {
         }
     }
 }
+
+/// A private CA issuing S/MIME certificates with chosen dates, key usage and address (with
+/// `openssl ca`, which can backdate).
+pub struct SmimeCa {
+    pub dir: PathBuf,
+}
+
+/// A certificate's validity: from now for some days, or a fixed range (`YYMMDDHHMMSSZ`).
+pub enum Dates {
+    Days(u32),
+    Range(&'static str, &'static str),
+}
+
+impl SmimeCa {
+    pub fn create(dir: &Path) -> SmimeCa {
+        std::fs::create_dir_all(dir.join("newcerts")).unwrap();
+        std::fs::write(dir.join("index.txt"), "").unwrap();
+        std::fs::write(dir.join("serial"), "1000\n").unwrap();
+        std::fs::write(
+            dir.join("ca.cnf"),
+            "[ca]\ndefault_ca = test\n[test]\ndir = .\ndatabase = index.txt\nnew_certs_dir = newcerts\n\
+             serial = serial\ndefault_md = sha256\npolicy = anything\nemail_in_dn = no\n\
+             unique_subject = no\ncopy_extensions = none\n[anything]\ncommonName = optional\n\
+             emailAddress = optional\norganizationName = optional\n",
+        )
+        .unwrap();
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "30",
+                "-subj",
+                "/O=Test/CN=Test SMIME CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+        SmimeCa {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// A key and a certificate for `email` (or none) with this key usage, e.g.
+    /// `keyEncipherment` or `digitalSignature`. Returns (certificate, key).
+    pub fn issue(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        key_usage: &str,
+        dates: Dates,
+    ) -> (PathBuf, PathBuf) {
+        let dir = &self.dir;
+        let san = email.map_or(String::new(), |e| format!("subjectAltName=email:{e}\n"));
+        std::fs::write(
+            dir.join(format!("{name}.ext")),
+            format!(
+                "[ext]\nbasicConstraints=CA:FALSE\nkeyUsage={key_usage}\n\
+                 extendedKeyUsage=emailProtection\n{san}"
+            ),
+        )
+        .unwrap();
+        openssl(
+            dir,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/O=Test/CN={name}"),
+            ],
+        );
+        let mut args: Vec<String> = [
+            "ca", "-batch", "-notext", "-config", "ca.cnf", "-keyfile", "ca.key", "-cert",
+            "ca.crt", "-extfile",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend([
+            format!("{name}.ext"),
+            "-extensions".into(),
+            "ext".into(),
+            "-in".into(),
+            format!("{name}.csr"),
+            "-out".into(),
+            format!("{name}.crt"),
+        ]);
+        match dates {
+            Dates::Days(days) => args.extend(["-days".into(), days.to_string()]),
+            Dates::Range(start, end) => args.extend([
+                "-startdate".into(),
+                start.into(),
+                "-enddate".into(),
+                end.into(),
+            ]),
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        openssl(dir, &refs);
+        (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        )
+    }
+}
