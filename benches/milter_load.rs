@@ -10,8 +10,11 @@
 //! cargo bench --bench milter_load -- --only 10k --repeat 5
 //! ```
 //! Options: `--only WORD` (scenarios whose name contains WORD; repeatable), `--repeat N` (runs
-//! per row; the median is reported), `--scale F` (multiply message counts). Scenarios that need
-//! redis-server (Debian package) skip themselves when it is missing.
+//! per row; the median is reported), `--scale F` (multiply message counts), `--cjsm-only` (no
+//! no-op runs). Scenarios that need redis-server (Debian package) skip themselves when it is
+//! missing. To profile the milters under this load, set `CJSM_BENCH_WRAP` (a command prefix
+//! for both), e.g. `CJSM_BENCH_WRAP="valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p"`
+//! or `CJSM_BENCH_WRAP="strace -c -f -o /tmp/strace"` (add `--cjsm-only` for cjsm-milter alone).
 //!
 //! Each message is sent as Postfix sends it: macros, MAIL, RCPT per recipient, every header,
 //! end of headers, the body in 64 KB chunks, end of message; one message per milter
@@ -200,6 +203,21 @@ fn noop_binary() -> PathBuf {
     path
 }
 
+/// The milter's command, under `CJSM_BENCH_WRAP` when set (e.g. "valgrind --tool=callgrind",
+/// "strace -c -f -o FILE", "perf record -e cpu-clock -o FILE --"): profiles under this load.
+fn wrapped(binary: &Path) -> Command {
+    let wrap = std::env::var("CJSM_BENCH_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(words).arg(binary);
+            c
+        }
+        None => Command::new(binary),
+    }
+}
+
 fn org() -> Organisation {
     Organisation {
         id: "hartley".into(),
@@ -265,12 +283,12 @@ impl Milter {
                     ),
                 )
                 .unwrap();
-                let mut c = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"));
+                let mut c = wrapped(Path::new(env!("CARGO_BIN_EXE_cjsm-milter")));
                 c.arg("--config").arg(&config).arg("run");
                 c
             }
             Kind::Noop => {
-                let mut c = Command::new(noop_binary());
+                let mut c = wrapped(&noop_binary());
                 c.arg(target.spec());
                 c
             }
@@ -280,6 +298,18 @@ impl Milter {
             .stderr(log)
             .spawn()
             .expect("start the milter");
+        if std::env::var_os("CJSM_BENCH_KEEP").is_some() {
+            // Keep the milter's directory (config, log, store) for a look afterwards.
+            eprintln!("  {} directory: {}", kind.name(), dir.keep().display());
+            let dir = tempfile::tempdir().unwrap();
+            let milter = Milter {
+                child,
+                target,
+                _dir: dir,
+            };
+            milter.wait_ready().await;
+            return milter;
+        }
         let milter = Milter {
             child,
             target,
@@ -300,8 +330,8 @@ impl Milter {
                 return;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "milter did not listen on {} within 15 s",
+                started.elapsed() < Duration::from_secs(60),
+                "milter did not listen on {} within 60 s",
                 self.target.spec()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -321,6 +351,18 @@ impl Milter {
     /// Peak resident set size so far, in KiB.
     fn peak_rss_kb(&self) -> u64 {
         self.status_kb("VmHWM:")
+    }
+
+    /// CPU time used so far (user, system), in seconds, every thread included.
+    fn cpu_seconds(&self) -> (f64, f64) {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .unwrap_or_default();
+        // Fields after the command name in parentheses: state is field 3; utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let tick = 100.0; // sysconf(_SC_CLK_TCK) on Linux
+        let get = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (get(11) / tick, get(12) / tick)
     }
 
     /// Stops the milter by its PID (SIGTERM, then SIGKILL after 10 s).
@@ -366,6 +408,8 @@ struct RunResult {
     p50_us: f64,
     p99_us: f64,
     peak_rss_kb: u64,
+    /// The milter's CPU time per message (user + system), µs.
+    cpu_us: f64,
     wrong: usize,
 }
 
@@ -506,8 +550,12 @@ async fn run_once(kind: Kind, socket: Socket, load: &Arc<Load>) -> RunResult {
     if load.messages >= 100 {
         drive(&milter.target, &warm, false).await;
     }
+    let cpu_before = milter.cpu_seconds();
     let (rate, latencies, wrong) = drive(&milter.target, load, kind == Kind::Cjsm).await;
+    let cpu_after = milter.cpu_seconds();
+    let cpu = (cpu_after.0 + cpu_after.1) - (cpu_before.0 + cpu_before.1);
     let result = RunResult {
+        cpu_us: cpu * 1e6 / load.messages as f64,
         msgs_per_s: rate,
         p50_us: quantile(&latencies, 0.5),
         p99_us: quantile(&latencies, 0.99),
@@ -780,6 +828,7 @@ fn mb(kb: u64) -> f64 {
 #[tokio::main(worker_threads = 2)]
 async fn main() {
     let (only, repeat, scale) = args();
+    let cjsm_only = std::env::args().any(|a| a == "--cjsm-only");
     // `cargo bench` passes `--bench`; nothing else from the harness is used.
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
     println!(
@@ -787,9 +836,9 @@ async fn main() {
          interleaved cjsm/no-op)\n"
     );
     println!(
-        "| scenario | milter | msgs/s | ratio | verdict p50 | verdict p99 | peak RSS | runs (msgs/s) |"
+        "| scenario | milter | msgs/s | ratio | verdict p50 | verdict p99 | milter CPU/msg | peak RSS | runs (msgs/s) |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for scenario in scenarios(scale) {
         if !wanted(scenario.name) {
             continue;
@@ -801,25 +850,30 @@ async fn main() {
             mix: Arc::new(scenario.mix),
             spread: 1,
         });
-        let mut results: Vec<(Kind, Vec<RunResult>)> =
-            vec![(Kind::Cjsm, Vec::new()), (Kind::Noop, Vec::new())];
+        let mut results: Vec<(Kind, Vec<RunResult>)> = vec![(Kind::Cjsm, Vec::new())];
+        if !cjsm_only {
+            results.push((Kind::Noop, Vec::new()));
+        }
         for _ in 0..repeat {
             for (kind, runs) in results.iter_mut() {
                 runs.push(run_once(*kind, scenario.socket, &load).await);
             }
         }
-        let noop_rate = median(results[1].1.iter().map(|r| r.msgs_per_s).collect());
+        let noop_rate = results
+            .get(1)
+            .map_or(f64::NAN, |(_, runs)| median(runs.iter().map(|r| r.msgs_per_s).collect()));
         for (kind, runs) in &results {
             let rate = median(runs.iter().map(|r| r.msgs_per_s).collect());
             let wrong: usize = runs.iter().map(|r| r.wrong).sum();
             println!(
-                "| {} | {} | {:.0} | {:.2} | {:.0} µs | {:.0} µs | {:.1} MB | {}{} |",
+                "| {} | {} | {:.0} | {:.2} | {:.0} µs | {:.0} µs | {:.0} µs | {:.1} MB | {}{} |",
                 scenario.what,
                 kind.name(),
                 rate,
                 rate / noop_rate,
                 median(runs.iter().map(|r| r.p50_us).collect()),
                 median(runs.iter().map(|r| r.p99_us).collect()),
+                median(runs.iter().map(|r| r.cpu_us).collect()),
                 mb(runs.iter().map(|r| r.peak_rss_kb).max().unwrap_or(0)),
                 runs.iter()
                     .map(|r| format!("{:.0}", r.msgs_per_s))
