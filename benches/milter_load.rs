@@ -278,8 +278,10 @@ impl Milter {
                     &config,
                     format!(
                         "[milter]\nlisten = \"{}\"\nmax_connections = 500\n\n[store]\n{store_section}\n\n\
-                         [metrics]\nlisten = \"\"\n\n[log]\nlevel = \"info\"\n",
-                        target.spec()
+                         [metrics]\nlisten = \"\"\n\n[log]\nlevel = \"{}\"\n",
+                        target.spec(),
+                        // One info line per message, as deployed; CJSM_BENCH_LOG=warn to compare.
+                        std::env::var("CJSM_BENCH_LOG").unwrap_or_else(|_| "info".into())
                     ),
                 )
                 .unwrap();
@@ -355,13 +357,18 @@ impl Milter {
 
     /// CPU time used so far (user, system), in seconds, every thread included.
     fn cpu_seconds(&self) -> (f64, f64) {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         // Fields after the command name in parentheses: state is field 3; utime 14, stime 15.
         let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
         let fields: Vec<&str> = rest.split_whitespace().collect();
         let tick = 100.0; // sysconf(_SC_CLK_TCK) on Linux
-        let get = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let get = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
         (get(11) / tick, get(12) / tick)
     }
 
@@ -859,9 +866,9 @@ async fn main() {
                 runs.push(run_once(*kind, scenario.socket, &load).await);
             }
         }
-        let noop_rate = results
-            .get(1)
-            .map_or(f64::NAN, |(_, runs)| median(runs.iter().map(|r| r.msgs_per_s).collect()));
+        let noop_rate = results.get(1).map_or(f64::NAN, |(_, runs)| {
+            median(runs.iter().map(|r| r.msgs_per_s).collect())
+        });
         for (kind, runs) in &results {
             let rate = median(runs.iter().map(|r| r.msgs_per_s).collect());
             let wrong: usize = runs.iter().map(|r| r.wrong).sum();
