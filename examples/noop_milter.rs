@@ -9,11 +9,15 @@
 //! ```sh
 //! cargo build --release --example noop_milter
 //! target/release/examples/noop_milter inet:127.0.0.1:7358     # or unix:/path/to/sock
+//! target/release/examples/noop_milter --noreply inet:127.0.0.1:7358
 //! ```
+//! `--noreply` also asks the MTA not to wait for a reply to CONNECT, each header, end of
+//! headers and each body chunk (the answer there is always "continue"): an experiment on
+//! what the protocol's round trips cost the MTA.
 //! It prints `listening on ADDR` once bound, and exits on SIGTERM or SIGINT.
 
 use cjsm_milter::listen::{self, ListenAddr};
-use indymilter::{Actions, Callbacks, MacroStage, Status};
+use indymilter::{Actions, Callbacks, MacroStage, ProtoOpts, Status};
 use std::ffi::CString;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
@@ -39,32 +43,64 @@ const ACTIONS: Actions = Actions::ADD_HEADER
     .union(Actions::CHANGE_HEADER)
     .union(Actions::QUARANTINE);
 
-fn callbacks() -> Callbacks<()> {
+/// Stages whose answer is always "continue": with `--noreply` the MTA is asked not to wait
+/// for a reply to them (only what the MTA offers is requested).
+const NOREPLY: ProtoOpts = ProtoOpts::NOREPLY_CONNECT
+    .union(ProtoOpts::NOREPLY_HEADER)
+    .union(ProtoOpts::NOREPLY_EOH)
+    .union(ProtoOpts::NOREPLY_BODY);
+
+/// Continue, or nothing at all where the MTA agreed not to wait.
+fn answer(noreply: &Option<ProtoOpts>, stage: ProtoOpts) -> Status {
+    if noreply.is_some_and(|n| n.contains(stage)) {
+        Status::Noreply
+    } else {
+        Status::Continue
+    }
+}
+
+/// The session's data is the set of no-reply stages agreed with the MTA.
+fn callbacks(noreply: bool) -> Callbacks<ProtoOpts> {
     Callbacks::new()
-        .on_negotiate(|cx, _actions, _opts| {
+        .on_negotiate(move |cx, _actions, mta_opts| {
             Box::pin(async move {
                 cx.requested_actions = ACTIONS;
                 for (stage, names) in MACROS {
                     cx.requested_macros
                         .insert(*stage, CString::new(*names).expect("no NUL"));
                 }
+                let agreed = if noreply {
+                    mta_opts & NOREPLY
+                } else {
+                    ProtoOpts::empty()
+                };
+                cx.requested_opts |= agreed;
+                cx.data = Some(agreed);
                 Status::Continue
             })
         })
-        .on_connect(|_, _, _| Box::pin(async { Status::Continue }))
+        .on_connect(|cx, _, _| {
+            Box::pin(async move { answer(&cx.data, ProtoOpts::NOREPLY_CONNECT) })
+        })
         .on_mail(|_, _| Box::pin(async { Status::Continue }))
         .on_rcpt(|_, _| Box::pin(async { Status::Continue }))
-        .on_header(|_, _, _| Box::pin(async { Status::Continue }))
-        .on_eoh(|_| Box::pin(async { Status::Continue }))
-        .on_body(|_, _| Box::pin(async { Status::Continue }))
+        .on_header(|cx, _, _| {
+            Box::pin(async move { answer(&cx.data, ProtoOpts::NOREPLY_HEADER) })
+        })
+        .on_eoh(|cx| Box::pin(async move { answer(&cx.data, ProtoOpts::NOREPLY_EOH) }))
+        .on_body(|cx, _| Box::pin(async move { answer(&cx.data, ProtoOpts::NOREPLY_BODY) }))
         .on_eom(|_| Box::pin(async { Status::Accept }))
         .on_abort(|_| Box::pin(async { Status::Continue }))
 }
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let arg = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let noreply = args.iter().any(|a| a == "--noreply");
+    let arg = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .cloned()
         .unwrap_or_else(|| "inet:127.0.0.1:7358".into());
     let addr = ListenAddr::parse(&arg).map_err(std::io::Error::other)?;
     let (listener, local) = listen::bind(&addr, Some(0o666), None).await?;
@@ -82,7 +118,7 @@ async fn main() -> std::io::Result<()> {
         actions: ACTIONS,
         connection_timeout: Duration::from_secs(600),
     };
-    let result = indymilter::run(listener, callbacks(), config, shutdown).await;
+    let result = indymilter::run(listener, callbacks(noreply), config, shutdown).await;
     if let ListenAddr::Unix(path) = &local {
         let _ = std::fs::remove_file(path);
     }

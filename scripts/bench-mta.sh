@@ -11,6 +11,8 @@
 #   scripts/bench-mta.sh --only postfix-cjsm-inet --only postfix-none --runs 5
 #
 # Row names: {postfix,sendmail}-{none,cjsm-inet,cjsm-unix,noop-inet,noop-unix,odkim-inet,odkim-unix}.
+# --also noopnr-unix (or -inet) adds a row with the no-op milter started with --noreply (it asks
+# the MTA not to wait for replies to CONNECT, headers, end of headers and body chunks).
 # Mail: smtp-source's own 10240-byte body, unmarked, from alice@test.local to
 # bob@met.pnn.police.uk: a secure-network recipient, so cjsm-milter accepts it (unmarked mail
 # counts as OFFICIAL-SENSITIVE, allowed to secure recipients) and adds its marking header.
@@ -26,6 +28,7 @@ MESSAGES=2000
 SESSIONS=10
 SIZE=10240
 ONLY=()
+ALSO=()
 KEEP=0
 while (($#)); do
     case "$1" in
@@ -34,7 +37,8 @@ while (($#)); do
         --sessions) SESSIONS=$2; shift 2 ;;
         --only) ONLY+=("$2"); shift 2 ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        --also) ALSO+=("$2"); shift 2 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "bench-mta.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -144,6 +148,10 @@ EOF
             ;;
         noop)
             "$NOOP" "$spec" > "$dir/milter.log" 2>&1 &
+            PIDS+=($!)
+            ;;
+        noopnr)
+            "$NOOP" --noreply "$spec" > "$dir/milter.log" 2>&1 &
             PIDS+=($!)
             ;;
         odkim)
@@ -381,7 +389,7 @@ run_row() { # row run
 
 ROWS=()
 for mta in postfix sendmail; do
-    for m in none cjsm-inet cjsm-unix noop-inet noop-unix odkim-inet odkim-unix; do
+    for m in none cjsm-inet cjsm-unix noop-inet noop-unix odkim-inet odkim-unix ${ALSO[@]+"${ALSO[@]}"}; do
         row=$mta-$m
         if ((${#ONLY[@]})); then
             keep=0
@@ -418,6 +426,7 @@ for row in "${ROWS[@]}"; do
     if [[ $med != FAILED && $base != FAILED && -n $base ]]; then ratio=$(awk -v a="$med" -v b="$base" 'BEGIN {printf "%.2f", a / b}'); fi
     case "$kind" in
         none) name="none" ;; cjsm) name="cjsm-milter" ;; noop) name="no-op indymilter" ;; odkim) name="OpenDKIM (verify)" ;;
+        noopnr) name="no-op indymilter, no-reply stages" ;;
     esac
     echo "| ${mta^} | $name | $transport | $med | $range | $ratio | $runs |"
 done
