@@ -84,9 +84,7 @@ fn callbacks(noreply: bool) -> Callbacks<ProtoOpts> {
         })
         .on_mail(|_, _| Box::pin(async { Status::Continue }))
         .on_rcpt(|_, _| Box::pin(async { Status::Continue }))
-        .on_header(|cx, _, _| {
-            Box::pin(async move { answer(&cx.data, ProtoOpts::NOREPLY_HEADER) })
-        })
+        .on_header(|cx, _, _| Box::pin(async move { answer(&cx.data, ProtoOpts::NOREPLY_HEADER) }))
         .on_eoh(|cx| Box::pin(async move { answer(&cx.data, ProtoOpts::NOREPLY_EOH) }))
         .on_body(|cx, _| Box::pin(async move { answer(&cx.data, ProtoOpts::NOREPLY_BODY) }))
         .on_eom(|_| Box::pin(async { Status::Accept }))
