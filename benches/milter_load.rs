@@ -14,7 +14,9 @@
 //! no-op runs). Scenarios that need redis-server (Debian package) skip themselves when it is
 //! missing. To profile the milters under this load, set `CJSM_BENCH_WRAP` (a command prefix
 //! for both), e.g. `CJSM_BENCH_WRAP="valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p"`
-//! or `CJSM_BENCH_WRAP="strace -c -f -o /tmp/strace"` (add `--cjsm-only` for cjsm-milter alone).
+//! or `CJSM_BENCH_WRAP="perf record -e cpu-clock -o /tmp/perf.data --"` (add `--cjsm-only` for
+//! cjsm-milter alone). The wrapper gets the SIGTERM: valgrind and `perf record` pass it on, but
+//! `strace -c` and `perf trace` do not and leave the milter running (stop it by its PID).
 //!
 //! Each message is sent as Postfix sends it: macros, MAIL, RCPT per recipient, every header,
 //! end of headers, the body in 64 KB chunks, end of message; one message per milter
