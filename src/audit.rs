@@ -10,6 +10,8 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 const QUEUE: usize = 10_000;
+/// Entries handed to the store at once, at most.
+const BATCH: usize = 256;
 
 #[derive(Clone)]
 pub struct AuditSink {
@@ -22,9 +24,12 @@ impl AuditSink {
     pub fn start(store: Arc<dyn Directory>) -> AuditSink {
         let (tx, mut rx) = mpsc::channel::<AuditEvent>(QUEUE);
         tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
-                if let Err(e) = store.append_audit(event).await {
-                    warn!(error = %e, "audit entry not written");
+            // What queued up while the last write ran goes in one write (at most BATCH).
+            let mut events = Vec::with_capacity(BATCH);
+            while rx.recv_many(&mut events, BATCH).await > 0 {
+                let count = events.len();
+                if let Err(e) = store.append_audit_batch(std::mem::take(&mut events)).await {
+                    warn!(error = %e, entries = count, "audit entries not written");
                 }
             }
         });

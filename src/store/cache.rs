@@ -186,6 +186,10 @@ impl Directory for CachedDirectory {
         self.inner.append_audit(event)
     }
 
+    fn append_audit_batch(&self, events: Vec<AuditEvent>) -> StoreFuture<'_, ()> {
+        self.inner.append_audit_batch(events)
+    }
+
     fn audit(&self, limit: usize) -> StoreFuture<'_, Vec<AuditEvent>> {
         self.inner.audit(limit)
     }

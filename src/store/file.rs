@@ -173,6 +173,16 @@ impl Inner {
         })
     }
 
+    /// The directory held in memory, if the file has not changed since it was read.
+    fn current(&self) -> Option<Arc<Users>> {
+        let stamp = self.stamp().ok()??;
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        match cache.as_ref() {
+            Some((held, users)) if *held == stamp => Some(users.clone()),
+            _ => None,
+        }
+    }
+
     /// The current directory, re-read when the file changed since the last call.
     fn users(&self) -> Result<Arc<Users>, StoreError> {
         let stamp = self.stamp()?;
@@ -268,38 +278,53 @@ impl Inner {
         self.dir.join(AUDIT_FILE)
     }
 
-    /// Appends one line; past half the retention the file becomes `audit.log.1` (replacing
-    /// the older half), so at most `audit_retention` entries are kept.
-    fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+    /// Appends one line per event, in one write while the current file has room; past half
+    /// the retention the file becomes `audit.log.1` (replacing the older half), so at most
+    /// `audit_retention` entries are kept.
+    fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
         if self.access == Access::ReadOnly {
             return Err(StoreError::Refused("the store is open read-only".into()));
         }
-        let mut line = serde_json::to_vec(event)
-            .map_err(|e| StoreError::Unavailable(format!("audit event: {e}")))?;
-        line.push(b'\n');
-        let mut lines = self.audit_lines.lock().unwrap_or_else(|p| p.into_inner());
-        if *lines >= self.audit_retention / 2 {
-            let _lock = self.lock()?;
-            // Another process may have rotated already: count again under the lock.
-            if count_lines(&self.audit_path()) >= self.audit_retention / 2 {
-                fs::rename(self.audit_path(), self.dir.join(AUDIT_OLD_FILE)).map_err(|e| {
-                    StoreError::Unavailable(format!("rotate {}: {e}", self.audit_path().display()))
-                })?;
-            }
-            *lines = count_lines(&self.audit_path());
+        let mut pending: Vec<Vec<u8>> = Vec::with_capacity(events.len());
+        for event in events {
+            let mut line = serde_json::to_vec(event)
+                .map_err(|e| StoreError::Unavailable(format!("audit event: {e}")))?;
+            line.push(b'\n');
+            pending.push(line);
         }
-        let mut file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .open(self.audit_path())
-            .map_err(|e| {
+        let mut lines = self.audit_lines.lock().unwrap_or_else(|p| p.into_inner());
+        let half = self.audit_retention / 2;
+        let mut rest = &pending[..];
+        while !rest.is_empty() {
+            if *lines >= half {
+                let _lock = self.lock()?;
+                // Another process may have rotated already: count again under the lock.
+                if count_lines(&self.audit_path()) >= half {
+                    fs::rename(self.audit_path(), self.dir.join(AUDIT_OLD_FILE)).map_err(|e| {
+                        StoreError::Unavailable(format!(
+                            "rotate {}: {e}",
+                            self.audit_path().display()
+                        ))
+                    })?;
+                }
+                *lines = count_lines(&self.audit_path());
+            }
+            let room = half.saturating_sub(*lines).max(1);
+            let (now, later) = rest.split_at(room.min(rest.len()));
+            let mut file = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o640)
+                .open(self.audit_path())
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("{}: {e}", self.audit_path().display()))
+                })?;
+            file.write_all(&now.concat()).map_err(|e| {
                 StoreError::Unavailable(format!("{}: {e}", self.audit_path().display()))
             })?;
-        file.write_all(&line).map_err(|e| {
-            StoreError::Unavailable(format!("{}: {e}", self.audit_path().display()))
-        })?;
-        *lines += 1;
+            *lines += now.len();
+            rest = later;
+        }
         Ok(())
     }
 
@@ -340,8 +365,7 @@ fn read_audit(path: &Path) -> Result<Vec<AuditEvent>, StoreError> {
 impl Directory for FileStore {
     fn lookup<'a>(&'a self, address: &'a str) -> StoreFuture<'a, Lookup> {
         let address = normalize_address(address);
-        Box::pin(self.blocking(move |inner| {
-            let data = inner.users()?;
+        let answer = move |data: &Users| {
             let user = data.users.get(&address).cloned();
             let org = match &user {
                 Some(u) => data.orgs.get(&u.org).cloned(),
@@ -352,12 +376,19 @@ impl Directory for FileStore {
                     .and_then(|id| data.orgs.get(id).cloned()),
             };
             let certificate = data.certificates.get(&address).cloned();
-            Ok(Lookup {
+            Lookup {
                 user,
                 org,
                 certificate,
-            })
-        }))
+            }
+        };
+        // The directory in memory is current (one stat): answer here, without a hop to a
+        // worker thread and back for every recipient. A changed file is re-read on one.
+        if let Some(data) = self.inner.current() {
+            let lookup = answer(&data);
+            return Box::pin(async move { Ok(lookup) });
+        }
+        Box::pin(self.blocking(move |inner| Ok(answer(&*inner.users()?))))
     }
 
     fn user<'a>(&'a self, address: &'a str) -> StoreFuture<'a, Option<User>> {
@@ -467,7 +498,11 @@ impl Directory for FileStore {
     }
 
     fn append_audit(&self, event: AuditEvent) -> StoreFuture<'_, ()> {
-        Box::pin(self.blocking(move |inner| inner.append_audit(&event)))
+        Box::pin(self.blocking(move |inner| inner.append_audit(std::slice::from_ref(&event))))
+    }
+
+    fn append_audit_batch(&self, events: Vec<AuditEvent>) -> StoreFuture<'_, ()> {
+        Box::pin(self.blocking(move |inner| inner.append_audit(&events)))
     }
 
     fn audit(&self, limit: usize) -> StoreFuture<'_, Vec<AuditEvent>> {
@@ -556,5 +591,27 @@ mod tests {
         assert_eq!(events[0].action, "event 24", "newest first");
         let newest: Vec<u64> = events.iter().map(|e| e.time_ms).collect();
         assert!(newest.windows(2).all(|w| w[0] > w[1]), "{newest:?}");
+    }
+
+    #[tokio::test]
+    async fn a_batch_rotates_where_single_appends_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open_with(dir.path(), Access::ReadWrite, 10).unwrap();
+        let events = |range: std::ops::Range<u64>| -> Vec<AuditEvent> {
+            range
+                .map(|i| AuditEvent {
+                    time_ms: i,
+                    kind: "verdict".into(),
+                    action: format!("event {i}"),
+                    ..AuditEvent::default()
+                })
+                .collect()
+        };
+        store.append_audit_batch(events(0..3)).await.unwrap();
+        store.append_audit_batch(events(3..25)).await.unwrap();
+        let got = store.audit(100).await.unwrap();
+        assert_eq!(got.len(), 10, "two full halves of the retention");
+        let newest: Vec<u64> = got.iter().map(|e| e.time_ms).collect();
+        assert_eq!(newest, (15..25).rev().collect::<Vec<u64>>());
     }
 }

@@ -72,6 +72,17 @@ pub trait Directory: Send + Sync {
     fn certificates(&self) -> StoreFuture<'_, Vec<Certificate>>;
     /// Appends to the audit trail (bounded: the oldest entries go).
     fn append_audit(&self, event: AuditEvent) -> StoreFuture<'_, ()>;
+    /// Appends several entries in order. The milter's audit writer hands over what queued up
+    /// while it was writing; a backend that can write them at once (the file store: one
+    /// write, not one worker-thread hop and one open per entry) overrides this.
+    fn append_audit_batch(&self, events: Vec<AuditEvent>) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            for event in events {
+                self.append_audit(event).await?;
+            }
+            Ok(())
+        })
+    }
     /// The newest audit events, newest first, at most `limit`.
     fn audit(&self, limit: usize) -> StoreFuture<'_, Vec<AuditEvent>>;
     /// How many users and organisations there are (cheap: for metrics and readiness).
