@@ -161,7 +161,18 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
 /// Every few seconds: is the store reachable (readiness), and how big is the directory.
 async fn watch_store(store: Arc<dyn crate::store::Directory>) {
     let m = metrics();
+    let mut round: u64 = 0;
     loop {
+        // Certificates change rarely: counted once a minute (every 12th round).
+        if round % 12 == 0
+            && let Ok(certs) = store.certificates().await
+        {
+            let soon = crate::store::now_unix() + 30 * 86_400;
+            m.certificates.set(certs.len() as i64);
+            m.certificates_expiring
+                .set(certs.iter().filter(|c| c.not_after <= soon).count() as i64);
+        }
+        round += 1;
         match store.size().await {
             Ok((users, orgs)) => {
                 m.store_reachable.store(true, Ordering::Release);
