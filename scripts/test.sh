@@ -12,8 +12,10 @@ cd "$(dirname "$0")/.."
 # milter behind a private Postfix instance the tests start on loopback.
 # liblockfile1, libwrap0 and m4: Sendmail, unpacked beside Postfix (its package conflicts with
 # postfix), run by the tests from target/sendmail.
-PACKAGES=(gcc libc6-dev redis-server python3-ldap ldap-utils prometheus postfix swaks
-          liblockfile1 libwrap0 m4)
+# make and perl: OpenSSL, built from source for the S/MIME encryption (the openssl crate's
+# "vendored" feature). openssl: the CLI the tests make certificates with and decrypt with.
+PACKAGES=(gcc libc6-dev make perl redis-server python3-ldap ldap-utils prometheus postfix swaks
+          liblockfile1 libwrap0 m4 openssl)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
