@@ -164,7 +164,7 @@ async fn watch_store(store: Arc<dyn crate::store::Directory>) {
     let mut round: u64 = 0;
     loop {
         // Certificates change rarely: counted once a minute (every 12th round).
-        if round % 12 == 0
+        if round.is_multiple_of(12)
             && let Ok(certs) = store.certificates().await
         {
             let soon = crate::store::now_unix() + 30 * 86_400;
