@@ -16,6 +16,9 @@
 # Mail: smtp-source's own 10240-byte body, unmarked, from alice@test.local to
 # bob@met.pnn.police.uk: a secure-network recipient, so cjsm-milter accepts it (unmarked mail
 # counts as OFFICIAL-SENSITIVE, allowed to secure recipients) and adds its marking header.
+# smtp-source does not do STARTTLS, so cjsm-milter's config puts 127.0.0.0/8 on
+# [routing] secure_networks (the client plays a server on the secure network); without it the
+# mail would be refused at end of DATA.
 # Loopback only; every process started here is stopped by its PID. Needs root (Postfix,
 # smtp-sink -u, unshare --uts for Sendmail). Installs postfix, opendkim, opendkim-tools,
 # liblockfile1, libwrap0 and m4 when missing.
@@ -38,7 +41,7 @@ while (($#)); do
         --only) ONLY+=("$2"); shift 2 ;;
         --keep) KEEP=1; shift ;;
         --also) ALSO+=("$2"); shift 2 ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "bench-mta.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -142,6 +145,12 @@ path = "$dir/store"
 
 [metrics]
 listen = ""
+
+# smtp-source does not do STARTTLS, and OFFICIAL-SENSITIVE mail (unmarked mail counts as
+# such) to a secure address is refused unless the session used STARTTLS or the client is on
+# a secure or trusted network: the benchmark's client plays a server on the secure network.
+[routing]
+secure_networks = ["127.0.0.0/8"]
 EOF
             "$CJSM" --config "$dir/cjsm.toml" run 2> "$dir/milter.log" &
             PIDS+=($!)
