@@ -226,6 +226,7 @@ impl Metrics {
             ("mail", "sender-not-authenticated"),
             ("mail", "sender-not-own-address"),
             ("mail", "sender-unknown"),
+            ("mail", "sender-not-qualified"),
             ("rcpt", "recipient-unknown"),
             ("rcpt", "recipient-suspended"),
             ("eom", "above-ceiling"),

@@ -85,22 +85,42 @@ pub fn delivery_address(secure: &str, lookup: &Lookup, routing: &RoutingConfig) 
         .then(|| format!("{local}@{own}"))
 }
 
-/// The common name of a distinguished name as an MTA reports it: Postfix sends the CN alone
-/// (`mail.firm.co.uk`), Sendmail the whole DN with `+XX` escapes
-/// (`/C=GB/O=Firm+20LLP/CN=mail.firm.co.uk`); an administrator may register either, or an
-/// RFC 4514 string (`CN=mail.firm.co.uk,O=Firm LLP`).
-pub fn common_name(dn: &str) -> String {
+/// The common name of a distinguished name, lower-cased: Sendmail's one-line form with `+XX`
+/// escapes (`/C=GB/O=Firm+20LLP/CN=mail.firm.co.uk`), an RFC 4514 string
+/// (`CN=mail.firm.co.uk,O=Firm LLP`), or a bare CN as Postfix reports it. `None` when a DN
+/// has no CN or more than one: a name built to look like another (an O or CN value holding
+/// `/CN=...`) is ambiguous, and never matches.
+pub fn common_name(dn: &str) -> Option<String> {
     let decoded = decode_xtext(dn.trim());
-    let mut cn = None;
-    for part in decoded.split(['/', ',']) {
-        let part = part.trim();
-        if let Some((key, value)) = part.split_once('=')
-            && key.trim().eq_ignore_ascii_case("CN")
-        {
-            cn = Some(value.trim().to_string());
-        }
+    let separator = if decoded.starts_with('/') {
+        '/'
+    } else if decoded.contains('=') {
+        ','
+    } else {
+        return Some(decoded.to_ascii_lowercase());
+    };
+    let mut names = decoded.split(separator).filter_map(|part| {
+        let (key, value) = part.split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("CN")
+            .then(|| value.trim().to_ascii_lowercase())
+    });
+    match (names.next(), names.next()) {
+        (Some(cn), None) => Some(cn),
+        _ => None,
     }
-    cn.unwrap_or(decoded).to_ascii_lowercase()
+}
+
+/// The common name in a `{cert_subject}` or `{cert_issuer}` the MTA reported: Sendmail's
+/// one-line DN (it starts with `/`), otherwise the CN alone, as Postfix sends it, taken
+/// literally (a CN that reads like a DN is not parsed as one).
+pub fn reported_common_name(value: &str) -> Option<String> {
+    let value = value.trim();
+    if value.starts_with('/') {
+        common_name(value)
+    } else {
+        Some(value.to_ascii_lowercase())
+    }
 }
 
 /// Sendmail's `+XX` hex escapes (xtext, RFC 3461) decoded; other text unchanged.
@@ -134,9 +154,9 @@ pub fn certificate_matches(session: &SessionFacts, registered: &ClientCertificat
     let (Some(subject), Some(issuer)) = (&session.cert_subject, &session.cert_issuer) else {
         return false;
     };
-    let same = |a: &str, b: &str| {
-        let a = common_name(a);
-        !a.is_empty() && a == common_name(b)
+    let same = |reported: &str, registered: &str| {
+        reported_common_name(reported)
+            .is_some_and(|cn| !cn.is_empty() && Some(cn) == common_name(registered))
     };
     same(subject, &registered.subject) && same(issuer, &registered.issuer)
 }
@@ -193,7 +213,23 @@ pub fn sender_outcome(
         );
     }
     let trusted = network(session.client_addr, routing) == Network::Trusted;
+    // An unqualified sender is qualified by the MTA later (Postfix appends `myorigin`, which
+    // on a hub may be under the secure suffix): only the hub's own hosts may send one.
+    if !sender.is_empty() && !sender.contains('@') && !trusted {
+        return refused(
+            "sender-not-qualified",
+            format!("Sender {sender} must be a full address (user@domain)"),
+        );
+    }
     let Some(org) = &lookup.org else {
+        // Under the secure suffix, every sender is a directory user: an address there that
+        // the directory does not know is not one (the hub's own hosts excepted).
+        if zone == Zone::SecureSuffix && !trusted {
+            return refused(
+                "sender-unknown",
+                format!("{sender} is not a user of the Secure eMail Directory"),
+            );
+        }
         return SenderOutcome {
             verdict: None,
             trust: if trusted { "trusted-network" } else { "none" },
@@ -345,15 +381,40 @@ mod tests {
     #[test]
     fn common_names() {
         let cases = [
-            ("mail.firm.co.uk", "mail.firm.co.uk"),
-            ("/C=GB/O=Firm+20LLP/CN=mail.firm.co.uk", "mail.firm.co.uk"),
-            ("CN=Mail.Firm.co.uk,O=Firm LLP,C=GB", "mail.firm.co.uk"),
-            ("/CN=CJSM+20Client+20CA", "cjsm client ca"),
-            ("+2", "+2"),
-            ("", ""),
+            ("mail.firm.co.uk", Some("mail.firm.co.uk")),
+            (
+                "/C=GB/O=Firm+20LLP/CN=mail.firm.co.uk",
+                Some("mail.firm.co.uk"),
+            ),
+            (
+                "CN=Mail.Firm.co.uk,O=Firm LLP,C=GB",
+                Some("mail.firm.co.uk"),
+            ),
+            (
+                "C = GB, O = Firm LLP, CN = mail.firm.co.uk",
+                Some("mail.firm.co.uk"),
+            ),
+            ("/CN=CJSM+20Client+20CA", Some("cjsm client ca")),
+            ("+2", Some("+2")),
+            ("", Some("")),
+            // Ambiguous: no CN, or a value that smuggles in a second one.
+            ("/C=GB/O=Firm", None),
+            ("/O=x/CN=evil.example/CN=mail.firm.co.uk", None),
+            ("CN=evil.example,O=x,CN=mail.firm.co.uk", None),
         ];
         for (dn, cn) in cases {
-            assert_eq!(common_name(dn), cn, "{dn}");
+            assert_eq!(common_name(dn).as_deref(), cn, "{dn}");
+        }
+        // What the MTA reports: Postfix's bare CN is taken literally, even if it reads like
+        // a DN; Sendmail's one-line DN is parsed.
+        let reported = [
+            ("mail.firm.co.uk", Some("mail.firm.co.uk")),
+            ("CN=mail.firm.co.uk,O=x", Some("cn=mail.firm.co.uk,o=x")),
+            ("/C=GB/CN=mail.firm.co.uk", Some("mail.firm.co.uk")),
+            ("/C=GB/CN=x/CN=mail.firm.co.uk", None),
+        ];
+        for (value, cn) in reported {
+            assert_eq!(reported_common_name(value).as_deref(), cn, "{value}");
         }
     }
 

@@ -140,6 +140,9 @@ pub fn normalize_address(address: &str) -> String {
         .trim_start_matches('<')
         .trim_end_matches('>')
         .trim()
+        // A root-anchored domain (`a@firm.co.uk.`) is the same domain: the MTA drops the dot
+        // when it rewrites the address, so it must not dodge a lookup here.
+        .trim_end_matches('.')
         .to_ascii_lowercase()
 }
 
