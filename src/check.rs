@@ -159,6 +159,7 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreErr
         "action": applied.action,
         "reply": applied.reply,
         "reason": applied.reason,
+        "error": outcome.error,
         "decision": {
             "action": decision.action,
             "reply": decision.reply,

@@ -18,6 +18,9 @@ pub struct Engine {
     pub require_tls_from: Option<LevelId>,
     /// The escrow certificate (PEM) every encrypted message is also encrypted for.
     pub escrow: Option<String>,
+    /// When the escrow certificate lapses (Unix seconds): past it, encryption tempfails
+    /// rather than leave the hub's archive without a copy.
+    escrow_not_after: u64,
     pub store: Arc<dyn Directory>,
     /// Where the milter records its verdicts (none for `check`).
     pub audit: Option<AuditSink>,
@@ -45,20 +48,24 @@ impl Engine {
                     })?,
             ),
         };
-        let escrow = match &config.encryption.escrow_certificate {
-            None => None,
-            Some(path) => Some(load_escrow(path).map_err(|message| ConfigError {
-                file: None,
-                line: None,
-                key: Some("encryption.escrow_certificate".into()),
-                message,
-            })?),
+        let (escrow, escrow_not_after) = match &config.encryption.escrow_certificate {
+            None => (None, u64::MAX),
+            Some(path) => {
+                let (pem, not_after) = load_escrow(path).map_err(|message| ConfigError {
+                    file: None,
+                    line: None,
+                    key: Some("encryption.escrow_certificate".into()),
+                    message,
+                })?;
+                (Some(pem), not_after)
+            }
         };
         Ok(Engine {
             config,
             vocab,
             require_tls_from,
             escrow,
+            escrow_not_after,
             store,
             audit: None,
         })
@@ -207,17 +214,18 @@ impl Engine {
                 enabled: self.config.encryption.enabled,
                 requested: message.encryption_requested,
                 trigger: &self.config.encryption.trigger,
-                whole: message.whole_entity().is_some(),
+                whole: message.is_whole(),
                 neutral_subject: &self.config.encryption.neutral_subject,
             },
         });
+        let mut error = None;
         let verdict = if verdict.encrypt_for.is_empty() {
             verdict
         } else {
             match self.encrypt(verdict, recipients, message) {
                 Ok(verdict) => verdict,
                 Err(e) => {
-                    tracing::error!(error = %e, "encryption failed");
+                    error = Some(format!("encryption failed: {e}"));
                     Verdict::tempfail("encryption-error")
                 }
             }
@@ -225,6 +233,7 @@ impl Engine {
         Outcome {
             classification,
             verdict,
+            error,
         }
     }
 }
@@ -240,7 +249,7 @@ pub struct Envelope {
 }
 
 /// The escrow certificate: readable, and usable for encryption now.
-fn load_escrow(path: &std::path::Path) -> Result<String, String> {
+fn load_escrow(path: &std::path::Path) -> Result<(String, u64), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let parsed = smime::cert::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     if let Some(problem) = &parsed.unusable_for_encryption {
@@ -259,7 +268,7 @@ fn load_escrow(path: &std::path::Path) -> Result<String, String> {
             smime::cert::date(parsed.not_after)
         ));
     }
-    Ok(parsed.pem)
+    Ok((parsed.pem, parsed.not_after))
 }
 
 impl Engine {
@@ -281,6 +290,12 @@ impl Engine {
             .filter_map(|r| r.certificate_pem.as_deref())
             .collect();
         if let Some(escrow) = &self.escrow {
+            if now_unix() > self.escrow_not_after {
+                return Err(format!(
+                    "the escrow certificate (encryption.escrow_certificate) expired on {}",
+                    smime::cert::date(self.escrow_not_after)
+                ));
+            }
             certificates.push(escrow);
         }
         let cipher = self.config.encryption.cipher;
@@ -292,6 +307,22 @@ impl Engine {
             for index in (1..=count).rev() {
                 edits.push(Edit::DeleteHeader {
                     name: name.clone(),
+                    index,
+                });
+            }
+        }
+        // A neutral Subject replaces the first Subject (the policy's edit): the real one
+        // travels inside, so no other copy of it stays outside.
+        if !self.config.encryption.neutral_subject.trim().is_empty() {
+            for index in (2..=message.subjects).rev() {
+                edits.push(Edit::DeleteHeader {
+                    name: "Subject".into(),
+                    index,
+                });
+            }
+            for index in (1..=message.thread_topics).rev() {
+                edits.push(Edit::DeleteHeader {
+                    name: "Thread-Topic".into(),
                     index,
                 });
             }
@@ -319,6 +350,9 @@ impl Engine {
 pub struct Outcome {
     pub classification: Classification,
     pub verdict: Verdict,
+    /// What went wrong when the verdict is a tempfail for an internal error (logged by the
+    /// caller, with the queue ID).
+    pub error: Option<String>,
 }
 
 /// The message as the MTA hands it over, header by header and chunk by chunk, kept within
@@ -354,6 +388,9 @@ pub struct Collector {
     subject_inside: bool,
     own_headers: usize,
     route_headers: usize,
+    /// Subject headers, and Outlook's copy of the Subject: what a neutral Subject must hide.
+    subjects: usize,
+    thread_topics: usize,
     limits_exceeded: Vec<String>,
     own_header_name: String,
     route_header_name: String,
@@ -385,6 +422,8 @@ impl Collector {
             subject_inside: !config.encryption.neutral_subject.trim().is_empty(),
             own_headers: 0,
             route_headers: 0,
+            subjects: 0,
+            thread_topics: 0,
             limits_exceeded: Vec::new(),
             own_header_name: config.marking.header.clone(),
             route_header_name: config.routing.route_header.clone(),
@@ -415,6 +454,8 @@ impl Collector {
             return;
         }
         let is_subject = name.eq_ignore_ascii_case(b"Subject");
+        self.subjects += usize::from(is_subject);
+        self.thread_topics += usize::from(name.eq_ignore_ascii_case(b"Thread-Topic"));
         let first_subject = is_subject && !self.subject_present;
         self.subject_present |= is_subject;
         self.headers += 1;
@@ -485,7 +526,9 @@ impl Collector {
                     decoded.as_deref(),
                     &self.trigger,
                 );
-                self.keep_whole = self.certificates_present || self.encryption_requested;
+                // Only a recipient's certificate makes encryption possible: a Subject
+                // trigger alone (anyone can write one) does not make us hold the message.
+                self.keep_whole = self.certificates_present;
             }
         }
     }
@@ -498,15 +541,23 @@ impl Collector {
         }
     }
 
+    /// The whole message is held: what [`Collector::whole_entity`] needs, without the copy.
+    pub fn is_whole(&self) -> bool {
+        self.body_start.is_some_and(|start| {
+            self.keep_whole
+                && self.headers_whole
+                && (self.raw.len() - start) as u64 == self.body_bytes
+        })
+    }
+
     /// The MIME entity an encrypted message carries: the message's own content headers (and
     /// its Subject, when a neutral one replaces it outside), a blank line, the whole body.
     /// `None` unless every header and the whole body were kept.
     pub fn whole_entity(&self) -> Option<Vec<u8>> {
-        let start = self.body_start?;
-        let body = &self.raw[start..];
-        if !self.keep_whole || !self.headers_whole || body.len() as u64 != self.body_bytes {
+        if !self.is_whole() {
             return None;
         }
+        let body = &self.raw[self.body_start?..];
         let mut entity = Vec::with_capacity(body.len() + 1024);
         let mut line = |name: &[u8], value: &[u8]| {
             entity.extend_from_slice(name);

@@ -359,3 +359,87 @@ fn lapse(store: &Path, address: &str) {
     directory["certificates"][address]["not_after"] = serde_json::json!(now - 86_400);
     std::fs::write(&path, serde_json::to_vec_pretty(&directory).unwrap()).unwrap();
 }
+
+/// With a neutral Subject, no copy of the real one stays outside the encrypted message: the
+/// first Subject is replaced, further Subject headers and Outlook's Thread-Topic removed (as
+/// `check` reports the edits). A Subject trigger without any certificate holder encrypts
+/// nothing and is refused, naming the recipient.
+#[test]
+fn a_neutral_subject_hides_every_copy_of_the_real_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cjsm.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\npath = \"{}\"\n[encryption]\nneutral_subject = \"Secure message\"\n",
+            dir.path().join("store").display()
+        ),
+    )
+    .unwrap();
+    let ca = SmimeCa::create(&dir.path().join("ca"));
+    let (cert, _) = ca.issue(
+        "expert",
+        Some("expert@gmail.com"),
+        "keyEncipherment",
+        Dates::Days(365),
+    );
+    let out = import(&config, "expert@gmail.com", &cert);
+    assert!(out.status.success(), "{out:?}");
+    let message = dir.path().join("m.eml");
+    std::fs::write(
+        &message,
+        "From: dc.jones@met.pnn.police.uk\r\nTo: expert@gmail.com\r\n\
+         Subject: OFFICIAL-SENSITIVE: Operation Larch\r\nThread-Topic: Operation Larch\r\n\
+         Subject: Operation Larch (copy)\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain\r\n\r\nThe report.\r\n",
+    )
+    .unwrap();
+    let check = |rcpt: &str| -> serde_json::Value {
+        let out = cjsm(
+            &config,
+            &[
+                "check",
+                "--from",
+                "dc.jones@met.pnn.police.uk",
+                "--rcpt",
+                rcpt,
+                message.to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let report = check("expert@gmail.com");
+    assert_eq!(report["decision"]["reason"], "encrypt", "{report}");
+    assert_eq!(report["subject"], "Secure message", "{report}");
+    let removed = report["headers_removed"].as_array().unwrap();
+    for (name, index) in [("Subject", 2), ("Thread-Topic", 1), ("Content-Type", 1)] {
+        assert!(
+            removed
+                .iter()
+                .any(|h| h["name"] == name && h["index"] == index),
+            "{name} {index} removed: {report}"
+        );
+    }
+    assert!(
+        !removed
+            .iter()
+            .any(|h| h["name"] == "Subject" && h["index"] == 1),
+        "the first Subject is replaced, not removed: {report}"
+    );
+
+    // Asked for with the trigger, but nobody holds a certificate: refused, nothing held.
+    std::fs::write(
+        &message,
+        "From: dc.jones@met.pnn.police.uk\r\nTo: someone@gmail.com\r\n\
+         Subject: [encrypt] OFFICIAL: minutes\r\n\r\nThe minutes.\r\n",
+    )
+    .unwrap();
+    let report = check("someone@gmail.com");
+    assert_eq!(report["action"], "reject", "{report}");
+    let text = report["decision"]["reply"]["text"].as_str().unwrap();
+    assert!(
+        text.contains("Encryption was requested") && text.contains("someone@gmail.com"),
+        "{report}"
+    );
+}
