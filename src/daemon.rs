@@ -98,24 +98,22 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
         }
     };
     let monitor = tokio::spawn(watch_store(store.clone()));
-    let socketmap = match config.socketmap.listen.as_str() {
+    let socketmap_listen = config.socketmap.listen.clone();
+    let audit = AuditSink::start(store.clone());
+    let shared = Shared::new(Engine::new(config, store)?.with_audit(Some(audit.clone())));
+    let socketmap = match socketmap_listen.as_str() {
         "" => None,
         addr => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding the socketmap {addr}"))?;
             info!(listen = %listener.local_addr()?, maps = %crate::routing::MAPS.join(" "), "socketmap");
-            let routing = Arc::new(config.routing.clone());
             Some(tokio::spawn(crate::routing::serve(
                 listener,
-                store.clone(),
-                routing,
-                Arc::new(config.socketmap.clone()),
+                shared.clone(),
             )))
         }
     };
-    let audit = AuditSink::start(store.clone());
-    let shared = Shared::new(Engine::new(config, store)?.with_audit(Some(audit)));
     let markings: Vec<String> = shared
         .current()
         .vocab
@@ -146,6 +144,8 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
     };
     let result = milter::serve(listener, shared, shutdown).await;
     m.milter_listening.store(false, Ordering::Release);
+    // The verdicts of the sessions just finished reach the audit trail before we go.
+    audit.drain(std::time::Duration::from_secs(5)).await;
     reloader.abort();
     monitor.abort();
     for task in [metrics_server, socketmap].into_iter().flatten() {
@@ -215,8 +215,11 @@ fn reload(path: Option<&Path>, shared: &Arc<Shared>) {
     if new.store != old.config.store {
         warn!("store settings changed: restart needed for them to apply; keeping the open store");
     }
-    if new.metrics != old.config.metrics || new.socketmap != old.config.socketmap {
+    if new.metrics != old.config.metrics {
         warn!("metrics settings changed: restart needed for them to apply");
+    }
+    if new.socketmap.listen != old.config.socketmap.listen {
+        warn!("socketmap address changed: restart needed for it to apply");
     }
     if new.log != old.config.log {
         warn!("log settings changed: restart needed for them to apply");

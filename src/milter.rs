@@ -199,6 +199,9 @@ const MACROS: &[(MacroStage, &str)] = &[
 
 /// Headers, quarantine, the envelope changes of address translation, and the body (S/MIME
 /// encryption).
+/// Messages with at most this much body are decided on the I/O thread (see `eom`).
+const INLINE_BYTES: u64 = 64 * 1024;
+
 const NEEDED_ACTIONS: Actions = Actions::ADD_HEADER
     .union(Actions::CHANGE_HEADER)
     .union(Actions::QUARANTINE)
@@ -603,31 +606,45 @@ async fn eom(cx: &mut EomContext<Session>, queue_id: Option<String>) -> Handled 
         .unwrap_or_else(|| "NOQUEUE".into());
     message.collector.end_of_headers();
 
-    // Classification is CPU work: run it off the I/O threads, under the deadline. The
-    // deadline is for this stage: a slow SMTP client before end of data costs nothing here.
     let limit = Duration::from_millis(engine.config.milter.deadline_ms);
     let envelope = Envelope {
         sender: message.sender.clone(),
         sender_translation: message.sender_translation.clone(),
         session: session_facts.clone(),
     };
-    let worker = {
-        let engine = engine.clone();
-        tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            let outcome = engine.end_of_message(&envelope, &message.recipients, &message.collector);
-            (outcome, message, started.elapsed())
-        })
+    let decide = move |engine: &Engine, message: MessageState| {
+        let started = Instant::now();
+        let outcome = engine.end_of_message(&envelope, &message.recipients, &message.collector);
+        (outcome, message, started.elapsed())
     };
-    let (outcome, message, verdict_time) = match tokio::time::timeout(limit, worker).await {
-        Ok(Ok(done)) => done,
-        Ok(Err(join)) => return Err(MilterError::Internal(format!("classifier failed: {join}"))),
-        Err(_) => return Err(MilterError::Deadline(limit)),
-    };
+    // A small message is decided here, on the I/O thread: tens of microseconds, less than
+    // handing it to another thread and back. Larger ones, and any encryption, are CPU work
+    // run on the blocking pool, under the deadline (for this stage: a slow SMTP client before
+    // end of data costs nothing here). Either way a panic is a tempfail, not a lost answer.
+    let (outcome, message, verdict_time) =
+        if message.collector.body_bytes() <= INLINE_BYTES && !message.collector.is_whole() {
+            let engine = engine.clone();
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decide(&engine, message)))
+                .map_err(|_| MilterError::Internal("classifier failed: panic".into()))?
+        } else {
+            let engine = engine.clone();
+            let worker = tokio::task::spawn_blocking(move || decide(&engine, message));
+            match tokio::time::timeout(limit, worker).await {
+                Ok(Ok(done)) => done,
+                Ok(Err(join)) => {
+                    return Err(MilterError::Internal(format!("classifier failed: {join}")));
+                }
+                Err(_) => return Err(MilterError::Deadline(limit)),
+            }
+        };
     let Outcome {
         classification,
         verdict,
+        error,
     } = &outcome;
+    if let Some(error) = error {
+        tracing::error!(queue_id = %queue_id, error = %error, "tempfail");
+    }
 
     let status = if engine.config.mode == Mode::Report {
         Status::Accept

@@ -208,20 +208,13 @@ pub async fn answer(
 }
 
 /// Serves socketmap connections until the listener fails.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    store: Arc<dyn Directory>,
-    routing: Arc<RoutingConfig>,
-    socketmap: Arc<SocketmapConfig>,
-) {
+pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<crate::milter::Shared>) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             continue;
         };
-        let store = store.clone();
-        let routing = routing.clone();
-        let socketmap = socketmap.clone();
+        let shared = shared.clone();
         tokio::spawn(async move {
             let mut buffer = Vec::with_capacity(256);
             let mut chunk = [0u8; 1024];
@@ -239,7 +232,17 @@ pub async fn serve(
                 loop {
                     match parse_netstring(&buffer, MAX_REQUEST) {
                         Ok(Some((request, used))) => {
-                            let reply = answer(request, store.as_ref(), &routing, &socketmap).await;
+                            // The config in force for each query: a reload (SIGHUP) that
+                            // changes the secure networks or domains applies here too.
+                            let engine = shared.current();
+                            let config = &engine.config;
+                            let reply = answer(
+                                request,
+                                engine.store.as_ref(),
+                                &config.routing,
+                                &config.socketmap,
+                            )
+                            .await;
                             if stream.write_all(&netstring(&reply)).await.is_err() {
                                 return;
                             }

@@ -155,6 +155,28 @@ fn sendmail_maps_and_bounds_over_the_wire() {
     for (request, want) in cases {
         assert_eq!(ask(&mut stream, request), want, "{request}");
     }
+    // SIGHUP: a new secure domain and mailer apply to the socketmap without a restart.
+    assert_eq!(
+        ask(&mut stream, "access TLS_Rcpt:newforce.example"),
+        "NOTFOUND "
+    );
+    let text = std::fs::read_to_string(&daemon.config).unwrap();
+    std::fs::write(
+        &daemon.config,
+        text.replace("sendmail_mailer = \"relay\"", "sendmail_mailer = \"esmtp\"")
+            + "[routing]\nsecure_domains = [\"newforce.example\"]\n",
+    )
+    .unwrap();
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_for_log("config reloaded");
+    assert_eq!(
+        ask(&mut stream, "access TLS_Rcpt:newforce.example"),
+        "OK VERIFY:128"
+    );
+    assert_eq!(
+        ask(&mut stream, "mailertable firm.co.uk"),
+        "OK esmtp:[192.0.2.25]"
+    );
     let unknown = ask(&mut stream, "aliases root");
     assert!(unknown.starts_with("PERM unknown map"), "{unknown}");
     // A request announced past the bound: refused at its length, and the connection closed.

@@ -354,7 +354,8 @@ impl RedisStore {
             .transpose()
     }
 
-    /// Every member of an index set, read with MGET in batches.
+    /// Every member of an index set, read with MGET in batches (a member deleted between the
+    /// two reads is left out).
     async fn all_json<T: serde::de::DeserializeOwned>(
         &self,
         index: String,
