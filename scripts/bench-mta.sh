@@ -233,9 +233,10 @@ smtpd_peername_lookup = no
 biff = no
 EOF
         if [ -n "$milter" ]; then
-            # The kit's milter settings (postfix/main.cf.fragment up to its TLS section), the
-            # same for every milter, with this row's socket.
-            sed -n '1,/^# --- client certificates/p' postfix/main.cf.fragment \
+            # The kit's milter settings (postfix/main.cf.fragment up to its TLS section: the
+            # benchmark's client does not use TLS and its routes are the sink), the same for
+            # every milter, with this row's socket.
+            sed -n '1,/^# --- TLS in/p' postfix/main.cf.fragment \
                 | grep -Ev '^(smtpd_milters|non_smtpd_milters|#)' | grep -v '^$'
             echo "smtpd_milters = $milter"
             echo "non_smtpd_milters ="
@@ -290,9 +291,10 @@ start_sendmail() { # dir milter-spec-or-empty
     printf 'hosts files\naliases files\n' > "$sm/service.switch"
     printf 'postmaster: root\nMAILER-DAEMON: postmaster\n' > "$sm/aliases"
     if [ -n "$milter" ]; then
-        # The kit's fragment (sendmail/cjsm-milter.mc.fragment): its macros and flags, with
-        # this row's socket.
-        filter=$(grep -v '^dnl' sendmail/cjsm-milter.mc.fragment \
+        # The kit's fragment (sendmail/cjsm-milter.mc.fragment): its filter line and macros,
+        # with this row's socket (not its TLS and mailertable lines: the benchmark's client
+        # does not use TLS and its route is the sink).
+        filter=$(grep -E '^(INPUT_MAIL_FILTER|define\(`confMILTER_MACROS_)' sendmail/cjsm-milter.mc.fragment \
             | sed "s|S=local:/run/cjsm-milter/milter.sock|S=$milter|")
     fi
     cat > "$sm/sendmail.mc" <<EOF
