@@ -197,11 +197,11 @@ const MACROS: &[(MacroStage, &str)] = &[
     (MacroStage::Eom, "i"),
 ];
 
-/// Headers, quarantine, the envelope changes of address translation, and the body (S/MIME
-/// encryption).
 /// Messages with at most this much body are decided on the I/O thread (see `eom`).
 const INLINE_BYTES: u64 = 64 * 1024;
 
+/// Headers, quarantine, the envelope changes of address translation, and the body (S/MIME
+/// encryption).
 const NEEDED_ACTIONS: Actions = Actions::ADD_HEADER
     .union(Actions::CHANGE_HEADER)
     .union(Actions::QUARANTINE)
