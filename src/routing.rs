@@ -186,6 +186,18 @@ pub async fn answer(
         );
     }
     let orgs = match store.orgs().await {
+        // No organisation at all: a new hub, or a Redis that lost its data. Only the first
+        // may answer NOTFOUND (queued mail would otherwise leave by MX, not the route).
+        Ok(orgs) if orgs.is_empty() => match store.written().await {
+            Ok(true) => orgs,
+            Ok(false) => return "TEMP directory unavailable: the directory store is empty".into(),
+            Err(e) => {
+                return format!("TEMP directory unavailable: {e}")
+                    .chars()
+                    .take(200)
+                    .collect();
+            }
+        },
         Ok(orgs) => orgs,
         // The MTA defers the delivery rather than route it without the directory.
         Err(e) => {

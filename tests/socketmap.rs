@@ -190,3 +190,69 @@ fn sendmail_maps_and_bounds_over_the_wire() {
     let mut rest = Vec::new();
     assert_eq!(stream.read_to_end(&mut rest).unwrap_or(0), 0, "closed");
 }
+
+/// A Redis that lost its data (here: restarted without persistence) is an outage for the
+/// routes, not an empty directory: `TEMP`, so queued mail for a connected organisation waits
+/// for its route rather than leave by MX.
+#[test]
+fn a_redis_that_lost_its_data_answers_temp() {
+    let mut redis = common::redis::RedisServer::start();
+    let port = common::free_port();
+    let milter_port = common::free_port();
+    let daemon = Daemon::start(&format!(
+        "[milter]\nlisten = \"inet:127.0.0.1:{milter_port}\"\n[store]\nbackend = \"redis\"\n\
+         url = \"{}\"\n[metrics]\nlisten = \"\"\n[socketmap]\nlisten = \"127.0.0.1:{port}\"\n",
+        redis.url()
+    ));
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    // Before anything is written, the directory is not there yet either.
+    let empty = ask(&mut stream, "transport bob@firm.co.uk");
+    assert!(empty.starts_with("TEMP"), "{empty}");
+    common::cli_ok(
+        &daemon.config,
+        &[
+            "directory",
+            "org",
+            "apply",
+            "--id",
+            "firm",
+            "--name",
+            "Firm LLP",
+            "--domain",
+            "firm.co.uk",
+            "--connection",
+            "server",
+            "--mail-server",
+            "[192.0.2.25]:2525",
+        ],
+    );
+    for step in ["approve", "sign-terms", "activate"] {
+        common::cli_ok(&daemon.config, &["directory", "org", step, "firm"]);
+    }
+    assert_eq!(
+        ask(&mut stream, "transport bob@firm.co.uk"),
+        "OK smtp:[192.0.2.25]:2525"
+    );
+    assert_eq!(ask(&mut stream, "transport bob@gmail.com"), "NOTFOUND ");
+
+    redis.stop();
+    redis.restart();
+    // The daemon's connection to Redis comes back; the data does not.
+    let mut answer = String::new();
+    for _ in 0..50 {
+        answer = ask(&mut stream, "transport bob@firm.co.uk");
+        if answer.starts_with("TEMP directory unavailable: the directory store is empty") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        answer.starts_with("TEMP directory unavailable: the directory store is empty"),
+        "{answer}"
+    );
+    let other = ask(&mut stream, "tlspolicy firm.co.uk");
+    assert!(other.starts_with("TEMP"), "{other}");
+}

@@ -197,4 +197,8 @@ impl Directory for CachedDirectory {
     fn size(&self) -> StoreFuture<'_, (usize, usize)> {
         self.inner.size()
     }
+
+    fn written(&self) -> StoreFuture<'_, bool> {
+        self.inner.written()
+    }
 }

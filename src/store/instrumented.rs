@@ -114,4 +114,8 @@ impl<D: Directory> Directory for Instrumented<D> {
     fn size(&self) -> StoreFuture<'_, (usize, usize)> {
         measured("size", self.inner.size())
     }
+
+    fn written(&self) -> StoreFuture<'_, bool> {
+        measured("written", self.inner.written())
+    }
 }

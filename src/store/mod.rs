@@ -87,6 +87,10 @@ pub trait Directory: Send + Sync {
     fn audit(&self, limit: usize) -> StoreFuture<'_, Vec<AuditEvent>>;
     /// How many users and organisations there are (cheap: for metrics and readiness).
     fn size(&self) -> StoreFuture<'_, (usize, usize)>;
+    /// The directory has been written at least once. An empty Redis (flushed, or restarted
+    /// without its data) answers `false`: an outage, not an empty directory, for those who
+    /// would otherwise read "no such organisation" (the socketmap).
+    fn written(&self) -> StoreFuture<'_, bool>;
 }
 
 /// Opens the configured backend. The milter's Redis store reads through a cache that

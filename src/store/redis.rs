@@ -379,6 +379,12 @@ impl RedisStore {
 }
 
 impl Directory for RedisStore {
+    fn written(&self) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            with_conn!(self, conn => conn.exists(self.keys.meta()).await.map_err(unavailable))
+        })
+    }
+
     fn size(&self) -> StoreFuture<'_, (usize, usize)> {
         Box::pin(async move {
             let (users, orgs): (usize, usize) = with_conn!(self, conn => {
