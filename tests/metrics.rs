@@ -5,7 +5,7 @@
 mod common;
 
 use common::daemon::{Daemon, http_get};
-use common::{cli_ok, onboard};
+use common::onboard;
 use indymilter_test::{MacroStage, Status, TestConnection};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -138,20 +138,12 @@ async fn counters_move_as_the_traffic_says_and_every_used_metric_is_served() {
         "smith.cjsm.net",
         "mailbox",
     );
-    cli_ok(
+    common::cli_add_user(
         &daemon.config,
-        &[
-            "directory",
-            "user",
-            "add",
-            "alice@smith.cjsm.net",
-            "--org",
-            "smith",
-            "--first-name",
-            "Alice",
-            "--last-name",
-            "Smith",
-        ],
+        "alice@smith.cjsm.net",
+        "smith",
+        "Alice",
+        "Smith",
     );
 
     for _ in 0..3 {

@@ -35,20 +35,12 @@ fn postfix_with_the_milter_as_the_kit_sets_it_up() {
         "smithchambers.cjsm.net",
         "mailbox",
     );
-    common::cli_ok(
+    common::cli_add_user(
         &milter.config,
-        &[
-            "directory",
-            "user",
-            "add",
-            "alice@smithchambers.cjsm.net",
-            "--org",
-            "smith",
-            "--first-name",
-            "Alice",
-            "--last-name",
-            "Smith",
-        ],
+        "alice@smithchambers.cjsm.net",
+        "smith",
+        "Alice",
+        "Smith",
     );
     let tls = tls(&pki);
 
@@ -216,20 +208,13 @@ fn a_connected_organisation_server_through_the_hub_both_ways() {
     let store = lab.path().join("store");
     let milter = Daemon::start(&milter_config(&hub, &store, socketmap_port));
     let firm_server = format!("[127.0.0.1]:{firm_port}");
-    common::cli_ok(
+    common::onboard_with(
         &milter.config,
+        "firm",
+        "Firm LLP",
+        "firm.co.uk",
+        "server",
         &[
-            "directory",
-            "org",
-            "apply",
-            "--id",
-            "firm",
-            "--name",
-            "Firm LLP",
-            "--domain",
-            "firm.co.uk",
-            "--connection",
-            "server",
             "--cert-fingerprint",
             &pki.firm_client_fingerprint,
             "--cert-subject",
@@ -240,24 +225,13 @@ fn a_connected_organisation_server_through_the_hub_both_ways() {
             &firm_server,
         ],
     );
-    for step in ["approve", "sign-terms", "activate"] {
-        common::cli_ok(&milter.config, &["directory", "org", step, "firm"]);
-    }
     for user in ["alice", "bob"] {
-        common::cli_ok(
+        common::cli_add_user(
             &milter.config,
-            &[
-                "directory",
-                "user",
-                "add",
-                &format!("{user}@firm.co.uk.cjsm.net"),
-                "--org",
-                "firm",
-                "--first-name",
-                user,
-                "--last-name",
-                "Patel",
-            ],
+            &format!("{user}@firm.co.uk.cjsm.net"),
+            "firm",
+            user,
+            "Patel",
         );
     }
     let firm = start_firm(lab.path(), &pki, firm_port, &hub, &sink);

@@ -269,20 +269,12 @@ fn sendmail_with_the_milter_as_the_kit_sets_it_up() {
         "smithchambers.cjsm.net",
         "mailbox",
     );
-    common::cli_ok(
+    common::cli_add_user(
         &milter.config,
-        &[
-            "directory",
-            "user",
-            "add",
-            "alice@smithchambers.cjsm.net",
-            "--org",
-            "smith",
-            "--first-name",
-            "Alice",
-            "--last-name",
-            "Smith",
-        ],
+        "alice@smithchambers.cjsm.net",
+        "smith",
+        "Alice",
+        "Smith",
     );
 
     let dialogue = lab.swaks(
@@ -325,20 +317,13 @@ fn sendmail_with_the_milter_as_the_kit_sets_it_up() {
 
     // A server-connected organisation: Sendmail reports its client certificate as whole DNs
     // with +XX escapes ({cert_subject}, {cert_issuer}) and {verify} = OK.
-    common::cli_ok(
+    common::onboard_with(
         &milter.config,
+        "firm",
+        "Firm LLP",
+        "firm.co.uk",
+        "server",
         &[
-            "directory",
-            "org",
-            "apply",
-            "--id",
-            "firm",
-            "--name",
-            "Firm LLP",
-            "--domain",
-            "firm.co.uk",
-            "--connection",
-            "server",
             "--cert-fingerprint",
             &lab.pki.firm_client_fingerprint,
             "--cert-subject",
@@ -349,24 +334,13 @@ fn sendmail_with_the_milter_as_the_kit_sets_it_up() {
             "[127.0.0.2]",
         ],
     );
-    for step in ["approve", "sign-terms", "activate"] {
-        common::cli_ok(&milter.config, &["directory", "org", step, "firm"]);
-    }
     for user in ["alice", "bob"] {
-        common::cli_ok(
+        common::cli_add_user(
             &milter.config,
-            &[
-                "directory",
-                "user",
-                "add",
-                &format!("{user}@firm.co.uk.cjsm.net"),
-                "--org",
-                "firm",
-                "--first-name",
-                user,
-                "--last-name",
-                "Patel",
-            ],
+            &format!("{user}@firm.co.uk.cjsm.net"),
+            "firm",
+            user,
+            "Patel",
         );
     }
     let cert = lab.pki.firm_client_cert.display().to_string();

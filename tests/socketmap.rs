@@ -118,27 +118,14 @@ fn sendmail_maps_and_bounds_over_the_wire() {
         "[milter]\nlisten = \"inet:127.0.0.1:{milter_port}\"\n[store]\npath = \"{{dir}}/store\"\n\
          [metrics]\nlisten = \"\"\n[socketmap]\nlisten = \"127.0.0.1:{port}\"\nsendmail_mailer = \"relay\"\n"
     ));
-    common::cli_ok(
+    common::onboard_with(
         &daemon.config,
-        &[
-            "directory",
-            "org",
-            "apply",
-            "--id",
-            "firm",
-            "--name",
-            "Firm LLP",
-            "--domain",
-            "firm.co.uk",
-            "--connection",
-            "server",
-            "--mail-server",
-            "[192.0.2.25]:2525",
-        ],
+        "firm",
+        "Firm LLP",
+        "firm.co.uk",
+        "server",
+        &["--mail-server", "[192.0.2.25]:2525"],
     );
-    for step in ["approve", "sign-terms", "activate"] {
-        common::cli_ok(&daemon.config, &["directory", "org", step, "firm"]);
-    }
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))
@@ -211,27 +198,14 @@ fn a_redis_that_lost_its_data_answers_temp() {
     // Before anything is written, the directory is not there yet either.
     let empty = ask(&mut stream, "transport bob@firm.co.uk");
     assert!(empty.starts_with("TEMP"), "{empty}");
-    common::cli_ok(
+    common::onboard_with(
         &daemon.config,
-        &[
-            "directory",
-            "org",
-            "apply",
-            "--id",
-            "firm",
-            "--name",
-            "Firm LLP",
-            "--domain",
-            "firm.co.uk",
-            "--connection",
-            "server",
-            "--mail-server",
-            "[192.0.2.25]:2525",
-        ],
+        "firm",
+        "Firm LLP",
+        "firm.co.uk",
+        "server",
+        &["--mail-server", "[192.0.2.25]:2525"],
     );
-    for step in ["approve", "sign-terms", "activate"] {
-        common::cli_ok(&daemon.config, &["directory", "org", step, "firm"]);
-    }
     assert_eq!(
         ask(&mut stream, "transport bob@firm.co.uk"),
         "OK smtp:[192.0.2.25]:2525"

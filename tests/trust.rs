@@ -26,20 +26,13 @@ fn setup(dir: &Path) -> std::path::PathBuf {
         ),
     )
     .unwrap();
-    cli_ok(
+    common::onboard_with(
         &config,
+        "firm",
+        "Firm LLP",
+        "firm.co.uk",
+        "server",
         &[
-            "directory",
-            "org",
-            "apply",
-            "--id",
-            "firm",
-            "--name",
-            "Firm LLP",
-            "--domain",
-            "firm.co.uk",
-            "--connection",
-            "server",
             "--cert-fingerprint",
             &"ab".repeat(32),
             "--cert-subject",
@@ -48,9 +41,6 @@ fn setup(dir: &Path) -> std::path::PathBuf {
             "/O=Hub/CN=CJSM Client CA",
         ],
     );
-    for step in ["approve", "sign-terms", "activate"] {
-        cli_ok(&config, &["directory", "org", step, "firm"]);
-    }
     common::onboard(
         &config,
         "smith",
@@ -64,21 +54,7 @@ fn setup(dir: &Path) -> std::path::PathBuf {
         ("carol@firm.co.uk.cjsm.net", "firm"),
         ("mary@smithchambers.cjsm.net", "smith"),
     ] {
-        cli_ok(
-            &config,
-            &[
-                "directory",
-                "user",
-                "add",
-                address,
-                "--org",
-                org,
-                "--first-name",
-                "A",
-                "--last-name",
-                "B",
-            ],
-        );
+        common::cli_add_user(&config, address, org, "A", "B");
     }
     cli_ok(
         &config,

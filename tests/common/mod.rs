@@ -150,25 +150,55 @@ pub fn cli_ok(config: &std::path::Path, args: &[&str]) -> String {
 
 /// Registers an organisation and switches it on, through the admin commands.
 pub fn onboard(config: &std::path::Path, id: &str, name: &str, domain: &str, connection: &str) {
+    onboard_with(config, id, name, domain, connection, &[]);
+}
+
+/// [`onboard`] with more `org apply` options (a client certificate, a mail server).
+pub fn onboard_with(
+    config: &std::path::Path,
+    id: &str,
+    name: &str,
+    domain: &str,
+    connection: &str,
+    options: &[&str],
+) {
+    let mut apply = vec![
+        "directory",
+        "org",
+        "apply",
+        "--id",
+        id,
+        "--name",
+        name,
+        "--domain",
+        domain,
+        "--connection",
+        connection,
+    ];
+    apply.extend_from_slice(options);
+    cli_ok(config, &apply);
+    for step in ["approve", "sign-terms", "activate"] {
+        cli_ok(config, &["directory", "org", step, id]);
+    }
+}
+
+/// `directory user add` for `address` in organisation `org`.
+pub fn cli_add_user(config: &std::path::Path, address: &str, org: &str, first: &str, last: &str) {
     cli_ok(
         config,
         &[
             "directory",
-            "org",
-            "apply",
-            "--id",
-            id,
-            "--name",
-            name,
-            "--domain",
-            domain,
-            "--connection",
-            connection,
+            "user",
+            "add",
+            address,
+            "--org",
+            org,
+            "--first-name",
+            first,
+            "--last-name",
+            last,
         ],
     );
-    for step in ["approve", "sign-terms", "activate"] {
-        cli_ok(config, &["directory", "org", step, id]);
-    }
 }
 
 /// The messages smtp-sink (`-d DIR/…`) wrote into `dir`, once at least `count` are there and

@@ -36,10 +36,8 @@ fn openssl(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A key and a certificate for `cn` signed by the CA, with `extensions` (an openssl config
-/// section's lines).
-fn issue(dir: &Path, name: &str, cn: &str, extensions: &str) {
-    std::fs::write(dir.join(format!("{name}.ext")), extensions).unwrap();
+/// A new RSA key `NAME.key` and a certificate request `NAME.csr` for `/O=Test/CN=cn`.
+fn key_and_request(dir: &Path, name: &str, cn: &str) {
     openssl(
         dir,
         &[
@@ -56,6 +54,13 @@ fn issue(dir: &Path, name: &str, cn: &str, extensions: &str) {
             &format!("/O=Test/CN={cn}"),
         ],
     );
+}
+
+/// A key and a certificate for `cn` signed by the CA, with `extensions` (an openssl config
+/// section's lines).
+fn issue(dir: &Path, name: &str, cn: &str, extensions: &str) {
+    std::fs::write(dir.join(format!("{name}.ext")), extensions).unwrap();
+    key_and_request(dir, name, cn);
     openssl(
         dir,
         &[
@@ -226,22 +231,7 @@ impl SmimeCa {
             ),
         )
         .unwrap();
-        openssl(
-            dir,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &format!("/O=Test/CN={name}"),
-            ],
-        );
+        key_and_request(dir, name, name);
         let mut args: Vec<String> = [
             "ca", "-batch", "-notext", "-config", "ca.cnf", "-keyfile", "ca.key", "-cert",
             "ca.crt", "-extfile",
