@@ -623,7 +623,6 @@ async fn eom(cx: &mut EomContext<Session>, queue_id: Option<String>) -> Handled 
     // end of data costs nothing here). Either way a panic is a tempfail, not a lost answer.
     let (outcome, message, verdict_time) =
         if message.collector.body_bytes() <= INLINE_BYTES && !message.collector.is_whole() {
-            let engine = engine.clone();
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decide(&engine, message)))
                 .map_err(|_| MilterError::Internal("classifier failed: panic".into()))?
         } else {

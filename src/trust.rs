@@ -213,6 +213,12 @@ pub fn sender_outcome(
         );
     }
     let trusted = network(session.client_addr, routing) == Network::Trusted;
+    let unknown = || {
+        refused(
+            "sender-unknown",
+            format!("{sender} is not a user of the Secure eMail Directory"),
+        )
+    };
     // An unqualified sender is qualified by the MTA later (Postfix appends `myorigin`, which
     // on a hub may be under the secure suffix): only the hub's own hosts may send one.
     if !sender.is_empty() && !sender.contains('@') && !trusted {
@@ -225,10 +231,7 @@ pub fn sender_outcome(
         // Under the secure suffix, every sender is a directory user: an address there that
         // the directory does not know is not one (the hub's own hosts excepted).
         if zone == Zone::SecureSuffix && !trusted {
-            return refused(
-                "sender-unknown",
-                format!("{sender} is not a user of the Secure eMail Directory"),
-            );
+            return unknown();
         }
         return SenderOutcome {
             verdict: None,
@@ -268,10 +271,7 @@ pub fn sender_outcome(
         }
     };
     if lookup.user.is_none() && !trusted {
-        return refused(
-            "sender-unknown",
-            format!("{sender} is not a user of the Secure eMail Directory"),
-        );
+        return unknown();
     }
     let translated = (routing.translate
         && zone != Zone::SecureSuffix
