@@ -486,7 +486,7 @@ impl Config {
 
     /// Semantic checks the TOML types cannot express. Returns (key, reason).
     fn validate(&self) -> Result<(), (String, String)> {
-        crate::marking::Vocabulary::from_config(&self.marking)?;
+        let vocabulary = crate::marking::Vocabulary::from_config(&self.marking)?;
         if self.milter.deadline_ms == 0 {
             return Err(("milter.deadline_ms".into(), "must be above 0".into()));
         }
@@ -533,11 +533,11 @@ impl Config {
             }
         }
         if !self.routing.require_tls_from.is_empty() {
-            crate::marking::Vocabulary::from_config(&self.marking)?
-                .level_by_name("routing.require_tls_from", &self.routing.require_tls_from)?;
+            vocabulary.level_by_name("routing.require_tls_from", &self.routing.require_tls_from)?;
         }
-        let header_ok = |h: &str| h.bytes().all(|b| b.is_ascii_graphic() && b != b':');
-        if !header_ok(&self.routing.route_header) {
+        // "" turns the routing header off.
+        let route_header = &self.routing.route_header;
+        if !route_header.is_empty() && !is_header_name(route_header) {
             return Err((
                 "routing.route_header".into(),
                 format!("{:?} is not a header name", self.routing.route_header),

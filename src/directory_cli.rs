@@ -395,7 +395,7 @@ pub async fn directory(config: &Config, command: DirectoryCommand) -> Result<()>
                     "{} certificate imported (sha256 {}, valid until {})",
                     cert.address,
                     cert.fingerprint,
-                    crate_date(cert.not_after)
+                    cjsm_milter::smime::cert::date(cert.not_after)
                 );
             }
             CertCommand::Show { address } => {
@@ -404,7 +404,10 @@ pub async fn directory(config: &Config, command: DirectoryCommand) -> Result<()>
             }
             CertCommand::Remove { address } => {
                 admin.cert_remove(&address).await.map_err(admin_error)?;
-                println!("{} certificate removed", normalize(&address));
+                println!(
+                    "{} certificate removed",
+                    cjsm_milter::store::normalize_address(&address)
+                );
             }
             CertCommand::Expiring { within } => {
                 let seconds = parse_duration(&within)?;
@@ -412,7 +415,7 @@ pub async fn directory(config: &Config, command: DirectoryCommand) -> Result<()>
                     println!(
                         "{}\t{}\t{}",
                         cert.address,
-                        crate_date(cert.not_after),
+                        cjsm_milter::smime::cert::date(cert.not_after),
                         cert.subject
                     );
                 }
@@ -491,50 +494,32 @@ pub async fn audit(config: &Config, command: AuditCommand) -> Result<()> {
     Ok(())
 }
 
-/// `--since`: an age (`90m`, `24h`, `7d`), seconds since 1970, or a UTC date and time.
-fn crate_date(unix: u64) -> String {
-    cjsm_milter::smime::cert::date(unix)
+/// `30d`, `12h`, `90m`, `45s` as seconds; `None` for anything else.
+fn age_seconds(text: &str) -> Option<u64> {
+    let (number, unit) = text.split_at_checked(text.len().saturating_sub(1))?;
+    let n = number.parse::<u64>().ok()?;
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    Some(n.saturating_mul(factor))
 }
 
-fn normalize(address: &str) -> String {
-    cjsm_milter::store::normalize_address(address)
-}
-
-/// `30d`, `12h`, `90m`, `45s` as seconds.
+/// `--within`: a duration, as seconds.
 fn parse_duration(text: &str) -> Result<u64> {
     let text = text.trim();
-    if let Some((number, unit)) = text.split_at_checked(text.len().saturating_sub(1))
-        && let Ok(n) = number.parse::<u64>()
-    {
-        let factor = match unit {
-            "s" => Some(1),
-            "m" => Some(60),
-            "h" => Some(3600),
-            "d" => Some(86_400),
-            _ => None,
-        };
-        if let Some(factor) = factor {
-            return Ok(n.saturating_mul(factor));
-        }
-    }
-    bail!("--within {text:?}: use a duration such as 30d, 12h or 90m")
+    age_seconds(text)
+        .ok_or_else(|| anyhow::anyhow!("--within {text:?}: use a duration such as 30d, 12h or 90m"))
 }
 
+/// `--since`: an age (`90m`, `24h`, `7d`), seconds since 1970, or a UTC date and time.
 fn parse_since(text: &str, now_ms: u64) -> Result<u64> {
     let text = text.trim();
-    if let Some((number, unit)) = text.split_at_checked(text.len().saturating_sub(1))
-        && let Ok(n) = number.parse::<u64>()
-    {
-        let seconds = match unit {
-            "s" => Some(n),
-            "m" => Some(n.saturating_mul(60)),
-            "h" => Some(n.saturating_mul(3600)),
-            "d" => Some(n.saturating_mul(86_400)),
-            _ => None,
-        };
-        if let Some(seconds) = seconds {
-            return Ok(now_ms.saturating_sub(seconds.saturating_mul(1000)));
-        }
+    if let Some(seconds) = age_seconds(text) {
+        return Ok(now_ms.saturating_sub(seconds.saturating_mul(1000)));
     }
     if let Ok(seconds) = text.parse::<u64>() {
         return Ok(seconds.saturating_mul(1000));

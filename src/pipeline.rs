@@ -212,7 +212,11 @@ impl Engine {
             from_raw: message.from_raw.as_deref(),
             encryption: policy::EncryptionFacts {
                 enabled: self.config.encryption.enabled,
-                requested: message.encryption_requested,
+                requested: policy::encryption_requested(
+                    message.subject_raw.as_deref(),
+                    classification.subject.as_deref(),
+                    &self.config.encryption.trigger,
+                ),
                 trigger: &self.config.encryption.trigger,
                 whole: message.is_whole(),
                 neutral_subject: &self.config.encryption.neutral_subject,
@@ -302,30 +306,19 @@ impl Engine {
         let der = smime::encrypt::encrypt(&entity, &certificates, cipher)?;
         drop(entity);
         let edits = &mut verdict.edits;
-        // The message's own content headers travel inside; highest index first per name.
+        // The message's own content headers travel inside.
         for (name, count) in message.content_header_counts() {
-            for index in (1..=count).rev() {
-                edits.push(Edit::DeleteHeader {
-                    name: name.clone(),
-                    index,
-                });
-            }
+            edits.extend(Edit::delete_copies(&name, 1, count));
         }
         // A neutral Subject replaces the first Subject (the policy's edit): the real one
         // travels inside, so no other copy of it stays outside.
         if !self.config.encryption.neutral_subject.trim().is_empty() {
-            for index in (2..=message.subjects).rev() {
-                edits.push(Edit::DeleteHeader {
-                    name: "Subject".into(),
-                    index,
-                });
-            }
-            for index in (1..=message.thread_topics).rev() {
-                edits.push(Edit::DeleteHeader {
-                    name: "Thread-Topic".into(),
-                    index,
-                });
-            }
+            edits.extend(Edit::delete_copies("Subject", 2, message.subjects));
+            edits.extend(Edit::delete_copies(
+                "Thread-Topic",
+                1,
+                message.thread_topics,
+            ));
         }
         if !message.mime_version_present {
             edits.push(Edit::AddHeader {
@@ -375,15 +368,12 @@ pub struct Collector {
     /// Every header was kept (within the header bounds).
     headers_whole: bool,
     pub(crate) mime_version_present: bool,
-    /// The Subject asks for encryption (`[encryption] trigger`).
-    pub(crate) encryption_requested: bool,
     /// A recipient has a usable certificate: encryption may follow.
     certificates_present: bool,
     /// The whole body is kept (up to `whole_limit`), for encryption.
     keep_whole: bool,
     whole_limit: usize,
     encryption_enabled: bool,
-    trigger: String,
     /// The Subject travels inside an encrypted message (a neutral one replaces it outside).
     subject_inside: bool,
     own_headers: usize,
@@ -413,12 +403,10 @@ impl Collector {
             content_headers: Vec::new(),
             headers_whole: true,
             mime_version_present: false,
-            encryption_requested: false,
             certificates_present: false,
             keep_whole: false,
             whole_limit: config.encryption.max_message_bytes,
             encryption_enabled: config.encryption.enabled,
-            trigger: config.encryption.trigger.clone(),
             subject_inside: !config.encryption.neutral_subject.trim().is_empty(),
             own_headers: 0,
             route_headers: 0,
@@ -519,17 +507,9 @@ impl Collector {
         if self.body_start.is_none() {
             self.raw.extend_from_slice(b"\r\n");
             self.body_start = Some(self.raw.len());
-            if self.encryption_enabled {
-                let decoded = self.subject_raw.as_deref().and_then(decode_subject);
-                self.encryption_requested = policy::encryption_requested(
-                    self.subject_raw.as_deref(),
-                    decoded.as_deref(),
-                    &self.trigger,
-                );
-                // Only a recipient's certificate makes encryption possible: a Subject
-                // trigger alone (anyone can write one) does not make us hold the message.
-                self.keep_whole = self.certificates_present;
-            }
+            // Only a recipient's certificate makes encryption possible: a Subject trigger
+            // alone (anyone can write one) does not make us hold the message.
+            self.keep_whole = self.encryption_enabled && self.certificates_present;
         }
     }
 

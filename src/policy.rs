@@ -178,6 +178,17 @@ pub enum Edit {
     },
 }
 
+impl Edit {
+    /// Deletes copies `first..=last` of header `name`, highest index first, so the remaining
+    /// indexes stay valid whichever way the MTA counts.
+    pub fn delete_copies(name: &str, first: usize, last: usize) -> impl Iterator<Item = Edit> {
+        (first..=last).rev().map(move |index| Edit::DeleteHeader {
+            name: name.into(),
+            index,
+        })
+    }
+}
+
 fn length_only<S: serde::Serializer>(value: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_u64(value.len() as u64)
 }
@@ -487,25 +498,22 @@ pub fn decide(facts: &Facts) -> Verdict {
 
     let mut edits = Vec::new();
     // Our marking header is ours alone: remove copies from outside before adding ours.
-    // Highest index first, so the remaining indexes stay valid whichever way the MTA counts.
-    for index in (1..=facts.own_headers_present).rev() {
-        edits.push(Edit::DeleteHeader {
-            name: facts.marking_header.into(),
-            index,
-        });
-    }
+    edits.extend(Edit::delete_copies(
+        facts.marking_header,
+        1,
+        facts.own_headers_present,
+    ));
     edits.push(Edit::AddHeader {
         name: facts.marking_header.into(),
         value: format!("{}; source={}", marking.name, facts.classification.source),
     });
     let route_header = facts.routing.route_header.as_str();
     if !route_header.is_empty() {
-        for index in (1..=facts.route_headers_present).rev() {
-            edits.push(Edit::DeleteHeader {
-                name: route_header.into(),
-                index,
-            });
-        }
+        edits.extend(Edit::delete_copies(
+            route_header,
+            1,
+            facts.route_headers_present,
+        ));
         let secure = facts.recipients.iter().all(Recipient::is_secure);
         edits.push(Edit::AddHeader {
             name: route_header.into(),
