@@ -50,7 +50,7 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreErr
     }
 
     let mut collector = Collector::new(&engine.config);
-    collector.certificates_present(recipients.iter().any(|r| r.certificate_pem.is_some()));
+    collector.recipients(&recipients);
     feed(&mut collector, &input.message);
     collector.end_of_headers();
     let envelope = Envelope {

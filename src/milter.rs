@@ -519,14 +519,25 @@ fn finish(cx: &mut Context<Session>, stage: &str, result: Handled) -> Status {
                 .and_then(|s| s.message.as_ref())
                 .and_then(|m| m.queue_id.clone())
                 .unwrap_or_else(|| "NOQUEUE".into());
-            error!(queue_id = %queue_id, error = %e, "tempfail");
-            let verdict = Verdict::tempfail(e.reason());
-            count_refusal(stage, &verdict);
-            audit_tempfail(cx.data.as_ref(), &queue_id, verdict.reason);
-            let _ = status_with_reply(&mut cx.reply, &verdict);
-            Status::Tempfail
+            tempfail(cx.data.as_ref(), &mut cx.reply, stage, &queue_id, &e)
         }
     }
+}
+
+/// An error at `stage`: logged, counted and audited with the queue ID, answered tempfail.
+fn tempfail(
+    session: Option<&Session>,
+    reply: &mut indymilter::SmtpReply,
+    stage: &str,
+    queue_id: &str,
+    e: &MilterError,
+) -> Status {
+    error!(queue_id = %queue_id, error = %e, "tempfail");
+    let verdict = Verdict::tempfail(e.reason());
+    count_refusal(stage, &verdict);
+    audit_tempfail(session, queue_id, verdict.reason);
+    let _ = status_with_reply(reply, &verdict);
+    Status::Tempfail
 }
 
 fn header(cx: &mut Context<Session>, name: &CStr, value: &CStr) -> Status {
@@ -545,11 +556,7 @@ const BODY_CHUNK: usize = 65_535;
 fn eoh(cx: &mut Context<Session>) -> Status {
     match message(&mut cx.data) {
         Ok((_, message)) => {
-            let certificates = message
-                .recipients
-                .iter()
-                .any(|r| r.certificate_pem.is_some());
-            message.collector.certificates_present(certificates);
+            message.collector.recipients(&message.recipients);
             message.collector.end_of_headers();
             Status::Continue
         }
@@ -583,12 +590,7 @@ async fn eom_finish(cx: &mut EomContext<Session>) -> Status {
         Ok(status) => status,
         Err(e) => {
             let queue_id = queue_id.as_deref().unwrap_or("NOQUEUE");
-            error!(queue_id = %queue_id, error = %e, "tempfail");
-            let verdict = Verdict::tempfail(e.reason());
-            count_refusal("eom", &verdict);
-            audit_tempfail(cx.data.as_ref(), queue_id, verdict.reason);
-            let _ = status_with_reply(&mut cx.reply, &verdict);
-            Status::Tempfail
+            tempfail(cx.data.as_ref(), &mut cx.reply, "eom", queue_id, &e)
         }
     }
 }

@@ -478,10 +478,11 @@ impl Collector {
         self.raw.extend_from_slice(b"\r\n");
     }
 
-    /// Before the body: a recipient has a usable S/MIME certificate, so the message may be
-    /// encrypted and its whole body is kept (up to `[encryption] max_message_bytes`).
-    pub fn certificates_present(&mut self, present: bool) {
-        self.certificates_present = present;
+    /// Before the body: when one of the message's recipients has a usable S/MIME
+    /// certificate, the message may be encrypted and its whole body is kept (up to
+    /// `[encryption] max_message_bytes`).
+    pub fn recipients(&mut self, recipients: &[Recipient]) {
+        self.certificates_present = recipients.iter().any(|r| r.certificate_pem.is_some());
     }
 
     /// A chunk of the body; bytes past `max_scan_bytes` are counted, not kept (unless the
