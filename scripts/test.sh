@@ -9,13 +9,15 @@ cd "$(dirname "$0")/.."
 # their own (on a free loopback port, stopped by PID); python3-ldap and ldap-utils: real LDIF
 # readers that parse the directory's LDIF export back; prometheus: promtool for the rules'
 # tests, and a real Prometheus that evaluates every dashboard query; postfix and swaks: the
-# milter behind a private Postfix instance the tests start on loopback.
+# milter behind a private Postfix instance the tests start on loopback; libnet-ssleay-perl and
+# libio-socket-ssl-perl: swaks' STARTTLS and client certificates (recommends of swaks, which
+# --no-install-recommends leaves out).
 # liblockfile1, libwrap0 and m4: Sendmail, unpacked beside Postfix (its package conflicts with
 # postfix), run by the tests from target/sendmail.
 # make and perl: OpenSSL, built from source for the S/MIME encryption (the openssl crate's
 # "vendored" feature). openssl: the CLI the tests make certificates with and decrypt with.
 PACKAGES=(gcc libc6-dev make perl redis-server python3-ldap ldap-utils prometheus postfix swaks
-          liblockfile1 libwrap0 m4 openssl)
+          libnet-ssleay-perl libio-socket-ssl-perl liblockfile1 libwrap0 m4 openssl)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
@@ -33,7 +35,8 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# Sendmail from its .debs, unpacked (not installed): ../shared/RECIPES.md §1.
+# Sendmail from its .debs, unpacked beside Postfix rather than installed (Debian's sendmail
+# packages conflict with postfix); the tests run it from target/sendmail.
 if [ ! -x target/sendmail/root/usr/libexec/sendmail/sendmail ]; then
     rm -rf target/sendmail && mkdir -p target/sendmail/debs
     (cd target/sendmail/debs && apt-get download sendmail-bin sendmail-cf sendmail-base 2>/dev/null)
@@ -44,6 +47,33 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "test.sh: cargo not found: install Rust 1.95 or later (https://rustup.rs)" >&2
     exit 1
 fi
+
+# Each tool must do what the tests ask of it, not merely be installed: one clear line if not.
+preflight() {
+    local what=$1
+    shift
+    if ! "$@" >/dev/null 2>&1; then
+        echo "test.sh: $what" >&2
+        exit 1
+    fi
+}
+preflight "swaks cannot do STARTTLS (install libnet-ssleay-perl and libio-socket-ssl-perl)" \
+    sh -c 'swaks --support 2>&1 | grep -q "=== TLS supported"'
+preflight "redis-server does not run (install redis-server)" redis-server --version
+preflight "redis-cli does not run (install redis-tools)" redis-cli --version
+preflight "Postfix is missing postfix, postmap, postqueue or smtp-sink (install postfix)" \
+    sh -c 'test -x /usr/sbin/postfix && test -x /usr/sbin/smtp-sink && command -v postmap && command -v postqueue'
+preflight "Postfix has no socketmap table type (install postfix)" \
+    sh -c 'd=$(mktemp -d) && touch "$d/main.cf" && postconf -c "$d" -m | grep -qx socketmap; r=$?; rm -rf "$d"; exit $r'
+preflight "openssl cannot make certificates or decrypt CMS (install openssl)" \
+    sh -c 'openssl version && openssl cms -help'
+preflight "promtool does not run (install prometheus)" promtool --version
+preflight "prometheus does not run (install prometheus)" prometheus --version
+preflight "/usr/bin/python3 cannot import ldap and ldif (install python3-ldap)" /usr/bin/python3 -c "import ldap.dn, ldif"
+preflight "ldapadd does not run (install ldap-utils)" sh -c 'command -v ldapadd'
+preflight "Sendmail did not unpack into target/sendmail (apt-get download sendmail-bin failed?)" \
+    test -x target/sendmail/root/usr/libexec/sendmail/sendmail
+preflight "m4 does not run (install m4)" m4 --version
 
 cargo fmt --all -- --check
 promtool check rules dashboards/cjsm-rules.yml
