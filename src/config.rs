@@ -147,6 +147,8 @@ pub struct MarkingConfig {
     pub default: String,
     /// Labels of a body line that states the marking: `Classification: OFFICIAL`.
     pub line_labels: Vec<String>,
+    /// Everyday wording that resembles a marking but is none: `SECRET SANTA`.
+    pub everyday_phrases: Vec<String>,
     /// Microsoft Purview label GUID -> level name.
     pub msip_labels: BTreeMap<String, String>,
     /// Our own header stating the effective marking.
@@ -325,8 +327,21 @@ pub fn cjsm_levels() -> Vec<LevelConfig> {
                 "RESTRICTED",
                 "PRIVATE",
                 "PRIVATE AND CONFIDENTIAL",
+                "STRICTLY PRIVATE AND CONFIDENTIAL",
                 "COMMERCIAL IN CONFIDENCE",
                 "COMPANY CONFIDENTIAL",
+                "COMMERCIALLY CONFIDENTIAL",
+                "STRICTLY CONFIDENTIAL",
+                // Legal professional privilege: the confidentiality of legal practice, not
+                // the government classification CONFIDENTIAL.
+                "LEGALLY PRIVILEGED",
+                "PRIVILEGED AND CONFIDENTIAL",
+                "PRIVILEGED & CONFIDENTIAL",
+                "CONFIDENTIAL AND PRIVILEGED",
+                "CONFIDENTIAL & PRIVILEGED",
+                "CONFIDENTIAL AND LEGALLY PRIVILEGED",
+                "LEGALLY PRIVILEGED AND CONFIDENTIAL",
+                "PRIVILEGED AND CONFIDENTIAL LEGAL ADVICE",
             ],
         ),
         level("CONFIDENTIAL", 30, &[]),
@@ -352,6 +367,15 @@ impl Default for MarkingConfig {
                 "Classification",
                 "Protective Marking",
                 "Security Classification",
+            ]
+            .map(String::from)
+            .to_vec(),
+            everyday_phrases: [
+                "SECRET SANTA",
+                "PROTECTED DISCLOSURE",
+                "PROTECTED DISCLOSURES",
+                "PROTECTED CHARACTERISTIC",
+                "PROTECTED CHARACTERISTICS",
             ]
             .map(String::from)
             .to_vec(),

@@ -183,8 +183,11 @@ impl Engine {
     ) -> Outcome {
         let limits = &self.config.limits;
         let classification = marking::classify(
-            message.scanned(),
-            message.limits_exceeded.clone(),
+            marking::Input {
+                raw: message.scanned(),
+                overflow: &message.overflow,
+                limits_exceeded: message.limits_exceeded.clone(),
+            },
             &self.vocab,
             limits,
             &self.config.routing.subject_tag,
@@ -382,6 +385,8 @@ pub struct Collector {
     subjects: usize,
     thread_topics: usize,
     limits_exceeded: Vec<String>,
+    /// Marking headers past the header bounds, one per line, for the raw scan only.
+    pub(crate) overflow: Vec<u8>,
     own_header_name: String,
     route_header_name: String,
     max_headers: usize,
@@ -413,12 +418,38 @@ impl Collector {
             subjects: 0,
             thread_topics: 0,
             limits_exceeded: Vec::new(),
+            overflow: Vec::new(),
             own_header_name: config.marking.header.clone(),
             route_header_name: config.routing.route_header.clone(),
             max_headers: config.limits.max_headers,
             max_header_bytes: config.limits.max_header_bytes,
             max_scan_bytes: config.limits.max_scan_bytes,
         }
+    }
+
+    /// A header past the header bounds: a marking header is kept (within `max_scan_bytes`)
+    /// for the classifier's raw scan, so that a bound never hides a marking.
+    fn keep_overflow(&mut self, name: &[u8], value: &[u8]) {
+        const MARKING_HEADERS: &[&[u8]] = &[
+            b"Subject",
+            b"Thread-Topic",
+            b"X-Protective-Marking",
+            b"msip_labels",
+            b"SIO-Label",
+        ];
+        let marking = MARKING_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h));
+        if !marking || self.overflow.len() + name.len() + value.len() + 4 > self.max_scan_bytes {
+            return;
+        }
+        self.overflow.extend_from_slice(name);
+        self.overflow.extend_from_slice(b": ");
+        // One line each: folding would split a value over lines of the raw scan.
+        self.overflow.extend(
+            value
+                .iter()
+                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
+        self.overflow.extend_from_slice(b"\n");
     }
 
     fn exceeded(&mut self, what: String) {
@@ -451,6 +482,7 @@ impl Collector {
         if self.headers > self.max_headers {
             self.exceeded(format!("more than {} headers", self.max_headers));
             self.headers_whole = false;
+            self.keep_overflow(name, value);
             return;
         }
         if self.header_bytes > self.max_header_bytes {
@@ -459,6 +491,7 @@ impl Collector {
                 self.max_header_bytes
             ));
             self.headers_whole = false;
+            self.keep_overflow(name, value);
             return;
         }
         if name.len() > 8 && name[..8].eq_ignore_ascii_case(b"Content-") {

@@ -761,11 +761,13 @@ mod tests {
                     vec![Finding {
                         level,
                         source: "subject".into(),
+                        obfuscated: false,
                     }]
                 })
                 .unwrap_or_default(),
             conflict: false,
             limits_exceeded: if limits { vec!["big".into()] } else { vec![] },
+            ambiguous: vec![],
             warnings: vec![],
             subject: None,
         }

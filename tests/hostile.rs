@@ -79,12 +79,13 @@ fn thousand_deep_multipart_hits_the_parts_bound() {
     }
     message.push_str("--b1000\r\nContent-Type: text/plain\r\n\r\nSECRET\r\n");
     let report = check(message.as_bytes(), "");
-    // The parts bound stops the scan; OFFICIAL in the subject does not free the message.
-    assert_eq!(label(&report), "OFFICIAL-SENSITIVE", "{report}");
-    assert_eq!(report["marking"]["source"], "limits");
+    // The parts bound stops the structured reading; OFFICIAL in the subject does not free
+    // the message, and the raw scan past the bound still finds the SECRET hidden there.
+    assert_eq!(label(&report), "SECRET", "{report}");
+    assert_eq!(report["marking"]["source"], "raw-scan");
     let limits = report["marking"]["limits_exceeded"].to_string();
     assert!(limits.contains("more than 500 MIME parts"), "{limits}");
-    assert_eq!(report["action"], "accept", "to a secure recipient");
+    assert_eq!(report["action"], "reject", "above the ceiling");
 }
 
 #[test]
@@ -96,8 +97,11 @@ fn deeply_nested_attached_messages() {
         );
     }
     let report = check(message.as_bytes(), "");
-    assert_eq!(label(&report), "OFFICIAL-SENSITIVE", "{report}");
-    assert_eq!(report["marking"]["source"], "limits", "{report}");
+    // Below the depth bound the raw scan still reads the innermost SECRET.
+    assert_eq!(label(&report), "SECRET", "{report}");
+    assert_eq!(report["marking"]["source"], "raw-scan", "{report}");
+    let limits = report["marking"]["limits_exceeded"].to_string();
+    assert!(limits.contains("nested deeper"), "{limits}");
 }
 
 #[test]

@@ -1,45 +1,196 @@
-//! Markings in the text of a message: the first and the last non-blank lines of a text part.
+//! Markings in the text of a message part: its first and last non-blank lines (the last
+//! also before a signature delimiter or a disclaimer), and any line that is nothing but a
+//! marking above the default.
 
+use super::normalize::fold;
+use super::resemble::{self, Mode, Reading};
 use super::vocab::{LevelId, Vocabulary};
+use super::{Found, max_reading};
+use std::borrow::Cow;
 
 /// Which line of the part.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Line {
     First,
+    /// The last line, or the last before a signature or a disclaimer.
     Last,
+    /// Any other line: only raises.
+    Other,
 }
 
-/// The markings of one text (already decoded, HTML already rendered to text).
-pub fn markings(text: &str, vocab: &Vocabulary) -> Vec<(LevelId, Line)> {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let first = lines.next();
-    let last = lines.next_back();
-    let mut found = Vec::new();
-    if let Some(level) = first.and_then(|l| line_marking(l, vocab)) {
-        found.push((level, Line::First));
-    }
-    if let Some(level) = last.and_then(|l| line_marking(l, vocab)) {
-        found.push((level, Line::Last));
-    }
-    found
+/// One line of text. `hidden`: it holds text a reader does not see (HTML hidden by style,
+/// comments): such a line may raise a message, never lower it.
+#[derive(Clone, Debug)]
+pub struct TextLine<'t> {
+    pub text: Cow<'t, str>,
+    pub hidden: bool,
 }
 
-/// Decoration that may frame a marking line: `*** OFFICIAL-SENSITIVE ***`, `== SECRET ==`.
+/// The lines of plain text: every line end counts (`\n`, `\r`, U+2028, U+2029, NEL, form
+/// feed, vertical tab).
+pub fn plain_lines(text: &str) -> Vec<TextLine<'_>> {
+    text.split(['\n', '\r', '\u{2028}', '\u{2029}', '\u{85}', '\x0C', '\x0B'])
+        .map(|line| TextLine {
+            text: Cow::Borrowed(line),
+            hidden: false,
+        })
+        .collect()
+}
+
+/// Lines longer than this are prose, not a marking line (bounds the generous reading).
+const MAX_MARKING_LINE: usize = 200;
+/// A marking line has few words: the marking, descriptors, caveats.
+const MAX_MARKING_TOKENS: usize = 16;
+
+/// Lines that begin a disclaimer block: the line before is the message's real last line.
+const DISCLAIMER_STARTS: &[&str] = &[
+    "DISCLAIMER",
+    "THIS EMAIL",
+    "THIS E-MAIL",
+    "THIS MESSAGE",
+    "THIS COMMUNICATION",
+    "THE INFORMATION IN THIS",
+    "THE INFORMATION CONTAINED",
+    "THE CONTENTS OF THIS",
+    "CONFIDENTIALITY NOTICE",
+    "CONFIDENTIALITY STATEMENT",
+    "IMPORTANT NOTICE",
+    "LEGAL NOTICE",
+    "NOTICE:",
+    "IF YOU ARE NOT THE INTENDED RECIPIENT",
+    "IF YOU HAVE RECEIVED THIS",
+    "PLEASE CONSIDER THE ENVIRONMENT",
+    "ALL COMMUNICATIONS",
+    "COMMUNICATIONS WITH",
+    "SENT FROM MY",
+];
+
+/// The markings of one text: at most one finding per [`Line`] kind, the highest.
+pub fn markings(lines: &[TextLine], vocab: &Vocabulary) -> Vec<(Found, Line)> {
+    let blank: Vec<bool> = lines.iter().map(|l| is_blank(&l.text)).collect();
+    // First and last are what the reader sees: hidden lines are never first or last.
+    let seen = |i: &usize| !blank[*i] && !lines[*i].hidden;
+    let first = (0..lines.len()).find(seen);
+    let mut lasts = vec![(0..lines.len()).rev().find(seen)];
+    // The last line before a signature or a disclaimer counts as a last line too.
+    if let Some(end) = lines
+        .iter()
+        .position(|l| !l.hidden && ends_message(&l.text))
+    {
+        lasts.push((0..end).rev().find(seen));
+    }
+    let lasts: Vec<usize> = lasts.into_iter().flatten().collect();
+
+    let mut by_kind: [Option<Found>; 3] = [None, None, None];
+    for (index, line) in lines.iter().enumerate() {
+        if blank[index] {
+            continue;
+        }
+        let kind = if line.hidden {
+            Line::Other
+        } else if Some(index) == first {
+            Line::First
+        } else if lasts.contains(&index) {
+            Line::Last
+        } else {
+            Line::Other
+        };
+        let strict = match kind {
+            Line::First | Line::Last => line_marking(&line.text, vocab),
+            Line::Other => None,
+        };
+        let generous = generous_line(&fold(&line.text), vocab, Mode::Resemble).map(|level| {
+            Found::checked(vocab, level, || {
+                generous_line(&line.text, vocab, Mode::Exact)
+            })
+        });
+        // The first line can also be the last: report it once, as the first.
+        let slot = &mut by_kind[kind as usize];
+        *slot = max_reading(vocab, [*slot, strict.map(Found::plain), generous]);
+    }
+    [Line::First, Line::Last, Line::Other]
+        .into_iter()
+        .zip(by_kind)
+        .filter_map(|(kind, found)| Some((found?, kind)))
+        .collect()
+}
+
+/// No letters or digits: blank, or only decoration (`-----`, `*****`).
+fn is_blank(line: &str) -> bool {
+    !fold(line).chars().any(char::is_alphanumeric)
+}
+
+/// A signature delimiter (`-- `), a rule (`_____`), or the first line of a disclaimer.
+fn ends_message(line: &str) -> bool {
+    let trimmed = line.trim();
+    if trimmed == "--" || trimmed == "—" {
+        return true;
+    }
+    let rule = trimmed.chars().count() >= 4 && trimmed.chars().all(|c| "-_=*~".contains(c));
+    if rule {
+        return true;
+    }
+    let head: String = trimmed.chars().take(48).collect::<String>().to_uppercase();
+    DISCLAIMER_STARTS
+        .iter()
+        .any(|start| head.starts_with(start))
+}
+
+/// Decoration that may frame a marking line: `*** OFFICIAL-SENSITIVE ***`, `== SECRET ==`,
+/// a quoted line's `>`.
 fn is_decoration(c: char) -> bool {
-    c.is_whitespace() || "*#=_~".contains(c)
+    c.is_whitespace() || "*#=_~>".contains(c)
 }
 
-/// A line that is a marking with its descriptors (`OFFICIAL-SENSITIVE PERSONAL`,
-/// `[RESTRICTED]`), or a labelled line (`Classification: OFFICIAL`).
+/// The strict reading of a line (the only one that may lower): a marking with its
+/// descriptors (`OFFICIAL PERSONAL`, `[OFFICIAL]`), or a labelled line whose value is exactly
+/// that (`Classification: OFFICIAL`).
 pub fn line_marking(line: &str, vocab: &Vocabulary) -> Option<LevelId> {
     let line = line.trim_matches(is_decoration);
-    if let Some(value) = vocab.after_line_label(line) {
-        return vocab.leading_marking(value.trim_matches(is_decoration));
+    let level = if let Some(value) = vocab.after_line_label(line) {
+        vocab.whole_marking(value.trim_matches(is_decoration))
+    } else {
+        let inner = line.trim_start_matches(['[', '(']).trim_start();
+        vocab
+            .best_match(inner, 0, |_, rest| vocab.only_descriptors(rest))
+            .map(|m| m.level)
+    }?;
+    // Above the ceiling, only the generous reading (which asks for capitals) decides.
+    (!vocab.above_ceiling(level)).then_some(level)
+}
+
+/// The generous reading of a line: a labelled line (`Classification: SECRET//UK EYES`) in
+/// any case and whatever follows; otherwise a line that starts with a marking and holds
+/// nothing but descriptors after it or is all in capitals (`SECRET UK EYES ONLY`). Above the
+/// ceiling the marking must stand in capitals: a line `Confidential` is legal wording.
+pub(super) fn generous_line(line: &str, vocab: &Vocabulary, mode: Mode) -> Option<LevelId> {
+    if line.len() > MAX_MARKING_LINE {
+        return None;
     }
-    let inner = line.trim_start_matches(['[', '(']).trim_start();
-    vocab
-        .best_match(inner, 0, |_, rest| vocab.only_descriptors(rest))
-        .map(|m| m.level)
+    let tokens = resemble::tokens(line, mode, MAX_MARKING_TOKENS + 1);
+    if tokens.len() > MAX_MARKING_TOKENS {
+        return None;
+    }
+    if let Some(at) = vocab.after_label_tokens(line, &tokens, mode) {
+        return match vocab.reading_at(&tokens, at, mode)? {
+            Reading::Level { level, .. } => Some(level),
+            Reading::Everyday { .. } => None,
+        };
+    }
+    let Reading::Level {
+        level,
+        end,
+        capitals,
+    } = vocab.reading_at(&tokens, 0, mode)?
+    else {
+        return None;
+    };
+    if vocab.above_ceiling(level) && !capitals {
+        return None;
+    }
+    let upper: usize = line.chars().filter(|c| c.is_uppercase()).count();
+    let lower: usize = line.chars().filter(|c| c.is_lowercase()).count();
+    (vocab.all_descriptors(&tokens[end..]) || lower == 0 || upper >= 4 * lower).then_some(level)
 }
 
 #[cfg(test)]
@@ -49,15 +200,17 @@ mod tests {
 
     fn names(text: &str) -> Vec<(String, Line)> {
         let v = Vocabulary::from_config(&MarkingConfig::default()).unwrap();
-        markings(text, &v)
+        markings(&plain_lines(text), &v)
             .into_iter()
-            .map(|(id, line)| (v.level(id).name.clone(), line))
+            .map(|(found, line)| (v.level(found.level).name.clone(), line))
             .collect()
     }
 
     #[test]
     fn body_table() {
         let os = |line| vec![("OFFICIAL-SENSITIVE".to_string(), line)];
+        let official = |line| vec![("OFFICIAL".to_string(), line)];
+        let secret = |line| vec![("SECRET".to_string(), line)];
         let cases: Vec<(&str, Vec<(String, Line)>)> = vec![
             ("OFFICIAL-SENSITIVE\n\nDear Sir,\nRegards", os(Line::First)),
             (
@@ -69,23 +222,50 @@ mod tests {
                 os(Line::Last),
             ),
             ("Dear Sir,\nRegards\n*** RESTRICTED ***", os(Line::Last)),
-            (
-                "Classification: SECRET\nbody\nend",
-                vec![("SECRET".into(), Line::First)],
-            ),
-            (
-                "Hello\nProtective Marking: OFFICIAL",
-                vec![("OFFICIAL".into(), Line::Last)],
-            ),
+            ("Classification: SECRET\nbody\nend", secret(Line::First)),
+            ("Hello\nProtective Marking: OFFICIAL", official(Line::Last)),
             ("Hello\nThis is OFFICIAL-SENSITIVE material\nBye", vec![]),
             ("Secret Santa is on Friday\nBring a gift", vec![]),
+            ("SECRET SANTA\nBring a gift", vec![]),
             ("The secret is out", vec![]),
+            ("Confidential\n\nDear Sir,\nRegards", vec![]),
+            (
+                "CONFIDENTIAL\n\nDear Sir,\nRegards",
+                vec![("CONFIDENTIAL".into(), Line::First)],
+            ),
             (
                 "OFFICIAL\nbody\nSECRET",
                 vec![
                     ("OFFICIAL".into(), Line::First),
                     ("SECRET".into(), Line::Last),
                 ],
+            ),
+            // Lowering needs the exact form.
+            ("OFFICIAL-SENSTIVE\nbody", os(Line::First)),
+            ("OFFICIAL SENS\nbody", os(Line::First)),
+            ("Classification: OFFICIAL SENSTIVE\nbody", os(Line::First)),
+            ("Classification: OFFICIAL - internal\nbody", vec![]),
+            ("OFFICIAL RECEIVER - Smith Ltd\nbody", vec![]),
+            ("OFF\u{200B}ICIAL\nbody", vec![]),
+            // Hidden and obfuscated markings above the default.
+            ("S\u{200B}ECRET\nbody", secret(Line::First)),
+            ("body\nＳＥＣＲＥＴ", secret(Line::Last)),
+            ("body\n---- SECRET ----\nend", secret(Line::Other)),
+            ("SECRET UK EYES ONLY\nbody", secret(Line::First)),
+            ("> SECRET\nbody", secret(Line::First)),
+            ("\u{FEFF}SECRET\nbody", secret(Line::First)),
+            // Every line end counts.
+            ("Hello\u{2028}SECRET\u{2029}Bye", secret(Line::Other)),
+            ("Hello\rSECRET\rBye", secret(Line::Other)),
+            ("Hello\x0CSECRET\u{85}Bye", secret(Line::Other)),
+            // The last line before a signature or a disclaimer.
+            (
+                "Dear Sir\nthe file\nOFFICIAL\n-- \nJ Smith\nClerk",
+                official(Line::Last),
+            ),
+            (
+                "Dear Sir\nthe file\nOFFICIAL\n\nThis email is confidential and intended...\nbye",
+                official(Line::Last),
             ),
             ("", vec![]),
             ("   \n \t \n", vec![]),
@@ -98,5 +278,17 @@ mod tests {
     #[test]
     fn a_single_line_counts_once() {
         assert_eq!(names("SECRET"), vec![("SECRET".to_string(), Line::First)]);
+    }
+
+    #[test]
+    fn hidden_lines_raise_but_never_lower() {
+        let v = Vocabulary::from_config(&MarkingConfig::default()).unwrap();
+        let hidden = |text: &str| TextLine {
+            text: Cow::Owned(text.to_string()),
+            hidden: true,
+        };
+        assert!(markings(&[hidden("OFFICIAL")], &v).is_empty());
+        let found = markings(&[hidden("SECRET")], &v);
+        assert_eq!(v.level(found[0].0.level).name, "SECRET");
     }
 }

@@ -1,37 +1,67 @@
 //! Markings in label headers: `X-Protective-Marking` (Australian PSPF), `msip_labels`
-//! (Microsoft Purview) and `SIO-Label` (RFC 7444). Each takes the unfolded raw value.
+//! (Microsoft Purview) and `SIO-Label` (RFC 7444). Each takes the unfolded value.
+//!
+//! Labels are structured, so a level counts in any case. A value read exactly may lower; a
+//! value that only resembles a level (`SEC="SECRET"`, `SEC=SECRET AUSTEO`, a Purview `Name`
+//! with a suffix) counts as that level but never lowers. A parameter given twice is read
+//! twice: the highest wins.
 
-use super::subject::key_values;
-use super::vocab::{LevelId, Vocabulary};
+use super::normalize::fold;
+use super::resemble::Mode;
+use super::subject::{key_values, leading};
+#[cfg(test)]
+use super::vocab::LevelId;
+use super::vocab::Vocabulary;
+use super::{Found, max_reading};
+use std::collections::HashMap;
 
 /// What a label header said.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LabelResult {
-    Level(LevelId),
+    Level(Found),
     /// The header states a marking we cannot map; reported as a warning.
     Unrecognised(String),
 }
 
+/// The reading of one label value: exact (may lower) or resembling (never lowers).
+pub(super) fn value_reading(value: &str, vocab: &Vocabulary) -> Option<Found> {
+    let value = value.trim();
+    let exact = vocab.whole_marking(value).map(Found::plain);
+    let unquoted = value.trim_matches(['"', '\'']);
+    let generous = leading(&fold(unquoted), vocab, Mode::Resemble)
+        .map(|level| Found::checked(vocab, level, || leading(unquoted, vocab, Mode::Exact)));
+    max_reading(vocab, [exact, generous])
+}
+
 /// `VER=2018.4, NS=gov.au, SEC=OFFICIAL:Sensitive, ACCESS=Legal-Privilege, ORIGIN=…`
 pub fn x_protective_marking(value: &str, vocab: &Vocabulary) -> Option<LabelResult> {
-    let (_, sec) = key_values(value, ',').find(|(k, _)| k.eq_ignore_ascii_case("SEC"))?;
-    Some(match vocab.whole_marking(sec) {
-        Some(level) => LabelResult::Level(level),
+    let mut seen = None;
+    let mut best: Option<Found> = None;
+    for (_, sec) in key_values(value, &[',', ';']).filter(|(k, _)| k.eq_ignore_ascii_case("SEC")) {
+        seen.get_or_insert(sec);
+        best = max_reading(vocab, [best, value_reading(sec, vocab)]);
+    }
+    let sec = seen?;
+    Some(match best {
+        Some(found) => LabelResult::Level(found),
         None => LabelResult::Unrecognised(format!("X-Protective-Marking SEC={}", clip(sec))),
     })
 }
 
 /// `MSIP_Label_<guid>_Enabled=true; MSIP_Label_<guid>_Name=…; …` — possibly several labels.
-/// A label is mapped by its GUID through `[marking.msip_labels]`; an unmapped GUID falls back
-/// to its `Name` when that is a spelling of the vocabulary.
+/// A label is read through `[marking.msip_labels]` by its GUID and by its `Name` when that
+/// resembles a level of the vocabulary; the higher reading wins.
 pub fn msip_labels(value: &str, vocab: &Vocabulary) -> Vec<LabelResult> {
     struct Label<'v> {
         guid: &'v str,
         enabled: bool,
         name: Option<&'v str>,
+        by_name: Option<Found>,
     }
     let mut labels: Vec<Label> = Vec::new();
-    for (key, val) in key_values(value, ';') {
+    // GUID (lower case) -> index: linear in the header, however many labels it holds.
+    let mut index_of: HashMap<String, usize> = HashMap::new();
+    for (key, val) in key_values(value, &[';']) {
         let Some(rest) = key
             .get(..11)
             .filter(|p| p.eq_ignore_ascii_case("MSIP_Label_"))
@@ -42,56 +72,68 @@ pub fn msip_labels(value: &str, vocab: &Vocabulary) -> Vec<LabelResult> {
         let Some((guid, field)) = rest.rsplit_once('_') else {
             continue;
         };
-        let index = match labels
-            .iter()
-            .position(|l| l.guid.eq_ignore_ascii_case(guid))
-        {
-            Some(index) => index,
-            None => {
+        let index = *index_of
+            .entry(guid.to_ascii_lowercase())
+            .or_insert_with(|| {
                 labels.push(Label {
                     guid,
                     enabled: false,
                     name: None,
+                    by_name: None,
                 });
                 labels.len() - 1
-            }
-        };
+            });
         let label = &mut labels[index];
         if field.eq_ignore_ascii_case("Enabled") {
-            label.enabled = val.eq_ignore_ascii_case("true");
+            // Said twice, enabled once is enabled.
+            label.enabled |= val.eq_ignore_ascii_case("true");
         } else if field.eq_ignore_ascii_case("Name") {
-            label.name = Some(val);
+            label.name.get_or_insert(val);
+            label.by_name = max_reading(vocab, [label.by_name, value_reading(val, vocab)]);
         }
     }
     labels
         .iter()
         .filter(|l| l.enabled)
         .map(|l| {
-            vocab
-                .msip_level(l.guid)
-                .or_else(|| l.name.and_then(|n| vocab.whole_marking(n)))
-                .map(LabelResult::Level)
-                .unwrap_or_else(|| {
-                    LabelResult::Unrecognised(format!(
-                        "msip_labels label {} (Name={}) is not in [marking.msip_labels]",
-                        clip(l.guid),
-                        clip(l.name.unwrap_or("?"))
-                    ))
-                })
+            let by_guid = vocab.msip_level(l.guid).map(Found::plain);
+            match max_reading(vocab, [by_guid, l.by_name]) {
+                Some(found) => LabelResult::Level(found),
+                None => LabelResult::Unrecognised(format!(
+                    "msip_labels label {} (Name={}) is not in [marking.msip_labels]",
+                    clip(l.guid),
+                    clip(l.name.unwrap_or("?"))
+                )),
+            }
         })
         .collect()
 }
 
 /// `marking="OFFICIAL-SENSITIVE PERSONAL"; fgcolor=black; bgcolor=yellow; type=":ess"; label=…`
 pub fn sio_label(value: &str, vocab: &Vocabulary) -> Option<LabelResult> {
-    let marking = sio_parameters(value)
-        .into_iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("marking"))?
-        .1;
-    Some(match vocab.leading_marking(&marking) {
-        Some(level) => LabelResult::Level(level),
-        None => LabelResult::Unrecognised(format!("SIO-Label marking={}", clip(&marking))),
+    let params = sio_parameters(value);
+    let mut markings = params
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("marking"))
+        .map(|(_, v)| v.as_str())
+        .peekable();
+    let first = *markings.peek()?;
+    let best = markings.fold(None, |best, marking| {
+        max_reading(vocab, [best, value_reading(marking, vocab)])
+    });
+    Some(match best {
+        Some(found) => LabelResult::Level(found),
+        None => LabelResult::Unrecognised(format!("SIO-Label marking={}", clip(first))),
     })
+}
+
+/// The level a label names, for callers that want only that.
+#[cfg(test)]
+fn level_of(result: &LabelResult) -> Option<LevelId> {
+    match result {
+        LabelResult::Level(found) => Some(found.level),
+        LabelResult::Unrecognised(_) => None,
+    }
 }
 
 /// RFC 7444 parameters: `name=value` or `name="quoted \" value"`, separated by `;`.
@@ -150,7 +192,7 @@ mod tests {
 
     fn level_name(v: &Vocabulary, r: Option<LabelResult>) -> String {
         match r {
-            Some(LabelResult::Level(id)) => v.level(id).name.clone(),
+            Some(r @ LabelResult::Level(_)) => v.level(level_of(&r).unwrap()).name.clone(),
             Some(LabelResult::Unrecognised(why)) => format!("?{why}"),
             None => "-".into(),
         }

@@ -1,26 +1,95 @@
 //! The protective-marking classifier: reads every place a marking stands and reports each
 //! finding with its source; the highest rank wins. Pure: bytes in, a `Classification` out.
+//!
+//! Evidence is asymmetric: a reading that lowers a message below the default needs the
+//! exact form, a reading that keeps or raises it needs only a resemblance (after the text is
+//! folded as a reader sees it: `normalize`; and compared word by word: `resemble`).
 
 mod body;
+mod html;
 mod labels;
+mod normalize;
+mod raw;
+mod resemble;
 mod subject;
 mod vocab;
 
 pub use labels::LabelResult;
+pub use normalize::fold;
 pub use vocab::{Level, LevelId, Vocabulary};
 
 use crate::config::Limits;
-use mail_parser::decoders::html::html_to_text;
-use mail_parser::{HeaderName, Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{
+    Encoding, HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType,
+};
+
+/// One reading of one place: its level, and whether it was found only after folding the
+/// text or by resemblance (an obfuscated marking: logged and counted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub level: LevelId,
+    pub obfuscated: bool,
+}
+
+impl Found {
+    /// Read in the exact form.
+    pub fn plain(level: LevelId) -> Found {
+        Found {
+            level,
+            obfuscated: false,
+        }
+    }
+
+    /// Read generously: obfuscated unless `exact` (the same reading without folding or
+    /// resemblance) reaches the level too.
+    pub fn checked(
+        vocab: &Vocabulary,
+        level: LevelId,
+        exact: impl FnOnce() -> Option<LevelId>,
+    ) -> Found {
+        let reached = exact().is_some_and(|e| vocab.rank(e) >= vocab.rank(level));
+        Found {
+            level,
+            obfuscated: !reached,
+        }
+    }
+}
+
+/// The highest of some readings; of two at the same level, the plain one.
+pub fn max_reading(
+    vocab: &Vocabulary,
+    readings: impl IntoIterator<Item = Option<Found>>,
+) -> Option<Found> {
+    readings.into_iter().flatten().reduce(|a, b| {
+        match vocab.rank(a.level).cmp(&vocab.rank(b.level)) {
+            std::cmp::Ordering::Less => b,
+            std::cmp::Ordering::Greater => a,
+            std::cmp::Ordering::Equal => Found {
+                level: a.level,
+                obfuscated: a.obfuscated && b.obfuscated,
+            },
+        }
+    })
+}
+
+/// The highest of some levels.
+pub fn max_level(
+    vocab: &Vocabulary,
+    levels: impl IntoIterator<Item = Option<LevelId>>,
+) -> Option<LevelId> {
+    levels.into_iter().flatten().max_by_key(|&l| vocab.rank(l))
+}
 
 /// One marking found in the message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
     pub level: LevelId,
     /// Where it stood: `subject`, `subject-end`, `x-protective-marking`, `msip_labels`,
-    /// `sio-label`, `body-first-line`, `body-last-line`; inside an attached message prefixed
-    /// with `attachment N/`.
+    /// `sio-label`, `body-first-line`, `body-last-line`, `body-line`; inside an attached
+    /// message prefixed with `attachment N/`; `raw-scan` for the scan of the raw bytes.
     pub source: String,
+    /// Found only after normalisation or by resemblance: someone may have tried to hide it.
+    pub obfuscated: bool,
 }
 
 /// The outcome of classifying one message.
@@ -36,21 +105,44 @@ pub struct Classification {
     pub conflict: bool,
     /// Bounds the scan hit (empty when the whole message was read).
     pub limits_exceeded: Vec<String>,
+    /// Why the MIME structure could not be trusted (the raw bytes were scanned too).
+    pub ambiguous: Vec<String>,
     /// Markings stated in a form we could not map (an unknown MSIP label, say).
     pub warnings: Vec<String>,
     /// The first Subject of the message, decoded (RFC 2047) and unfolded.
     pub subject: Option<String>,
 }
 
-/// Classifies a message. `limits_exceeded` carries the bounds the collector already hit
-/// (e.g. the body was longer than `max_scan_bytes` and only its start is in `raw`).
+impl Classification {
+    /// The findings someone may have tried to hide.
+    pub fn obfuscated(&self) -> impl Iterator<Item = &Finding> {
+        self.found.iter().filter(|f| f.obfuscated)
+    }
+}
+
+/// What the classifier reads of one message.
+pub struct Input<'a> {
+    /// The message: headers and (at most `max_scan_bytes` of) the body.
+    pub raw: &'a [u8],
+    /// Header lines past the header bounds, kept for the raw scan only.
+    pub overflow: &'a [u8],
+    /// The bounds the collector already hit (e.g. the body was longer than `max_scan_bytes`
+    /// and only its start is in `raw`).
+    pub limits_exceeded: Vec<String>,
+}
+
+/// Classifies a message.
 pub fn classify(
-    raw: &[u8],
-    mut limits_exceeded: Vec<String>,
+    input: Input,
     vocab: &Vocabulary,
     limits: &Limits,
     subject_tag: &str,
 ) -> Classification {
+    let Input {
+        raw,
+        overflow,
+        mut limits_exceeded,
+    } = input;
     let mut scan = Scan {
         vocab,
         limits,
@@ -58,6 +150,7 @@ pub fn classify(
         found: Vec::new(),
         warnings: Vec::new(),
         limits_exceeded: Vec::new(),
+        ambiguous: Vec::new(),
         parts_seen: 0,
     };
     let mut subject = None;
@@ -68,15 +161,35 @@ pub fn classify(
         limits_exceeded.push("the MIME parser failed on this message".into());
         None
     });
-    if let Some(message) = parsed {
-        subject = message
-            .headers()
-            .iter()
-            .find(|h| h.name == HeaderName::Subject)
-            .map(|h| h.value.as_text().unwrap_or_default().to_string());
-        scan.message(&message, "", 0);
+    match parsed {
+        Some(message) => {
+            subject = message
+                .headers()
+                .iter()
+                .find(|h| h.name == HeaderName::Subject)
+                .map(|h| h.value.as_text().unwrap_or_default().to_string());
+            scan.message(&message, "", 0);
+        }
+        None => scan
+            .ambiguous
+            .push("the message could not be parsed".into()),
     }
     limits_exceeded.append(&mut scan.limits_exceeded);
+
+    // Where the structured reading was cut short or cannot be trusted, the raw bytes are
+    // scanned too: a bound or a parser differential must not hide a marking.
+    if !limits_exceeded.is_empty() || !scan.ambiguous.is_empty() {
+        let found = max_reading(
+            vocab,
+            [
+                raw::scan(raw, subject_tag, vocab),
+                raw::scan(overflow, subject_tag, vocab),
+            ],
+        );
+        if let Some(found) = found {
+            scan.add("", "raw-scan", found);
+        }
+    }
 
     let highest = scan
         .found
@@ -103,6 +216,7 @@ pub fn classify(
         found: scan.found,
         conflict,
         limits_exceeded,
+        ambiguous: scan.ambiguous,
         warnings: scan.warnings,
         subject,
     }
@@ -115,20 +229,22 @@ struct Scan<'a> {
     found: Vec<Finding>,
     warnings: Vec<String>,
     limits_exceeded: Vec<String>,
+    ambiguous: Vec<String>,
     parts_seen: usize,
 }
 
 impl Scan<'_> {
-    fn add(&mut self, prefix: &str, source: &str, level: LevelId) {
+    fn add(&mut self, prefix: &str, source: &str, found: Found) {
         self.found.push(Finding {
-            level,
+            level: found.level,
             source: format!("{prefix}{source}"),
+            obfuscated: found.obfuscated,
         });
     }
 
     fn label(&mut self, prefix: &str, source: &str, result: LabelResult) {
         match result {
-            LabelResult::Level(level) => self.add(prefix, source, level),
+            LabelResult::Level(found) => self.add(prefix, source, found),
             LabelResult::Unrecognised(what) => self.warnings.push(format!("{prefix}{what}")),
         }
     }
@@ -143,9 +259,14 @@ impl Scan<'_> {
                     .push(format!("more than {} MIME parts", self.limits.max_parts));
                 return;
             }
+            if let Some(why) = ambiguity(message.raw_message(), part)
+                && self.ambiguous.len() < 8
+            {
+                self.ambiguous.push(format!("{prefix}{why}"));
+            }
             match &part.body {
-                PartType::Text(text) => self.text(text, prefix),
-                PartType::Html(html) => self.text(&html_to_text(html), prefix),
+                PartType::Text(text) => self.text(&body::plain_lines(text), prefix),
+                PartType::Html(html) => self.text(&html::lines(html), prefix),
                 PartType::Message(inner) => {
                     attachment += 1;
                     if depth + 1 > self.limits.max_depth {
@@ -176,35 +297,36 @@ impl Scan<'_> {
         }
     }
 
+    /// The marking headers of one message (the outer one, or an attached one): read from
+    /// the parsed values, so offsets into another message's bytes never matter.
     fn headers(&mut self, message: &Message, prefix: &str) {
-        let raw = message.raw_message();
         for header in message.headers() {
             match &header.name {
                 HeaderName::Subject => {
                     let subject = header.value.as_text().unwrap_or_default();
-                    for (level, place) in subject::markings(subject, self.subject_tag, self.vocab) {
+                    for (found, place) in subject::markings(subject, self.subject_tag, self.vocab) {
                         let source = match place {
                             subject::Place::Start => "subject",
                             subject::Place::End => "subject-end",
                         };
-                        self.add(prefix, source, level);
+                        self.add(prefix, source, found);
                     }
                 }
                 HeaderName::Other(name) => {
-                    let value = || unfold(raw, header.offset_start, header.offset_end);
                     if name.eq_ignore_ascii_case("X-Protective-Marking") {
-                        if let Some(r) = labels::x_protective_marking(&value(), self.vocab) {
+                        if let Some(r) =
+                            labels::x_protective_marking(&unfold(&header.value), self.vocab)
+                        {
                             self.label(prefix, "x-protective-marking", r);
                         }
                     } else if name.eq_ignore_ascii_case("msip_labels") {
-                        for r in labels::msip_labels(&value(), self.vocab) {
+                        for r in labels::msip_labels(&unfold(&header.value), self.vocab) {
                             self.label(prefix, "msip_labels", r);
                         }
                     }
                 }
                 HeaderName::SioLabel => {
-                    let value = unfold(raw, header.offset_start, header.offset_end);
-                    if let Some(r) = labels::sio_label(&value, self.vocab) {
+                    if let Some(r) = labels::sio_label(&unfold(&header.value), self.vocab) {
                         self.label(prefix, "sio-label", r);
                     }
                 }
@@ -213,25 +335,97 @@ impl Scan<'_> {
         }
     }
 
-    fn text(&mut self, text: &str, prefix: &str) {
-        for (level, line) in body::markings(text, self.vocab) {
+    fn text(&mut self, lines: &[body::TextLine], prefix: &str) {
+        for (found, line) in body::markings(lines, self.vocab) {
             let source = match line {
                 body::Line::First => "body-first-line",
                 body::Line::Last => "body-last-line",
+                body::Line::Other => "body-line",
             };
-            self.add(prefix, source, level);
+            self.add(prefix, source, found);
         }
     }
 }
 
-/// The raw value of a header with folding removed (no decoding: label headers are ASCII).
-fn unfold(raw: &[u8], start: u32, end: u32) -> String {
-    let bytes = raw.get(start as usize..end as usize).unwrap_or_default();
-    String::from_utf8_lossy(bytes)
-        .split(['\r', '\n'])
+/// A header value with folding removed.
+fn unfold(value: &HeaderValue) -> String {
+    let text = match value {
+        HeaderValue::Text(text) => text.as_ref(),
+        HeaderValue::TextList(list) => list.first().map_or("", |t| t.as_ref()),
+        _ => "",
+    };
+    text.split(['\r', '\n'])
         .collect::<String>()
         .trim()
         .to_string()
+}
+
+/// Why a MIME part's structure cannot be trusted: a mail client may read it otherwise than
+/// our parser does.
+fn ambiguity(raw: &[u8], part: &MessagePart) -> Option<&'static str> {
+    if part.is_encoding_problem {
+        return Some("a part could not be decoded");
+    }
+    let mut content_types = 0;
+    let mut encodings = 0;
+    for header in &part.headers {
+        match header.name {
+            HeaderName::ContentType => {
+                content_types += 1;
+                let HeaderValue::ContentType(ct) = &header.value else {
+                    return Some("an invalid Content-Type");
+                };
+                if ct.c_subtype.is_none() {
+                    return Some("a Content-Type without subtype");
+                }
+                if ct.c_type.eq_ignore_ascii_case("multipart") && ct.attribute("boundary").is_none()
+                {
+                    return Some("a multipart without boundary");
+                }
+                if let Some(charset) = ct.attribute("charset")
+                    && !known_charset(charset)
+                {
+                    return Some("a charset that cannot be decoded");
+                }
+            }
+            HeaderName::ContentTransferEncoding => {
+                encodings += 1;
+                let value = header
+                    .value
+                    .as_text()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase();
+                if !["7bit", "8bit", "binary", "base64", "quoted-printable"]
+                    .contains(&value.as_str())
+                {
+                    return Some("an unknown Content-Transfer-Encoding");
+                }
+            }
+            _ => {}
+        }
+    }
+    if content_types > 1 {
+        return Some("two Content-Type headers");
+    }
+    if encodings > 1 {
+        return Some("two Content-Transfer-Encoding headers");
+    }
+    if part.encoding == Encoding::Base64
+        && let Some(body) = raw.get(part.offset_body as usize..part.offset_end as usize)
+        && body
+            .iter()
+            .any(|&b| !(b.is_ascii_alphanumeric() || b"+/=\r\n\t -".contains(&b)))
+    {
+        return Some("base64 with characters outside its alphabet");
+    }
+    None
+}
+
+fn known_charset(name: &str) -> bool {
+    let lower = name.trim().to_ascii_lowercase();
+    ["utf-8", "utf8", "us-ascii", "ascii"].contains(&lower.as_str())
+        || mail_parser::decoders::charsets::map::charset_decoder(lower.as_bytes()).is_some()
 }
 
 #[cfg(test)]
@@ -239,9 +433,22 @@ mod tests {
     use super::*;
     use crate::config::MarkingConfig;
 
+    fn input(raw: &[u8], limits_exceeded: Vec<String>) -> Input<'_> {
+        Input {
+            raw,
+            overflow: b"",
+            limits_exceeded,
+        }
+    }
+
     fn classify_str(raw: &str) -> (String, String, Vec<(String, String)>, Classification) {
         let vocab = Vocabulary::from_config(&MarkingConfig::default()).unwrap();
-        let c = classify(raw.as_bytes(), vec![], &vocab, &Limits::default(), "[CJSM]");
+        let c = classify(
+            input(raw.as_bytes(), vec![]),
+            &vocab,
+            &Limits::default(),
+            "[CJSM]",
+        );
         let found = c
             .found
             .iter()
@@ -336,8 +543,7 @@ mod tests {
         let vocab = Vocabulary::from_config(&MarkingConfig::default()).unwrap();
         let raw = b"Subject: OFFICIAL: big\r\n\r\nstart of a long body";
         let c = classify(
-            raw,
-            vec!["body longer than 1 bytes".into()],
+            input(raw, vec!["body longer than 1 bytes".into()]),
             &vocab,
             &Limits::default(),
             "[CJSM]",
@@ -351,7 +557,7 @@ mod tests {
         };
         let raw = "Subject: OFFICIAL: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
             --b\r\n\r\na\r\n--b\r\n\r\nb\r\n--b\r\n\r\nc\r\n--b--\r\n";
-        let c = classify(raw.as_bytes(), vec![], &vocab, &limits, "[CJSM]");
+        let c = classify(input(raw.as_bytes(), vec![]), &vocab, &limits, "[CJSM]");
         assert_eq!(c.source, "limits");
         assert!(
             c.limits_exceeded[0].contains("MIME parts"),

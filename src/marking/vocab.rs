@@ -14,10 +14,12 @@ pub struct Level {
 }
 
 #[derive(Clone, Debug)]
-struct Spelling {
-    /// Upper-case ASCII words; in the text they may be joined by spaces, `-`, `:` or `_`.
-    words: Vec<String>,
-    level: LevelId,
+pub(super) struct Spelling {
+    /// Upper-case words; in the text they may be joined by spaces, `-`, `:` or `_`.
+    pub words: Vec<String>,
+    /// The words as the generous reader compares them (`resemble::canonical_words`).
+    pub canon: Vec<String>,
+    pub level: LevelId,
 }
 
 /// A spelling found in a text.
@@ -36,6 +38,10 @@ pub struct Vocabulary {
     spellings: Vec<Spelling>,
     descriptors: Vec<String>,
     line_labels: Vec<Vec<String>>,
+    /// Everyday wording that resembles a marking but is none (`SECRET SANTA`): the words,
+    /// and the words as the generous reader compares them.
+    everyday: Vec<Vec<String>>,
+    everyday_canon: Vec<Vec<String>>,
     msip_labels: HashMap<String, LevelId>,
     pub ceiling: LevelId,
     pub secure_from: LevelId,
@@ -45,7 +51,7 @@ pub struct Vocabulary {
 fn words_of(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .map(|w| w.to_ascii_uppercase())
+        .map(|w| w.to_uppercase())
         .collect()
 }
 
@@ -77,11 +83,23 @@ impl Vocabulary {
                 .flat_map(|d| words_of(d))
                 .collect(),
             line_labels: config.line_labels.iter().map(|l| words_of(l)).collect(),
+            everyday: config
+                .everyday_phrases
+                .iter()
+                .map(|p| words_of(p))
+                .filter(|w| !w.is_empty())
+                .collect(),
+            everyday_canon: Vec::new(),
             msip_labels: HashMap::new(),
             ceiling: 0,
             secure_from: 0,
             default: 0,
         };
+        vocab.everyday_canon = vocab
+            .everyday
+            .iter()
+            .map(|w| super::resemble::canonical_words(w))
+            .collect();
         let mut owner: HashMap<Vec<String>, String> = HashMap::new();
         for level in &levels {
             if words_of(&level.name).is_empty() {
@@ -123,7 +141,12 @@ impl Vocabulary {
                         ),
                     ));
                 }
-                vocab.spellings.push(Spelling { words, level: id });
+                let canon = super::resemble::canonical_words(&words);
+                vocab.spellings.push(Spelling {
+                    words,
+                    canon,
+                    level: id,
+                });
             }
         }
         // Longest spellings first, so `OFFICIAL: SENSITIVE` wins over `OFFICIAL`.
@@ -167,6 +190,33 @@ impl Vocabulary {
 
     pub fn rank(&self, id: LevelId) -> u32 {
         self.levels[id].rank
+    }
+
+    /// A level below the default: reading it lowers a message, so it needs the exact form.
+    pub fn is_lowering(&self, id: LevelId) -> bool {
+        self.rank(id) < self.rank(self.default)
+    }
+
+    /// A level above the ceiling: the service does not carry it.
+    pub fn above_ceiling(&self, id: LevelId) -> bool {
+        self.rank(id) > self.rank(self.ceiling)
+    }
+
+    pub(super) fn spellings(&self) -> &[Spelling] {
+        &self.spellings
+    }
+
+    /// Everyday phrases: as written, and as the generous reader compares them.
+    pub(super) fn everyday(&self) -> (&[Vec<String>], &[Vec<String>]) {
+        (&self.everyday, &self.everyday_canon)
+    }
+
+    pub(super) fn descriptor_words(&self) -> &[String] {
+        &self.descriptors
+    }
+
+    pub(super) fn line_label_words(&self) -> &[Vec<String>] {
+        &self.line_labels
     }
 
     pub fn msip_level(&self, guid: &str) -> Option<LevelId> {

@@ -1,0 +1,429 @@
+//! The generous reader: a marking that *resembles* a level counts as that level.
+//!
+//! Evidence is asymmetric. A reading that would lower a message below the default needs the
+//! exact form (the strict matcher in `vocab`); a reading that keeps or raises it needs only a
+//! resemblance, so that `S E C R E T`, `$3CR3T`, `OFFICIAL-SENSTIVE`, `OFFICIAL-SENS`,
+//! `OFFICIAL|SENSITIVE` or `TOPSECRET` cannot slip a message past the ceiling. This reader
+//! works on words (tokens), so every run of punctuation, decoration or emoji between them is
+//! a separator, and on folded text (see `normalize`).
+
+use super::vocab::{LevelId, Vocabulary};
+
+/// A word of the text: letters, digits, `$` and `@` (`$ECRET`, `@`-for-A).
+#[derive(Clone, Debug)]
+pub struct Token {
+    pub start: usize,
+    pub end: usize,
+    /// Upper case, look-alike digits and signs read as letters (`0`→O, `1`/`L`→I, `3`→E, …).
+    pub canon: String,
+    upper: usize,
+    letters: usize,
+}
+
+/// How close a reading has to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Typos, abbreviations, look-alike digits, letter-spaced and run-together words.
+    Resemble,
+    /// Whole words, case-insensitive: what a plain matcher would find.
+    Exact,
+}
+
+/// The words of `text`. Bounded: at most `max` tokens (a marking is near the place read).
+pub fn tokens(text: &str, mode: Mode, max: usize) -> Vec<Token> {
+    let tokens = words(text, mode, max);
+    match mode {
+        Mode::Resemble => join_spaced_letters(text, tokens),
+        Mode::Exact => tokens,
+    }
+}
+
+/// The words of `text`, each as it stands.
+fn words(text: &str, mode: Mode, max: usize) -> Vec<Token> {
+    let mut tokens: Vec<Token> = Vec::new();
+    let mut current: Option<Token> = None;
+    for (at, c) in text.char_indices() {
+        if c.is_alphanumeric() || c == '$' || c == '@' {
+            let token = current.get_or_insert_with(|| Token {
+                start: at,
+                end: at,
+                canon: String::new(),
+                upper: 0,
+                letters: 0,
+            });
+            token.end = at + c.len_utf8();
+            if c.is_alphabetic() {
+                token.letters += 1;
+                token.upper += usize::from(c.is_uppercase());
+            }
+            for u in c.to_uppercase() {
+                token.canon.push(if mode == Mode::Resemble {
+                    canonical(u)
+                } else {
+                    u
+                });
+            }
+        } else if let Some(token) = current.take() {
+            tokens.push(token);
+            if tokens.len() >= max {
+                return tokens;
+            }
+        }
+    }
+    tokens.extend(current);
+    tokens
+}
+
+/// Look-alike digits and signs read as the letters they imitate.
+fn canonical(c: char) -> char {
+    match c {
+        '0' => 'O',
+        '1' | 'L' => 'I',
+        '3' => 'E',
+        '4' | '@' => 'A',
+        '5' | '$' => 'S',
+        '7' => 'T',
+        '8' => 'B',
+        c => c,
+    }
+}
+
+/// `S E C R E T`, `S.E.C.R.E.T`: three or more one-letter words, a short gap apart on one
+/// line, read as one word.
+fn join_spaced_letters(text: &str, tokens: Vec<Token>) -> Vec<Token> {
+    let mut joined: Vec<Token> = Vec::with_capacity(tokens.len());
+    let mut run = 0;
+    for token in tokens {
+        let single = token.canon.chars().count() == 1;
+        let close = joined.last().is_some_and(|last: &Token| {
+            let gap = &text[last.end..token.start];
+            gap.len() <= 3 && !gap.contains('\n')
+        });
+        if single && run > 0 && close {
+            let last = joined.last_mut().expect("run > 0");
+            last.end = token.end;
+            last.canon.push_str(&token.canon);
+            last.upper += token.upper;
+            last.letters += token.letters;
+            run += 1;
+            continue;
+        }
+        run = usize::from(single);
+        joined.push(token);
+    }
+    // A run of two letters stays joined only if it was three or more: undo short runs.
+    joined
+        .into_iter()
+        .flat_map(|t| {
+            let n = t.canon.chars().count();
+            let spaced = t.end - t.start > t.canon.len() && t.letters == n;
+            if spaced && n == 2 {
+                split_pair(text, t)
+            } else {
+                vec![t]
+            }
+        })
+        .collect()
+}
+
+fn split_pair(text: &str, pair: Token) -> Vec<Token> {
+    words(&text[pair.start..pair.end], Mode::Resemble, 2)
+        .into_iter()
+        .map(|mut t| {
+            t.start += pair.start;
+            t.end += pair.start;
+            t
+        })
+        .collect()
+}
+
+/// What the words at one position read as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// A level: the spelling ends before token `end`.
+    Level {
+        level: LevelId,
+        end: usize,
+        /// The words stand in capitals (`SECRET`, `SeCrEt`), not `Secret`.
+        capitals: bool,
+    },
+    /// Everyday wording (`SECRET SANTA`, `PROTECTED DISCLOSURE`) that ends before `end`.
+    Everyday { end: usize },
+}
+
+/// How one word of a spelling compares with a word of the text.
+fn word_resembles(text: &str, word: &str, abbreviation: bool, mode: Mode) -> bool {
+    if text == word {
+        return true;
+    }
+    if mode == Mode::Exact {
+        return false;
+    }
+    let (t, w) = (text.len(), word.len());
+    // A plural is another word: SECRETS is not SECRET, OFFICIALS not OFFICIAL.
+    let plural = t == w + 1 && text.ends_with('S') && text.starts_with(word);
+    if w >= 5 && !plural && within_one_edit(text, word) {
+        return true;
+    }
+    abbreviation && t >= 3 && t < w && word.starts_with(text)
+}
+
+/// Optimal string alignment distance at most 1: one letter added, dropped, changed, or two
+/// neighbours swapped.
+fn within_one_edit(a: &str, b: &str) -> bool {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let (short, long) = if a.len() <= b.len() {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    if long.len() - short.len() > 1 {
+        return false;
+    }
+    let prefix = short
+        .iter()
+        .zip(long.iter())
+        .take_while(|(x, y)| x == y)
+        .count();
+    if short.len() == long.len() {
+        if prefix == short.len() {
+            return true;
+        }
+        // One change, or a swap of neighbours.
+        let changed = short[prefix + 1..] == long[prefix + 1..];
+        let swapped = prefix + 1 < short.len()
+            && short[prefix] == long[prefix + 1]
+            && short[prefix + 1] == long[prefix]
+            && short[prefix + 2..] == long[prefix + 2..];
+        changed || swapped
+    } else {
+        short[prefix..] == long[prefix + 1..]
+    }
+}
+
+impl Vocabulary {
+    /// The reading at token `at`: the longest spelling (then the highest level) that the
+    /// words resemble, or everyday wording at least as long. Levels below the default are
+    /// never read here: lowering needs the exact form.
+    pub fn reading_at(&self, tokens: &[Token], at: usize, mode: Mode) -> Option<Reading> {
+        let mut best: Option<(LevelId, usize)> = None;
+        for spelling in self.spellings() {
+            if self.is_lowering(spelling.level) {
+                continue;
+            }
+            let words = match mode {
+                Mode::Resemble => &spelling.canon,
+                Mode::Exact => &spelling.words,
+            };
+            let Some(end) = spelling_at(words, tokens, at, mode) else {
+                continue;
+            };
+            let better = best.is_none_or(|(level, best_end)| {
+                end > best_end || (end == best_end && self.rank(spelling.level) > self.rank(level))
+            });
+            if better {
+                best = Some((spelling.level, end));
+            }
+        }
+        let (phrases, canon) = self.everyday();
+        let phrases = match mode {
+            Mode::Resemble => canon,
+            Mode::Exact => phrases,
+        };
+        // Everyday wording is compared word for word: a typo in it is no longer everyday.
+        let everyday = phrases
+            .iter()
+            .filter_map(|phrase| spelling_at(phrase, tokens, at, Mode::Exact))
+            .max();
+        match (best, everyday) {
+            (Some((_, end)), Some(e)) if e >= end => Some(Reading::Everyday { end: e }),
+            (None, Some(e)) => Some(Reading::Everyday { end: e }),
+            (Some((level, end)), _) => Some(Reading::Level {
+                level,
+                end,
+                capitals: capitals(&tokens[at..end]),
+            }),
+            (None, None) => None,
+        }
+    }
+
+    /// True when every token is a descriptor (`PERSONAL`, `LOCSEN`).
+    pub fn all_descriptors(&self, tokens: &[Token]) -> bool {
+        tokens.iter().all(|t| {
+            self.descriptor_words()
+                .iter()
+                .any(|d| canon_eq(d, &t.canon))
+        })
+    }
+
+    /// The token after a line label (`Classification:`) at the start of `tokens`, when the
+    /// label is followed by a colon in `text`.
+    pub fn after_label_tokens(&self, text: &str, tokens: &[Token], mode: Mode) -> Option<usize> {
+        self.line_label_words().iter().find_map(|label| {
+            let end = match mode {
+                Mode::Resemble => spelling_at(&canonical_words(label), tokens, 0, Mode::Exact),
+                Mode::Exact => spelling_at(label, tokens, 0, Mode::Exact),
+            }?;
+            let gap_end = tokens.get(end).map_or(text.len(), |t| t.start);
+            text[tokens[end - 1].end..gap_end]
+                .contains(':')
+                .then_some(end)
+        })
+    }
+}
+
+fn canon_eq(word: &str, canon: &str) -> bool {
+    word.chars().map(canonical).eq(canon.chars()) || word == canon
+}
+
+/// The words of a spelling as [`Mode::Resemble`] compares them.
+pub fn canonical_words(words: &[String]) -> Vec<String> {
+    words
+        .iter()
+        .map(|w| w.chars().map(canonical).collect())
+        .collect()
+}
+
+/// Where the spelling's words (`canon`: canonical in [`Mode::Resemble`], upper case in
+/// [`Mode::Exact`]) end when they stand at token `at`.
+fn spelling_at(canon: &[String], tokens: &[Token], at: usize, mode: Mode) -> Option<usize> {
+    let several = canon.len() > 1;
+    let word_by_word = canon.iter().enumerate().all(|(k, word)| {
+        tokens
+            .get(at + k)
+            .is_some_and(|t| word_resembles(&t.canon, word, several, mode))
+    });
+    if word_by_word {
+        return Some(at + canon.len());
+    }
+    if mode == Mode::Resemble && several {
+        // Run together: TOPSECRET, OFFICIALSENSITIVE, OFFICIALSENS.
+        let token = tokens.get(at)?;
+        let joined: String = canon.concat();
+        let abbreviated =
+            token.canon.len() >= canon[0].len() + 3 && joined.starts_with(&*token.canon);
+        if word_resembles(&token.canon, &joined, false, mode) || abbreviated {
+            return Some(at + 1);
+        }
+    }
+    None
+}
+
+/// Most letters upper case, at least two of them: `SECRET`, `S3CR3T`, `SeCrEt`; not `Secret`.
+fn capitals(tokens: &[Token]) -> bool {
+    let upper: usize = tokens.iter().map(|t| t.upper).sum();
+    let letters: usize = tokens.iter().map(|t| t.letters).sum();
+    upper >= 2 && 2 * upper >= letters
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MarkingConfig;
+
+    fn read(text: &str, mode: Mode) -> Option<(String, bool)> {
+        let v = Vocabulary::from_config(&MarkingConfig::default()).unwrap();
+        let tokens = tokens(text, mode, 64);
+        match v.reading_at(&tokens, 0, mode)? {
+            Reading::Level {
+                level, capitals, ..
+            } => Some((v.level(level).name.clone(), capitals)),
+            Reading::Everyday { .. } => Some(("everyday".into(), false)),
+        }
+    }
+
+    #[test]
+    fn resemblance_table() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("SECRET", Some("SECRET")),
+            ("SECERT", Some("SECRET")),
+            ("SECRT", Some("SECRET")),
+            ("S3CR3T", Some("SECRET")),
+            ("$ECRET", Some("SECRET")),
+            ("S E C R E T", Some("SECRET")),
+            ("S.E.C.R.E.T", Some("SECRET")),
+            ("*SECRET*", Some("SECRET")),
+            ("TOP SECRET", Some("TOP SECRET")),
+            ("TOPSECRET", Some("TOP SECRET")),
+            ("TOP-SECRT", Some("TOP SECRET")),
+            ("T0P SECRET", Some("TOP SECRET")),
+            ("OFFICIAL-SENSTIVE", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL-SENS", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL SEN", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL|SENSITIVE", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL, SENSITIVE", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL…SENSITIVE", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIAL \"SENSITIVE\"", Some("OFFICIAL-SENSITIVE")),
+            ("OFFICIALSENSITIVE", Some("OFFICIAL-SENSITIVE")),
+            ("OFF-SENS", Some("OFFICIAL-SENSITIVE")),
+            ("0FF1C1AL SENS1T1VE", Some("OFFICIAL-SENSITIVE")),
+            ("CONFIDENTAL", Some("CONFIDENTIAL")),
+            ("PROTECTD", Some("PROTECTED")),
+            ("SECRET SANTA", Some("everyday")),
+            ("PROTECTED DISCLOSURE", Some("everyday")),
+            (
+                "CONFIDENTIAL AND LEGALLY PRIVILEGED",
+                Some("OFFICIAL-SENSITIVE"),
+            ),
+            ("Privileged & Confidential", Some("OFFICIAL-SENSITIVE")),
+            // Lowering readings are never generous.
+            ("OFFICIAL", None),
+            ("PROTECT", None),
+            ("UNCLASSIFIED", None),
+            // Other words.
+            ("SECRETS", None),
+            ("SECRETARY", None),
+            ("OFFICIALS", None),
+            ("SECTOR", None),
+            ("PROTECTION", None),
+            ("CONFIDENCE", None),
+            ("", None),
+        ];
+        for (text, want) in cases {
+            let got = read(text, Mode::Resemble).map(|(name, _)| name);
+            assert_eq!(got.as_deref(), *want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn exact_mode_is_plain_words() {
+        assert_eq!(read("secret", Mode::Exact), Some(("SECRET".into(), false)));
+        assert_eq!(read("SECERT", Mode::Exact), None);
+        assert_eq!(read("S3CR3T", Mode::Exact), None);
+        assert_eq!(read("TOPSECRET", Mode::Exact), None);
+    }
+
+    #[test]
+    fn capitals_table() {
+        let cases = [
+            ("SECRET", true),
+            ("SeCrEt", true),
+            ("S3CR3T", true),
+            ("Secret", false),
+            ("secret", false),
+            ("TOP SECRET", true),
+            ("Top Secret", false),
+        ];
+        for (text, want) in cases {
+            assert_eq!(read(text, Mode::Resemble).unwrap().1, want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn one_edit() {
+        assert!(within_one_edit("SECRET", "SECRET"));
+        assert!(within_one_edit("SECERT", "SECRET"));
+        assert!(within_one_edit("SECRT", "SECRET"));
+        assert!(within_one_edit("SEECRET", "SECRET"));
+        assert!(within_one_edit("SXCRET", "SECRET"));
+        assert!(!within_one_edit("SXCRXT", "SECRET"));
+        assert!(!within_one_edit("SECRETARY", "SECRET"));
+    }
+
+    #[test]
+    fn tokens_are_bounded() {
+        let text = "word ".repeat(10_000);
+        assert_eq!(tokens(&text, Mode::Resemble, 50).len(), 50);
+    }
+}
