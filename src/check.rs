@@ -90,7 +90,13 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreErr
     let found: Vec<Value> = classification
         .found
         .iter()
-        .map(|f| json!({"label": vocab.level(f.level).name, "source": f.source}))
+        .map(|f| {
+            json!({
+                "label": vocab.level(f.level).name,
+                "source": f.source,
+                "obfuscated": f.obfuscated,
+            })
+        })
         .collect();
     let accepted = matches!(applied.action, Action::Accept | Action::Quarantine);
     let edits = if accepted {
@@ -154,6 +160,7 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreErr
             "found": found,
             "conflict": classification.conflict,
             "limits_exceeded": classification.limits_exceeded,
+            "ambiguous": classification.ambiguous,
             "warnings": classification.warnings,
         },
         "action": applied.action,

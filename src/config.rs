@@ -341,7 +341,6 @@ pub fn cjsm_levels() -> Vec<LevelConfig> {
                 "CONFIDENTIAL & PRIVILEGED",
                 "CONFIDENTIAL AND LEGALLY PRIVILEGED",
                 "LEGALLY PRIVILEGED AND CONFIDENTIAL",
-                "PRIVILEGED AND CONFIDENTIAL LEGAL ADVICE",
             ],
         ),
         level("CONFIDENTIAL", 30, &[]),

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub refusals: IntCounterVec,
     /// Recipients of decided messages, by zone.
     pub recipients: IntCounterVec,
+    /// Markings found only after normalisation or by resemblance, by source.
+    pub obfuscated_markings: IntCounterVec,
     pub verdict_seconds: Histogram,
     pub sessions_active: IntGauge,
     pub store_operations: IntCounterVec,
@@ -159,6 +161,13 @@ impl Metrics {
                 "cjsm_messages_total",
                 "Messages decided at end of message, by effective marking and action.",
                 &["marking", "action"],
+            ),
+            obfuscated_markings: counter_vec(
+                &registry,
+                "cjsm_obfuscated_markings_total",
+                "Markings found only after normalisation or by resemblance (hidden or \
+                 mistyped), by source.",
+                &["source"],
             ),
             refusals: counter_vec(
                 &registry,

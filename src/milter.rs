@@ -666,6 +666,20 @@ async fn eom(cx: &mut EomContext<Session>, queue_id: Option<String>) -> Handled 
         warn!(queue_id = %queue_id, warning = %warning, "marking not understood");
     }
     let m = metrics();
+    for finding in classification.obfuscated() {
+        // The source without an attachment's prefix: a bounded set of metric labels.
+        let source = finding.source.rsplit('/').next().unwrap_or_default();
+        warn!(
+            queue_id = %queue_id,
+            marking = %vocab.level(finding.level).name,
+            source = %finding.source,
+            "obfuscated marking: found only after normalisation or by resemblance"
+        );
+        m.obfuscated_markings.with_label_values(&[source]).inc();
+    }
+    for why in &classification.ambiguous {
+        warn!(queue_id = %queue_id, why = %why, "ambiguous MIME structure; the raw bytes were scanned too");
+    }
     let marking = &vocab.level(classification.level).name;
     m.messages
         .with_label_values(&[marking.as_str(), verdict.action.as_str()])

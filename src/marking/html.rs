@@ -183,6 +183,46 @@ fn hides(attributes: &str) -> bool {
         .any(|style| squeezed.contains(style))
 }
 
+/// Numeric character references to NUL, a surrogate or past U+10FFFF read as U+FFFD, as a
+/// browser reads them (the entity decoder would leave them as text, `&#0;SECRET`).
+fn invalid_references_replaced(text: &str) -> Cow<'_, str> {
+    if !text.contains("&#") {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("&#") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let (hex, digits_at) = match after.strip_prefix(['x', 'X']) {
+            Some(_) => (true, 1),
+            None => (false, 0),
+        };
+        let digits = &after[digits_at..];
+        let len = digits
+            .find(|c: char| {
+                !(if hex {
+                    c.is_ascii_hexdigit()
+                } else {
+                    c.is_ascii_digit()
+                })
+            })
+            .unwrap_or(digits.len());
+        let value = u32::from_str_radix(&digits[..len.min(8)], if hex { 16 } else { 10 }).ok();
+        let invalid = len > 0 && value.is_none_or(|v| char::from_u32(v).is_none() || v == 0);
+        if invalid {
+            out.push('\u{FFFD}');
+            let end = digits_at + len;
+            rest = after[end..].strip_prefix(';').unwrap_or(&after[end..]);
+        } else {
+            out.push_str("&#");
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
 #[derive(Default)]
 struct Lines {
     done: Vec<TextLine<'static>>,
@@ -195,7 +235,8 @@ impl Lines {
         if text.is_empty() {
             return;
         }
-        let decoded = html_escape::decode_html_entities(text);
+        let text = invalid_references_replaced(text);
+        let decoded = html_escape::decode_html_entities(&text);
         // Line ends inside text are spaces in HTML, except in `<pre>`; either way a marking
         // split over source lines is still one line to the reader.
         for c in decoded.chars() {
@@ -262,6 +303,11 @@ mod tests {
         assert_eq!(shown("SE&shy;CRET")[0].0, "SE\u{AD}CRET");
         assert_eq!(shown("SE&#8203;CRET")[0].0, "SE\u{200B}CRET");
         assert_eq!(shown("&#83;&#x45;CRET")[0].0, "SECRET");
+        assert_eq!(shown("&#0;SECRET")[0].0, "\u{FFFD}SECRET");
+        assert_eq!(
+            shown("&#x0000;SE&#xD800;CRET&#99999999999;")[0].0,
+            "\u{FFFD}SE\u{FFFD}CRET\u{FFFD}"
+        );
         assert_eq!(
             shown("OFFICIAL&nbsp;&ndash;&nbsp;SENSITIVE")[0].0,
             "OFFICIAL\u{A0}\u{2013}\u{A0}SENSITIVE"

@@ -45,8 +45,16 @@ fn fold_char(c: char, out: &mut String) {
     }
     match c {
         '\u{2028}' | '\u{2029}' | '\u{0085}' => return out.push('\n'),
-        // Hangul fillers and Mongolian selectors render as nothing but are letters or marks.
-        '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{180B}'..='\u{180F}' => return,
+        // Hangul fillers and Mongolian selectors render as nothing but are letters or marks;
+        // the replacement character stands for bytes that could not be decoded (`SEC\xFFRET`).
+        '\u{115F}'
+        | '\u{1160}'
+        | '\u{3164}'
+        | '\u{FFA0}'
+        | '\u{180B}'..='\u{180F}'
+        | '\u{FFFD}' => {
+            return;
+        }
         _ => {}
     }
     match c.general_category() {
@@ -110,6 +118,7 @@ mod tests {
             ("OFFICIAL\u{3000}SENSITIVE", "OFFICIAL SENSITIVE"),
             ("a\u{2028}b\u{2029}c\u{0085}d\x0Ce\rf", "a\nb\nc\nd\ne\nf"),
             ("ﬁle", "file"),
+            ("SEC\u{FFFD}RET", "SECRET"),
         ];
         for (text, want) in cases {
             assert_eq!(fold(text), want, "{text:?}");
