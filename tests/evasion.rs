@@ -141,6 +141,19 @@ fn lowering_needs_the_exact_form() -> Vec<Case> {
             NOT_LOWERED,
         ));
     }
+    cases.push(case(
+        "format=flowed OFFICIAL / SENSITIVE",
+        raw(&format!(
+            "From: <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nSubject: papers\r\nMIME-Version: 1.0\r\n\
+             Content-Type: text/plain; charset=utf-8; format=flowed\r\n\r\nOFFICIAL \r\nSENSITIVE\r\n\r\nDear Sir\r\n"
+        )),
+        NOT_LOWERED,
+    ));
+    cases.push(case(
+        "HTML paragraphs OFFICIAL / SENSITIVE",
+        with_html("<p>OFFICIAL</p><p>SENSITIVE</p><p>Dear Sir</p>"),
+        NOT_LOWERED,
+    ));
     for header in [
         "X-Protective-Marking: VER=2018.4, NS=gov.au, SEC=OFFICIAL:Sensitve",
         "X-Protective-Marking: VER=2018.4, NS=gov.au, SEC=OFFICIAL Sens",
@@ -243,6 +256,8 @@ fn hidden_secret_is_found() -> Vec<Case> {
         "msip_labels: MSIP_Label_0000_Enabled=true; MSIP_Label_0000_Name=OFFICIAL; MSIP_Label_0000_Name=SECRET",
         "SIO-Label: marking=\"SECRET//UK EYES ONLY\"; type=\":ess\"",
         "SIO-Label: marking=\"OFFICIAL\"; marking=\"SECRET\"",
+        // RFC 2047 encoded: VER=2018.4, NS=gov.au, SEC=SECRET
+        "X-Protective-Marking: =?UTF-8?B?VkVSPTIwMTguNCwgTlM9Z292LmF1LCBTRUM9U0VDUkVU?=",
     ] {
         cases.push(case(
             format!("header {header:?}"),
@@ -354,6 +369,7 @@ fn html_is_read_as_shown() -> Vec<Case> {
         "<p hidden>OFFICIAL</p><p>Dear Sir</p>",
         "<p>Dear Sir</p><p style=\"font-size:0\">OFFICIAL</p>",
         "<head><title>OFFICIAL</title></head><p>Dear Sir</p>",
+        "<p>Dear Sir</p><p><font color=\"#ffffff\">OFFICIAL</font></p>",
     ] {
         cases.push(case(
             format!("hidden lower {hidden:?}"),

@@ -95,10 +95,26 @@ pub fn markings(lines: &[TextLine], vocab: &Vocabulary) -> Vec<(Found, Line)> {
         } else {
             Line::Other
         };
-        let strict = match kind {
+        let mut strict = match kind {
             Line::First | Line::Last => line_marking(&line.text, vocab),
             Line::Other => None,
         };
+        // A lowering line continued on the next (`OFFICIAL` / `SENSITIVE`, as format=flowed
+        // text or two HTML paragraphs show it) is not the exact form: the continuation wins.
+        let mut continued = None;
+        if strict.is_some_and(|level| vocab.is_lowering(level))
+            && let Some(next) = (index + 1..lines.len()).find(seen)
+        {
+            continued = continuation(&line.text, &lines[next].text, vocab);
+            if continued.is_some() {
+                strict = None;
+            }
+        }
+        let forwarded = forwarded_subject(&line.text).and_then(|subject| {
+            let readings = super::subject::markings(subject, "", vocab);
+            max_reading(vocab, readings.into_iter().map(|(found, _)| Some(found)))
+                .filter(|found| !vocab.is_lowering(found.level))
+        });
         let generous = generous_line(&fold(&line.text), vocab, Mode::Resemble).map(|level| {
             Found::checked(vocab, level, || {
                 generous_line(&line.text, vocab, Mode::Exact)
@@ -106,13 +122,75 @@ pub fn markings(lines: &[TextLine], vocab: &Vocabulary) -> Vec<(Found, Line)> {
         });
         // The first line can also be the last: report it once, as the first.
         let slot = &mut by_kind[kind as usize];
-        *slot = max_reading(vocab, [*slot, strict.map(Found::plain), generous]);
+        *slot = max_reading(
+            vocab,
+            [
+                *slot,
+                strict.map(Found::plain),
+                generous,
+                continued,
+                forwarded,
+            ],
+        );
     }
     [Line::First, Line::Last, Line::Other]
         .into_iter()
         .zip(by_kind)
         .filter_map(|(kind, found)| Some((found?, kind)))
         .collect()
+}
+
+/// The reading of `line` continued by `next`, when the spelling runs on into `next`.
+fn continuation(line: &str, next: &str, vocab: &Vocabulary) -> Option<Found> {
+    let joined = format!("{} {}", line.trim(), next.trim());
+    let folded = fold(&joined);
+    let tokens = resemble::tokens(&folded, Mode::Resemble, MAX_MARKING_TOKENS);
+    let on_the_line = resemble::tokens(&fold(line), Mode::Resemble, MAX_MARKING_TOKENS).len();
+    match vocab.reading_at(&tokens, 0, Mode::Resemble)? {
+        Reading::Level { level, end, .. } if end > on_the_line => Some(Found {
+            level,
+            obfuscated: true,
+        }),
+        _ => None,
+    }
+}
+
+/// Headers that introduce the Subject of a message forwarded inline, in the languages mail
+/// clients write them (`Subject:`, `Betreff:`, `Objet :`, `主题：`).
+const FORWARDED_SUBJECT: &[&str] = &[
+    "SUBJECT",
+    "BETREFF",
+    "OBJET",
+    "ASUNTO",
+    "OGGETTO",
+    "ONDERWERP",
+    "ASSUNTO",
+    "ÄMNE",
+    "EMNE",
+    "AIHE",
+    "TEMAT",
+    "主题",
+    "主旨",
+    "件名",
+];
+
+/// The Subject of a message forwarded inline in the text (`Subject: SECRET - plan`, quoted
+/// or not): it carries that message's own marking.
+fn forwarded_subject(line: &str) -> Option<&str> {
+    let line = line.trim_start_matches(|c: char| c.is_whitespace() || c == '>' || c == '*');
+    FORWARDED_SUBJECT.iter().find_map(|label| {
+        let mut rest = line;
+        for l in label.chars() {
+            let c = rest.chars().next()?;
+            if !c.to_uppercase().eq(l.to_uppercase()) {
+                return None;
+            }
+            rest = &rest[c.len_utf8()..];
+        }
+        let rest = rest.trim_start();
+        rest.strip_prefix(':')
+            .or_else(|| rest.strip_prefix('\u{FF1A}'))
+    })
 }
 
 /// No letters or digits: blank, or only decoration (`-----`, `*****`).
@@ -171,7 +249,7 @@ pub(super) fn generous_line(line: &str, vocab: &Vocabulary, mode: Mode) -> Optio
     if tokens.len() > MAX_MARKING_TOKENS {
         return None;
     }
-    if let Some(at) = vocab.after_label_tokens(line, &tokens, mode) {
+    if let Some(at) = vocab.after_label_tokens(&tokens, mode) {
         return match vocab.reading_at(&tokens, at, mode)? {
             Reading::Level { level, .. } => Some(level),
             Reading::Everyday { .. } => None,
@@ -253,6 +331,31 @@ mod tests {
             ("body\n---- SECRET ----\nend", secret(Line::Other)),
             ("SECRET UK EYES ONLY\nbody", secret(Line::First)),
             ("> SECRET\nbody", secret(Line::First)),
+            // A lowering line continued on the next line is no exact form.
+            ("OFFICIAL\nSENSITIVE\nDear Sir", os(Line::First)),
+            ("OFFICIAL \nSENS\nDear Sir", os(Line::First)),
+            ("OFFICIAL\nDear Sir", official(Line::First)),
+            // A message forwarded inline carries its own marking.
+            (
+                "OFFICIAL\nsee below\n-----Original Message-----\nSubject: SECRET plan\nhi\nbye",
+                vec![
+                    ("OFFICIAL".into(), Line::First),
+                    ("SECRET".into(), Line::Other),
+                ],
+            ),
+            (
+                "OFFICIAL\nhi\n> Betreff: AW: TOP SECRET\nbye",
+                vec![
+                    ("OFFICIAL".into(), Line::First),
+                    ("TOP SECRET".into(), Line::Other),
+                ],
+            ),
+            (
+                "OFFICIAL\nhi\nSubject: OFFICIAL: x\nbye",
+                official(Line::First),
+            ),
+            ("Classification SECRET\nbody", secret(Line::First)),
+            ("Protective marking - SECRET\nbody", secret(Line::First)),
             ("\u{FEFF}SECRET\nbody", secret(Line::First)),
             // Every line end counts.
             ("Hello\u{2028}SECRET\u{2029}Bye", secret(Line::Other)),

@@ -155,9 +155,9 @@ fn tag_end(text: &str) -> Option<usize> {
     None
 }
 
-/// Attributes that hide an element: `hidden`, `aria-hidden` is not (screen readers only),
+/// Attributes that hide an element: `hidden` (`aria-hidden` is not: screen readers only),
 /// a style with `display:none`, `visibility:hidden`, a zero font size, height or opacity,
-/// `mso-hide:all`.
+/// `mso-hide:all`, white or transparent text.
 fn hides(attributes: &str) -> bool {
     let squeezed: String = attributes
         .chars()
@@ -178,6 +178,14 @@ fn hides(attributes: &str) -> bool {
             "opacity:0",
             "mso-hide:all",
             "color:transparent",
+            // White text: on the usual white background nobody reads it.
+            "color:#fff",
+            "color:white",
+            "color:rgb(255,255,255)",
+            "color=\"#fff",
+            "color=#fff",
+            "color=\"white",
+            "color=white",
         ]
         .iter()
         .any(|style| squeezed.contains(style))
@@ -327,6 +335,8 @@ mod tests {
         assert!(l[0].1, "{l:?}");
         let l = shown("<!-- SECRET --><p>x</p>");
         assert_eq!(l[0], ("SECRET".to_string(), true));
+        let l = shown("<p><font color=\"#FFFFFF\">OFFICIAL</font></p>");
+        assert!(l[0].1);
         let l = shown("<span style='font-size:0'>SEC</span>RET");
         assert_eq!(l[0], ("SECRET".to_string(), true));
     }

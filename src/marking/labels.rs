@@ -49,8 +49,8 @@ pub fn x_protective_marking(value: &str, vocab: &Vocabulary) -> Option<LabelResu
 }
 
 /// `MSIP_Label_<guid>_Enabled=true; MSIP_Label_<guid>_Name=…; …` — possibly several labels.
-/// A label is read through `[marking.msip_labels]` by its GUID and by its `Name` when that
-/// resembles a level of the vocabulary; the higher reading wins.
+/// A label is read through `[marking.msip_labels]` by its GUID, or else by its `Name` when
+/// that names or resembles a level of the vocabulary (`SECRET - Internal`).
 pub fn msip_labels(value: &str, vocab: &Vocabulary) -> Vec<LabelResult> {
     struct Label<'v> {
         guid: &'v str,
@@ -96,8 +96,14 @@ pub fn msip_labels(value: &str, vocab: &Vocabulary) -> Vec<LabelResult> {
         .iter()
         .filter(|l| l.enabled)
         .map(|l| {
-            let by_guid = vocab.msip_level(l.guid).map(Found::plain);
-            match max_reading(vocab, [by_guid, l.by_name]) {
+            // A GUID mapped in the config is read as mapped: the tenant's administrator says
+            // what its label means (Microsoft's default "Confidential" label is no government
+            // CONFIDENTIAL). An unmapped GUID is read by its Name.
+            let reading = match vocab.msip_level(l.guid) {
+                Some(level) => Some(Found::plain(level)),
+                None => l.by_name,
+            };
+            match reading {
                 Some(found) => LabelResult::Level(found),
                 None => LabelResult::Unrecognised(format!(
                     "msip_labels label {} (Name={}) is not in [marking.msip_labels]",
@@ -165,6 +171,19 @@ fn sio_parameters(value: &str) -> Vec<(String, String)> {
         params.push((name.trim().to_string(), val.trim().to_string()));
     }
     params
+}
+
+/// RFC 2047 encoded words in a label value (which the parser keeps raw), decoded: an encoded
+/// label is still a label.
+pub fn decode_words(value: &str) -> String {
+    if !value.contains("=?") {
+        return value.to_string();
+    }
+    let header = format!("Subject: {value}\r\n\r\n");
+    mail_parser::MessageParser::default()
+        .parse(header.as_bytes())
+        .and_then(|m| m.subject().map(str::to_string))
+        .unwrap_or_else(|| value.to_string())
 }
 
 /// Values quoted in warnings are cut short: they come from the sender.
@@ -256,6 +275,32 @@ mod tests {
         );
 
         assert!(msip_labels("garbage;;;=;MSIP_Label_=", &v).is_empty());
+
+        // A mapped GUID is read as mapped, whatever its Name; an unmapped one by its Name,
+        // which counts when it resembles a level (a suffix, a typo), the highest if given twice.
+        let mapped_confidential = "MSIP_Label_1f3b4a2c-0000-4000-8000-00000000000a_Enabled=true; \
+             MSIP_Label_1f3b4a2c-0000-4000-8000-00000000000a_Name=Confidential";
+        assert_eq!(
+            level_name(&v, msip_labels(mapped_confidential, &v).pop()),
+            "OFFICIAL-SENSITIVE"
+        );
+        for (name, want) in [
+            ("SECRET - UK Eyes Only", "SECRET"),
+            ("Secert", "SECRET"),
+            ("OFFICIAL; MSIP_Label_abc_Name=TOP SECRET", "TOP SECRET"),
+        ] {
+            let value = format!("MSIP_Label_abc_Enabled=true; MSIP_Label_abc_Name={name}");
+            assert_eq!(
+                level_name(&v, msip_labels(&value, &v).pop()),
+                want,
+                "{name}"
+            );
+        }
+        // Many labels: linear, not quadratic, in the header.
+        let many: String = (0..20_000)
+            .map(|i| format!("MSIP_Label_{i:08x}_Enabled=true; MSIP_Label_{i:08x}_Name=General; "))
+            .collect();
+        assert_eq!(msip_labels(&many, &v).len(), 20_000);
     }
 
     #[test]

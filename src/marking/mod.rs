@@ -347,17 +347,15 @@ impl Scan<'_> {
     }
 }
 
-/// A header value with folding removed.
+/// A label header's value with folding removed and RFC 2047 encoded words decoded.
 fn unfold(value: &HeaderValue) -> String {
     let text = match value {
         HeaderValue::Text(text) => text.as_ref(),
         HeaderValue::TextList(list) => list.first().map_or("", |t| t.as_ref()),
         _ => "",
     };
-    text.split(['\r', '\n'])
-        .collect::<String>()
-        .trim()
-        .to_string()
+    let unfolded: String = text.split(['\r', '\n']).collect();
+    labels::decode_words(unfolded.trim())
 }
 
 /// Why a MIME part's structure cannot be trusted: a mail client may read it otherwise than

@@ -72,7 +72,7 @@ fn line_reading(line: &str, subject_tag: &str, vocab: &Vocabulary) -> Option<Fou
             .iter()
             .any(|h| name.trim().eq_ignore_ascii_case(h))
     {
-        let value = decode_words(value.trim());
+        let value = labels::decode_words(value.trim());
         let readings = subject::markings(&value, subject_tag, vocab)
             .into_iter()
             .map(|(found, _)| Some(found))
@@ -101,18 +101,6 @@ fn label_readings<'t>(
                 || (lower.starts_with("msip_label_") && lower.ends_with("_name"))
         })
         .map(|(_, value)| labels::value_reading(value.trim_matches('"'), vocab))
-}
-
-/// RFC 2047 encoded words in a header value met in the raw bytes.
-fn decode_words(value: &str) -> String {
-    if !value.contains("=?") {
-        return value.to_string();
-    }
-    let header = format!("Subject: {value}\r\n\r\n");
-    mail_parser::MessageParser::default()
-        .parse(header.as_bytes())
-        .and_then(|m| m.subject().map(str::to_string))
-        .unwrap_or_else(|| value.to_string())
 }
 
 /// Runs of lines that look like base64 (even with some junk), decoded leniently.

@@ -257,18 +257,12 @@ impl Vocabulary {
         })
     }
 
-    /// The token after a line label (`Classification:`) at the start of `tokens`, when the
-    /// label is followed by a colon in `text`.
-    pub fn after_label_tokens(&self, text: &str, tokens: &[Token], mode: Mode) -> Option<usize> {
-        self.line_label_words().iter().find_map(|label| {
-            let end = match mode {
-                Mode::Resemble => spelling_at(&canonical_words(label), tokens, 0, Mode::Exact),
-                Mode::Exact => spelling_at(label, tokens, 0, Mode::Exact),
-            }?;
-            let gap_end = tokens.get(end).map_or(text.len(), |t| t.start);
-            text[tokens[end - 1].end..gap_end]
-                .contains(':')
-                .then_some(end)
+    /// The token after a line label (`Classification:`, `Protective marking -`) at the start
+    /// of `tokens`.
+    pub fn after_label_tokens(&self, tokens: &[Token], mode: Mode) -> Option<usize> {
+        self.line_label_words().iter().find_map(|label| match mode {
+            Mode::Resemble => spelling_at(&canonical_words(label), tokens, 0, Mode::Exact),
+            Mode::Exact => spelling_at(label, tokens, 0, Mode::Exact),
         })
     }
 }
