@@ -202,10 +202,10 @@ pub fn as_the_mta_uses(
     raw: &str,
     reported_value: Option<&str>,
     role: Role,
-) -> Result<EnvelopeAddress, Verdict> {
-    let parsed = parse(raw).map_err(|why| refusal(role, raw, why))?;
+) -> Result<EnvelopeAddress, Box<Verdict>> {
+    let parsed = parse(raw).map_err(|why| Box::new(refusal(role, raw, why)))?;
     if parsed == EnvelopeAddress::Null && role == Role::Recipient {
-        return Err(refusal(role, raw, "an empty address"));
+        return Err(Box::new(refusal(role, raw, "an empty address")));
     }
     let Some(reported_value) = reported_value else {
         return Ok(parsed);
@@ -227,11 +227,11 @@ pub fn as_the_mta_uses(
         .then(|| parsed.clone()),
     };
     agreed.ok_or_else(|| {
-        refusal(
+        Box::new(refusal(
             role,
             raw,
             "the address the mail server made of it differs from the address given",
-        )
+        ))
     })
 }
 

@@ -109,7 +109,7 @@ impl Engine {
             Ok(address) => address.as_str().to_string(),
             Err(verdict) => {
                 return Ok(SenderOutcome {
-                    verdict: Some(verdict),
+                    verdict: Some(*verdict),
                     trust: "none",
                     translated: None,
                     address: bounded(raw),
@@ -163,7 +163,7 @@ impl Engine {
         }
         let judged = match judged {
             Ok(judged) => judged,
-            Err(verdict) => return Ok((unchecked(address), Some(verdict))),
+            Err(verdict) => return Ok((unchecked(address), Some(*verdict))),
         };
         // A bare user name is completed by the MTA with a domain of its own choosing (Postfix:
         // `myorigin`, which on a hub may be under the secure suffix): only the hub's own hosts

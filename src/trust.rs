@@ -1054,7 +1054,8 @@ mod tests {
         let alice = "alice@firm.co.uk";
         let alice_secure = "alice@firm.co.uk.cjsm.net";
         // (sender, translated, From: values, holds)
-        let cases: Vec<(&str, Option<&str>, Vec<&[u8]>, bool)> = vec![
+        type Case<'a> = (&'a str, Option<&'a str>, Vec<&'a [u8]>, bool);
+        let cases: Vec<Case> = vec![
             (
                 mary,
                 None,
