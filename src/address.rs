@@ -100,6 +100,9 @@ pub fn parse(raw: &str) -> Result<EnvelopeAddress, &'static str> {
     if inner.starts_with('@') {
         return Err("source routes are not allowed");
     }
+    if inner.contains('[') {
+        return Err("address literals are not allowed");
+    }
     if inner.contains([':', ';', ',']) {
         return Err("group syntax and lists are not allowed");
     }
@@ -132,9 +135,6 @@ fn check_local(local: &str) -> Result<(), &'static str> {
 }
 
 fn check_domain(domain: &str) -> Result<(), &'static str> {
-    if domain.starts_with('[') {
-        return Err("address literals are not allowed");
-    }
     if domain.contains('@') {
         return Err("more than one @");
     }
