@@ -61,6 +61,7 @@ fn main() {
     let envelope = Envelope {
         sender: "dc.jones@met.pnn.police.uk".into(),
         sender_translation: None,
+        sender_trust: "none",
         session: SessionFacts {
             tls_version: Some("TLSv1.3".into()),
             ..SessionFacts::default()

@@ -3,7 +3,7 @@
 
 use crate::pipeline::{Collector, Engine, Envelope};
 use crate::policy::{Action, Edit, Recipient, Reply, SessionFacts, Verdict};
-use crate::store::{StoreError, normalize_address};
+use crate::store::StoreError;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -24,14 +24,23 @@ struct Refused {
 /// Runs the pipeline and returns the report printed as JSON.
 pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreError> {
     let enforcing = engine.enforcing();
-    let sender = normalize_address(&input.sender);
     let mut refused = Vec::new();
 
-    let sender_outcome = engine.sender(&input.sender, &input.session).await?;
+    // No MTA: no {mail_addr}/{rcpt_addr}. The arguments get the same syntax rule.
+    let sender_outcome = engine.sender(&input.sender, None, &input.session).await?;
+    let sender = sender_outcome.address.clone();
     let mut recipients: Vec<Recipient> = Vec::new();
     let mut first_refusal: Option<Verdict> = None;
     for rcpt in &input.recipients {
-        let (recipient, verdict) = engine.recipient(rcpt, recipients.len()).await?;
+        let (recipient, verdict) = engine
+            .recipient(
+                rcpt,
+                None,
+                recipients.len(),
+                (&sender, sender_outcome.trust),
+                &input.session,
+            )
+            .await?;
         match verdict {
             Some(verdict) => {
                 refused.push(Refused {
@@ -56,6 +65,7 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreErr
     let envelope = Envelope {
         sender: sender.clone(),
         sender_translation: sender_outcome.translated.clone(),
+        sender_trust: sender_outcome.trust,
         session: input.session.clone(),
     };
     let outcome = engine.end_of_message(&envelope, &recipients, &collector);

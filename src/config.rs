@@ -180,6 +180,11 @@ pub struct RoutingConfig {
     /// A header stating whether every recipient has a secure route (`secure`) or not
     /// (`open`), for `milter_header_checks` to FILTER on; "" for none.
     pub route_header: String,
+    /// The closed community: a hub mailbox (under `secure_suffix`) receives only from secure
+    /// senders (an authenticated hub user, a connected organisation's verified server, a
+    /// client on `secure_networks` or `trusted_networks`), and a sender in `secure_domains`
+    /// is believed only from `secure_networks` or `trusted_networks`. `false` opens both.
+    pub closed_community: bool,
 }
 
 /// What to do with a message whose scan hit a bound (size, parts, nesting).
@@ -403,6 +408,7 @@ impl Default for RoutingConfig {
             require_tls_from: "OFFICIAL-SENSITIVE".into(),
             translate: true,
             route_header: "X-CJSM-Route".into(),
+            closed_community: true,
         }
     }
 }

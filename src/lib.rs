@@ -2,6 +2,7 @@
 //!
 //! A pure core (`marking`, `policy`) inside a thin shell (`milter`, `store`, `listen`).
 
+pub mod address;
 pub mod audit;
 pub mod check;
 pub mod config;

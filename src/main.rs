@@ -55,7 +55,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct CheckArgs {
-    /// Envelope sender (MAIL FROM).
+    /// Envelope sender (MAIL FROM), as the client sends it; "" or "<>" for the null sender.
     #[arg(long, value_name = "ADDR")]
     from: String,
     /// Envelope recipient (RCPT TO); repeat for several.
@@ -79,6 +79,13 @@ struct CheckArgs {
     /// Sendmail's {verify} for the client certificate, e.g. OK or FAIL.
     #[arg(long, value_name = "RESULT")]
     verify: Option<String>,
+    /// Sendmail's {cn_subject}: the client certificate's common name (xtext), preferred to
+    /// the one-line DN of --cert-subject.
+    #[arg(long, value_name = "CN")]
+    cn_subject: Option<String>,
+    /// Sendmail's {cn_issuer}: the issuer's common name (xtext).
+    #[arg(long, value_name = "CN")]
+    cn_issuer: Option<String>,
     /// The message file, or - for standard input.
     #[arg(value_name = "FILE|-")]
     file: PathBuf,
@@ -207,6 +214,8 @@ async fn run_check(config_path: Option<PathBuf>, args: CheckArgs) -> Result<()> 
             cert_issuer: args.cert_issuer,
             verify: args.verify,
             auth_user: args.auth,
+            cn_subject: args.cn_subject,
+            cn_issuer: args.cn_issuer,
         },
         message,
     };

@@ -185,13 +185,16 @@ const MACROS: &[(MacroStage, &str)] = &[
     (MacroStage::Connect, "j {client_addr}"),
     (
         MacroStage::Helo,
-        "{tls_version} {cipher} {cert_subject} {cert_issuer} {verify}",
+        "{tls_version} {cipher} {cert_subject} {cert_issuer} {cn_subject} {cn_issuer} {verify}",
     ),
+    // {mail_addr} and {rcpt_addr}: the address the MTA made of the argument, and will use.
+    // {cn_subject}/{cn_issuer}: Sendmail's common names (Postfix has none; its
+    // {cert_subject}/{cert_issuer} are the common names already).
     (
         MacroStage::Mail,
-        "i {auth_type} {auth_authen} {tls_version} {cipher} {cert_subject} {cert_issuer} {verify} {client_addr}",
+        "i {mail_addr} {auth_type} {auth_authen} {tls_version} {cipher} {cert_subject} {cert_issuer} {cn_subject} {cn_issuer} {verify} {client_addr}",
     ),
-    (MacroStage::Rcpt, "i"),
+    (MacroStage::Rcpt, "i {rcpt_addr}"),
     (MacroStage::Data, "i"),
     (MacroStage::Eoh, "i"),
     (MacroStage::Eom, "i"),
@@ -309,11 +312,18 @@ fn negotiate(
 }
 
 fn macro_value(macros: &Macros, name: &str) -> Option<String> {
+    macro_sent(macros, name).filter(|v| !v.is_empty())
+}
+
+/// A macro as the MTA sent it, empty or not (Postfix sends `{mail_addr}` empty for `<>`).
+fn macro_sent(macros: &Macros, name: &str) -> Option<String> {
     let name = CString::new(name).ok()?;
-    macros
-        .get(&name)
-        .map(|v| v.to_string_lossy().into_owned())
-        .filter(|v| !v.is_empty())
+    macros.get(&name).map(|v| v.to_string_lossy().into_owned())
+}
+
+/// A client's argument for a log line: control characters escaped, bounded.
+fn loggable(raw: &str) -> String {
+    raw.chars().take(300).flat_map(char::escape_debug).collect()
 }
 
 fn connect(cx: &mut Context<Session>, socket: SocketInfo) -> Status {
@@ -367,16 +377,20 @@ async fn mail(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
         cert_issuer: macro_value(&cx.macros, "{cert_issuer}"),
         verify: macro_value(&cx.macros, "{verify}"),
         auth_user: macro_value(&cx.macros, "{auth_authen}"),
+        cn_subject: macro_value(&cx.macros, "{cn_subject}"),
+        cn_issuer: macro_value(&cx.macros, "{cn_issuer}"),
     };
-    let sender = args
+    let raw = args
         .first()
-        .map(|a| crate::store::normalize_address(&a.to_string_lossy()))
+        .map(|a| a.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let reported = macro_sent(&cx.macros, "{mail_addr}");
     let session = session(&mut cx.data)?;
     session.facts = facts.clone();
     session.message = None;
     let engine = session.engine.clone();
-    let outcome = deadline(&engine, engine.sender(&sender, &facts)).await?;
+    let outcome = deadline(&engine, engine.sender(&raw, reported.as_deref(), &facts)).await?;
+    let sender = outcome.address.clone();
     let refused = outcome.verdict;
     if refused.is_none() || !engine.enforcing() {
         let session = self::session(&mut cx.data)?;
@@ -398,7 +412,7 @@ async fn mail(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
             &engine,
             queue_id.as_deref(),
             "sender",
-            &sender,
+            (&sender, &raw),
             &verdict,
         ),
         None => Ok(Status::Continue),
@@ -410,7 +424,10 @@ async fn rcpt(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
         .first()
         .map(|a| a.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let reported = macro_sent(&cx.macros, "{rcpt_addr}");
     let queue_id = macro_value(&cx.macros, "i");
+    let session = self::session(&mut cx.data)?;
+    let facts = session.facts.clone();
     let (engine, message) = message(&mut cx.data)?;
     let engine = engine.clone();
     if queue_id.is_some() {
@@ -418,28 +435,41 @@ async fn rcpt(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
     }
     let queue_id = message.queue_id.clone();
     let accepted = message.recipients.len();
-    let (recipient, refused) = deadline(&engine, engine.recipient(&rcpt, accepted)).await?;
+    let sender = (message.sender.clone(), message.sender_trust);
+    let (recipient, refused) = deadline(
+        &engine,
+        engine.recipient(
+            &rcpt,
+            reported.as_deref(),
+            accepted,
+            (&sender.0, sender.1),
+            &facts,
+        ),
+    )
+    .await?;
     let (_, message) = self::message(&mut cx.data)?;
     match refused {
         Some(verdict) if verdict.reason == policy::TOO_MANY_RECIPIENTS => {
             // A bound, not policy: enforced in report mode too.
             message.refused += 1;
-            info!(queue_id = %queue_id.as_deref().unwrap_or("NOQUEUE"), address = %rcpt, "too many recipients");
+            info!(queue_id = %queue_id.as_deref().unwrap_or("NOQUEUE"), address = %loggable(&rcpt), "too many recipients");
             count_refusal("rcpt", &verdict);
             status_with_reply(&mut cx.reply, &verdict)
         }
         Some(verdict) => {
             message.refused += 1;
+            let recipient_address = recipient.address.clone();
             if !engine.enforcing() {
                 // Report mode: the recipient stays; the verdict is only logged.
                 message.recipients.push(recipient);
             }
+            let address = recipient_address.clone();
             refuse(
                 cx,
                 &engine,
                 queue_id.as_deref(),
                 "recipient",
-                &rcpt,
+                (&address, &rcpt),
                 &verdict,
             )
         }
@@ -450,13 +480,15 @@ async fn rcpt(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
     }
 }
 
-/// Answers a refusal at MAIL or RCPT (or, in report mode, only logs it).
+/// Answers a refusal at MAIL or RCPT (or, in report mode, only logs it). `address` is the
+/// address as judged (for the audit trail) and the argument as the client sent it (logged,
+/// escaped).
 fn refuse(
     cx: &mut Context<Session>,
     engine: &Engine,
     queue_id: Option<&str>,
     what: &str,
-    address: &str,
+    (address, raw): (&str, &str),
     verdict: &Verdict,
 ) -> Handled {
     let queue_id = queue_id.unwrap_or("NOQUEUE");
@@ -477,7 +509,7 @@ fn refuse(
             queue_id: Some(queue_id.to_string()),
             sender,
             recipients: if what == "recipient" {
-                vec![crate::store::normalize_address(address)]
+                vec![address.to_string()]
             } else {
                 Vec::new()
             },
@@ -487,6 +519,7 @@ fn refuse(
         });
     }
     count_refusal(if what == "sender" { "mail" } else { "rcpt" }, verdict);
+    let address = loggable(raw);
     if !engine.enforcing() {
         info!(queue_id = %queue_id, what = %what, address = %address, reason = %verdict.reason, reply = %reply_text, "report-only: would refuse");
         return Ok(Status::Continue);
@@ -612,6 +645,7 @@ async fn eom(cx: &mut EomContext<Session>, queue_id: Option<String>) -> Handled 
     let envelope = Envelope {
         sender: message.sender.clone(),
         sender_translation: message.sender_translation.clone(),
+        sender_trust: message.sender_trust,
         session: session_facts.clone(),
     };
     let decide = move |engine: &Engine, message: MessageState| {

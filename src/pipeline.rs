@@ -1,6 +1,7 @@
 //! The one path every message takes, whether it comes from the MTA through the milter or
 //! from a file through `cjsm-milter check`: sender, recipients, collected message, verdict.
 
+use crate::address::{self, EnvelopeAddress, Role};
 use crate::audit::AuditSink;
 use crate::config::{Config, ConfigError, Mode};
 use crate::marking::{self, Classification, LevelId, Vocabulary};
@@ -94,14 +95,27 @@ impl Engine {
     }
 
     /// MAIL stage: who the sender is, by the session's facts and the directory's answer for
-    /// the sender's secure address; refused when the verdict says so.
+    /// the sender's secure address; refused when the verdict says so. `raw` is the MAIL
+    /// argument, `reported` what the MTA made of it (`{mail_addr}`; `None` from `check`):
+    /// the address judged is the one the MTA will use ([`address::as_the_mta_uses`]).
     pub async fn sender(
         &self,
-        sender: &str,
+        raw: &str,
+        reported: Option<&str>,
         session: &SessionFacts,
     ) -> Result<SenderOutcome, StoreError> {
         let routing = &self.config.routing;
-        let address = normalize_address(sender);
+        let address = match address::as_the_mta_uses(raw, reported, Role::Sender) {
+            Ok(address) => address.as_str().to_string(),
+            Err(verdict) => {
+                return Ok(SenderOutcome {
+                    verdict: Some(*verdict),
+                    trust: "none",
+                    translated: None,
+                    address: bounded(raw),
+                });
+            }
+        };
         let zone = policy::zone(&address, routing);
         let lookup = if address.contains('@') {
             let secure = trust::secure_form(&address, zone, &routing.secure_suffix);
@@ -115,26 +129,55 @@ impl Engine {
     }
 
     /// RCPT stage: the recipient with the directory's answer, and a verdict when refused.
-    /// `accepted` is the number of recipients the message already has.
+    /// `raw` is the RCPT argument and `reported` what the MTA made of it (`{rcpt_addr}`;
+    /// `None` from `check`); `accepted` is the number of recipients the message already has;
+    /// `sender` and `sender_trust` are the MAIL stage's [`SenderOutcome::address`] and
+    /// [`SenderOutcome::trust`] in this `session` (the closed community).
     pub async fn recipient(
         &self,
-        rcpt: &str,
+        raw: &str,
+        reported: Option<&str>,
         accepted: usize,
+        (sender, sender_trust): (&str, &'static str),
+        session: &SessionFacts,
     ) -> Result<(Recipient, Option<Verdict>), StoreError> {
-        let address = normalize_address(rcpt);
-        let zone = policy::zone(&address, &self.config.routing);
-        let as_received = rcpt.trim().to_string();
+        let routing = &self.config.routing;
+        let as_received = raw.trim().to_string();
+        let judged = address::as_the_mta_uses(raw, reported, Role::Recipient);
+        let address = match &judged {
+            Ok(address) => address.as_str().to_string(),
+            Err(_) => bounded(raw),
+        };
+        let zone = policy::zone(&address, routing);
+        let unchecked = |address: String| Recipient {
+            address,
+            zone,
+            directory: DirectoryAnswer::NotAsked,
+            deliver_to: None,
+            as_received: as_received.clone(),
+            certificate: None,
+            certificate_pem: None,
+        };
         if accepted >= self.config.limits.max_recipients {
-            let recipient = Recipient {
-                address,
-                zone,
-                directory: DirectoryAnswer::NotAsked,
-                deliver_to: None,
-                as_received,
-                certificate: None,
-                certificate_pem: None,
-            };
-            return Ok((recipient, Some(policy::too_many_recipients())));
+            return Ok((unchecked(address), Some(policy::too_many_recipients())));
+        }
+        let judged = match judged {
+            Ok(judged) => judged,
+            Err(verdict) => return Ok((unchecked(address), Some(*verdict))),
+        };
+        // A bare user name is completed by the MTA with a domain of its own choosing (Postfix:
+        // `myorigin`, which on a hub may be under the secure suffix): only the hub's own hosts
+        // may use one.
+        if let EnvelopeAddress::Unqualified(_) = judged
+            && trust::network(session.client_addr, routing) != trust::Network::Trusted
+        {
+            return Ok((unchecked(address), Some(address::not_qualified(raw))));
+        }
+        // Before the directory is asked: an outsider learns nothing of who is a hub user.
+        if let Some(verdict) =
+            trust::closed_community_verdict(&address, zone, sender, sender_trust, session, routing)
+        {
+            return Ok((unchecked(address), Some(verdict)));
         }
         // Hub addresses are looked up for their state; an address without a secure route for
         // its S/MIME certificate, when encryption is on.
@@ -192,6 +235,21 @@ impl Engine {
             limits,
             &self.config.routing.subject_tag,
         );
+        // A hub sender writes as itself, whatever the marking.
+        if trust::hub_sender(envelope.sender_trust)
+            && let Some(verdict) = trust::from_verdict(
+                &envelope.sender,
+                envelope.sender_translation.as_deref(),
+                message.from_headers,
+                message.from_raw.as_deref(),
+            )
+        {
+            return Outcome {
+                classification,
+                verdict,
+                error: None,
+            };
+        }
         let verdict = policy::decide(&Facts {
             vocab: &self.vocab,
             routing: &self.config.routing,
@@ -252,7 +310,14 @@ pub struct Envelope {
     pub sender: String,
     /// The secure address the sender is translated to, if any.
     pub sender_translation: Option<String>,
+    /// How the sender was recognised at MAIL ([`SenderOutcome::trust`]).
+    pub sender_trust: &'static str,
     pub session: SessionFacts,
+}
+
+/// An address as the client sent it, bounded for the log and the audit trail.
+fn bounded(raw: &str) -> String {
+    normalize_address(&raw.chars().take(300).collect::<String>())
 }
 
 /// The escrow certificate: readable, and usable for encryption now.
@@ -364,8 +429,10 @@ pub struct Collector {
     subject_raw: Option<Vec<u8>>,
     /// A Subject header came, kept or not: never add a second one.
     subject_present: bool,
-    /// The first From, as it came (for address translation).
+    /// The first From, as it came (address translation, and a hub sender's own address).
     from_raw: Option<Vec<u8>>,
+    /// From headers that arrived, kept or not.
+    from_headers: usize,
     /// The top-level `Content-*` headers, in order (they travel inside an encrypted message).
     content_headers: Vec<(String, Vec<u8>)>,
     /// Every header was kept (within the header bounds).
@@ -405,6 +472,7 @@ impl Collector {
             subject_raw: None,
             subject_present: false,
             from_raw: None,
+            from_headers: 0,
             content_headers: Vec::new(),
             headers_whole: true,
             mime_version_present: false,
@@ -475,6 +543,7 @@ impl Collector {
         let is_subject = name.eq_ignore_ascii_case(b"Subject");
         self.subjects += usize::from(is_subject);
         self.thread_topics += usize::from(name.eq_ignore_ascii_case(b"Thread-Topic"));
+        self.from_headers += usize::from(name.eq_ignore_ascii_case(b"From"));
         let first_subject = is_subject && !self.subject_present;
         self.subject_present |= is_subject;
         self.headers += 1;

@@ -20,6 +20,12 @@ pub struct SessionFacts {
     /// Sendmail's `{verify}`: `OK` for a client certificate that verified.
     pub verify: Option<String>,
     pub auth_user: Option<String>,
+    /// Sendmail's `{cn_subject}` and `{cn_issuer}`: the certificate's common names alone
+    /// (xtext-encoded), preferred to the one-line DNs of `{cert_subject}`/`{cert_issuer}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cn_subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cn_issuer: Option<String>,
 }
 
 /// Where an address sits.

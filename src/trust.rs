@@ -7,6 +7,10 @@
 //!   server, recognised by the client certificate registered in the directory.
 //! - A sender in a hosted-mailbox domain must have logged in (SMTP AUTH) as that address.
 //! - An authenticated client may send only as itself; a suspended sender not at all.
+//! - The closed community (`routing.closed_community`): a sender in a secure-network domain
+//!   is believed only from a secure or trusted network, and a hub mailbox receives only from
+//!   secure senders ([`secure_sender`]).
+//! - A hub sender's `From:` is its own address ([`from_verdict`]).
 
 use crate::config::{RoutingConfig, parse_network};
 use crate::policy::{Action, DirectoryAnswer, Reply, Verdict, Zone};
@@ -144,21 +148,41 @@ fn decode_xtext(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The session's client certificate is the one registered: verified by the MTA (Sendmail's
-/// `{verify}` is `OK`; Postfix reports a certificate only when it chains to its CA file), and
-/// subject and issuer have the registered common names.
+/// The session has a client certificate the MTA verified (Sendmail's `{verify}` is `OK`;
+/// Postfix reports a certificate only when it chains to its CA file, which holds only the CA
+/// of the organisations' client certificates).
+pub fn certificate_verified(session: &SessionFacts) -> bool {
+    session.verify.as_deref().is_none_or(|v| v == "OK")
+        && session.cert_subject.is_some()
+        && session.cert_issuer.is_some()
+}
+
+/// The common name of the client certificate's subject or issuer as the MTA reported it:
+/// Sendmail's `{cn_subject}`/`{cn_issuer}` (the CN alone, xtext-encoded) when there is one,
+/// otherwise read from `{cert_subject}`/`{cert_issuer}` ([`reported_common_name`]). The CN
+/// alone cannot be made ambiguous by a DN whose other values read like a second CN.
+fn session_common_name(cn: Option<&str>, dn: &str) -> Option<String> {
+    match cn {
+        Some(cn) => Some(decode_xtext(cn.trim()).to_ascii_lowercase()),
+        None => reported_common_name(dn),
+    }
+}
+
+/// The session's client certificate is the one registered: verified by the MTA
+/// ([`certificate_verified`]), and subject and issuer have the registered common names.
 pub fn certificate_matches(session: &SessionFacts, registered: &ClientCertificate) -> bool {
-    if session.verify.as_deref().is_some_and(|v| v != "OK") {
+    if !certificate_verified(session) {
         return false;
     }
     let (Some(subject), Some(issuer)) = (&session.cert_subject, &session.cert_issuer) else {
         return false;
     };
-    let same = |reported: &str, registered: &str| {
-        reported_common_name(reported)
+    let same = |cn: Option<&str>, reported: &str, registered: &str| {
+        session_common_name(cn, reported)
             .is_some_and(|cn| !cn.is_empty() && Some(cn) == common_name(registered))
     };
-    same(subject, &registered.subject) && same(issuer, &registered.issuer)
+    same(session.cn_subject.as_deref(), subject, &registered.subject)
+        && same(session.cn_issuer.as_deref(), issuer, &registered.issuer)
 }
 
 /// What MAIL learns about the sender.
@@ -172,6 +196,16 @@ pub struct SenderOutcome {
     pub trust: &'static str,
     /// The secure address the envelope sender and `From:` become (address translation).
     pub translated: Option<String>,
+    /// The sender as judged: the address the MTA will use, lower-case ("" for `<>`); for a
+    /// refused argument that is not a plain address, the argument (bounded) for the log.
+    #[serde(skip)]
+    pub address: String,
+}
+
+/// How the sender was recognised, as [`SenderOutcome::trust`] says it: the labels of a
+/// directory user sending as itself (an authenticated mailbox, an organisation's server).
+pub fn hub_sender(trust: &str) -> bool {
+    matches!(trust, "smtp-auth" | "certificate")
 }
 
 /// MAIL stage: the rules above, in order, for `sender` (normalised; empty for `<>`).
@@ -191,6 +225,7 @@ pub fn sender_outcome(
         )),
         trust: "none",
         translated: None,
+        address: sender.to_string(),
     };
     let authenticated = session.auth_user.as_deref().map(normalize_address);
     if let Some(login) = &authenticated
@@ -200,6 +235,17 @@ pub fn sender_outcome(
         return refused(
             "sender-not-own-address",
             format!("Authenticated as {login}; may not send as {sender}"),
+        );
+    }
+    let network = network(session.client_addr, routing);
+    // Anyone can type a police address: one is believed only from where police mail comes.
+    if routing.closed_community && zone == Zone::SecureNetwork && network == Network::Other {
+        let domain = sender.rsplit_once('@').map_or("", |(_, d)| d);
+        return refused(
+            "sender-not-on-secure-network",
+            format!(
+                "{sender}: mail from {domain} is accepted only from the secure networks (closed community)"
+            ),
         );
     }
     let answer = DirectoryAnswer::from_lookup(lookup);
@@ -212,7 +258,7 @@ pub fn sender_outcome(
             format!("Sender {sender} is not an active user of the secure service"),
         );
     }
-    let trusted = network(session.client_addr, routing) == Network::Trusted;
+    let trusted = network == Network::Trusted;
     let unknown = || {
         refused(
             "sender-unknown",
@@ -237,6 +283,7 @@ pub fn sender_outcome(
             verdict: None,
             trust: if trusted { "trusted-network" } else { "none" },
             translated: None,
+            address: sender.to_string(),
         };
     };
     let domain = sender.rsplit_once('@').map_or("", |(_, d)| d);
@@ -283,7 +330,129 @@ pub fn sender_outcome(
         verdict: None,
         trust,
         translated,
+        address: sender.to_string(),
     }
+}
+
+/// Why the sender counts as secure for a hub mailbox (the closed community), or `None`:
+/// recognised as a hub user or the hub's own host ([`sender_outcome`]'s trust), or a client
+/// on the secure networks. The null sender (a bounce) names nobody to recognise: it counts
+/// from those networks, from a session logged in with SMTP AUTH, or from a server whose
+/// client certificate the MTA verified (an organisation's server returning a bounce).
+pub fn secure_sender(
+    sender: &str,
+    trust: &'static str,
+    session: &SessionFacts,
+    routing: &RoutingConfig,
+) -> Option<&'static str> {
+    if matches!(trust, "smtp-auth" | "certificate" | "trusted-network") {
+        return Some(trust);
+    }
+    match network(session.client_addr, routing) {
+        Network::Trusted => return Some("trusted-network"),
+        Network::Secure => return Some("secure-network"),
+        Network::Other => {}
+    }
+    if sender.is_empty() {
+        if session.auth_user.is_some() {
+            return Some("smtp-auth");
+        }
+        if certificate_verified(session) {
+            return Some("certificate");
+        }
+    }
+    None
+}
+
+/// RCPT stage: a hub mailbox (an address under the secure suffix) and a sender outside the
+/// closed community: refused, naming the rule. `None` when the community is open, the
+/// recipient is not a hub mailbox, or the sender is secure ([`secure_sender`]).
+pub fn closed_community_verdict(
+    recipient: &str,
+    zone: Zone,
+    sender: &str,
+    trust: &'static str,
+    session: &SessionFacts,
+    routing: &RoutingConfig,
+) -> Option<Verdict> {
+    if !routing.closed_community
+        || zone != Zone::SecureSuffix
+        || secure_sender(sender, trust, session, routing).is_some()
+    {
+        return None;
+    }
+    let sender = if sender.is_empty() { "<>" } else { sender };
+    Some(Verdict::refuse(
+        Action::Reject,
+        "sender-not-secure",
+        Reply::new(
+            "550",
+            "5.7.1",
+            format!(
+                "{recipient}: secure mailboxes receive mail only from the secure community (hub users, connected organisations' servers, the secure networks); {sender} is not one of them"
+            ),
+        ),
+    ))
+}
+
+/// End of message: a hub sender ([`hub_sender`]) writes as itself. The message must have
+/// exactly one `From:` header holding one mailbox, the envelope sender as sent or its
+/// translated secure address, without another address in its display name. `from_count` is
+/// how many `From:` headers arrived, `first_from` the first one's value (`None` when it was
+/// past the header bounds, or there is none). `None` when it holds.
+pub fn from_verdict(
+    sender: &str,
+    translated: Option<&str>,
+    from_count: usize,
+    first_from: Option<&[u8]>,
+) -> Option<Verdict> {
+    let refused = |why: &str| {
+        Some(Verdict::refuse(
+            Action::Reject,
+            "from-not-sender",
+            Reply::new(
+                "550",
+                "5.7.1",
+                format!("The From: header must be the sender's own address {sender}: {why}"),
+            ),
+        ))
+    };
+    let value = match (from_count, first_from) {
+        (0, _) => return refused("there is none"),
+        (1, Some(value)) => value,
+        (1, None) => return refused("it is too large to check"),
+        _ => return refused("there must be exactly one"),
+    };
+    let mut header = b"From: ".to_vec();
+    header.extend_from_slice(value);
+    header.extend_from_slice(b"\r\n\r\n");
+    let parsed = mail_parser::MessageParser::new().parse_headers(&header);
+    let addresses = match parsed.as_ref().and_then(|m| m.from()) {
+        Some(mail_parser::Address::List(list)) => list.as_slice(),
+        Some(mail_parser::Address::Group(_)) => return refused("a group is not an address"),
+        None => return refused("no address in it"),
+    };
+    let [author] = addresses else {
+        return refused("it must hold one address");
+    };
+    let own = |address: &str| {
+        let address = normalize_address(address);
+        address == sender || translated.is_some_and(|t| address == t)
+    };
+    if !author.address.as_deref().is_some_and(own) {
+        return refused("it names another address");
+    }
+    // "dc.jones@met.pnn.police.uk" <mary@…> shows the police address to the reader: every
+    // address-like word of the display name must be the sender's own too.
+    let separator = |c: char| c.is_whitespace() || "()<>[]\",;:'".contains(c);
+    if let Some(name) = &author.name
+        && name
+            .split(separator)
+            .any(|word| word.contains('@') && !own(word))
+    {
+        return refused("its display name holds another address");
+    }
+    None
 }
 
 /// `value` (a header's raw value) with `from` replaced by `to` where it stands as a whole
@@ -465,6 +634,24 @@ mod tests {
                 false,
             ),
             ("no certificate", SessionFacts::default(), false),
+            (
+                "sendmail's common names, the one-line DN ambiguous",
+                SessionFacts {
+                    cert_subject: Some("/C=GB/O=x/CN=y/CN=mail.firm.co.uk".into()),
+                    cn_subject: Some("mail.firm.co.uk".into()),
+                    cn_issuer: Some("CJSM+20Client+20CA".into()),
+                    ..sendmail.clone()
+                },
+                true,
+            ),
+            (
+                "sendmail's common name is another's, whatever the DN says",
+                SessionFacts {
+                    cn_subject: Some("mail.other.co.uk".into()),
+                    ..sendmail.clone()
+                },
+                false,
+            ),
         ];
         for (name, session, expected) in cases {
             assert_eq!(
@@ -651,10 +838,28 @@ mod tests {
                 Some(alice_secure),
             ),
             (
-                "an outside sender",
+                "a secure-network address from an outside client (the closed community)",
                 "dc.jones@met.pnn.police.uk",
                 Zone::SecureNetwork,
                 lookup("dc.jones@met.pnn.police.uk.cjsm.net", None, None),
+                plain.clone(),
+                "sender-not-on-secure-network",
+                None,
+            ),
+            (
+                "a secure-network address from the hub's own host",
+                "dc.jones@met.pnn.police.uk",
+                Zone::SecureNetwork,
+                lookup("dc.jones@met.pnn.police.uk.cjsm.net", None, None),
+                local.clone(),
+                "trusted-network",
+                None,
+            ),
+            (
+                "an outside sender",
+                "someone@gmail.com",
+                Zone::Other,
+                lookup("someone@gmail.com.cjsm.net", None, None),
                 plain.clone(),
                 "none",
                 None,
@@ -691,6 +896,255 @@ mod tests {
             &off,
         );
         assert_eq!((outcome.trust, outcome.translated), ("certificate", None));
+        let open = RoutingConfig {
+            closed_community: false,
+            ..RoutingConfig::default()
+        };
+        let outcome = sender_outcome(
+            "dc.jones@met.pnn.police.uk",
+            Zone::SecureNetwork,
+            &Lookup::default(),
+            &plain,
+            &open,
+        );
+        assert_eq!((outcome.verdict, outcome.trust), (None, "none"));
+    }
+
+    #[test]
+    fn the_closed_community() {
+        let routing = RoutingConfig {
+            trusted_networks: vec!["127.0.0.1/32".into()],
+            secure_networks: vec!["10.20.0.0/16".into()],
+            ..RoutingConfig::default()
+        };
+        let at = |addr: &str| SessionFacts {
+            client_addr: Some(addr.parse().unwrap()),
+            ..SessionFacts::default()
+        };
+        let outside = at("192.0.2.99");
+        let sendmail_unverified = SessionFacts {
+            verify: Some("NO".into()),
+            ..postfix_cert()
+        };
+        let mary = "mary@smithchambers.cjsm.net";
+        // (case, sender, trust, session, secure)
+        let cases: Vec<(&str, &str, &'static str, SessionFacts, Option<&str>)> = vec![
+            (
+                "an authenticated user",
+                mary,
+                "smtp-auth",
+                outside.clone(),
+                Some("smtp-auth"),
+            ),
+            (
+                "an organisation's server",
+                "a@firm.co.uk",
+                "certificate",
+                postfix_cert(),
+                Some("certificate"),
+            ),
+            (
+                "the hub's own host",
+                "x@gmail.com",
+                "trusted-network",
+                at("127.0.0.1"),
+                Some("trusted-network"),
+            ),
+            (
+                "a secure-network peer",
+                "dc@met.pnn.police.uk",
+                "none",
+                at("10.20.1.1"),
+                Some("secure-network"),
+            ),
+            ("the internet", "x@gmail.com", "none", outside.clone(), None),
+            (
+                "the internet, with a certificate but another sender",
+                "x@gmail.com",
+                "none",
+                postfix_cert(),
+                None,
+            ),
+            (
+                "a bounce from the internet",
+                "",
+                "none",
+                outside.clone(),
+                None,
+            ),
+            (
+                "a bounce from a secure-network peer",
+                "",
+                "none",
+                at("10.20.1.1"),
+                Some("secure-network"),
+            ),
+            (
+                "a bounce from an organisation's server",
+                "",
+                "none",
+                postfix_cert(),
+                Some("certificate"),
+            ),
+            (
+                "a bounce, certificate not verified",
+                "",
+                "none",
+                sendmail_unverified,
+                None,
+            ),
+            (
+                "a bounce from a logged-in client",
+                "",
+                "none",
+                SessionFacts {
+                    auth_user: Some(mary.into()),
+                    ..outside.clone()
+                },
+                Some("smtp-auth"),
+            ),
+        ];
+        for (name, sender, trust, session, secure) in cases {
+            assert_eq!(
+                secure_sender(sender, trust, &session, &routing),
+                secure,
+                "{name}"
+            );
+            let verdict = closed_community_verdict(
+                mary,
+                Zone::SecureSuffix,
+                sender,
+                trust,
+                &session,
+                &routing,
+            );
+            assert_eq!(verdict.is_none(), secure.is_some(), "{name}");
+            if let Some(verdict) = verdict {
+                assert_eq!(verdict.reason, "sender-not-secure");
+                assert_eq!(verdict.reply.unwrap().to_string()[..9], *"550 5.7.1");
+            }
+            // Only hub mailboxes are closed; an open community has no such rule.
+            for zone in [Zone::SecureNetwork, Zone::Other] {
+                assert!(
+                    closed_community_verdict(
+                        "a@b.example",
+                        zone,
+                        sender,
+                        trust,
+                        &session,
+                        &routing
+                    )
+                    .is_none()
+                );
+            }
+            let open = RoutingConfig {
+                closed_community: false,
+                ..routing.clone()
+            };
+            assert!(
+                closed_community_verdict(mary, Zone::SecureSuffix, sender, trust, &session, &open)
+                    .is_none()
+            );
+        }
+    }
+
+    #[test]
+    fn a_hub_sender_writes_as_itself() {
+        let mary = "mary@smithchambers.cjsm.net";
+        let alice = "alice@firm.co.uk";
+        let alice_secure = "alice@firm.co.uk.cjsm.net";
+        // (sender, translated, From: values, holds)
+        type Case<'a> = (&'a str, Option<&'a str>, Vec<&'a [u8]>, bool);
+        let cases: Vec<Case> = vec![
+            (
+                mary,
+                None,
+                vec![b"Mary Smith <Mary@SmithChambers.cjsm.net>"],
+                true,
+            ),
+            (mary, None, vec![b"mary@smithchambers.cjsm.net"], true),
+            (
+                mary,
+                None,
+                vec![b"\"Mary Smith (mary@smithchambers.cjsm.net)\" <mary@smithchambers.cjsm.net>"],
+                true,
+            ),
+            (
+                mary,
+                None,
+                vec![b"=?utf-8?q?Mary?= <mary@smithchambers.cjsm.net>"],
+                true,
+            ),
+            (
+                mary,
+                None,
+                vec![b"DC Jones <dc.jones@met.pnn.police.uk>"],
+                false,
+            ),
+            (
+                mary,
+                None,
+                vec![b"\"dc.jones@met.pnn.police.uk\" <mary@smithchambers.cjsm.net>"],
+                false,
+            ),
+            (
+                mary,
+                None,
+                vec![b"=?utf-8?q?dc.jones=40met.pnn.police.uk?= <mary@smithchambers.cjsm.net>"],
+                false,
+            ),
+            (
+                mary,
+                None,
+                vec![b"mary@smithchambers.cjsm.net, dc.jones@met.pnn.police.uk"],
+                false,
+            ),
+            (
+                mary,
+                None,
+                vec![b"team: mary@smithchambers.cjsm.net;"],
+                false,
+            ),
+            (
+                mary,
+                None,
+                vec![
+                    b"mary@smithchambers.cjsm.net",
+                    b"mary@smithchambers.cjsm.net",
+                ],
+                false,
+            ),
+            (mary, None, vec![b"undisclosed"], false),
+            (mary, None, vec![b""], false),
+            (mary, None, vec![], false),
+            (
+                alice,
+                Some(alice_secure),
+                vec![b"Alice <alice@firm.co.uk>"],
+                true,
+            ),
+            (
+                alice,
+                Some(alice_secure),
+                vec![b"Alice <alice@firm.co.uk.cjsm.net>"],
+                true,
+            ),
+            (
+                alice,
+                Some(alice_secure),
+                vec![b"Bob <bob@firm.co.uk>"],
+                false,
+            ),
+        ];
+        for (sender, translated, from, holds) in cases {
+            let verdict = from_verdict(sender, translated, from.len(), from.first().copied());
+            assert_eq!(verdict.is_none(), holds, "{sender} {from:?}: {verdict:?}");
+            if let Some(verdict) = verdict {
+                assert_eq!(verdict.reason, "from-not-sender");
+            }
+        }
+        // A From: past the header bounds cannot be checked: refused.
+        assert!(from_verdict(mary, None, 1, None).is_some());
     }
 
     #[test]

@@ -24,7 +24,12 @@ fn config_in(dir: &Path) -> std::path::PathBuf {
     let config = dir.join("cjsm.toml");
     std::fs::write(
         &config,
-        format!("[store]\npath = \"{}\"\n", dir.join("store").display()),
+        // The police senders of these tests are believed only from a secure-network peer
+        // (the closed community): `check` runs as from 10.20.0.1.
+        format!(
+            "[store]\npath = \"{}\"\n[routing]\nsecure_networks = [\"10.20.0.0/16\"]\n",
+            dir.join("store").display()
+        ),
     )
     .unwrap();
     config
@@ -52,6 +57,8 @@ fn directory_user_lifecycle_changes_the_verdict() {
                 "alice@smithchambers.cjsm.net",
                 "--tls-version",
                 "TLSv1.3",
+                "--client-addr",
+                "10.20.0.1",
                 message.to_str().unwrap(),
             ],
         );

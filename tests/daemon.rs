@@ -12,9 +12,13 @@ fn start(listen: &str, milter_extra: &str, extra: &str) -> Daemon {
     Daemon::start(&config_text(listen, milter_extra, extra))
 }
 
+/// The police senders of these tests are believed only from a secure-network peer (the
+/// closed community): here, the loopback client.
+const SECURE_LOOPBACK: &str = "[routing]\nsecure_networks = [\"127.0.0.0/8\"]\n";
+
 fn config_text(listen: &str, milter_extra: &str, extra: &str) -> String {
     format!(
-        "{extra}\n[milter]\nlisten = \"{listen}\"\n{milter_extra}\n[store]\npath = \"{{dir}}/store\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n"
+        "{extra}\n[milter]\nlisten = \"{listen}\"\n{milter_extra}\n[store]\npath = \"{{dir}}/store\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n{SECURE_LOOPBACK}"
     )
 }
 
@@ -161,7 +165,7 @@ async fn logs_to_syslog_as_json_carry_the_queue_id_and_never_the_body() {
         .port();
     let daemon = Daemon::start(&format!(
         "[milter]\nlisten = \"inet:127.0.0.1:{port}\"\n[store]\npath = \"{{dir}}/store\"\n\
-         [metrics]\nlisten = \"\"\n[log]\ntarget = \"syslog+stderr\"\nformat = \"json\"\n"
+         [metrics]\nlisten = \"\"\n[log]\ntarget = \"syslog+stderr\"\nformat = \"json\"\n{SECURE_LOOPBACK}"
     ));
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut conn = TestConnection::open(addr).await.unwrap();

@@ -11,7 +11,7 @@ fn check(message: &[u8], extra_config: &str) -> Value {
     std::fs::write(
         &config,
         format!(
-            "{extra_config}\n[store]\npath = \"{}\"\n",
+            "{extra_config}\n[store]\npath = \"{}\"\n[routing]\nsecure_networks = [\"10.20.0.0/16\"]\n",
             dir.path().join("store").display()
         ),
     )
@@ -29,6 +29,9 @@ fn check(message: &[u8], extra_config: &str) -> Value {
             "b@cps.gsi.gov.uk",
             "--tls-version",
             "TLSv1.3",
+            // A police sender is believed only from a secure-network peer (below).
+            "--client-addr",
+            "10.20.0.1",
             "-",
         ])
         .stdin(Stdio::piped())

@@ -65,6 +65,15 @@ async fn message(
     conn.eom().await.unwrap()
 }
 
+/// A milter whose loopback clients are secure-network peers (the police senders of these
+/// tests are believed only from there: the closed community), on `config`.
+async fn start(config: &str) -> TestMilter {
+    TestMilter::start(&format!(
+        "{config}\n[routing]\nsecure_networks = [\"127.0.0.0/8\"]\n"
+    ))
+    .await
+}
+
 fn reply(status: &Status) -> String {
     match status {
         Status::Reject { message: Some(m) } | Status::Tempfail { message: Some(m) } => {
@@ -76,7 +85,7 @@ fn reply(status: &Status) -> String {
 
 #[tokio::test]
 async fn accepted_mail_gets_marking_header_forged_copy_removed_and_subject_tag() {
-    let milter = TestMilter::start("").await;
+    let milter = start("").await;
     milter
         .add_user("carol@smithchambers.cjsm.net", UserState::Active)
         .await;
@@ -127,7 +136,7 @@ async fn accepted_mail_gets_marking_header_forged_copy_removed_and_subject_tag()
 
 #[tokio::test]
 async fn rcpt_answers_unknown_and_suspended_per_recipient() {
-    let milter = TestMilter::start("").await;
+    let milter = start("").await;
     milter
         .add_user("sus@firm.co.uk.cjsm.net", UserState::Suspended)
         .await;
@@ -173,7 +182,7 @@ async fn rcpt_answers_unknown_and_suspended_per_recipient() {
 
 #[tokio::test]
 async fn suspended_sender_is_refused_at_mail() {
-    let milter = TestMilter::start("").await;
+    let milter = start("").await;
     milter
         .add_user("sus@firm.co.uk.cjsm.net", UserState::Suspended)
         .await;
@@ -191,7 +200,7 @@ async fn suspended_sender_is_refused_at_mail() {
 
 #[tokio::test]
 async fn unmarked_mail_to_the_internet_is_rejected_naming_the_recipients() {
-    let milter = TestMilter::start("").await;
+    let milter = start("").await;
     let mut conn = milter.connect().await;
     envelope(
         &mut conn,
@@ -218,7 +227,7 @@ async fn unmarked_mail_to_the_internet_is_rejected_naming_the_recipients() {
 
 #[tokio::test]
 async fn official_goes_anywhere_and_above_ceiling_is_rejected() {
-    let milter = TestMilter::start("").await;
+    let milter = start("").await;
     let mut conn = milter.connect().await;
     envelope(&mut conn, "a@met.pnn.police.uk", &["x@gmail.com"]).await;
     let (actions, status) = message(
@@ -262,7 +271,7 @@ async fn official_goes_anywhere_and_above_ceiling_is_rejected() {
 
 #[tokio::test]
 async fn body_marking_in_later_chunks_and_html() {
-    let milter = TestMilter::start("").await;
+    let milter = start("").await;
     let mut conn = milter.connect().await;
     envelope(&mut conn, "a@met.pnn.police.uk", &["x@gmail.com"]).await;
     data(&mut conn).await;
@@ -286,7 +295,7 @@ async fn body_marking_in_later_chunks_and_html() {
 
 #[tokio::test]
 async fn report_mode_decides_but_changes_nothing() {
-    let milter = TestMilter::start("mode = \"report\"").await;
+    let milter = start("mode = \"report\"").await;
     let mut conn = milter.connect().await;
     let statuses = envelope(
         &mut conn,
@@ -308,7 +317,7 @@ async fn report_mode_decides_but_changes_nothing() {
 
 #[tokio::test]
 async fn store_failure_answers_tempfail() {
-    let milter = TestMilter::start("").await;
+    let milter = start("").await;
     // The directory file becomes unreadable after start-up.
     std::fs::write(milter.dir.path().join("store/directory.json"), "{ broken").unwrap();
     // The sender's directory lookup fails at MAIL.
@@ -344,7 +353,7 @@ async fn store_failure_answers_tempfail() {
 
 #[tokio::test]
 async fn oversized_body_is_read_up_to_the_bound_and_treated_as_the_ceiling() {
-    let milter = TestMilter::start("[limits]\nmax_scan_bytes = 1000\n").await;
+    let milter = start("[limits]\nmax_scan_bytes = 1000\n").await;
     let mut conn = milter.connect().await;
     envelope(&mut conn, "a@met.pnn.police.uk", &["x@gmail.com"]).await;
     data(&mut conn).await;
@@ -364,8 +373,7 @@ async fn oversized_body_is_read_up_to_the_bound_and_treated_as_the_ceiling() {
 
 #[tokio::test]
 async fn quarantine_when_configured_for_oversize() {
-    let milter =
-        TestMilter::start("[limits]\nmax_scan_bytes = 100\non_exceeded = \"quarantine\"\n").await;
+    let milter = start("[limits]\nmax_scan_bytes = 100\non_exceeded = \"quarantine\"\n").await;
     let mut conn = milter.connect().await;
     envelope(&mut conn, "a@met.pnn.police.uk", &["b@met.pnn.police.uk"]).await;
     let (actions, status) = message(&mut conn, &[("Subject", "x")], &[b'z'; 500]).await;
@@ -379,7 +387,7 @@ async fn quarantine_when_configured_for_oversize() {
 
 #[tokio::test]
 async fn hostile_bodies_get_a_verdict() {
-    let milter = TestMilter::start("").await;
+    let milter = start("").await;
     let mut deep = String::new();
     for i in 0..1000 {
         deep.push_str(&format!(
@@ -421,7 +429,7 @@ async fn hostile_bodies_get_a_verdict() {
 #[tokio::test]
 async fn deadline_overrun_answers_tempfail() {
     // A deadline no classification of a 1 MB message can meet.
-    let milter = TestMilter::start("[milter]\ndeadline_ms = 1\n").await;
+    let milter = start("[milter]\ndeadline_ms = 1\n").await;
     let mut conn = milter.connect().await;
     // The null sender: no directory lookup at MAIL to race the 1 ms deadline.
     envelope(&mut conn, "<>", &["b@met.pnn.police.uk"]).await;
@@ -439,7 +447,7 @@ async fn deadline_overrun_answers_tempfail() {
 
 #[tokio::test]
 async fn a_slow_client_before_end_of_data_does_not_use_up_the_deadline() {
-    let milter = TestMilter::start("[milter]\ndeadline_ms = 200\n").await;
+    let milter = start("[milter]\ndeadline_ms = 200\n").await;
     let mut conn = milter.connect().await;
     envelope(&mut conn, "a@met.pnn.police.uk", &["b@met.pnn.police.uk"]).await;
     // The SMTP client dawdles longer than the deadline between RCPT and DATA.
@@ -452,7 +460,7 @@ async fn a_slow_client_before_end_of_data_does_not_use_up_the_deadline() {
 #[tokio::test]
 async fn the_recipient_bound_holds_in_both_modes() {
     for mode in ["enforce", "report"] {
-        let milter = TestMilter::start(&format!(
+        let milter = start(&format!(
             "mode = \"{mode}\"\n[limits]\nmax_recipients = 2\n"
         ))
         .await;
@@ -485,7 +493,7 @@ async fn the_recipient_bound_holds_in_both_modes() {
 
 #[tokio::test]
 async fn an_eight_bit_subject_keeps_its_bytes_around_the_tag() {
-    let milter = TestMilter::start("").await;
+    let milter = start("").await;
     milter.add_user("carol@x.cjsm.net", UserState::Active).await;
     let mut conn = milter.connect().await;
     envelope(&mut conn, "a@met.pnn.police.uk", &["carol@x.cjsm.net"]).await;
@@ -554,7 +562,7 @@ async fn firm(milter: &TestMilter) {
 
 #[tokio::test]
 async fn translation_rewrites_the_envelope_and_from_at_end_of_message() {
-    let milter = TestMilter::start("").await;
+    let milter = start("").await;
     firm(&milter).await;
     let mut conn = milter.connect().await;
     conn.connect(
@@ -640,7 +648,7 @@ async fn translation_rewrites_the_envelope_and_from_at_end_of_message() {
 
 #[tokio::test]
 async fn an_authenticated_client_sends_only_as_itself() {
-    let milter = TestMilter::start("").await;
+    let milter = start("").await;
     milter
         .add_user("mary@smithchambers.cjsm.net", UserState::Active)
         .await;
@@ -669,6 +677,224 @@ async fn an_authenticated_client_sends_only_as_itself() {
             reply(&status)
         };
         assert_eq!(got, want, "{login}");
+        conn.close().await.unwrap();
+    }
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn negotiation_asks_for_the_addresses_the_mta_will_use() {
+    let milter = TestMilter::start("").await;
+    let conn = milter.connect().await;
+    let requested = conn.requested_macros();
+    let names = |stage| {
+        requested
+            .get(&stage)
+            .map(|m| m.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let words =
+        |stage| -> Vec<String> { names(stage).split_whitespace().map(String::from).collect() };
+    assert!(
+        words(MacroStage::Mail).contains(&"{mail_addr}".into()),
+        "{:?}",
+        names(MacroStage::Mail)
+    );
+    assert!(
+        words(MacroStage::Rcpt).contains(&"{rcpt_addr}".into()),
+        "{:?}",
+        names(MacroStage::Rcpt)
+    );
+    for stage in [MacroStage::Helo, MacroStage::Mail] {
+        for name in ["{cn_subject}", "{cn_issuer}"] {
+            assert!(
+                words(stage).contains(&name.into()),
+                "{name}: {:?}",
+                names(stage)
+            );
+        }
+    }
+    conn.close().await.unwrap();
+    milter.stop().await;
+}
+
+/// Connects from loopback, sends MAIL with `{mail_addr}` (when given); the MAIL status.
+async fn mail_as(conn: &mut TestConnection, raw: &str, mail_addr: Option<&str>) -> Status {
+    let client = SocketAddr::from((Ipv4Addr::LOCALHOST, 40000));
+    conn.connect("client.example", client).await.unwrap();
+    helo(conn).await;
+    let mut macros = vec![("i", "ENV1"), ("{tls_version}", "TLSv1.3")];
+    if let Some(value) = mail_addr {
+        macros.push(("{mail_addr}", value));
+    }
+    conn.macros(MacroStage::Mail, macros).await.unwrap();
+    conn.mail([raw]).await.unwrap()
+}
+
+async fn rcpt_as(conn: &mut TestConnection, raw: &str, rcpt_addr: Option<&str>) -> Status {
+    if let Some(value) = rcpt_addr {
+        conn.macros(MacroStage::Rcpt, [("{rcpt_addr}", value)])
+            .await
+            .unwrap();
+    }
+    conn.rcpt([raw]).await.unwrap()
+}
+
+#[tokio::test]
+async fn envelope_addresses_are_judged_as_the_mta_will_use_them() {
+    let milter = start("").await;
+    milter
+        .add_user("mary@smithchambers.cjsm.net", UserState::Active)
+        .await;
+    milter
+        .add_user("sus@smithchambers.cjsm.net", UserState::Suspended)
+        .await;
+    let mary = "mary@smithchambers.cjsm.net";
+    // (raw MAIL argument, {mail_addr}, expected reply prefix)
+    for (raw, mta, want) in [
+        ("<mary@smithchambers.cjsm.net(x)>", Some(mary), "553 5.1.7"),
+        ("<mary@smithchambers.cjsm.net (x)>", Some(mary), "553 5.1.7"),
+        ("<g:mary@smithchambers.cjsm.net;>", Some(mary), "553 5.1.7"),
+        ("<mary@smithchambers\\.cjsm.net>", Some(mary), "553 5.1.7"),
+        (
+            "<@relay.example:mary@smithchambers.cjsm.net>",
+            Some(mary),
+            "553 5.1.7",
+        ),
+        // Plain, but the MTA made another address of it.
+        ("<dc.jones@met.pnn.police.uk>", Some(mary), "553 5.1.7"),
+        (
+            "<dc.jones@met.pnn.police.uk>",
+            Some("dc.jones@met.pnn.police.uk"),
+            "continue",
+        ),
+        ("<>", Some(""), "continue"),
+    ] {
+        let mut conn = milter.connect().await;
+        let status = mail_as(&mut conn, raw, mta).await;
+        let got = if status == Status::Continue {
+            "continue".into()
+        } else {
+            reply(&status)
+        };
+        assert!(got.starts_with(want), "{raw} {mta:?}: {got}");
+        conn.close().await.unwrap();
+    }
+    // (raw RCPT argument, {rcpt_addr}, expected reply prefix)
+    let sus = "sus@smithchambers.cjsm.net";
+    for (raw, mta, want) in [
+        ("<sus@smithchambers.cjsm.net(x)>", Some(sus), "553 5.1.3"),
+        ("<sus@smithchambers.cjsm.net (x)>", Some(sus), "553 5.1.3"),
+        ("<g:sus@smithchambers.cjsm.net;>", Some(sus), "553 5.1.3"),
+        (
+            "<sus%smithchambers.cjsm.net@met.pnn.police.uk>",
+            Some(sus),
+            "553 5.1.3",
+        ),
+        ("<clerk@met.pnn.police.uk>", Some(sus), "553 5.1.3"),
+        ("<sus@smithchambers.cjsm.net>", Some(sus), "550 5.2.1"),
+        (
+            "<clerk@met.pnn.police.uk>",
+            Some("clerk@met.pnn.police.uk"),
+            "continue",
+        ),
+        (
+            "<Mary@SmithChambers.cjsm.net>",
+            Some("Mary@SmithChambers.cjsm.net."),
+            "continue",
+        ),
+    ] {
+        let mut conn = milter.connect().await;
+        assert_eq!(
+            mail_as(&mut conn, "<dc.jones@met.pnn.police.uk>", None).await,
+            Status::Continue
+        );
+        let status = rcpt_as(&mut conn, raw, mta).await;
+        let got = if status == Status::Continue {
+            "continue".into()
+        } else {
+            reply(&status)
+        };
+        assert!(got.starts_with(want), "{raw} {mta:?}: {got}");
+        conn.abort().await.unwrap();
+        conn.close().await.unwrap();
+    }
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn the_closed_community_at_mail_and_rcpt() {
+    // The default config: loopback is neither a secure network nor one of the hub's hosts.
+    let milter = TestMilter::start("").await;
+    milter
+        .add_user("mary@smithchambers.cjsm.net", UserState::Active)
+        .await;
+    let mut conn = milter.connect().await;
+    let status = mail_as(&mut conn, "<dc.jones@met.pnn.police.uk>", None).await;
+    assert!(reply(&status).starts_with("550 5.7.1"), "{status:?}");
+    conn.close().await.unwrap();
+
+    let mut conn = milter.connect().await;
+    assert_eq!(
+        mail_as(&mut conn, "<someone@gmail.com>", None).await,
+        Status::Continue
+    );
+    let status = rcpt_as(&mut conn, "<mary@smithchambers.cjsm.net>", None).await;
+    assert!(reply(&status).starts_with("550 5.7.1"), "{status:?}");
+    // A secure-network address is not a hub mailbox: the marking rules decide.
+    assert_eq!(
+        rcpt_as(&mut conn, "<clerk@met.pnn.police.uk>", None).await,
+        Status::Continue
+    );
+    conn.abort().await.unwrap();
+    conn.close().await.unwrap();
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn an_authenticated_hub_user_may_not_write_as_someone_else() {
+    let milter = TestMilter::start("").await;
+    milter
+        .add_user("mary@smithchambers.cjsm.net", UserState::Active)
+        .await;
+    for (from, want) in [
+        ("Mary <mary@smithchambers.cjsm.net>", "accept"),
+        ("DC Jones <dc.jones@met.pnn.police.uk>", "550 5.7.1"),
+    ] {
+        let mut conn = milter.connect().await;
+        conn.connect("c", SocketAddr::from((Ipv4Addr::LOCALHOST, 40002)))
+            .await
+            .unwrap();
+        helo(&mut conn).await;
+        conn.macros(
+            MacroStage::Mail,
+            [
+                ("{auth_authen}", "mary@smithchambers.cjsm.net"),
+                ("{tls_version}", "TLSv1.3"),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            conn.mail(["<mary@smithchambers.cjsm.net>"]).await.unwrap(),
+            Status::Continue
+        );
+        assert_eq!(
+            conn.rcpt(["<clerk@met.pnn.police.uk>"]).await.unwrap(),
+            Status::Continue
+        );
+        let (_, status) = message(
+            &mut conn,
+            &[("From", from), ("Subject", "OFFICIAL: note")],
+            b"hello\r\n",
+        )
+        .await;
+        let got = if status == Status::Accept {
+            "accept".into()
+        } else {
+            reply(&status)
+        };
+        assert!(got.starts_with(want), "{from}: {got}");
         conn.close().await.unwrap();
     }
     milter.stop().await;

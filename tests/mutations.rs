@@ -98,6 +98,7 @@ fn mutated_corpus_messages_always_get_a_verdict() {
     let envelope = Envelope {
         sender: "dc.jones@met.pnn.police.uk".into(),
         sender_translation: None,
+        sender_trust: "none",
         session: SessionFacts {
             tls_version: Some("TLSv1.3".into()),
             ..SessionFacts::default()

@@ -14,7 +14,7 @@ mod common;
 
 use common::daemon::Daemon;
 use common::pki::{CA_CN, FIRM_CLIENT_CN, Pki};
-use common::postfix::{Postfix, Sink, milter_config, refs, start_hub, tls};
+use common::postfix::{Postfix, SECURE_PEER, Sink, milter_config, refs, start_hub, tls};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -49,7 +49,7 @@ fn postfix_with_the_milter_as_the_kit_sets_it_up() {
         "dc.jones@met.pnn.police.uk",
         &["alice@smithchambers.cjsm.net", "clerk@met.pnn.police.uk"],
         "OFFICIAL-SENSITIVE: custody record",
-        &refs(&tls),
+        &peer(&refs(&tls)),
     );
     assert!(dialogue.contains("250 2.0.0 Ok: queued"), "{dialogue}");
     let delivered = sink.wait_delivered(1);
@@ -67,10 +67,10 @@ fn postfix_with_the_milter_as_the_kit_sets_it_up() {
         );
     }
 
-    // The same without TLS: refused at the end of DATA.
+    // Without TLS, from the internet to a secure-network address: refused at the end of DATA.
     let dialogue = hub.swaks(
-        "dc.jones@met.pnn.police.uk",
-        &["alice@smithchambers.cjsm.net"],
+        "someone@gmail.com",
+        &["clerk@met.pnn.police.uk"],
         "OFFICIAL-SENSITIVE: custody record",
         &[],
     );
@@ -85,7 +85,7 @@ fn postfix_with_the_milter_as_the_kit_sets_it_up() {
         "dc.jones@met.pnn.police.uk",
         &["someone@gmail.com"],
         "lunch",
-        &refs(&tls),
+        &peer(&refs(&tls)),
     );
     assert!(
         dialogue.contains("550 5.7.1 OFFICIAL-SENSITIVE mail (unmarked mail is treated as such)"),
@@ -96,7 +96,7 @@ fn postfix_with_the_milter_as_the_kit_sets_it_up() {
         "dc.jones@met.pnn.police.uk",
         &["nobody@smithchambers.cjsm.net"],
         "OFFICIAL: x",
-        &[],
+        &SECURE_PEER,
     );
     assert!(dialogue.contains("550 5.1.1"), "{dialogue}");
     // A hosted mailbox's address without SMTP AUTH: refused at MAIL.
@@ -187,6 +187,13 @@ fn start_firm(root: &Path, pki: &Pki, port: u16, hub: &Postfix, sink: &Sink) -> 
         ),
         "",
     )
+}
+
+/// `args` and the options that connect from the lab's secure network.
+fn peer<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut args = args.to_vec();
+    args.extend_from_slice(&SECURE_PEER);
+    args
 }
 
 /// The sink's message with `needle` in it.
@@ -302,7 +309,7 @@ fn a_connected_organisation_server_through_the_hub_both_ways() {
         "dc.jones@met.pnn.police.uk",
         &["bob@firm.co.uk.cjsm.net"],
         "OFFICIAL-SENSITIVE: interview",
-        &refs(&tls(&pki)),
+        &peer(&refs(&tls(&pki))),
     );
     assert!(dialogue.contains("250 2.0.0 Ok: queued"), "{dialogue}");
     let delivered = sink.wait_delivered(2);
@@ -399,7 +406,7 @@ fn milter_header_checks_send_secure_mail_only_through_the_tls_transport() {
         "dc.jones@met.pnn.police.uk",
         &["clerk@met.pnn.police.uk"],
         "OFFICIAL-SENSITIVE: route me securely",
-        &refs(&tls(&pki)),
+        &peer(&refs(&tls(&pki))),
     );
     assert!(dialogue.contains("250 2.0.0 Ok: queued"), "{dialogue}");
     // An open message takes the normal route to the sink.
@@ -407,7 +414,7 @@ fn milter_header_checks_send_secure_mail_only_through_the_tls_transport() {
         "dc.jones@met.pnn.police.uk",
         &["someone@gmail.com"],
         "OFFICIAL: lunch",
-        &[],
+        &SECURE_PEER,
     );
     assert!(dialogue.contains("250 2.0.0 Ok: queued"), "{dialogue}");
     let delivered = sink.wait_delivered(1);
@@ -437,5 +444,128 @@ fn milter_header_checks_send_secure_mail_only_through_the_tls_transport() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(!hub.queue_is_empty(), "held, not sent in clear");
+    drop(milter);
+}
+
+#[test]
+fn envelopes_that_cannot_be_forged_behind_postfix() {
+    let lab = tempfile::tempdir().unwrap();
+    let pki = Pki::create(&lab.path().join("pki"));
+    let sink = Sink::start(lab.path());
+    let socketmap_port = common::free_port();
+    let hub = start_hub(lab.path(), &pki, &sink, socketmap_port, false);
+    let store = lab.path().join("store");
+    let milter = Daemon::start(&milter_config(&hub, &store, socketmap_port));
+    common::onboard(
+        &milter.config,
+        "smith",
+        "Smith Chambers",
+        "smithchambers.cjsm.net",
+        "mailbox",
+    );
+    for user in ["mary", "sus"] {
+        common::cli_add_user(
+            &milter.config,
+            &format!("{user}@smithchambers.cjsm.net"),
+            "smith",
+            user,
+            "Smith",
+        );
+    }
+    common::cli_ok(
+        &milter.config,
+        &["directory", "user", "suspend", "sus@smithchambers.cjsm.net"],
+    );
+    let tls = tls(&pki);
+
+    // A hosted mailbox's address dressed up so that the raw argument is not the address
+    // Postfix queues: refused at MAIL, whatever the dressing.
+    for from in [
+        "mary@smithchambers.cjsm.net(x)",
+        "g:mary@smithchambers.cjsm.net;",
+    ] {
+        let dialogue = hub.swaks(
+            from,
+            &["clerk@met.pnn.police.uk"],
+            "OFFICIAL: x",
+            &refs(&tls),
+        );
+        assert!(
+            dialogue.contains("553 5.1.7") && dialogue.contains("must be a plain address"),
+            "{from}: {dialogue}"
+        );
+    }
+    // The same on RCPT for a suspended hub user: refused, not waved past the directory.
+    for to in [
+        "sus@smithchambers.cjsm.net(x)",
+        "g:sus@smithchambers.cjsm.net;",
+    ] {
+        let dialogue = hub.swaks(
+            "dc.jones@met.pnn.police.uk",
+            &[to],
+            "OFFICIAL: x",
+            &peer(&refs(&tls)),
+        );
+        assert!(dialogue.contains("553 5.1.3"), "{to}: {dialogue}");
+    }
+    let dialogue = hub.swaks(
+        "dc.jones@met.pnn.police.uk",
+        &["sus@smithchambers.cjsm.net"],
+        "OFFICIAL: x",
+        &peer(&refs(&tls)),
+    );
+    assert!(dialogue.contains("550 5.2.1"), "{dialogue}");
+
+    // The closed community: the internet may not write to a hub mailbox, nor claim to be
+    // the police; a secure-network peer may.
+    let dialogue = hub.swaks(
+        "someone@gmail.com",
+        &["mary@smithchambers.cjsm.net"],
+        "OFFICIAL-SENSITIVE: hello",
+        &refs(&tls),
+    );
+    assert!(
+        dialogue.contains(
+            "550 5.7.1 mary@smithchambers.cjsm.net: secure mailboxes receive mail only from"
+        ),
+        "{dialogue}"
+    );
+    let dialogue = hub.swaks(
+        "dc.jones@met.pnn.police.uk",
+        &["mary@smithchambers.cjsm.net"],
+        "OFFICIAL-SENSITIVE: custody record",
+        &refs(&tls),
+    );
+    assert!(
+        dialogue.contains("550 5.7.1 dc.jones@met.pnn.police.uk: mail from met.pnn.police.uk is accepted only from the secure networks"),
+        "{dialogue}"
+    );
+    let dialogue = hub.swaks(
+        "<>",
+        &["mary@smithchambers.cjsm.net"],
+        "Undelivered Mail Returned to Sender",
+        &refs(&tls),
+    );
+    assert!(
+        dialogue.contains("550 5.7.1"),
+        "a bounce from the internet: {dialogue}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(sink.delivered().is_empty(), "nothing was delivered");
+
+    let dialogue = hub.swaks(
+        "dc.jones@met.pnn.police.uk",
+        &["mary@smithchambers.cjsm.net"],
+        "OFFICIAL-SENSITIVE: custody record",
+        &peer(&refs(&tls)),
+    );
+    assert!(dialogue.contains("250 2.0.0 Ok: queued"), "{dialogue}");
+    let delivered = sink.wait_delivered(1);
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert!(
+        delivered[0].contains("X-Rcpt-Args: <mary@smithchambers.cjsm.net>"),
+        "{}",
+        delivered[0]
+    );
     drop(milter);
 }

@@ -66,7 +66,9 @@ async fn suspension_reaches_every_milter_and_redis_outage_means_tempfail() {
     let mut redis = RedisServer::start_persistent();
     let dir = tempfile::tempdir().unwrap();
     let store_section = format!(
-        "[store]\nbackend = \"redis\"\nurl = \"{}\"\nkey_prefix = \"hub\"\ncache_ttl_ms = 1000\n",
+        // The police sender is believed only from a secure-network peer: the loopback client.
+        "[store]\nbackend = \"redis\"\nurl = \"{}\"\nkey_prefix = \"hub\"\ncache_ttl_ms = 1000\n\
+         [routing]\nsecure_networks = [\"127.0.0.0/8\"]\n",
         redis.url()
     );
     let config = dir.path().join("cjsm.toml");

@@ -203,9 +203,15 @@ impl Lab {
         }
     }
 
-    /// From a secure-network sender, over STARTTLS.
+    /// From a secure-network sender, over STARTTLS, connecting from the lab's secure network
+    /// (127.0.0.2, `secure_networks` in [`milter_config`]; 127.0.0.1 is the internet).
     fn swaks(&self, to: &str, subject: &str) -> String {
-        self.swaks_with("dc.jones@met.pnn.police.uk", to, subject, &["--tls"])
+        self.swaks_with(
+            "dc.jones@met.pnn.police.uk",
+            to,
+            subject,
+            &["--tls", "--local-interface", "127.0.0.2"],
+        )
     }
 
     fn swaks_with(&self, from: &str, to: &str, subject: &str, extra: &[&str]) -> String {
@@ -251,7 +257,8 @@ impl Drop for Lab {
 fn milter_config(lab: &Lab) -> String {
     format!(
         "[milter]\nlisten = \"unix:{}\"\nsocket_mode = \"0660\"\n[store]\npath = \"{}/store\"\n\
-         [metrics]\nlisten = \"\"\n[socketmap]\nlisten = \"127.0.0.1:{}\"\n",
+         [metrics]\nlisten = \"\"\n[socketmap]\nlisten = \"127.0.0.1:{}\"\n\
+         [routing]\nsecure_networks = [\"127.0.0.2/32\"]\n",
         lab.socket.display(),
         lab.dir.path().display(),
         lab.socketmap_port
@@ -300,9 +307,10 @@ fn sendmail_with_the_milter_as_the_kit_sets_it_up() {
 
     let dialogue = lab.swaks("someone@gmail.com", "lunch");
     assert!(dialogue.contains("550 5.7.1"), "{dialogue}");
+    // Without TLS, from the internet to a secure-network address.
     let dialogue = lab.swaks_with(
-        "dc.jones@met.pnn.police.uk",
-        "alice@smithchambers.cjsm.net",
+        "someone@gmail.com",
+        "clerk@met.pnn.police.uk",
         "OFFICIAL-SENSITIVE: custody record",
         &[],
     );
@@ -404,4 +412,137 @@ fn sendmail_with_the_milter_as_the_kit_sets_it_up() {
     );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(lab.delivered().len(), 2, "nothing passed unchecked");
+}
+
+#[test]
+fn envelopes_that_cannot_be_forged_behind_sendmail() {
+    let lab = Lab::start();
+    let milter = Daemon::start(&milter_config(&lab));
+    common::onboard(
+        &milter.config,
+        "smith",
+        "Smith Chambers",
+        "smithchambers.cjsm.net",
+        "mailbox",
+    );
+    for user in ["mary", "sus"] {
+        common::cli_add_user(
+            &milter.config,
+            &format!("{user}@smithchambers.cjsm.net"),
+            "smith",
+            user,
+            "Smith",
+        );
+    }
+    common::cli_ok(
+        &milter.config,
+        &["directory", "user", "suspend", "sus@smithchambers.cjsm.net"],
+    );
+    let peer = ["--tls", "--local-interface", "127.0.0.2"];
+
+    // Dressed-up addresses: refused, at MAIL and at RCPT.
+    for from in [
+        "mary@smithchambers.cjsm.net(x)",
+        "g:mary@smithchambers.cjsm.net;",
+    ] {
+        let dialogue = lab.swaks_with(from, "clerk@met.pnn.police.uk", "OFFICIAL: x", &["--tls"]);
+        assert!(dialogue.contains("553 5.1.7"), "{from}: {dialogue}");
+    }
+    for to in [
+        "sus@smithchambers.cjsm.net(x)",
+        "g:sus@smithchambers.cjsm.net;",
+    ] {
+        let dialogue = lab.swaks_with("dc.jones@met.pnn.police.uk", to, "OFFICIAL: x", &peer);
+        assert!(dialogue.contains("553 5.1.3"), "{to}: {dialogue}");
+    }
+
+    // The closed community.
+    let dialogue = lab.swaks_with(
+        "someone@gmail.com",
+        "mary@smithchambers.cjsm.net",
+        "OFFICIAL-SENSITIVE: hello",
+        &["--tls"],
+    );
+    assert!(
+        dialogue.contains("550 5.7.1")
+            && dialogue.contains("secure mailboxes receive mail only from"),
+        "{dialogue}"
+    );
+    let dialogue = lab.swaks_with(
+        "dc.jones@met.pnn.police.uk",
+        "mary@smithchambers.cjsm.net",
+        "OFFICIAL-SENSITIVE: custody record",
+        &["--tls"],
+    );
+    assert!(
+        dialogue.contains("550 5.7.1")
+            && dialogue.contains("accepted only from the secure networks"),
+        "{dialogue}"
+    );
+    let dialogue = lab.swaks_with("<>", "mary@smithchambers.cjsm.net", "bounce", &["--tls"]);
+    assert!(
+        dialogue.contains("550 5.7.1"),
+        "a bounce from the internet: {dialogue}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(lab.delivered().is_empty(), "nothing was delivered");
+    // From the secure network: a police sender, and a bounce (Sendmail's {mail_addr} for `<>`).
+    let dialogue = lab.swaks(
+        "mary@smithchambers.cjsm.net",
+        "OFFICIAL-SENSITIVE: custody record",
+    );
+    assert!(dialogue.contains("250 2.0.0"), "{dialogue}");
+    let dialogue = lab.swaks_with(
+        "<>",
+        "mary@smithchambers.cjsm.net",
+        "OFFICIAL: bounce",
+        &peer,
+    );
+    assert!(dialogue.contains("250 2.0.0"), "{dialogue}");
+    let delivered = lab.wait_delivered(2);
+    assert_eq!(delivered.len(), 2, "queue: {}", lab.queue());
+
+    // A connected organisation's server whose certificate's O value holds "/CN=": the one-line
+    // {cert_subject} names two CNs and matches nothing; {cn_subject} names the server.
+    common::onboard_with(
+        &milter.config,
+        "firm",
+        "Firm LLP",
+        "firm.co.uk",
+        "server",
+        &[
+            "--cert-fingerprint",
+            &lab.pki.firm_client_fingerprint,
+            "--cert-subject",
+            FIRM_CLIENT_CN,
+            "--cert-issuer",
+            CA_CN,
+        ],
+    );
+    common::cli_add_user(
+        &milter.config,
+        "alice@firm.co.uk.cjsm.net",
+        "firm",
+        "Alice",
+        "Patel",
+    );
+    let cert = lab.pki.firm_client_odd_o_cert.display().to_string();
+    let key = lab.pki.firm_client_odd_o_key.display().to_string();
+    let dialogue = lab.swaks_with(
+        "alice@firm.co.uk",
+        "clerk@met.pnn.police.uk",
+        "OFFICIAL-SENSITIVE: from the firm",
+        &["--tls", "--tls-cert", &cert, "--tls-key", &key],
+    );
+    assert!(dialogue.contains("250 2.0.0"), "{dialogue}");
+    let delivered = lab.wait_delivered(3);
+    let outbound = delivered
+        .iter()
+        .find(|m| m.contains("from the firm"))
+        .unwrap_or_else(|| panic!("{delivered:?}"));
+    assert!(
+        outbound.contains("X-Mail-Args: <alice@firm.co.uk.cjsm.net>"),
+        "recognised by its certificate and translated: {outbound}"
+    );
+    drop(milter);
 }

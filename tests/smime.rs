@@ -8,7 +8,7 @@ mod common;
 
 use common::daemon::Daemon;
 use common::pki::{Dates, Pki, SmimeCa};
-use common::postfix::{Sink, milter_config, refs, start_hub, tls};
+use common::postfix::{SECURE_PEER, Sink, milter_config, refs, start_hub, tls};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -238,6 +238,8 @@ fn sensitive_mail_to_certificate_holders_is_encrypted_behind_postfix() {
         std::fs::write(&file, message(&to.join(", "), subject)).unwrap();
         let tls = tls(&pki);
         let mut args = refs(&tls);
+        // The police sender connects from the lab's secure network.
+        args.extend_from_slice(&SECURE_PEER);
         let data = format!("@{}", file.display());
         args.extend(["--data", data.as_str()]);
         common::swaks_with(
@@ -371,7 +373,8 @@ fn a_neutral_subject_hides_every_copy_of_the_real_one() {
     std::fs::write(
         &config,
         format!(
-            "[store]\npath = \"{}\"\n[encryption]\nneutral_subject = \"Secure message\"\n",
+            "[store]\npath = \"{}\"\n[encryption]\nneutral_subject = \"Secure message\"\n\
+             [routing]\nsecure_networks = [\"10.20.0.0/16\"]\n",
             dir.path().join("store").display()
         ),
     )
@@ -401,6 +404,9 @@ fn a_neutral_subject_hides_every_copy_of_the_real_one() {
                 "check",
                 "--from",
                 "dc.jones@met.pnn.police.uk",
+                // A police sender is believed only from a secure-network peer.
+                "--client-addr",
+                "10.20.0.1",
                 "--rcpt",
                 rcpt,
                 message.to_str().unwrap(),

@@ -17,6 +17,9 @@ pub struct Pki {
     pub firm_server_key: PathBuf,
     /// SHA-256 fingerprint of the client certificate, as `directory org apply` takes it.
     pub firm_client_fingerprint: String,
+    /// A client certificate for the same CN whose organisation name holds `/CN=`.
+    pub firm_client_odd_o_cert: PathBuf,
+    pub firm_client_odd_o_key: PathBuf,
 }
 
 pub const CA_CN: &str = "CJSM Test Client CA";
@@ -36,8 +39,9 @@ fn openssl(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A new RSA key `NAME.key` and a certificate request `NAME.csr` for `/O=Test/CN=cn`.
-fn key_and_request(dir: &Path, name: &str, cn: &str) {
+/// A new RSA key `NAME.key` and a certificate request `NAME.csr` for `subject` (openssl's
+/// `-subj` form: `/O=Test/CN=cn`).
+fn key_and_request(dir: &Path, name: &str, subject: &str) {
     openssl(
         dir,
         &[
@@ -51,16 +55,16 @@ fn key_and_request(dir: &Path, name: &str, cn: &str) {
             "-out",
             &format!("{name}.csr"),
             "-subj",
-            &format!("/O=Test/CN={cn}"),
+            subject,
         ],
     );
 }
 
-/// A key and a certificate for `cn` signed by the CA, with `extensions` (an openssl config
-/// section's lines).
-fn issue(dir: &Path, name: &str, cn: &str, extensions: &str) {
+/// A key and a certificate for `subject` signed by the CA, with `extensions` (an openssl
+/// config section's lines).
+fn issue(dir: &Path, name: &str, subject: &str, extensions: &str) {
     std::fs::write(dir.join(format!("{name}.ext")), extensions).unwrap();
-    key_and_request(dir, name, cn);
+    key_and_request(dir, name, subject);
     openssl(
         dir,
         &[
@@ -115,12 +119,30 @@ impl Pki {
                  extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:{dns}\n"
             )
         };
-        issue(dir, "hub", "mx.test.local", &server("mx.test.local"));
-        issue(dir, "firm-client", FIRM_CLIENT_CN, &server(FIRM_CLIENT_CN));
+        issue(
+            dir,
+            "hub",
+            "/O=Test/CN=mx.test.local",
+            &server("mx.test.local"),
+        );
+        issue(
+            dir,
+            "firm-client",
+            &format!("/O=Test/CN={FIRM_CLIENT_CN}"),
+            &server(FIRM_CLIENT_CN),
+        );
+        // The same server's name, with an O value that reads like a CN in a one-line DN
+        // (`/O=Test/CN=evil.example/CN=mail.firm.co.uk`): ambiguous unless the CN is read alone.
+        issue(
+            dir,
+            "firm-client-odd-o",
+            &format!("/O=Test\\/CN=evil.example/CN={FIRM_CLIENT_CN}"),
+            &server(FIRM_CLIENT_CN),
+        );
         issue(
             dir,
             "firm-server",
-            "mx.firm.co.uk",
+            "/O=Test/CN=mx.firm.co.uk",
             &server("mx.firm.co.uk"),
         );
         let fingerprint = openssl(
@@ -156,6 +178,8 @@ impl Pki {
             firm_server_cert: dir.join("firm-server.crt"),
             firm_server_key: dir.join("firm-server.key"),
             firm_client_fingerprint: fingerprint,
+            firm_client_odd_o_cert: dir.join("firm-client-odd-o.crt"),
+            firm_client_odd_o_key: dir.join("firm-client-odd-o.key"),
         }
     }
 }
@@ -231,7 +255,7 @@ impl SmimeCa {
             ),
         )
         .unwrap();
-        key_and_request(dir, name, name);
+        key_and_request(dir, name, &format!("/O=Test/CN={name}"));
         let mut args: Vec<String> = [
             "ca", "-batch", "-notext", "-config", "ca.cnf", "-keyfile", "ca.key", "-cert",
             "ca.crt", "-extfile",

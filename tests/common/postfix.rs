@@ -188,7 +188,9 @@ impl Postfix {
         let mut child = Command::new("/usr/sbin/sendmail")
             .args(["-C"])
             .arg(&self.etc)
-            .args(["-f", "dc.jones@met.pnn.police.uk", to])
+            // Not a secure-network address: local submission comes from 127.0.0.1, which
+            // is not on the lab's secure networks (a police sender would be refused there).
+            .args(["-f", "clerk@firm-solicitors.example", to])
             .stdin(Stdio::piped())
             .spawn()
             .unwrap();
@@ -199,7 +201,7 @@ impl Postfix {
             .unwrap()
             .write_all(
                 format!(
-                    "From: dc.jones@met.pnn.police.uk\nTo: {to}\nSubject: {subject}\n\n{body}\n"
+                    "From: clerk@firm-solicitors.example\nTo: {to}\nSubject: {subject}\n\n{body}\n"
                 )
                 .as_bytes(),
             )
@@ -322,14 +324,22 @@ pub fn start_hub(
     )
 }
 
+/// The milter's config for the hub. The lab's networks: clients connecting from
+/// [`SECURE_PEER`]'s address are on the government secure networks (`secure_networks`); from
+/// 127.0.0.1 (swaks' default, and local submission), the internet.
 pub fn milter_config(hub: &Postfix, store: &Path, socketmap_port: u16) -> String {
     format!(
         "[milter]\nlisten = \"unix:{}/cjsm-milter/milter.sock\"\nsocket_mode = \"0660\"\nsocket_group = \"postfix\"\n\
-         [store]\npath = \"{}\"\n[metrics]\nlisten = \"\"\n[socketmap]\nlisten = \"127.0.0.1:{socketmap_port}\"\n",
+         [store]\npath = \"{}\"\n[metrics]\nlisten = \"\"\n[socketmap]\nlisten = \"127.0.0.1:{socketmap_port}\"\n\
+         [routing]\nsecure_networks = [\"127.0.0.2/32\"]\n",
         hub.spool().display(),
         store.display()
     )
 }
+
+/// swaks options that connect from a secure-network peer (see [`milter_config`]): police and
+/// government senders are believed only from there (the closed community).
+pub const SECURE_PEER: [&str; 2] = ["--local-interface", "127.0.0.2"];
 
 /// swaks with STARTTLS (as a client without a certificate).
 pub fn tls(_pki: &Pki) -> Vec<String> {
