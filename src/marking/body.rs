@@ -178,6 +178,11 @@ const FORWARDED_SUBJECT: &[&str] = &[
 /// or not): it carries that message's own marking.
 fn forwarded_subject(line: &str) -> Option<&str> {
     let line = line.trim_start_matches(|c: char| c.is_whitespace() || c == '>' || c == '*');
+    // The label is short: a colon must come early.
+    let head = line.get(..line.len().min(16)).unwrap_or(line);
+    if !head.contains(':') && !line.chars().take(8).any(|c| c == '\u{FF1A}') {
+        return None;
+    }
     FORWARDED_SUBJECT.iter().find_map(|label| {
         let mut rest = line;
         for l in label.chars() {
@@ -208,10 +213,11 @@ fn ends_message(line: &str) -> bool {
     if rule {
         return true;
     }
-    let head: String = trimmed.chars().take(48).collect::<String>().to_uppercase();
-    DISCLAIMER_STARTS
-        .iter()
-        .any(|start| head.starts_with(start))
+    DISCLAIMER_STARTS.iter().any(|start| {
+        trimmed
+            .get(..start.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(start))
+    })
 }
 
 /// Decoration that may frame a marking line: `*** OFFICIAL-SENSITIVE ***`, `== SECRET ==`,
@@ -266,9 +272,12 @@ pub(super) fn generous_line(line: &str, vocab: &Vocabulary, mode: Mode) -> Optio
     if vocab.above_ceiling(level) && !capitals {
         return None;
     }
+    if vocab.all_descriptors(&tokens[end..]) {
+        return Some(level);
+    }
     let upper: usize = line.chars().filter(|c| c.is_uppercase()).count();
     let lower: usize = line.chars().filter(|c| c.is_lowercase()).count();
-    (vocab.all_descriptors(&tokens[end..]) || lower == 0 || upper >= 4 * lower).then_some(level)
+    (lower == 0 || upper >= 4 * lower).then_some(level)
 }
 
 #[cfg(test)]

@@ -157,6 +157,7 @@ pub fn classify(
     // The parser promises not to panic; should it break that promise, the message is
     // treated as unreadable (a bound hit: at least the ceiling), not as unmarked.
     let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(raw));
+    let parser_failed = parsed.is_err();
     let parsed = parsed.unwrap_or_else(|_| {
         limits_exceeded.push("the MIME parser failed on this message".into());
         None
@@ -174,22 +175,22 @@ pub fn classify(
             .ambiguous
             .push("the message could not be parsed".into()),
     }
-    limits_exceeded.append(&mut scan.limits_exceeded);
-
-    // Where the structured reading was cut short or cannot be trusted, the raw bytes are
-    // scanned too: a bound or a parser differential must not hide a marking.
-    if !limits_exceeded.is_empty() || !scan.ambiguous.is_empty() {
-        let found = max_reading(
-            vocab,
-            [
-                raw::scan(raw, subject_tag, vocab),
-                raw::scan(overflow, subject_tag, vocab),
-            ],
-        );
-        if let Some(found) = found {
-            scan.add("", "raw-scan", found);
-        }
+    // Where the structured reading skipped part of what it was given (past `max_parts`,
+    // below `max_depth`, a parser failure) or cannot be trusted (an ambiguous structure), the
+    // raw bytes are scanned too; header lines past the header bounds never reached the parser
+    // and are scanned on their own. A bound or a parser differential must not hide a marking.
+    // (A body cut at `max_scan_bytes` needs no raw scan: what was kept was read whole.)
+    let skipped = !scan.limits_exceeded.is_empty() || parser_failed;
+    let raw_found = if skipped || !scan.ambiguous.is_empty() {
+        raw::scan(raw, subject_tag, vocab)
+    } else {
+        None
+    };
+    let overflow_found = raw::scan(overflow, subject_tag, vocab);
+    if let Some(found) = max_reading(vocab, [raw_found, overflow_found]) {
+        scan.add("", "raw-scan", found);
     }
+    limits_exceeded.append(&mut scan.limits_exceeded);
 
     let highest = scan
         .found

@@ -47,21 +47,25 @@ fn words(text: &str, mode: Mode, max: usize) -> Vec<Token> {
             let token = current.get_or_insert_with(|| Token {
                 start: at,
                 end: at,
-                canon: String::new(),
+                canon: String::with_capacity(16),
                 upper: 0,
                 letters: 0,
             });
             token.end = at + c.len_utf8();
+            let resemble = mode == Mode::Resemble;
+            if c.is_ascii() {
+                token.letters += usize::from(c.is_ascii_alphabetic());
+                token.upper += usize::from(c.is_ascii_uppercase());
+                let u = c.to_ascii_uppercase();
+                token.canon.push(if resemble { canonical(u) } else { u });
+                continue;
+            }
             if c.is_alphabetic() {
                 token.letters += 1;
                 token.upper += usize::from(c.is_uppercase());
             }
             for u in c.to_uppercase() {
-                token.canon.push(if mode == Mode::Resemble {
-                    canonical(u)
-                } else {
-                    u
-                });
+                token.canon.push(if resemble { canonical(u) } else { u });
             }
         } else if let Some(token) = current.take() {
             tokens.push(token);
@@ -91,15 +95,19 @@ fn canonical(c: char) -> char {
 /// `S E C R E T`, `S.E.C.R.E.T`: three or more one-letter words, a short gap apart on one
 /// line, read as one word.
 fn join_spaced_letters(text: &str, tokens: Vec<Token>) -> Vec<Token> {
+    let single = |t: &Token| t.canon.chars().nth(1).is_none();
+    if !tokens.iter().any(single) {
+        return tokens;
+    }
     let mut joined: Vec<Token> = Vec::with_capacity(tokens.len());
     let mut run = 0;
     for token in tokens {
-        let single = token.canon.chars().count() == 1;
+        let one = single(&token);
         let close = joined.last().is_some_and(|last: &Token| {
             let gap = &text[last.end..token.start];
             gap.len() <= 3 && !gap.contains('\n')
         });
-        if single && run > 0 && close {
+        if one && run > 0 && close {
             let last = joined.last_mut().expect("run > 0");
             last.end = token.end;
             last.canon.push_str(&token.canon);
@@ -108,22 +116,21 @@ fn join_spaced_letters(text: &str, tokens: Vec<Token>) -> Vec<Token> {
             run += 1;
             continue;
         }
-        run = usize::from(single);
+        run = usize::from(one);
         joined.push(token);
     }
-    // A run of two letters stays joined only if it was three or more: undo short runs.
-    joined
-        .into_iter()
-        .flat_map(|t| {
-            let n = t.canon.chars().count();
-            let spaced = t.end - t.start > t.canon.len() && t.letters == n;
-            if spaced && n == 2 {
-                split_pair(text, t)
-            } else {
-                vec![t]
-            }
-        })
-        .collect()
+    // Two letters joined (`A B`) are two words again: only three or more are spelled out.
+    let mut out = Vec::with_capacity(joined.len());
+    for t in joined {
+        let n = t.canon.chars().count();
+        let spaced = t.end - t.start > t.canon.len() && t.letters == n;
+        if spaced && n == 2 {
+            out.extend(split_pair(text, t));
+        } else {
+            out.push(t);
+        }
+    }
+    out
 }
 
 fn split_pair(text: &str, pair: Token) -> Vec<Token> {
@@ -171,13 +178,21 @@ fn word_resembles(text: &str, word: &str, abbreviation: bool, mode: Mode) -> boo
 /// Optimal string alignment distance at most 1: one letter added, dropped, changed, or two
 /// neighbours swapped.
 fn within_one_edit(a: &str, b: &str) -> bool {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let (short, long) = if a.len() <= b.len() {
-        (&a, &b)
+    if a.len().abs_diff(b.len()) > 4 {
+        // Four bytes is the longest character: further apart is more than one edit.
+        return false;
+    }
+    if a.is_ascii() && b.is_ascii() {
+        one_edit(a.as_bytes(), b.as_bytes())
     } else {
-        (&b, &a)
-    };
+        let a: Vec<char> = a.chars().collect();
+        let b: Vec<char> = b.chars().collect();
+        one_edit(&a, &b)
+    }
+}
+
+fn one_edit<T: PartialEq>(a: &[T], b: &[T]) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
     if long.len() - short.len() > 1 {
         return false;
     }
@@ -208,6 +223,9 @@ impl Vocabulary {
     /// never read here: lowering needs the exact form.
     pub fn reading_at(&self, tokens: &[Token], at: usize, mode: Mode) -> Option<Reading> {
         let mut best: Option<(LevelId, usize)> = None;
+        if at >= tokens.len() {
+            return None;
+        }
         for spelling in self.spellings() {
             if self.is_lowering(spelling.level) {
                 continue;
@@ -216,6 +234,9 @@ impl Vocabulary {
                 Mode::Resemble => &spelling.canon,
                 Mode::Exact => &spelling.words,
             };
+            if !plausible(&tokens[at].canon, words, mode) {
+                continue;
+            }
             let Some(end) = spelling_at(words, tokens, at, mode) else {
                 continue;
             };
@@ -260,15 +281,33 @@ impl Vocabulary {
     /// The token after a line label (`Classification:`, `Protective marking -`) at the start
     /// of `tokens`.
     pub fn after_label_tokens(&self, tokens: &[Token], mode: Mode) -> Option<usize> {
-        self.line_label_words().iter().find_map(|label| match mode {
-            Mode::Resemble => spelling_at(&canonical_words(label), tokens, 0, Mode::Exact),
-            Mode::Exact => spelling_at(label, tokens, 0, Mode::Exact),
-        })
+        let (labels, canon) = self.line_label_words();
+        let labels = match mode {
+            Mode::Resemble => canon,
+            Mode::Exact => labels,
+        };
+        labels
+            .iter()
+            .find_map(|label| spelling_at(label, tokens, 0, Mode::Exact))
     }
 }
 
 fn canon_eq(word: &str, canon: &str) -> bool {
     word.chars().map(canonical).eq(canon.chars()) || word == canon
+}
+
+/// A cheap test before [`spelling_at`]: can a word of this length begin the spelling (the
+/// first word, one edit away, abbreviated, or all the words run together)?
+fn plausible(token: &str, words: &[String], mode: Mode) -> bool {
+    let (t, w) = (token.len(), words[0].len());
+    match mode {
+        Mode::Exact => t == w,
+        Mode::Resemble => {
+            t + 4 >= w && t <= w + 4
+                || (words.len() > 1 && t >= 3 && t < w)
+                || (words.len() > 1 && t >= w + 3)
+        }
+    }
 }
 
 /// The words of a spelling as [`Mode::Resemble`] compares them.
@@ -294,11 +333,16 @@ fn spelling_at(canon: &[String], tokens: &[Token], at: usize, mode: Mode) -> Opt
     if mode == Mode::Resemble && several {
         // Run together: TOPSECRET, OFFICIALSENSITIVE, OFFICIALSENS.
         let token = tokens.get(at)?;
-        let joined: String = canon.concat();
-        let abbreviated =
-            token.canon.len() >= canon[0].len() + 3 && joined.starts_with(&*token.canon);
-        if word_resembles(&token.canon, &joined, false, mode) || abbreviated {
-            return Some(at + 1);
+        let length: usize = canon.iter().map(String::len).sum();
+        // Long enough to hold the first word and the start of the next, at most one longer
+        // than all the words: only then is building the joined words worth it.
+        if token.canon.len() >= canon[0].len() + 3 && token.canon.len() <= length + 1 {
+            let joined: String = canon.concat();
+            if joined.starts_with(&*token.canon)
+                || word_resembles(&token.canon, &joined, false, mode)
+            {
+                return Some(at + 1);
+            }
         }
     }
     None

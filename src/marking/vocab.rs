@@ -38,6 +38,7 @@ pub struct Vocabulary {
     spellings: Vec<Spelling>,
     descriptors: Vec<String>,
     line_labels: Vec<Vec<String>>,
+    line_labels_canon: Vec<Vec<String>>,
     /// Everyday wording that resembles a marking but is none (`SECRET SANTA`): the words,
     /// and the words as the generous reader compares them.
     everyday: Vec<Vec<String>>,
@@ -90,11 +91,17 @@ impl Vocabulary {
                 .filter(|w| !w.is_empty())
                 .collect(),
             everyday_canon: Vec::new(),
+            line_labels_canon: Vec::new(),
             msip_labels: HashMap::new(),
             ceiling: 0,
             secure_from: 0,
             default: 0,
         };
+        vocab.line_labels_canon = vocab
+            .line_labels
+            .iter()
+            .map(|w| super::resemble::canonical_words(w))
+            .collect();
         vocab.everyday_canon = vocab
             .everyday
             .iter()
@@ -215,8 +222,9 @@ impl Vocabulary {
         &self.descriptors
     }
 
-    pub(super) fn line_label_words(&self) -> &[Vec<String>] {
-        &self.line_labels
+    /// Line labels: as written, and as the generous reader compares them.
+    pub(super) fn line_label_words(&self) -> (&[Vec<String>], &[Vec<String>]) {
+        (&self.line_labels, &self.line_labels_canon)
     }
 
     pub fn msip_level(&self, guid: &str) -> Option<LevelId> {
