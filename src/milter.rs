@@ -200,7 +200,8 @@ const MACROS: &[(MacroStage, &str)] = &[
     (MacroStage::Eom, "i"),
 ];
 
-/// Messages with at most this much body are decided on the I/O thread (see `eom`).
+/// Messages of at most this many bytes held (headers, body, header lines past the bounds)
+/// are decided on the I/O thread (see `eom`).
 const INLINE_BYTES: u64 = 64 * 1024;
 
 /// Headers, quarantine, the envelope changes of address translation, and the body (S/MIME
@@ -653,14 +654,22 @@ async fn eom(cx: &mut EomContext<Session>, queue_id: Option<String>) -> Handled 
         let outcome = engine.end_of_message(&envelope, &message.recipients, &message.collector);
         (outcome, message, started.elapsed())
     };
-    // A small message is decided here, on the I/O thread: tens of microseconds, less than
+    // A small message (every byte held counted: a small body under 2 MiB of headers is not
+    // small) is decided here, on the I/O thread: tens of microseconds, less than
     // handing it to another thread and back. Larger ones, and any encryption, are CPU work
     // run on the blocking pool, under the deadline (for this stage: a slow SMTP client before
     // end of data costs nothing here). Either way a panic is a tempfail, not a lost answer.
     let (outcome, message, verdict_time) =
-        if message.collector.body_bytes() <= INLINE_BYTES && !message.collector.is_whole() {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decide(&engine, message)))
-                .map_err(|_| MilterError::Internal("classifier failed: panic".into()))?
+        if message.collector.held_bytes() <= INLINE_BYTES && !message.collector.is_whole() {
+            let done =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decide(&engine, message)))
+                    .map_err(|_| MilterError::Internal("classifier failed: panic".into()))?;
+            // The same deadline as on the blocking pool: a verdict that came too late is a
+            // tempfail here too (with every byte held counted, it cannot come late by much).
+            if done.2 > limit {
+                return Err(MilterError::Deadline(limit));
+            }
+            done
         } else {
             let engine = engine.clone();
             let worker = tokio::task::spawn_blocking(move || decide(&engine, message));

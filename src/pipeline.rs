@@ -687,6 +687,11 @@ impl Collector {
         self.start_body();
     }
 
+    /// Every byte held for the classifier: headers, body, and header lines past the bounds.
+    pub fn held_bytes(&self) -> u64 {
+        (self.raw.len() + self.overflow.len()) as u64
+    }
+
     pub fn body_bytes(&self) -> u64 {
         self.body_bytes
     }

@@ -28,13 +28,20 @@ pub struct TextLine<'t> {
 
 /// The lines of plain text: every line end counts (`\n`, `\r`, U+2028, U+2029, NEL, form
 /// feed, vertical tab).
-pub fn plain_lines(text: &str) -> Vec<TextLine<'_>> {
+pub fn plain_lines(text: &str) -> impl Iterator<Item = TextLine<'_>> + Clone {
     text.split(['\n', '\r', '\u{2028}', '\u{2029}', '\u{85}', '\x0C', '\x0B'])
         .map(|line| TextLine {
             text: Cow::Borrowed(line),
             hidden: false,
         })
-        .collect()
+}
+
+/// Lines held elsewhere (an HTML part's), lent to [`markings`].
+pub fn lent<'t>(lines: &'t [TextLine]) -> impl Iterator<Item = TextLine<'t>> + Clone {
+    lines.iter().map(|line| TextLine {
+        text: Cow::Borrowed(&line.text),
+        hidden: line.hidden,
+    })
 }
 
 /// Lines longer than this are prose, not a marking line (bounds the generous reading).
@@ -66,31 +73,41 @@ const DISCLAIMER_STARTS: &[&str] = &[
 ];
 
 /// The markings of one text: at most one finding per [`Line`] kind, the highest.
-pub fn markings(lines: &[TextLine], vocab: &Vocabulary) -> Vec<(Found, Line)> {
-    let blank: Vec<bool> = lines.iter().map(|l| is_blank(&l.text)).collect();
+pub fn markings<'t, I>(lines: I, vocab: &Vocabulary) -> Vec<(Found, Line)>
+where
+    I: Iterator<Item = TextLine<'t>> + Clone,
+{
+    // First pass: where the first and last lines stand, kept as indices (not the lines: a
+    // part of many short lines is read twice rather than held twice).
     // First and last are what the reader sees: hidden lines are never first or last.
-    let seen = |i: &usize| !blank[*i] && !lines[*i].hidden;
-    let first = (0..lines.len()).find(seen);
-    let mut lasts = vec![(0..lines.len()).rev().find(seen)];
+    let seen = |line: &TextLine| !line.hidden && !is_blank(&line.text);
+    let mut first = None;
+    let mut last = None;
     // The last line before a signature or a disclaimer counts as a last line too.
-    if let Some(end) = lines
-        .iter()
-        .position(|l| !l.hidden && ends_message(&l.text))
-    {
-        lasts.push((0..end).rev().find(seen));
+    let mut last_before_end = None;
+    let mut ended = false;
+    for (index, line) in lines.clone().enumerate() {
+        if !ended && !line.hidden && ends_message(&line.text) {
+            ended = true;
+            last_before_end = last;
+        }
+        if seen(&line) {
+            first.get_or_insert(index);
+            last = Some(index);
+        }
     }
-    let lasts: Vec<usize> = lasts.into_iter().flatten().collect();
+    let lasts = [last, last_before_end];
 
     let mut by_kind: [Option<Found>; 3] = [None, None, None];
-    for (index, line) in lines.iter().enumerate() {
-        if blank[index] {
+    for (index, line) in lines.clone().enumerate() {
+        if is_blank(&line.text) {
             continue;
         }
         let kind = if line.hidden {
             Line::Other
         } else if Some(index) == first {
             Line::First
-        } else if lasts.contains(&index) {
+        } else if lasts.contains(&Some(index)) {
             Line::Last
         } else {
             Line::Other
@@ -103,9 +120,9 @@ pub fn markings(lines: &[TextLine], vocab: &Vocabulary) -> Vec<(Found, Line)> {
         // text or two HTML paragraphs show it) is not the exact form: the continuation wins.
         let mut continued = None;
         if strict.is_some_and(|level| vocab.is_lowering(level))
-            && let Some(next) = (index + 1..lines.len()).find(seen)
+            && let Some(next) = lines.clone().skip(index + 1).find(seen)
         {
-            continued = continuation(&line.text, &lines[next].text, vocab);
+            continued = continuation(&line.text, &next.text, vocab);
             if continued.is_some() {
                 strict = None;
             }
@@ -287,7 +304,7 @@ mod tests {
 
     fn names(text: &str) -> Vec<(String, Line)> {
         let v = Vocabulary::from_config(&MarkingConfig::default()).unwrap();
-        markings(&plain_lines(text), &v)
+        markings(plain_lines(text), &v)
             .into_iter()
             .map(|(found, line)| (v.level(found.level).name.clone(), line))
             .collect()
@@ -399,8 +416,8 @@ mod tests {
             text: Cow::Owned(text.to_string()),
             hidden: true,
         };
-        assert!(markings(&[hidden("OFFICIAL")], &v).is_empty());
-        let found = markings(&[hidden("SECRET")], &v);
+        assert!(markings(lent(&[hidden("OFFICIAL")]), &v).is_empty());
+        let found = markings(lent(&[hidden("SECRET")]), &v);
         assert_eq!(v.level(found[0].0.level).name, "SECRET");
     }
 }

@@ -6,6 +6,7 @@
 //! folded as a reader sees it: `normalize`; and compared word by word: `resemble`).
 
 mod body;
+mod bound;
 mod html;
 mod labels;
 mod normalize;
@@ -156,7 +157,16 @@ pub fn classify(
     let mut subject = None;
     // The parser promises not to panic; should it break that promise, the message is
     // treated as unreadable (a bound hit: at least the ceiling), not as unmarked.
-    let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(raw));
+    // The parser is given only what it can read within the bounds (see `bound`).
+    let cut = bound::parser_input_end(raw, limits);
+    let parse_input = match &cut {
+        Some((end, why)) => {
+            limits_exceeded.push(why.clone());
+            &raw[..*end]
+        }
+        None => raw,
+    };
+    let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(parse_input));
     let parser_failed = parsed.is_err();
     let parsed = parsed.unwrap_or_else(|_| {
         limits_exceeded.push("the MIME parser failed on this message".into());
@@ -180,7 +190,7 @@ pub fn classify(
     // raw bytes are scanned too; header lines past the header bounds never reached the parser
     // and are scanned on their own. A bound or a parser differential must not hide a marking.
     // (A body cut at `max_scan_bytes` needs no raw scan: what was kept was read whole.)
-    let skipped = !scan.limits_exceeded.is_empty() || parser_failed;
+    let skipped = !scan.limits_exceeded.is_empty() || parser_failed || cut.is_some();
     let raw_found = if skipped || !scan.ambiguous.is_empty() {
         raw::scan(raw, subject_tag, vocab)
     } else {
@@ -266,8 +276,8 @@ impl Scan<'_> {
                 self.ambiguous.push(format!("{prefix}{why}"));
             }
             match &part.body {
-                PartType::Text(text) => self.text(&body::plain_lines(text), prefix),
-                PartType::Html(html) => self.text(&html::lines(html), prefix),
+                PartType::Text(text) => self.text(body::plain_lines(text), prefix),
+                PartType::Html(html) => self.text(body::lent(&html::lines(html)), prefix),
                 PartType::Message(inner) => {
                     attachment += 1;
                     if depth + 1 > self.limits.max_depth {
@@ -336,7 +346,7 @@ impl Scan<'_> {
         }
     }
 
-    fn text(&mut self, lines: &[body::TextLine], prefix: &str) {
+    fn text<'t>(&mut self, lines: impl Iterator<Item = body::TextLine<'t>> + Clone, prefix: &str) {
         for (found, line) in body::markings(lines, self.vocab) {
             let source = match line {
                 body::Line::First => "body-first-line",

@@ -17,6 +17,8 @@ use super::vocab::Vocabulary;
 use super::{Found, max_reading};
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 
 /// Headers whose value is read as a Subject or a label when met in the raw bytes.
 const MARKING_HEADERS: &[&str] = &[
@@ -29,6 +31,9 @@ const MARKING_HEADERS: &[&str] = &[
 
 /// A line longer than this is read only up to it.
 const MAX_LINE: usize = 4096;
+
+/// Lines remembered as read (see [`lines`]): 64 Ki hashes, about 1 MB.
+const MAX_REMEMBERED: usize = 64 * 1024;
 
 /// The highest reading (never lowering) in `bytes`, its decodings included.
 pub fn scan(bytes: &[u8], subject_tag: &str, vocab: &Vocabulary) -> Option<Found> {
@@ -46,8 +51,20 @@ pub fn scan(bytes: &[u8], subject_tag: &str, vocab: &Vocabulary) -> Option<Found
 /// Every line of `bytes` read as a marking line, a marking header, or a `KEY=VALUE` label.
 fn lines(bytes: &[u8], subject_tag: &str, vocab: &Vocabulary) -> Option<Found> {
     let mut best: Option<Found> = None;
+    // A line read once need not be read again: hostile input repeats its lines by the
+    // million (boundaries, filler). A bounded set of hashes of the lines read.
+    let mut read: HashSet<u64> = HashSet::new();
     for line in bytes.split(|&b| b == b'\n') {
         let line = &line[..line.len().min(MAX_LINE)];
+        let mut hasher = std::hash::DefaultHasher::new();
+        line.hash(&mut hasher);
+        let hash = hasher.finish();
+        if read.contains(&hash) {
+            continue;
+        }
+        if read.len() < MAX_REMEMBERED {
+            read.insert(hash);
+        }
         let text = String::from_utf8_lossy(line);
         best = max_reading(vocab, [best, line_reading(&text, subject_tag, vocab)]);
         if std::str::from_utf8(line).is_err() {
@@ -103,7 +120,8 @@ fn label_readings<'t>(
         .map(|(_, value)| labels::value_reading(value.trim_matches('"'), vocab))
 }
 
-/// Runs of lines that look like base64 (even with some junk), decoded leniently.
+/// Runs of lines that look like base64 (even with some junk), decoded leniently, and read
+/// together in one pass.
 fn decode_base64_runs(bytes: &[u8], subject_tag: &str, vocab: &Vocabulary) -> Option<Found> {
     const LENIENT: GeneralPurpose = GeneralPurpose::new(
         &base64::alphabet::STANDARD,
@@ -111,16 +129,25 @@ fn decode_base64_runs(bytes: &[u8], subject_tag: &str, vocab: &Vocabulary) -> Op
             .with_decode_allow_trailing_bits(true)
             .with_decode_padding_mode(DecodePaddingMode::Indifferent),
     );
+    // Decoded text is read a megabyte at a time: never a second copy of the whole message.
+    const CHUNK: usize = 1024 * 1024;
     let mut best = None;
+    let mut decoded: Vec<u8> = Vec::new();
     let mut run: Vec<u8> = Vec::new();
-    let flush = |run: &mut Vec<u8>, best: &mut Option<Found>| {
+    let mut flush = |run: &mut Vec<u8>, decoded: &mut Vec<u8>, last: bool| {
+        // Shorter runs are words, not encoded text.
         if run.len() >= 8 {
             run.truncate(run.len() / 4 * 4);
-            if let Ok(decoded) = LENIENT.decode(&run) {
-                *best = max_reading(vocab, [*best, lines(&decoded, subject_tag, vocab)]);
+            if let Ok(bytes) = LENIENT.decode(&run) {
+                decoded.extend_from_slice(&bytes);
+                decoded.push(b'\n');
             }
         }
         run.clear();
+        if decoded.len() >= CHUNK || (last && !decoded.is_empty()) {
+            best = max_reading(vocab, [best, lines(decoded, subject_tag, vocab)]);
+            decoded.clear();
+        }
     };
     for line in bytes.split(|&b| b == b'\n') {
         let line = line.trim_ascii();
@@ -129,11 +156,14 @@ fn decode_base64_runs(bytes: &[u8], subject_tag: &str, vocab: &Vocabulary) -> Op
         // Mostly base64, no spaces inside (prose has spaces): part of a run.
         if line.len() >= 8 && !line.contains(&b' ') && good * 10 >= line.len() * 9 {
             run.extend(line.iter().filter(|b| alphabet(b)));
+            if run.len() >= CHUNK {
+                flush(&mut run, &mut decoded, false);
+            }
         } else {
-            flush(&mut run, &mut best);
+            flush(&mut run, &mut decoded, false);
         }
     }
-    flush(&mut run, &mut best);
+    flush(&mut run, &mut decoded, true);
     best
 }
 
