@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # MTA benchmark: smtp-source -> MTA -> smtp-sink on loopback, 2000 x 10 KB in 10 parallel
-# sessions, throughput counted at the sink (../shared/RECIPES.md §6), for
+# sessions, throughput counted at the sink (messages delivered per second), for
 #   MTA:    Postfix (private instance) and Sendmail (unpacked from Debian's .debs)
 #   milter: none; cjsm-milter, the no-op indymilter (examples/noop_milter.rs) and OpenDKIM
 #           (verify mode, TestPublicKeys, no DNS), each over inet and over a unix socket.

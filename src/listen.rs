@@ -2,7 +2,8 @@
 //!
 //! Over TCP the accepted sockets get `TCP_NODELAY`, and `TCP_QUICKACK` is re-armed around
 //! every read: the MTA writes the macro packet and the command packet as two small writes,
-//! and without QUICKACK Linux delays the ACK of the first by 40 ms (../shared/RECIPES.md §6).
+//! and without QUICKACK Linux delays the ACK of the first by 40 ms, which costs the MTA that much
+//! per message.
 
 use std::io;
 use std::net::SocketAddr;

@@ -4,7 +4,7 @@
 //! master.cf.fragment with the test's paths and ports, the milter on the unix socket in the
 //! queue directory, its socketmap answering the routing lookups, and smtp-sink as the last
 //! hop. Each scenario asserts on the SMTP replies and on what reaches the sink. Certificates
-//! come from a private CA made with the openssl CLI. See ../shared/RECIPES.md §2.
+//! come from a private CA made with the openssl CLI.
 //!
 //! The second instance plays a server-connected organisation's own mail server
 //! (`firm.co.uk`): it relays its users' mail through the hub with its client certificate, and

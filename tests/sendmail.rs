@@ -1,8 +1,8 @@
 //! cjsm-milter behind a real Sendmail, set up with sendmail/cjsm-milter.mc.fragment: Sendmail
 //! from Debian's packages unpacked into target/sendmail by scripts/test.sh (its package
 //! conflicts with postfix), its own .cf and queue, on a loopback port, in a private UTS
-//! namespace with a fully qualified hostname (../shared/RECIPES.md §4), smtp-sink as the next
-//! hop.
+//! namespace with a fully qualified hostname (Sendmail refuses to start without one),
+//! smtp-sink as the next hop.
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! A private Postfix instance and smtp-sink for the MTA tests: each instance has its own
 //! config, queue and data directories, runs as a direct child of the test and is stopped by
 //! PID; the hub is set up with the kit's main.cf and master.cf fragments (see
-//! postfix/README.md and ../shared/RECIPES.md §2).
+//! postfix/README.md).
 
 use super::pki::Pki;
 use std::path::{Path, PathBuf};
