@@ -100,7 +100,8 @@ where
 
     let mut by_kind: [Option<Found>; 3] = [None, None, None];
     for (index, line) in lines.clone().enumerate() {
-        if is_blank(&line.text) {
+        let folded = fold(&line.text);
+        if !folded.chars().any(char::is_alphanumeric) {
             continue;
         }
         let kind = if line.hidden {
@@ -132,7 +133,7 @@ where
             max_reading(vocab, readings.into_iter().map(|(found, _)| Some(found)))
                 .filter(|found| !vocab.is_lowering(found.level))
         });
-        let generous = generous_line(&fold(&line.text), vocab, Mode::Resemble).map(|level| {
+        let generous = generous_line(&folded, vocab, Mode::Resemble).map(|level| {
             Found::checked(vocab, level, || {
                 generous_line(&line.text, vocab, Mode::Exact)
             })
@@ -226,9 +227,15 @@ fn ends_message(line: &str) -> bool {
     if trimmed == "--" || trimmed == "—" {
         return true;
     }
-    let rule = trimmed.chars().count() >= 4 && trimmed.chars().all(|c| "-_=*~".contains(c));
-    if rule {
-        return true;
+    let Some(first) = trimmed.bytes().next() else {
+        return false;
+    };
+    if b"-_=*~".contains(&first) {
+        return trimmed.len() >= 4 && trimmed.bytes().all(|b| b"-_=*~".contains(&b));
+    }
+    // Each start begins with a letter: most lines are refused on their first byte.
+    if !b"ACDILNPST".contains(&first.to_ascii_uppercase()) {
+        return false;
     }
     DISCLAIMER_STARTS.iter().any(|start| {
         trimmed
@@ -268,10 +275,14 @@ pub(super) fn generous_line(line: &str, vocab: &Vocabulary, mode: Mode) -> Optio
     if line.len() > MAX_MARKING_LINE {
         return None;
     }
-    let tokens = resemble::tokens(line, mode, MAX_MARKING_TOKENS + 1);
-    if tokens.len() > MAX_MARKING_TOKENS {
+    // Cheap refusals first: prose has many words, and a marking line begins with a word
+    // that can begin a spelling or a line label.
+    if resemble::count_words(line, MAX_MARKING_TOKENS + 1) > MAX_MARKING_TOKENS
+        || !vocab.could_begin(line, mode)
+    {
         return None;
     }
+    let tokens = resemble::tokens(line, mode, MAX_MARKING_TOKENS + 1);
     if let Some(at) = vocab.after_label_tokens(&tokens, mode) {
         return match vocab.reading_at(&tokens, at, mode)? {
             Reading::Level { level, .. } => Some(level),
@@ -401,6 +412,14 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(names(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn disclaimer_starts_begin_with_a_letter_ends_message_looks_for() {
+        for start in DISCLAIMER_STARTS {
+            assert!(b"ACDILNPST".contains(&start.as_bytes()[0]), "{start}");
+            assert!(ends_message(&start.to_lowercase()), "{start}");
         }
     }
 

@@ -43,7 +43,7 @@ fn words(text: &str, mode: Mode, max: usize) -> Vec<Token> {
     let mut tokens: Vec<Token> = Vec::new();
     let mut current: Option<Token> = None;
     for (at, c) in text.char_indices() {
-        if c.is_alphanumeric() || c == '$' || c == '@' {
+        if is_word_char(c) {
             let token = current.get_or_insert_with(|| Token {
                 start: at,
                 end: at,
@@ -76,6 +76,40 @@ fn words(text: &str, mode: Mode, max: usize) -> Vec<Token> {
     }
     tokens.extend(current);
     tokens
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '$' || c == '@'
+}
+
+/// How many words `text` has, counting no further than `max`; a run of one-letter words
+/// (`S E C R E T`) counts as one.
+pub fn count_words(text: &str, max: usize) -> usize {
+    let mut count = 0;
+    let mut length = 0;
+    let mut previous_single = false;
+    let mut end_word = |length: usize, count: &mut usize, previous_single: &mut bool| {
+        let single = length == 1;
+        if !(single && *previous_single) {
+            *count += 1;
+        }
+        *previous_single = single;
+    };
+    for c in text.chars() {
+        if is_word_char(c) {
+            length += 1;
+        } else if length > 0 {
+            end_word(length, &mut count, &mut previous_single);
+            length = 0;
+            if count >= max {
+                return count;
+            }
+        }
+    }
+    if length > 0 {
+        end_word(length, &mut count, &mut previous_single);
+    }
+    count
 }
 
 /// Look-alike digits and signs read as the letters they imitate.
@@ -267,6 +301,39 @@ impl Vocabulary {
             }),
             (None, None) => None,
         }
+    }
+
+    /// Whether the first word of `text` can begin a spelling that keeps or raises the level
+    /// (as it is, one edit away, abbreviated, run together with the next words, or a letter
+    /// of a spelled-out word) or a line label. A cheap test before reading the whole line.
+    pub fn could_begin(&self, text: &str, mode: Mode) -> bool {
+        let Some(first) = words(text, mode, 1).pop() else {
+            return false;
+        };
+        if mode == Mode::Resemble && first.canon.chars().nth(1).is_none() {
+            return true;
+        }
+        let (labels, canon) = self.line_label_words();
+        let labels = match mode {
+            Mode::Resemble => canon,
+            Mode::Exact => labels,
+        };
+        if labels.iter().any(|label| label[0] == first.canon) {
+            return true;
+        }
+        self.spellings().iter().any(|spelling| {
+            if self.is_lowering(spelling.level) {
+                return false;
+            }
+            let words = match mode {
+                Mode::Resemble => &spelling.canon,
+                Mode::Exact => &spelling.words,
+            };
+            let several = words.len() > 1;
+            let run_together =
+                mode == Mode::Resemble && several && first.canon.len() >= words[0].len() + 3;
+            run_together || word_resembles(&first.canon, &words[0], several, mode)
+        })
     }
 
     /// True when every token is a descriptor (`PERSONAL`, `LOCSEN`).
