@@ -88,7 +88,7 @@ pub fn count_words(text: &str, max: usize) -> usize {
     let mut count = 0;
     let mut length = 0;
     let mut previous_single = false;
-    let mut end_word = |length: usize, count: &mut usize, previous_single: &mut bool| {
+    let end_word = |length: usize, count: &mut usize, previous_single: &mut bool| {
         let single = length == 1;
         if !(single && *previous_single) {
             *count += 1;
