@@ -95,6 +95,19 @@ fn cases() -> Vec<Case> {
             || body("text/plain", &repeat("SECRT SENS\r\n", 16 * MIB)),
         ),
         (
+            "unique-short-lines",
+            "16 MiB of short lines, each different, that nearly spell a marking",
+            || {
+                let mut text = String::new();
+                let mut i = 0u32;
+                while text.len() < 16 * MIB - 32 {
+                    write!(text, "SECRT SENS {i}\r\n").unwrap();
+                    i += 1;
+                }
+                body("text/plain", &text)
+            },
+        ),
+        (
             "html-tags",
             "16 MiB of HTML: hidden elements and entities",
             || {

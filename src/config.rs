@@ -149,6 +149,10 @@ pub struct MarkingConfig {
     pub line_labels: Vec<String>,
     /// Everyday wording that resembles a marking but is none: `SECRET SANTA`.
     pub everyday_phrases: Vec<String>,
+    /// Words that make CONFIDENTIAL next to them (up to four words before or after) the
+    /// confidentiality of legal and commercial practice, read at the ceiling: `PRIVATE &
+    /// CONFIDENTIAL`, `CONFIDENTIAL - LEGALLY PRIVILEGED`.
+    pub confidential_qualifiers: Vec<String>,
     /// Microsoft Purview label GUID -> level name.
     pub msip_labels: BTreeMap<String, String>,
     /// Our own header stating the effective marking.
@@ -330,6 +334,8 @@ pub fn cjsm_levels() -> Vec<LevelConfig> {
             20,
             &[
                 "RESTRICTED",
+                // OFFICIAL-SENSITIVE's own word, standing apart (`[SENSITIVE] OFFICIAL: …`).
+                "SENSITIVE",
                 "PRIVATE",
                 "PRIVATE AND CONFIDENTIAL",
                 "STRICTLY PRIVATE AND CONFIDENTIAL",
@@ -371,15 +377,66 @@ impl Default for MarkingConfig {
                 "Classification",
                 "Protective Marking",
                 "Security Classification",
+                "Security Marking",
+                "Marking",
             ]
             .map(String::from)
             .to_vec(),
             everyday_phrases: [
                 "SECRET SANTA",
+                "SECRET BALLOT",
+                "SECRET RECORDING",
+                "SECRET RECORDINGS",
+                "SECRET SERVICE",
+                "SECRET INTELLIGENCE SERVICE",
+                "TRADE SECRET",
+                "TRADE SECRETS",
                 "PROTECTED DISCLOSURE",
                 "PROTECTED DISCLOSURES",
                 "PROTECTED CHARACTERISTIC",
                 "PROTECTED CHARACTERISTICS",
+                "PROTECTED PARTY",
+                "PROTECTED PARTIES",
+                "PROTECTED PERSON",
+                "PROTECTED PERSONS",
+                "PROTECTED WITNESS",
+                "PROTECTED WITNESSES",
+                "PROTECTED CONVERSATION",
+                "PROTECTED CONVERSATIONS",
+                "PROTECTED TENANCY",
+                // Words one letter away from a marking.
+                "PROJECTED",
+                "PROTESTED",
+                "PROTECTEE",
+                "PROTECTEES",
+                "PROTECTOR",
+                "SECRETE",
+                "SECRETED",
+            ]
+            .map(String::from)
+            .to_vec(),
+            confidential_qualifiers: [
+                "PRIVATE",
+                "PERSONAL",
+                "PRIVILEGED",
+                "PRIVILEGE",
+                "LEGALLY",
+                "LEGAL",
+                "PREJUDICE",
+                "HIGHLY",
+                "STRICTLY",
+                "COMMERCIAL",
+                "COMMERCIALLY",
+                "COMPANY",
+                "BUSINESS",
+                "CLIENT",
+                "SOLICITOR",
+                "ATTORNEY",
+                "ATTORNEYS",
+                "ADDRESSEE",
+                "MEDICAL",
+                "STAFF",
+                "WASTE",
             ]
             .map(String::from)
             .to_vec(),

@@ -569,8 +569,172 @@ fn everyday_wording() -> Vec<Case> {
     cases
 }
 
+/// Cases found by a red-team pass over the first version of this classifier.
+fn red_team() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for subject in [
+        "Operation Nightjar [SECRET UK EYES ONLY]",
+        "Plan [TOP SECRET//STRAP1]",
+        "[SECRET - Operation Nightjar]",
+        "[SECRET plan]",
+        "Budget [Classification: TOP SECRET]",
+        "OFFICIAL: plan [SECRET UK EYES ONLY]",
+        "OFFICIAL: \u{A731}\u{1D07}\u{1D04}\u{0280}\u{1D07}\u{1D1B} plan",
+        "OFFICIAL: \u{1F162}\u{1F154}\u{1F152}\u{1F161}\u{1F154}\u{1F163} plan",
+        "OFFICIAL: \u{1F182}\u{1F174}\u{1F172}\u{1F181}\u{1F174}\u{1F183} plan",
+        "OFFICIAL: \u{202E}TERCES\u{202C} plan",
+        "OFFICIAL: S\u{20AC}CR\u{20AC}T plan",
+        "OFFICIAL: SE\u{00A9}RET plan",
+        "OFFICIAL: CONF!DENT!AL plan",
+        "OFFICIAL: SEC-RET plan",
+        "OFFICIAL: SEC RET plan",
+        "OFFICIAL: S    E    C    R    E    T plan",
+        "OFFICIAL: S \u{2022} E \u{2022} C \u{2022} R \u{2022} E \u{2022} T plan",
+        "PROTECTED - Disclosure schedule R v Smith",
+        "PROTECTED: DISCLOSURE OF EVIDENCE",
+    ] {
+        cases.push(case(
+            format!("subject {subject:?}"),
+            with_subject(subject),
+            Want::AtLeast(30),
+        ));
+    }
+    for subject in [
+        "OFFICIAL: Official-Sensitive case file",
+        "OFFICIAL: Commercial in Confidence - tender",
+        "Budget Official-Sensitive [OFFICIAL]",
+        "OFFICIAL - PERSONAL - SENSITIVE: witness details",
+        "OFFICIAL: PERSONAL, SENSITIVE",
+        "[SENSITIVE] OFFICIAL: witness list",
+        "OFFICIAL: Bail [SENSITIVE]",
+        "Budget [SEC=OFFICIAL, Sensitive]",
+        "(OFFICIAL LOCSEN) witness list",
+    ] {
+        cases.push(case(
+            format!("subject {subject:?}"),
+            with_subject(subject),
+            NOT_LOWERED,
+        ));
+    }
+    for body in [
+        "SECRET - do not forward\r\nOperation details",
+        "TOP SECRET: Operation Nightjar briefing for the team, read and destroy after use\r\nDetails",
+        &format!("SECRET{}\r\nOperation details", " ".repeat(250)),
+        &format!("{}TOP SECRET\r\nOperation details", " ".repeat(200)),
+        "Security Marking: SECRET\r\nDear Sir",
+        "Classification level: SECRET\r\nDear Sir",
+        "Clasification: SECRET\r\nDear Sir",
+        "UK EYES ONLY - SECRET\r\nDear Sir",
+        "\u{A731}\u{1D07}\u{1D04}\u{0280}\u{1D07}\u{1D1B}\r\nDear Sir",
+        "\u{202E}TERCES\u{202C}\r\nDear Sir",
+    ] {
+        cases.push(case(
+            format!("body {body:?}"),
+            with_body(&format!("{body}\r\nRegards\r\nOFFICIAL")),
+            Want::AtLeast(40),
+        ));
+    }
+    for (name, body) in [
+        (
+            "OFFICIAL with a descriptor of OFFICIAL-SENSITIVE",
+            "OFFICIAL LOCSEN\r\nDear Sir",
+        ),
+        ("OFFICIAL-PERSONAL", "OFFICIAL-PERSONAL\r\nDear Sir"),
+        (
+            "a quoted OFFICIAL",
+            "Thanks, agreed.\r\n\r\n> Dear all,\r\n> the rota\r\n> OFFICIAL",
+        ),
+        ("lower case official", "Dear Sir,\r\nthe rota.\r\nofficial."),
+    ] {
+        cases.push(case(name, with_body(body), NOT_LOWERED));
+    }
+    let alternative = format!(
+        "From: <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nSubject: papers\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/alternative; boundary=a\r\n\r\n--a\r\nContent-Type: text/plain\r\n\r\n\
+         OFFICIAL\r\nsee the HTML\r\n--a\r\nContent-Type: text/html\r\n\r\n<p>Witness address: 1 High St</p>\r\n--a--\r\n"
+    );
+    cases.push(case(
+        "OFFICIAL only in the text alternative",
+        alternative,
+        NOT_LOWERED,
+    ));
+    let text_attachment = format!(
+        "From: <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nSubject: papers\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: text/plain\r\n\r\n\
+         Witness address: 1 High St\r\n--a\r\nContent-Type: text/plain; name=\"readme.txt\"\r\n\
+         Content-Disposition: attachment; filename=\"readme.txt\"\r\n\r\nOFFICIAL\r\nreadme\r\n--a--\r\n"
+    );
+    cases.push(case(
+        "OFFICIAL only in a text attachment",
+        text_attachment,
+        NOT_LOWERED,
+    ));
+    cases.push(case(
+        "OFFICIAL only in an attached message",
+        attached_without_official("Subject: OFFICIAL: canteen menu"),
+        NOT_LOWERED,
+    ));
+    for html in [
+        "<div x=a'>SECRET</div><div y=b'>Operation details</div>",
+        "<p>&#83&#69&#67&#82&#69&#84</p><p>Dear Sir</p>",
+        "Hello<details open><summary>SECRET</summary></details>World",
+        "<p style=\"text-transform:uppercase\">secret</p><p>Dear Sir</p>",
+        "<p>TOP SECRET<span style=\"display:none\"> with kind regards from the team</span></p><p>Plan</p>",
+        "<span style=\"display:block\">SECRET</span> Operation Nightjar briefing attached.",
+        "<p>Dear Sir</p><img alt=\"SECRET\" src=\"cid:x\">",
+    ] {
+        cases.push(case(format!("html {html:?}"), with_html(html), SECRET));
+    }
+    for html in [
+        "<style>.h{display:none}</style><p class=\"h\">OFFICIAL</p><p>Witness address: 1 High St</p>",
+        "<p style=\"position:absolute;left:-9999px\">OFFICIAL</p><p>Witness address: 1 High St</p>",
+        "<p style=\"color:#fefefe\">OFFICIAL</p><p>Witness address: 1 High St</p>",
+        "<p style=\"font-size:1pt\">OFFICIAL</p><p>Witness address: 1 High St</p>",
+        "<p style=\"display:/**/none\">OFFICIAL</p><p>Witness address: 1 High St</p>",
+        "<p>OFFICIAL<span x=a'>-SENSITIVE</span><span y=b'></span></p>",
+        "<style>.m::after{content:\"-SENSITIVE\"}</style><p class=\"m\">OFFICIAL</p>",
+    ] {
+        cases.push(case(format!("html {html:?}"), with_html(html), NOT_LOWERED));
+    }
+    for subject in [
+        "PRIVATE & CONFIDENTIAL",
+        "STRICTLY PRIVATE & CONFIDENTIAL",
+        "PERSONAL AND CONFIDENTIAL",
+        "HIGHLY CONFIDENTIAL - ATTORNEYS' EYES ONLY",
+        "CONFIDENTIAL - LEGALLY PRIVILEGED - R v Jones",
+        "LEGALLY PRIVILEGED & CONFIDENTIAL",
+        "WITHOUT PREJUDICE & CONFIDENTIAL",
+        "CONFIDENTIAL AND SUBJECT TO LEGAL PRIVILEGE",
+        "RE: PROJECTED COSTS SCHEDULE",
+        "PROTESTED BILL OF EXCHANGE",
+        "PROTECTED PARTY - LITIGATION FRIEND",
+        "PROTECTED CONVERSATION - J SMITH",
+        "RE: DVPO - PROTECTED PERSON DETAILS",
+        "RE: TRADE SECRET CLAIM",
+        "SECRET BALLOT",
+        "R V JONES - SECRET RECORDING EVIDENCE",
+    ] {
+        cases.push(case(
+            format!("everyday {subject:?}"),
+            with_subject(subject),
+            EVERYDAY,
+        ));
+    }
+    cases
+}
+
+fn attached_without_official(inner_headers: &str) -> Vec<u8> {
+    format!(
+        "From: <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nSubject: fwd\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\n\
+         see attached\r\n--b1\r\nContent-Type: message/rfc822\r\n\r\n{inner_headers}\r\n\r\nhello\r\n--b1--\r\n"
+    )
+    .into_bytes()
+}
+
 fn all_families() -> Vec<(&'static str, Vec<Case>)> {
     vec![
+        ("red team", red_team()),
         (
             "lowering needs the exact form",
             lowering_needs_the_exact_form(),

@@ -7,6 +7,11 @@ use super::resemble::{self, Mode, Reading};
 use super::vocab::{LevelId, Vocabulary};
 use super::{Found, max_reading};
 use std::borrow::Cow;
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+
+/// Lines remembered as read (see [`markings`]): 64 Ki hashes, about 1 MB.
+const MAX_REMEMBERED: usize = 64 * 1024;
 
 /// Which line of the part.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +104,7 @@ where
     let lasts = [last, last_before_end];
 
     let mut by_kind: [Option<Found>; 3] = [None, None, None];
+    let mut read: HashSet<u64> = HashSet::new();
     for (index, line) in lines.clone().enumerate() {
         let folded = fold(&line.text);
         if !folded.chars().any(char::is_alphanumeric) {
@@ -113,6 +119,19 @@ where
         } else {
             Line::Other
         };
+        // Another line read before says the same: hostile input repeats its lines by the
+        // million. (A bounded set of hashes; first and last lines are always read.)
+        if kind == Line::Other {
+            let mut hasher = std::hash::DefaultHasher::new();
+            line.text.hash(&mut hasher);
+            let hash = hasher.finish();
+            if read.contains(&hash) {
+                continue;
+            }
+            if read.len() < MAX_REMEMBERED {
+                read.insert(hash);
+            }
+        }
         let mut strict = match kind {
             Line::First | Line::Last => line_marking(&line.text, vocab),
             Line::Other => None,
@@ -133,19 +152,36 @@ where
             max_reading(vocab, readings.into_iter().map(|(found, _)| Some(found)))
                 .filter(|found| !vocab.is_lowering(found.level))
         });
+        // Under a right-to-left override the reader sees the line reversed.
+        let visual = super::normalize::fold_visual(&line.text)
+            .and_then(|visual| generous_line(&visual, vocab, Mode::Resemble))
+            .map(|level| Found {
+                level,
+                obfuscated: true,
+            });
+        // The first line can also be the last: report it once, as the first.
+        let slot = &mut by_kind[kind as usize];
+        // Whether the reading was obfuscated is asked only of a reading that raises this
+        // kind's finding: a thousand equal lines cost one exact reading, not a thousand.
+        let current = slot.map(|found| vocab.rank(found.level));
         let generous = generous_line(&folded, vocab, Mode::Resemble).map(|level| {
+            if current.is_some_and(|rank| rank >= vocab.rank(level)) {
+                return Found {
+                    level,
+                    obfuscated: true,
+                };
+            }
             Found::checked(vocab, level, || {
                 generous_line(&line.text, vocab, Mode::Exact)
             })
         });
-        // The first line can also be the last: report it once, as the first.
-        let slot = &mut by_kind[kind as usize];
         *slot = max_reading(
             vocab,
             [
                 *slot,
                 strict.map(Found::plain),
                 generous,
+                visual,
                 continued,
                 forwarded,
             ],
@@ -254,40 +290,78 @@ fn is_decoration(c: char) -> bool {
 /// descriptors (`OFFICIAL PERSONAL`, `[OFFICIAL]`), or a labelled line whose value is exactly
 /// that (`Classification: OFFICIAL`).
 pub fn line_marking(line: &str, vocab: &Vocabulary) -> Option<LevelId> {
+    // A quoted line is another message's: it may raise, never lower.
+    let quoted = line.trim_start().starts_with('>');
     let line = line.trim_matches(is_decoration);
-    let level = if let Some(value) = vocab.after_line_label(line) {
-        vocab.whole_marking(value.trim_matches(is_decoration))
-    } else {
-        let inner = line.trim_start_matches(['[', '(']).trim_start();
-        vocab
-            .best_match(inner, 0, |_, rest| vocab.only_descriptors(rest))
-            .map(|m| m.level)
+    // The marking itself: after a line label, or the whole line.
+    let value = vocab
+        .after_line_label(line)
+        .map(|value| value.trim_matches(is_decoration));
+    let level = match value {
+        Some(value) => vocab.whole_marking(value),
+        None => {
+            let inner = line.trim_start_matches(['[', '(']).trim_start();
+            vocab
+                .best_match(inner, 0, |m, rest| vocab.exact_tail(m, rest))
+                .map(|m| m.level)
+        }
     }?;
     // Above the ceiling, only the generous reading (which asks for capitals) decides.
-    (!vocab.above_ceiling(level)).then_some(level)
+    if vocab.above_ceiling(level) {
+        return None;
+    }
+    // A lowering marking stands in capitals (`OFFICIAL`), not in prose (`official.`), and
+    // is not quoted.
+    let marking = value.unwrap_or(line);
+    if vocab.is_lowering(level) && (quoted || marking.chars().any(char::is_lowercase)) {
+        return None;
+    }
+    Some(level)
 }
 
-/// The generous reading of a line: a labelled line (`Classification: SECRET//UK EYES`) in
-/// any case and whatever follows; otherwise a line that starts with a marking and holds
-/// nothing but descriptors after it or is all in capitals (`SECRET UK EYES ONLY`). Above the
-/// ceiling the marking must stand in capitals: a line `Confidential` is legal wording.
+/// The generous reading of a line (never lowering):
+/// - a labelled line, in any case and whatever follows: `Classification: SECRET//UK EYES`,
+///   `Security Marking - Secret`, `Classification level: SECRET` (a typo in the label too);
+/// - a line in capitals with at most a few words: a marking anywhere in it, as in the
+///   Subject (`UK EYES ONLY - SECRET`);
+/// - a line that starts with a marking (in capitals above the ceiling) and holds nothing but
+///   descriptors after it, or a delimiter right after it: `SECRET - do not forward`,
+///   `TOP SECRET: Operation Nightjar briefing …`.
 pub(super) fn generous_line(line: &str, vocab: &Vocabulary, mode: Mode) -> Option<LevelId> {
-    if line.len() > MAX_MARKING_LINE {
+    let line = line.trim();
+    // Only the start of a long line is read: the marking leads a marking line.
+    let mut cut = line.len().min(MAX_MARKING_LINE);
+    while !line.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let head = &line[..cut];
+    let short = line.len() <= MAX_MARKING_LINE
+        && resemble::count_words(line, MAX_MARKING_TOKENS + 1) <= MAX_MARKING_TOKENS;
+    let in_capitals = short && {
+        let upper = line.chars().filter(|c| c.is_uppercase()).count();
+        let lower = line.chars().filter(|c| c.is_lowercase()).count();
+        upper >= 2 && (lower == 0 || upper >= 4 * lower)
+    };
+    // A cheap refusal first: prose does not begin with a word that can begin a spelling.
+    if !in_capitals && !vocab.could_begin(head, mode) {
         return None;
     }
-    // Cheap refusals first: prose has many words, and a marking line begins with a word
-    // that can begin a spelling or a line label.
-    if resemble::count_words(line, MAX_MARKING_TOKENS + 1) > MAX_MARKING_TOKENS
-        || !vocab.could_begin(line, mode)
-    {
-        return None;
-    }
-    let tokens = resemble::tokens(line, mode, MAX_MARKING_TOKENS + 1);
+    let tokens = resemble::tokens(head, mode, MAX_MARKING_TOKENS + 1);
     if let Some(at) = vocab.after_label_tokens(&tokens, mode) {
-        return match vocab.reading_at(&tokens, at, mode)? {
-            Reading::Level { level, .. } => Some(level),
-            Reading::Everyday { .. } => None,
-        };
+        // The value follows the label, perhaps after a word or two (`Classification level:`).
+        let value = (at..tokens.len().min(at + 3)).find_map(|at| {
+            match vocab.reading_at(&tokens, at, mode)? {
+                Reading::Level { level, .. } => Some(level),
+                Reading::Everyday { .. } => None,
+            }
+        });
+        if value.is_some() {
+            return value;
+        }
+    }
+    if in_capitals {
+        // The whole line was read, its start included.
+        return resemble::highest_in_capitals(vocab, &tokens, mode);
     }
     let Reading::Level {
         level,
@@ -300,12 +374,15 @@ pub(super) fn generous_line(line: &str, vocab: &Vocabulary, mode: Mode) -> Optio
     if vocab.above_ceiling(level) && !capitals {
         return None;
     }
-    if vocab.all_descriptors(&tokens[end..]) {
+    if short && vocab.all_descriptors(&tokens[end..]) {
         return Some(level);
     }
-    let upper: usize = line.chars().filter(|c| c.is_uppercase()).count();
-    let lower: usize = line.chars().filter(|c| c.is_lowercase()).count();
-    (lower == 0 || upper >= 4 * lower).then_some(level)
+    let after = head[tokens[end - 1].end..].trim_start();
+    let delimited = after
+        .chars()
+        .next()
+        .is_some_and(|c| ":/|=".contains(c) || c == '-' || super::vocab::is_dash(c));
+    delimited.then_some(level)
 }
 
 #[cfg(test)]
@@ -369,7 +446,13 @@ mod tests {
             ("SECRET UK EYES ONLY\nbody", secret(Line::First)),
             ("> SECRET\nbody", secret(Line::First)),
             // A lowering line continued on the next line is no exact form.
-            ("OFFICIAL\nSENSITIVE\nDear Sir", os(Line::First)),
+            (
+                "OFFICIAL\nSENSITIVE\nDear Sir",
+                vec![
+                    ("OFFICIAL-SENSITIVE".into(), Line::First),
+                    ("OFFICIAL-SENSITIVE".into(), Line::Other),
+                ],
+            ),
             ("OFFICIAL \nSENS\nDear Sir", os(Line::First)),
             ("OFFICIAL\nDear Sir", official(Line::First)),
             // A message forwarded inline carries its own marking.

@@ -13,8 +13,11 @@ const BLOCKS: &[&str] = &[
     "aside",
     "blockquote",
     "br",
+    "caption",
     "center",
     "dd",
+    "details",
+    "dialog",
     "div",
     "dl",
     "dt",
@@ -30,14 +33,21 @@ const BLOCKS: &[&str] = &[
     "h5",
     "h6",
     "header",
+    "hgroup",
     "hr",
+    "legend",
     "li",
     "main",
+    "menu",
     "nav",
     "ol",
+    "optgroup",
+    "option",
     "p",
     "pre",
+    "search",
     "section",
+    "summary",
     "table",
     "tbody",
     "td",
@@ -61,37 +71,81 @@ const UNSEEN: &[&str] = &["head", "title", "script", "style", "template", "noscr
 /// Open elements kept; deeper nesting is read as if flat (hidden stays hidden).
 const MAX_DEPTH: usize = 256;
 
+/// The bytes of a line kept: a marking line is short, and only its start is read.
+const MAX_LINE: usize = 4096;
+
+/// Open elements: what each means for the text inside it.
+struct Element {
+    name: String,
+    hidden: bool,
+    block: bool,
+    upper: bool,
+}
+
+/// Markup that shows the reader text the markup does not hold, or holds it in another order:
+/// generated content (`content:` in CSS), right-to-left overrides, `<plaintext>`. Where it
+/// stands, no line of the part may lower the message.
+const REORDERING: &[&str] = &[
+    "content:",
+    "::before",
+    "::after",
+    ":before",
+    ":after",
+    "direction:rtl",
+    "direction: rtl",
+    "dir=\"rtl\"",
+    "dir='rtl'",
+    "dir=rtl",
+    "row-reverse",
+    "column-reverse",
+    "<plaintext",
+    "<bdo",
+    "<xmp",
+];
+
+static REORDERING_FINDER: std::sync::LazyLock<aho_corasick::AhoCorasick> =
+    std::sync::LazyLock::new(|| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(REORDERING)
+            .expect("fixed patterns")
+    });
+
 /// The lines of `html`.
 pub fn lines(html: &str) -> Vec<TextLine<'static>> {
-    let mut out = Lines::default();
-    // (name, hidden) of the open elements.
-    let mut open: Vec<(String, bool)> = Vec::new();
+    let style = hidden_by_style_sheets(html);
+    let mut out = Lines {
+        hide_everything: REORDERING_FINDER.is_match(html),
+        ..Lines::default()
+    };
+    let mut open: Vec<Element> = Vec::new();
     let mut hidden_depth = 0usize;
+    let mut upper_depth = 0usize;
     let mut rest = html;
     while !rest.is_empty() {
         let Some(lt) = rest.find('<') else {
-            out.text(rest, hidden_depth > 0);
+            out.text(rest, hidden_depth > 0, upper_depth > 0);
             break;
         };
-        out.text(&rest[..lt], hidden_depth > 0);
+        out.text(&rest[..lt], hidden_depth > 0, upper_depth > 0);
         rest = &rest[lt..];
         if let Some(comment) = rest.strip_prefix("<!--") {
             let end = comment.find("-->").unwrap_or(comment.len());
             out.break_line();
-            out.text(&comment[..end], true);
+            out.text(&comment[..end], true, false);
             out.break_line();
             rest = comment.get(end + 3..).unwrap_or("");
             continue;
         }
         if !opens_tag(rest) {
             // A `<` that opens no tag is text.
-            out.text("<", hidden_depth > 0);
+            out.text("<", hidden_depth > 0, upper_depth > 0);
             rest = &rest[1..];
             continue;
         }
         let Some(gt) = tag_end(rest) else {
             // A tag that never ends: the rest is read as text (and one scan stays linear).
-            out.text(rest, hidden_depth > 0);
+            out.text(rest, hidden_depth > 0, upper_depth > 0);
             break;
         };
         let tag = &rest[1..gt];
@@ -105,31 +159,229 @@ pub fn lines(html: &str) -> Vec<TextLine<'static>> {
         if name.is_empty() || name.starts_with('!') || name.starts_with('?') {
             continue;
         }
-        if BLOCKS.contains(&name.as_str()) {
-            out.break_line();
-        }
         if closing {
-            if let Some(at) = open.iter().rposition(|(n, _)| *n == name) {
-                for (_, hidden) in open.drain(at..) {
-                    hidden_depth -= usize::from(hidden);
+            if let Some(at) = open.iter().rposition(|e| e.name == name) {
+                let mut block = BLOCKS.contains(&name.as_str());
+                for element in open.drain(at..) {
+                    hidden_depth -= usize::from(element.hidden);
+                    upper_depth -= usize::from(element.upper);
+                    block |= element.block;
                 }
+                if block {
+                    out.break_line();
+                }
+            } else if BLOCKS.contains(&name.as_str()) {
+                out.break_line();
             }
             continue;
+        }
+        let attributes = &body[name_end..];
+        let squeezed = squeezed_style(attributes);
+        let block = BLOCKS.contains(&name.as_str())
+            || [
+                "display:block",
+                "display:flex",
+                "display:grid",
+                "display:list-item",
+                "display:table",
+            ]
+            .iter()
+            .any(|d| squeezed.contains(d));
+        if block {
+            out.break_line();
+        }
+        // An image's text stands in for it when images are not shown (Outlook's default).
+        if let Some(alt) = matches!(name.as_str(), "img" | "area" | "input")
+            .then(|| attribute(attributes, "alt"))
+            .flatten()
+        {
+            out.break_line();
+            out.text(alt, true, false);
+            out.break_line();
         }
         let self_closing = body.trim_end().ends_with('/');
         if VOID.contains(&name.as_str()) || self_closing {
             continue;
         }
-        let hidden = UNSEEN.contains(&name.as_str()) || hides(&body[name_end..]);
+        let hidden = UNSEEN.contains(&name.as_str())
+            || hides(attributes, &squeezed)
+            || style.hides(&name, attributes)
+            || (name == "details"
+                && attribute(attributes, "open").is_none()
+                && !has_word(attributes, "open"));
+        let upper = squeezed.contains("text-transform:uppercase");
         if open.len() < MAX_DEPTH {
-            open.push((name, hidden));
+            open.push(Element {
+                name,
+                hidden,
+                block,
+                upper,
+            });
             hidden_depth += usize::from(hidden);
+            upper_depth += usize::from(upper);
         } else if hidden {
             // Too deep to track its end: what follows is treated as hidden (never lowers).
             hidden_depth += 1;
         }
     }
     out.finish()
+}
+
+/// The `style` attribute (and any `color` or `hidden` attribute) with spaces and CSS
+/// comments removed, lower-cased: `display:/**/none` is `display:none`.
+fn squeezed_style(attributes: &str) -> String {
+    let style = attribute(attributes, "style").unwrap_or("");
+    let color = attribute(attributes, "color")
+        .map(|c| format!(";color:{c}"))
+        .unwrap_or_default();
+    squeeze_css(&format!("{style}{color}"))
+}
+
+fn squeeze_css(css: &str) -> String {
+    let mut out = String::with_capacity(css.len());
+    let mut rest = css;
+    while let Some(at) = rest.find("/*") {
+        out.push_str(&rest[..at]);
+        rest = rest[at + 2..]
+            .find("*/")
+            .map_or("", |end| &rest[at + 2 + end + 2..]);
+    }
+    out.push_str(rest);
+    out.chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+/// The value of attribute `name` (quoted or not), when the tag has it.
+fn attribute<'a>(attributes: &'a str, name: &str) -> Option<&'a str> {
+    let bytes = attributes.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        // Skip to the next attribute name.
+        while at < bytes.len() && (bytes[at].is_ascii_whitespace() || bytes[at] == b'/') {
+            at += 1;
+        }
+        let name_start = at;
+        while at < bytes.len()
+            && !bytes[at].is_ascii_whitespace()
+            && bytes[at] != b'='
+            && bytes[at] != b'/'
+        {
+            at += 1;
+        }
+        let this = &attributes[name_start..at];
+        while at < bytes.len() && bytes[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        let mut value = None;
+        if at < bytes.len() && bytes[at] == b'=' {
+            at += 1;
+            while at < bytes.len() && bytes[at].is_ascii_whitespace() {
+                at += 1;
+            }
+            let (start, end) = match bytes.get(at) {
+                Some(&q @ (b'"' | b'\'')) => {
+                    let end = attributes[at + 1..]
+                        .find(q as char)
+                        .map_or(bytes.len(), |e| at + 1 + e);
+                    (at + 1, end)
+                }
+                _ => {
+                    let end = attributes[at..]
+                        .find(|c: char| c.is_ascii_whitespace())
+                        .map_or(bytes.len(), |e| at + e);
+                    (at, end)
+                }
+            };
+            value = Some(&attributes[start..end]);
+            at = end + 1;
+        }
+        if this.eq_ignore_ascii_case(name) {
+            return Some(value.unwrap_or(""));
+        }
+        if at == name_start {
+            at += 1;
+        }
+    }
+    None
+}
+
+fn has_word(attributes: &str, word: &str) -> bool {
+    attributes
+        .split(|c: char| c.is_whitespace() || c == '/')
+        .any(|a| a.eq_ignore_ascii_case(word))
+}
+
+/// Classes, ids and element names a `<style>` sheet of the part hides.
+#[derive(Default)]
+struct StyleSheets {
+    classes: Vec<String>,
+    ids: Vec<String>,
+    elements: Vec<String>,
+}
+
+impl StyleSheets {
+    fn hides(&self, name: &str, attributes: &str) -> bool {
+        if self.classes.is_empty() && self.ids.is_empty() && self.elements.is_empty() {
+            return false;
+        }
+        if self.elements.iter().any(|e| e == name) {
+            return true;
+        }
+        let classes = attribute(attributes, "class").unwrap_or("");
+        let id = attribute(attributes, "id").unwrap_or("");
+        classes
+            .split_whitespace()
+            .any(|c| self.classes.iter().any(|h| h.eq_ignore_ascii_case(c)))
+            || (!id.is_empty() && self.ids.iter().any(|h| h.eq_ignore_ascii_case(id)))
+    }
+}
+
+/// The simple selectors (`.class`, `#id`, `element`) whose rules in the part's `<style>`
+/// sheets hide what they select. Bounded: at most 256 of each.
+fn hidden_by_style_sheets(html: &str) -> StyleSheets {
+    let mut sheets = StyleSheets::default();
+    let mut rest = html;
+    while let Some(at) = find_ignore_case(rest, "<style") {
+        let sheet = &rest[at..];
+        let Some(open) = sheet.find('>') else { break };
+        let body = &sheet[open + 1..];
+        let end = find_ignore_case(body, "</style").unwrap_or(body.len());
+        for rule in body[..end].split('}') {
+            let Some((selectors, declarations)) = rule.split_once('{') else {
+                continue;
+            };
+            if !hides("", &squeeze_css(declarations)) {
+                continue;
+            }
+            for selector in selectors.split(',') {
+                let selector = selector.trim();
+                let list = match selector.chars().next() {
+                    Some('.') => &mut sheets.classes,
+                    Some('#') => &mut sheets.ids,
+                    Some(c) if c.is_ascii_alphabetic() => &mut sheets.elements,
+                    _ => continue,
+                };
+                let name = selector.trim_start_matches(['.', '#']);
+                if list.len() < 256
+                    && name
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+                {
+                    list.push(name.to_ascii_lowercase());
+                }
+            }
+        }
+        rest = &body[end..];
+    }
+    sheets
+}
+
+fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
+    let (hay, needle) = (haystack.as_bytes(), needle.as_bytes());
+    (0..hay.len().saturating_sub(needle.len() - 1))
+        .find(|&at| hay[at..at + needle.len()].eq_ignore_ascii_case(needle))
 }
 
 /// `<` followed by a letter, `/`, `!` or `?`.
@@ -140,60 +392,101 @@ fn opens_tag(text: &str) -> bool {
         .is_some_and(|c| c.is_ascii_alphabetic() || "/!?".contains(c))
 }
 
-/// The end of the tag that starts `text` (at `<`), skipping `>` inside quoted attributes.
+/// The end of the tag that starts `text` (at `<`). As browsers read it: a quote opens a
+/// quoted value only right after `=`; anywhere else (`<div x=a'>`) it is a character.
 fn tag_end(text: &str) -> Option<usize> {
-    let mut quote: Option<char> = None;
-    for (at, c) in text.char_indices().skip(1) {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '>') => return Some(at),
-            _ => {}
+    let bytes = text.as_bytes();
+    let mut at = 1;
+    let mut after_equals = false;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'>' => return Some(at),
+            b'=' => after_equals = true,
+            q @ (b'"' | b'\'') if after_equals => {
+                at += 1 + text[at + 1..].find(q as char)?;
+                after_equals = false;
+            }
+            b if b.is_ascii_whitespace() => {}
+            _ => after_equals = false,
         }
+        at += 1;
     }
     None
 }
 
-/// Attributes that hide an element: `hidden` (`aria-hidden` is not: screen readers only),
-/// a style with `display:none`, `visibility:hidden`, a zero font size, height or opacity,
-/// `mso-hide:all`, white or transparent text.
-fn hides(attributes: &str) -> bool {
-    let squeezed: String = attributes
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    let hidden_attribute = attributes
-        .split(|c: char| c.is_whitespace() || c == '/')
-        .any(|a| a.eq_ignore_ascii_case("hidden") || a.to_ascii_lowercase().starts_with("hidden="));
-    hidden_attribute
-        || [
-            "display:none",
-            "visibility:hidden",
-            "font-size:0",
-            "font-size:1px",
-            "max-height:0",
-            "height:0",
-            "opacity:0",
-            "mso-hide:all",
-            "color:transparent",
-            // White text: on the usual white background nobody reads it.
-            "color:#fff",
-            "color:white",
-            "color:rgb(255,255,255)",
-            "color=\"#fff",
-            "color=#fff",
-            "color=\"white",
-            "color=white",
-        ]
-        .iter()
-        .any(|style| squeezed.contains(style))
+/// Attributes and styles that hide an element: `hidden` (`aria-hidden` is not: screen
+/// readers only), `display:none`, `visibility:hidden`, a zero or tiny size, zero opacity,
+/// `mso-hide:all`, clipping or moving it out of view, white or near-white text.
+fn hides(attributes: &str, squeezed_style: &str) -> bool {
+    if has_word(attributes, "hidden") || attribute(attributes, "hidden").is_some() {
+        return true;
+    }
+    const HIDING: &[&str] = &[
+        "display:none",
+        "visibility:hidden",
+        "visibility:collapse",
+        "font-size:0",
+        "font-size:1px",
+        "font-size:1pt",
+        "font-size:2px",
+        "font-size:xx-small",
+        "max-height:0",
+        "height:0",
+        "width:0",
+        "line-height:0",
+        "opacity:0",
+        "mso-hide:all",
+        "color:transparent",
+        "clip:rect(0",
+        "clip-path:inset(50%",
+        "scale(0",
+        "left:-",
+        "top:-",
+        "text-indent:-",
+    ];
+    HIDING.iter().any(|h| squeezed_style.contains(h)) || light_text(squeezed_style)
 }
 
-/// Numeric character references to NUL, a surrogate or past U+10FFFF read as U+FFFD, as a
-/// browser reads them (the entity decoder would leave them as text, `&#0;SECRET`).
-fn invalid_references_replaced(text: &str) -> Cow<'_, str> {
+/// Text colour white or nearly so: on the usual white background nobody reads it.
+fn light_text(style: &str) -> bool {
+    style.split(';').any(|declaration| {
+        let Some(value) = declaration.strip_prefix("color:") else {
+            return false;
+        };
+        let value = value.trim_matches(['"', '\'']);
+        if value == "white" || value == "snow" || value == "ivory" {
+            return true;
+        }
+        let channels: Vec<u32> = if let Some(hex) = value.strip_prefix('#') {
+            match hex.len() {
+                3 => hex
+                    .chars()
+                    .filter_map(|c| c.to_digit(16).map(|d| d * 17))
+                    .collect(),
+                6 => (0..3)
+                    .filter_map(|i| u32::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok())
+                    .collect(),
+                _ => return false,
+            }
+        } else if let Some(rgb) = value
+            .strip_prefix("rgb(")
+            .or_else(|| value.strip_prefix("rgba("))
+        {
+            rgb.split([',', ')', '/'])
+                .take(3)
+                .filter_map(|v| v.parse().ok())
+                .collect()
+        } else {
+            return false;
+        };
+        channels.len() == 3 && channels.iter().all(|&c| c >= 0xF0)
+    })
+}
+
+/// Numeric character references decoded as a browser decodes them: with or without the
+/// final `;` (`&#83&#69`), and NUL, a surrogate or a value past U+10FFFF as U+FFFD (the
+/// entity decoder would leave those as text: `&#0;SECRET`). Named ones are left to it.
+fn numeric_references_decoded(text: &str) -> Cow<'_, str> {
     if !text.contains("&#") {
         return Cow::Borrowed(text);
     }
@@ -202,30 +495,27 @@ fn invalid_references_replaced(text: &str) -> Cow<'_, str> {
     while let Some(at) = rest.find("&#") {
         out.push_str(&rest[..at]);
         let after = &rest[at + 2..];
-        let (hex, digits_at) = match after.strip_prefix(['x', 'X']) {
-            Some(_) => (true, 1),
-            None => (false, 0),
+        let (radix, digits_at) = match after.strip_prefix(['x', 'X']) {
+            Some(_) => (16, 1),
+            None => (10, 0),
         };
         let digits = &after[digits_at..];
         let len = digits
-            .find(|c: char| {
-                !(if hex {
-                    c.is_ascii_hexdigit()
-                } else {
-                    c.is_ascii_digit()
-                })
-            })
+            .find(|c: char| !c.is_digit(radix))
             .unwrap_or(digits.len());
-        let value = u32::from_str_radix(&digits[..len.min(8)], if hex { 16 } else { 10 }).ok();
-        let invalid = len > 0 && value.is_none_or(|v| char::from_u32(v).is_none() || v == 0);
-        if invalid {
-            out.push('\u{FFFD}');
-            let end = digits_at + len;
-            rest = after[end..].strip_prefix(';').unwrap_or(&after[end..]);
-        } else {
+        if len == 0 {
             out.push_str("&#");
             rest = after;
+            continue;
         }
+        let value = u32::from_str_radix(&digits[..len.min(8)], radix).ok();
+        let decoded = value
+            .filter(|&v| v != 0 && len <= 8)
+            .and_then(char::from_u32)
+            .unwrap_or('\u{FFFD}');
+        out.push(decoded);
+        let end = digits_at + len;
+        rest = after[end..].strip_prefix(';').unwrap_or(&after[end..]);
     }
     out.push_str(rest);
     Cow::Owned(out)
@@ -234,34 +524,68 @@ fn invalid_references_replaced(text: &str) -> Cow<'_, str> {
 #[derive(Default)]
 struct Lines {
     done: Vec<TextLine<'static>>,
+    /// The line as read, hidden text included (its first `MAX_LINE` bytes).
     current: String,
+    /// The same line as shown, without its hidden text, once the line has hidden text.
+    shown: Option<String>,
     hidden: bool,
+    /// Markup reorders or generates text (see `REORDERING`): every line counts as hidden.
+    hide_everything: bool,
 }
 
 impl Lines {
-    fn text(&mut self, text: &str, hidden: bool) {
+    fn text(&mut self, text: &str, hidden: bool, upper: bool) {
         if text.is_empty() {
             return;
         }
-        let text = invalid_references_replaced(text);
+        let text = numeric_references_decoded(text);
         let decoded = html_escape::decode_html_entities(&text);
         // Line ends inside text are spaces in HTML, except in `<pre>`; either way a marking
         // split over source lines is still one line to the reader.
+        let has_text = decoded.chars().any(|c| !c.is_whitespace());
+        if hidden && has_text && self.shown.is_none() {
+            // Hidden text arrives: what the line held so far is what is shown of it.
+            self.shown = Some(self.current.clone());
+        }
         for c in decoded.chars() {
-            self.current
-                .push(if c == '\n' || c == '\r' { ' ' } else { c });
+            // A marking line is short: the rest of a long line is not kept.
+            if self.current.len() >= MAX_LINE {
+                break;
+            }
+            let c = if c == '\n' || c == '\r' { ' ' } else { c };
+            for u in std::iter::once(c).flat_map(|c| {
+                // `text-transform: uppercase`: the reader sees capitals.
+                let upper = if upper { Some(c.to_uppercase()) } else { None };
+                let plain = if upper.is_none() { Some(c) } else { None };
+                upper.into_iter().flatten().chain(plain)
+            }) {
+                self.current.push(u);
+                if !hidden && let Some(shown) = &mut self.shown {
+                    shown.push(u);
+                }
+            }
         }
         self.hidden |= hidden && decoded.chars().any(|c| !c.is_whitespace());
     }
 
     fn break_line(&mut self) {
         if !self.current.trim().is_empty() {
+            let hidden = self.hidden || self.hide_everything;
             self.done.push(TextLine {
                 text: Cow::Owned(std::mem::take(&mut self.current)),
-                hidden: self.hidden,
+                hidden,
             });
+            // A line that mixes hidden and shown text is read both ways: as read (it may
+            // raise) and as shown (`TOP SECRET` without a hidden tail of prose).
+            if let Some(shown) = self.shown.take().filter(|s| !s.trim().is_empty()) {
+                self.done.push(TextLine {
+                    text: Cow::Owned(shown),
+                    hidden: self.hide_everything,
+                });
+            }
         }
         self.current.clear();
+        self.shown = None;
         self.hidden = false;
     }
 
@@ -339,6 +663,54 @@ mod tests {
         assert!(l[0].1);
         let l = shown("<span style='font-size:0'>SEC</span>RET");
         assert_eq!(l[0], ("SECRET".to_string(), true));
+    }
+
+    #[test]
+    fn read_as_a_browser_shows_it() {
+        // A quote inside an unquoted value is a character, not the start of a quoted value.
+        assert!(
+            shown("<div x=a'>SECRET</div><div y=b'>x</div>")
+                .iter()
+                .any(|(t, _)| t == "SECRET")
+        );
+        assert_eq!(shown("<p>&#83&#69&#67&#82&#69&#84</p>")[0].0, "SECRET");
+        assert_eq!(
+            shown("<p style=\"text-transform: uppercase\">secret</p>")[0].0,
+            "SECRET"
+        );
+        assert_eq!(
+            shown("<span style=\"display:block\">SECRET</span> tail")[0].0,
+            "SECRET"
+        );
+        assert!(shown("<p>x</p><img alt=\"SECRET\" src=y>").contains(&("SECRET".into(), true)));
+        // Text shown beside hidden text is read alone too.
+        let l = shown("<p>TOP SECRET<span style=\"display:none\"> with kind regards</span></p>");
+        assert!(
+            l.contains(&("TOP SECRET with kind regards".into(), true)),
+            "{l:?}"
+        );
+        assert!(l.contains(&("TOP SECRET".into(), false)), "{l:?}");
+    }
+
+    #[test]
+    fn hidden_by_class_colour_position_and_size() {
+        for html in [
+            "<style>.h { display: none }</style><p class=\"x h\">OFFICIAL</p>",
+            "<style>#h{visibility:hidden}</style><p id=h>OFFICIAL</p>",
+            "<p style=\"position:absolute;left:-9999px\">OFFICIAL</p>",
+            "<p style=\"color:#fefefe\">OFFICIAL</p>",
+            "<p style=\"color: rgb(250, 250, 250)\">OFFICIAL</p>",
+            "<p style=\"font-size:1pt\">OFFICIAL</p>",
+            "<p style=\"display:/**/none\">OFFICIAL</p>",
+            "<details><p>OFFICIAL</p></details>",
+        ] {
+            let l = shown(html);
+            assert!(l.iter().all(|(_, hidden)| *hidden), "{html}: {l:?}");
+        }
+        assert!(!shown("<p style=\"color:#333333\">OFFICIAL</p>")[0].1);
+        // Generated or reordered text: no line of the part may lower.
+        let l = shown("<style>.m::after{content:\"-SENSITIVE\"}</style><p class=m>OFFICIAL</p>");
+        assert!(l.iter().all(|(_, hidden)| *hidden), "{l:?}");
     }
 
     #[test]

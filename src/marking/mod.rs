@@ -153,6 +153,7 @@ pub fn classify(
         limits_exceeded: Vec::new(),
         ambiguous: Vec::new(),
         parts_seen: 0,
+        may_lower: true,
     };
     let mut subject = None;
     // The parser promises not to panic; should it break that promise, the message is
@@ -242,10 +243,18 @@ struct Scan<'a> {
     limits_exceeded: Vec<String>,
     ambiguous: Vec<String>,
     parts_seen: usize,
+    /// Findings here may lower the message (see [`Scan::add`]).
+    may_lower: bool,
 }
 
 impl Scan<'_> {
     fn add(&mut self, prefix: &str, source: &str, found: Found) {
+        // A lowering marking counts only where it marks this message: its own headers and
+        // the body its reader is shown. Not an attached message's, not an attachment, not
+        // the text alternative of an HTML message.
+        if self.vocab.is_lowering(found.level) && !self.may_lower {
+            return;
+        }
         self.found.push(Finding {
             level: found.level,
             source: format!("{prefix}{source}"),
@@ -261,9 +270,16 @@ impl Scan<'_> {
     }
 
     fn message(&mut self, message: &Message, prefix: &str, depth: usize) {
+        self.may_lower = depth == 0;
         self.headers(message, prefix);
+        let displayed = if message.html_body.is_empty() {
+            &message.text_body
+        } else {
+            &message.html_body
+        };
         let mut attachment = 0;
-        for part in &message.parts {
+        for (index, part) in message.parts.iter().enumerate() {
+            self.may_lower = depth == 0 && displayed.contains(&(index as u32));
             self.parts_seen += 1;
             if self.parts_seen > self.limits.max_parts {
                 self.limits_exceeded

@@ -57,6 +57,20 @@ fn fold_char(c: char, out: &mut String) {
         }
         _ => {}
     }
+    if let Some(capital) = small_capital(c) {
+        return out.push(capital);
+    }
+    // Letters drawn as symbols, which NFKC leaves alone: negative circled and squared
+    // letters (🅢, 🆂) and regional indicators (🇸): read as the capitals they show.
+    for (first, last) in [
+        ('\u{1F150}', '\u{1F169}'),
+        ('\u{1F170}', '\u{1F189}'),
+        ('\u{1F1E6}', '\u{1F1FF}'),
+    ] {
+        if (first..=last).contains(&c) {
+            return out.push(char::from(b'A' + (c as u32 - first as u32) as u8));
+        }
+    }
     match c.general_category() {
         GeneralCategory::Format
         | GeneralCategory::Control
@@ -90,6 +104,60 @@ fn fold_char(c: char, out: &mut String) {
     }
 }
 
+/// Latin small capitals (`ꜱᴇᴄʀᴇᴛ`): lower-case letters by their Unicode category, capitals
+/// to the eye, and not all in the confusables data. Read as the capitals they show.
+fn small_capital(c: char) -> Option<char> {
+    Some(match c {
+        '\u{1D00}' => 'A',
+        '\u{0299}' | '\u{1D03}' => 'B',
+        '\u{1D04}' => 'C',
+        '\u{1D05}' | '\u{1D06}' => 'D',
+        '\u{1D07}' => 'E',
+        '\u{A730}' => 'F',
+        '\u{0262}' => 'G',
+        '\u{029C}' => 'H',
+        '\u{026A}' => 'I',
+        '\u{1D0A}' => 'J',
+        '\u{1D0B}' => 'K',
+        '\u{029F}' | '\u{1D0C}' => 'L',
+        '\u{1D0D}' => 'M',
+        '\u{0274}' | '\u{1D0E}' => 'N',
+        '\u{1D0F}' => 'O',
+        '\u{1D18}' => 'P',
+        '\u{A7AF}' => 'Q',
+        '\u{0280}' | '\u{1D19}' | '\u{1D1A}' => 'R',
+        '\u{A731}' => 'S',
+        '\u{1D1B}' => 'T',
+        '\u{1D1C}' => 'U',
+        '\u{1D20}' => 'V',
+        '\u{1D21}' => 'W',
+        '\u{028F}' => 'Y',
+        '\u{1D22}' => 'Z',
+        _ => return None,
+    })
+}
+
+/// The text in the order a reader sees it when it holds a right-to-left override (U+202E):
+/// each overridden run up to its pop (U+202C) or the end of the line is reversed, so
+/// `\u{202E}TERCES` reads `SECRET`. `None` when there is no override. (`fold` keeps the
+/// logical order and removes the controls; both readings are taken, the higher wins.)
+pub fn fold_visual(text: &str) -> Option<String> {
+    if !text.contains('\u{202E}') {
+        return None;
+    }
+    let mut visual = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('\u{202E}') {
+        visual.push_str(&rest[..at]);
+        let run = &rest[at + '\u{202E}'.len_utf8()..];
+        let end = run.find(['\u{202C}', '\n']).unwrap_or(run.len());
+        visual.extend(run[..end].chars().rev());
+        rest = &run[end..];
+    }
+    visual.push_str(rest);
+    Some(fold(&visual).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,10 +187,29 @@ mod tests {
             ("a\u{2028}b\u{2029}c\u{0085}d\x0Ce\rf", "a\nb\nc\nd\ne\nf"),
             ("ﬁle", "file"),
             ("SEC\u{FFFD}RET", "SECRET"),
+            ("\u{A731}\u{1D07}\u{1D04}\u{0280}\u{1D07}\u{1D1B}", "SECRET"),
+            (
+                "\u{1F162}\u{1F154}\u{1F152}\u{1F161}\u{1F154}\u{1F163}",
+                "SECRET",
+            ),
+            (
+                "\u{1F182}\u{1F174}\u{1F172}\u{1F181}\u{1F174}\u{1F183}",
+                "SECRET",
+            ),
+            ("\u{1F1F8}\u{1F1EA}\u{1F1E8}", "SEC"),
         ];
         for (text, want) in cases {
             assert_eq!(fold(text), want, "{text:?}");
         }
+    }
+
+    #[test]
+    fn visual_order() {
+        assert_eq!(
+            fold_visual("plan \u{202E}TERCES\u{202C} now").as_deref(),
+            Some("plan SECRET now")
+        );
+        assert_eq!(fold_visual("SECRET"), None);
     }
 
     #[test]

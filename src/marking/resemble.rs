@@ -18,6 +18,8 @@ pub struct Token {
     pub canon: String,
     upper: usize,
     letters: usize,
+    /// Only spaces stand between this word and the one before.
+    spaced: bool,
 }
 
 /// How close a reading has to be.
@@ -40,19 +42,34 @@ pub fn tokens(text: &str, mode: Mode, max: usize) -> Vec<Token> {
 
 /// The words of `text`, each as it stands.
 fn words(text: &str, mode: Mode, max: usize) -> Vec<Token> {
+    let resemble = mode == Mode::Resemble;
     let mut tokens: Vec<Token> = Vec::new();
     let mut current: Option<Token> = None;
-    for (at, c) in text.char_indices() {
-        if is_word_char(c) {
+    // Only spaces since the last word (everyday phrases are written with spaces only).
+    let mut spaces_only = true;
+    let mut chars = text.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        // A sign inside a word read as the letter it imitates: `S€CR€T`, `CONF!DENT!AL`.
+        let inside = resemble
+            && current.is_some()
+            && chars
+                .peek()
+                .is_some_and(|&(_, next)| next.is_alphanumeric());
+        let inner_letter = inside.then(|| inner_sign_letter(c)).flatten();
+        if is_word_char(c) || inner_letter.is_some() {
             let token = current.get_or_insert_with(|| Token {
                 start: at,
                 end: at,
                 canon: String::with_capacity(16),
                 upper: 0,
                 letters: 0,
+                spaced: spaces_only,
             });
             token.end = at + c.len_utf8();
-            let resemble = mode == Mode::Resemble;
+            if let Some(letter) = inner_letter {
+                token.canon.push(letter);
+                continue;
+            }
             if c.is_ascii() {
                 token.letters += usize::from(c.is_ascii_alphabetic());
                 token.upper += usize::from(c.is_ascii_uppercase());
@@ -67,15 +84,46 @@ fn words(text: &str, mode: Mode, max: usize) -> Vec<Token> {
             for u in c.to_uppercase() {
                 token.canon.push(if resemble { canonical(u) } else { u });
             }
-        } else if let Some(token) = current.take() {
-            tokens.push(token);
-            if tokens.len() >= max {
-                return tokens;
+        } else {
+            if let Some(token) = current.take() {
+                tokens.push(token);
+                if tokens.len() >= max {
+                    return tokens;
+                }
+                spaces_only = true;
             }
+            if c == '&' {
+                // `PRIVATE & CONFIDENTIAL` is `PRIVATE AND CONFIDENTIAL`.
+                tokens.push(Token {
+                    start: at,
+                    end: at + 1,
+                    canon: "AND".into(),
+                    upper: 0,
+                    letters: 0,
+                    spaced: spaces_only,
+                });
+                if tokens.len() >= max {
+                    return tokens;
+                }
+                continue;
+            }
+            spaces_only &= c == ' ' || c == '\t';
         }
     }
     tokens.extend(current);
     tokens
+}
+
+/// Signs that stand for a letter when written inside a word.
+fn inner_sign_letter(c: char) -> Option<char> {
+    Some(match c {
+        // The euro sign; folding reads it as its skeleton, a barred C (U+A792).
+        '€' | '\u{A792}' | '\u{A793}' => 'E',
+        '©' => 'C',
+        '®' => 'R',
+        '!' => 'I',
+        _ => return None,
+    })
 }
 
 fn is_word_char(c: char) -> bool {
@@ -139,7 +187,7 @@ fn join_spaced_letters(text: &str, tokens: Vec<Token>) -> Vec<Token> {
         let one = single(&token);
         let close = joined.last().is_some_and(|last: &Token| {
             let gap = &text[last.end..token.start];
-            gap.len() <= 3 && !gap.contains('\n')
+            gap.chars().count() <= 5 && !gap.contains('\n')
         });
         if one && run > 0 && close {
             let last = joined.last_mut().expect("run > 0");
@@ -190,6 +238,29 @@ pub enum Reading {
     },
     /// Everyday wording (`SECRET SANTA`, `PROTECTED DISCLOSURE`) that ends before `end`.
     Everyday { end: usize },
+}
+
+/// The highest marking standing in capitals anywhere in `tokens` (everyday wording skipped).
+pub fn highest_in_capitals(vocab: &Vocabulary, tokens: &[Token], mode: Mode) -> Option<LevelId> {
+    let mut highest: Option<LevelId> = None;
+    let mut at = 0;
+    while at < tokens.len() {
+        match vocab.reading_at(tokens, at, mode) {
+            Some(Reading::Everyday { end }) => at = end,
+            Some(Reading::Level {
+                level,
+                end,
+                capitals,
+            }) => {
+                if capitals && highest.is_none_or(|h| vocab.rank(level) > vocab.rank(h)) {
+                    highest = Some(level);
+                }
+                at = end;
+            }
+            None => at += 1,
+        }
+    }
+    highest
 }
 
 /// How one word of a spelling compares with a word of the text.
@@ -260,7 +331,13 @@ impl Vocabulary {
         if at >= tokens.len() {
             return None;
         }
-        for spelling in self.spellings() {
+        let token = &tokens[at].canon;
+        // Spellings are sorted by their first word: the comparison of the token with a first
+        // word is made once for all the spellings that share it.
+        let mut first_seen: Option<(&str, bool)> = None;
+        let mut chars = token.chars();
+        let c0 = chars.next()?;
+        for spelling in self.candidates(mode == Mode::Resemble, c0, chars.next()) {
             if self.is_lowering(spelling.level) {
                 continue;
             }
@@ -268,7 +345,25 @@ impl Vocabulary {
                 Mode::Resemble => &spelling.canon,
                 Mode::Exact => &spelling.words,
             };
-            if !plausible(&tokens[at].canon, words, mode) {
+            if !plausible(token, words, mode) {
+                continue;
+            }
+            let several = words.len() > 1;
+            let first = words[0].as_str();
+            let resembles = match first_seen {
+                Some((word, resembles)) if word == first => resembles,
+                _ => {
+                    // With abbreviation allowed: refined per spelling in `spelling_at`.
+                    let resembles = word_resembles(token, first, true, mode);
+                    first_seen = Some((first, resembles));
+                    resembles
+                }
+            };
+            let run_together = mode == Mode::Resemble && several && token.len() >= first.len() + 3;
+            let split = mode == Mode::Resemble
+                && token.len() < first.len()
+                && token.chars().next() == first.chars().next();
+            if !(resembles || run_together || split) {
                 continue;
             }
             let Some(end) = spelling_at(words, tokens, at, mode) else {
@@ -286,16 +381,19 @@ impl Vocabulary {
             Mode::Resemble => canon,
             Mode::Exact => phrases,
         };
-        // Everyday wording is compared word for word: a typo in it is no longer everyday.
+        // Everyday wording is compared word for word, with only spaces between: a typo in it,
+        // or `PROTECTED - Disclosure`, is no longer everyday.
         let everyday = phrases
             .iter()
+            .filter(|phrase| phrase[0].len() == token.len() && phrase[0] == *token)
             .filter_map(|phrase| spelling_at(phrase, tokens, at, Mode::Exact))
+            .filter(|&end| tokens[at + 1..end].iter().all(|t| t.spaced))
             .max();
         match (best, everyday) {
             (Some((_, end)), Some(e)) if e >= end => Some(Reading::Everyday { end: e }),
             (None, Some(e)) => Some(Reading::Everyday { end: e }),
             (Some((level, end)), _) => Some(Reading::Level {
-                level,
+                level: self.qualified(level, tokens, at, end),
                 end,
                 capitals: capitals(&tokens[at..end]),
             }),
@@ -318,22 +416,48 @@ impl Vocabulary {
             Mode::Resemble => canon,
             Mode::Exact => labels,
         };
-        if labels.iter().any(|label| label[0] == first.canon) {
+        if labels
+            .iter()
+            .any(|label| word_resembles(&first.canon, &label[0], false, mode))
+        {
             return true;
         }
-        self.spellings().iter().any(|spelling| {
-            if self.is_lowering(spelling.level) {
-                return false;
-            }
-            let words = match mode {
-                Mode::Resemble => &spelling.canon,
-                Mode::Exact => &spelling.words,
-            };
-            let several = words.len() > 1;
-            let run_together =
-                mode == Mode::Resemble && several && first.canon.len() >= words[0].len() + 3;
-            run_together || word_resembles(&first.canon, &words[0], several, mode)
-        })
+        let mut chars = first.canon.chars();
+        let Some(c0) = chars.next() else {
+            return false;
+        };
+        self.candidates(mode == Mode::Resemble, c0, chars.next())
+            .any(|spelling| {
+                if self.is_lowering(spelling.level) {
+                    return false;
+                }
+                let words = match mode {
+                    Mode::Resemble => &spelling.canon,
+                    Mode::Exact => &spelling.words,
+                };
+                let several = words.len() > 1;
+                let run_together =
+                    mode == Mode::Resemble && several && first.canon.len() >= words[0].len() + 3;
+                run_together || word_resembles(&first.canon, &words[0], several, mode)
+            })
+    }
+
+    /// CONFIDENTIAL next to a legal or commercial qualifier (`PRIVATE & CONFIDENTIAL`,
+    /// `CONFIDENTIAL - LEGALLY PRIVILEGED`) is that confidentiality, read at the ceiling.
+    fn qualified(&self, level: LevelId, tokens: &[Token], at: usize, end: usize) -> LevelId {
+        let (confidential, qualifiers) = self.confidential();
+        if Some(level) != confidential || qualifiers.is_empty() {
+            return level;
+        }
+        let near = tokens[at.saturating_sub(4)..at]
+            .iter()
+            .chain(&tokens[end..(end + 4).min(tokens.len())]);
+        let mut near = near;
+        if near.any(|t| qualifiers.iter().any(|q| canon_eq(q, &t.canon))) {
+            self.ceiling
+        } else {
+            level
+        }
     }
 
     /// True when every token is a descriptor (`PERSONAL`, `LOCSEN`).
@@ -353,9 +477,10 @@ impl Vocabulary {
             Mode::Resemble => canon,
             Mode::Exact => labels,
         };
+        // A typo in the label too (`Clasification:`), when reading generously.
         labels
             .iter()
-            .find_map(|label| spelling_at(label, tokens, 0, Mode::Exact))
+            .find_map(|label| spelling_at(label, tokens, 0, mode))
     }
 }
 
@@ -389,13 +514,28 @@ pub fn canonical_words(words: &[String]) -> Vec<String> {
 /// [`Mode::Exact`]) end when they stand at token `at`.
 fn spelling_at(canon: &[String], tokens: &[Token], at: usize, mode: Mode) -> Option<usize> {
     let several = canon.len() > 1;
-    let word_by_word = canon.iter().enumerate().all(|(k, word)| {
-        tokens
-            .get(at + k)
-            .is_some_and(|t| word_resembles(&t.canon, word, several, mode))
-    });
+    let mut next = at;
+    let mut word_by_word = true;
+    for word in canon {
+        let Some(token) = tokens.get(next) else {
+            word_by_word = false;
+            break;
+        };
+        if word_resembles(&token.canon, word, several, mode) {
+            next += 1;
+            continue;
+        }
+        // A word split by a space or a sign: `SEC RET`, `SEC-RET`, `SE©RET`.
+        match split_word(word, tokens, next, mode) {
+            Some(end) => next = end,
+            None => {
+                word_by_word = false;
+                break;
+            }
+        }
+    }
     if word_by_word {
-        return Some(at + canon.len());
+        return Some(next);
     }
     if mode == Mode::Resemble && several {
         // Run together: TOPSECRET, OFFICIALSENSITIVE, OFFICIALSENS.
@@ -410,6 +550,36 @@ fn spelling_at(canon: &[String], tokens: &[Token], at: usize, mode: Mode) -> Opt
             {
                 return Some(at + 1);
             }
+        }
+    }
+    None
+}
+
+/// Where `word` ends when two or three words of the text at `at`, a short gap apart, make
+/// it together (`SEC RET`, `SEC-RET`); only for words of five letters or more.
+fn split_word(word: &str, tokens: &[Token], at: usize, mode: Mode) -> Option<usize> {
+    if mode == Mode::Exact || word.len() < 5 {
+        return None;
+    }
+    let first = tokens.get(at)?;
+    // Cheap refusals before building anything: the pieces start the word and fit in it.
+    let second = tokens.get(at + 1)?;
+    if first.canon.len() >= word.len()
+        || second.start - first.end > 3
+        || first.canon.len() + second.canon.len() > word.len() + 1
+        || first.canon.chars().next() != word.chars().next()
+    {
+        return None;
+    }
+    let mut merged = first.canon.clone();
+    for end in at + 1..(at + 3).min(tokens.len()) {
+        let (previous, token) = (&tokens[end - 1], &tokens[end]);
+        if token.start - previous.end > 3 || merged.len() + token.canon.len() > word.len() + 1 {
+            return None;
+        }
+        merged.push_str(&token.canon);
+        if word_resembles(&merged, word, false, mode) {
+            return Some(end + 1);
         }
     }
     None

@@ -123,19 +123,17 @@ fn start(subject: &str, tag: &str, vocab: &Vocabulary) -> Option<Found> {
             [at_start(rest, vocab, mode), anywhere(text, vocab, mode)],
         )
     };
-    // The bracketed group at the end is read by `at_end`, as a label.
-    let group = subject.len() - without_end_group(subject, tag).len();
-    let body = &subject[..subject.len() - group];
-    // `rest` is a tail of `subject`: cut the same group off it.
-    let rest_body = &rest[..rest.len().saturating_sub(group)];
-    let loose = generous(&fold(body), &fold(rest_body), Mode::Resemble);
+    let mut loose = generous(&fold(subject), &fold(rest), Mode::Resemble);
+    // Under a right-to-left override the reader sees the text reversed.
+    if let Some(visual) = super::normalize::fold_visual(subject) {
+        loose = super::max_level(vocab, [loose, anywhere(&visual, vocab, Mode::Resemble)]);
+    }
     max_reading(
         vocab,
         [
             strict.map(Found::plain),
-            loose.map(|level| {
-                Found::checked(vocab, level, || generous(body, rest_body, Mode::Exact))
-            }),
+            loose
+                .map(|level| Found::checked(vocab, level, || generous(subject, rest, Mode::Exact))),
         ],
     )
 }
@@ -177,7 +175,11 @@ fn anywhere(text: &str, vocab: &Vocabulary, mode: Mode) -> Option<LevelId> {
                 end,
                 capitals,
             }) => {
-                if capitals && highest.is_none_or(|h| vocab.rank(level) > vocab.rank(h)) {
+                // In capitals; or, up to the ceiling, a phrase of several words in any case
+                // (`Official-Sensitive`, `Commercial in Confidence`), never a lone word
+                // (`Private`, `Restricted` are prose too).
+                let counts = capitals || (end - at > 1 && !vocab.above_ceiling(level));
+                if counts && highest.is_none_or(|h| vocab.rank(level) > vocab.rank(h)) {
                     highest = Some(level);
                 }
                 at = end;
@@ -198,7 +200,7 @@ fn strict_start(rest: &str, vocab: &Vocabulary) -> Option<LevelId> {
         let close = if text.starts_with('[') { ']' } else { ')' };
         let end = inner.find(close)?;
         let inside = inner[..end].trim();
-        if let Some(m) = vocab.best_match(inside, 0, |_, rest| vocab.only_descriptors(rest)) {
+        if let Some(m) = vocab.best_match(inside, 0, |m, rest| vocab.exact_tail(m, rest)) {
             return strict_level(vocab, m.level);
         }
         // Not a marking: a gateway's tag (`[EXTERNAL]`, `[SPAM?]`). The marking may follow.
@@ -342,12 +344,14 @@ fn at_end(subject: &str, tag: &str, vocab: &Vocabulary) -> Option<Found> {
         } else {
             let tokens = resemble::tokens(inside, mode, 16);
             match vocab.reading_at(&tokens, 0, mode)? {
+                // In capitals, whatever follows (`[SECRET UK EYES ONLY]`); otherwise a marking
+                // with its descriptors only.
                 Reading::Level {
                     level,
                     end,
                     capitals,
-                } if (capitals || !vocab.above_ceiling(level))
-                    && vocab.all_descriptors(&tokens[end..]) =>
+                } if capitals
+                    || (!vocab.above_ceiling(level) && vocab.all_descriptors(&tokens[end..])) =>
                 {
                     Some(level)
                 }
@@ -365,21 +369,8 @@ fn at_end(subject: &str, tag: &str, vocab: &Vocabulary) -> Option<Found> {
     )
 }
 
-/// The Subject before its last bracketed group (the whole Subject when there is none).
-fn without_end_group<'s>(subject: &'s str, tag: &str) -> &'s str {
-    match end_group_at(subject, tag) {
-        Some((open, _)) => &subject[..open],
-        None => subject,
-    }
-}
-
 /// The inside of the last bracketed group of the Subject, after the hub's tag.
 fn end_group<'s>(subject: &'s str, tag: &str) -> Option<&'s str> {
-    end_group_at(subject, tag).map(|(_, inside)| inside)
-}
-
-/// Where the last bracketed group opens (its `[`), and its inside.
-fn end_group_at<'s>(subject: &'s str, tag: &str) -> Option<(usize, &'s str)> {
     let mut text = subject.trim_end();
     while !tag.is_empty()
         && let Some(rest) = strip_suffix_ignore_case(text, tag)
@@ -388,7 +379,7 @@ fn end_group_at<'s>(subject: &'s str, tag: &str) -> Option<(usize, &'s str)> {
     }
     let inner = text.strip_suffix(']')?;
     let open = inner.rfind('[')?;
-    Some((open, &inner[open + 1..]))
+    Some(&inner[open + 1..])
 }
 
 /// Every `SEC=` value (given twice, each is read: the highest wins), separated by `,` or `;`,
@@ -409,12 +400,30 @@ pub fn leading(value: &str, vocab: &Vocabulary, mode: Mode) -> Option<LevelId> {
     }
 }
 
-/// `KEY=VALUE` pairs separated by any of `seps`, trimmed; pairs without `=` are skipped.
+/// `KEY=VALUE` pairs separated by any of `seps`, trimmed. A segment without `=` continues
+/// the value before it (`SEC=OFFICIAL, Sensitive` is `OFFICIAL, Sensitive`, not `OFFICIAL`).
 pub fn key_values<'t>(text: &'t str, seps: &'t [char]) -> impl Iterator<Item = (&'t str, &'t str)> {
-    text.split(seps).filter_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        Some((k.trim(), v.trim()))
-    })
+    let mut pairs: Vec<(&str, usize, usize)> = Vec::new();
+    let mut start = 0;
+    for segment in text.split(seps) {
+        let end = start + segment.len();
+        match segment.split_once('=') {
+            Some((key, _)) => {
+                let value_start = start + key.len() + 1;
+                pairs.push((key.trim(), value_start, end));
+            }
+            None => {
+                if let Some(last) = pairs.last_mut() {
+                    last.2 = end;
+                }
+            }
+        }
+        // The separator (one character) follows.
+        start = end + text[end..].chars().next().map_or(0, char::len_utf8);
+    }
+    pairs
+        .into_iter()
+        .map(move |(key, from, to)| (key, text[from..to].trim()))
 }
 
 #[cfg(test)]
@@ -436,6 +445,14 @@ mod tests {
 
     fn end(label: &str) -> Vec<(String, Place)> {
         vec![(label.to_string(), Place::End)]
+    }
+
+    /// A bracket at the end in capitals: read as a label, and as part of the Subject.
+    fn both(label: &str) -> Vec<(String, Place)> {
+        vec![
+            (label.to_string(), Place::Start),
+            (label.to_string(), Place::End),
+        ]
     }
 
     #[test]
@@ -469,7 +486,8 @@ mod tests {
             ("OFFICIAL: rota for December", start("OFFICIAL")),
             ("OFFICIAL", start("OFFICIAL")),
             ("[OFFICIAL] rota", start("OFFICIAL")),
-            ("(OFFICIAL PERSONAL) rota", start("OFFICIAL")),
+            // The descriptors belong to OFFICIAL-SENSITIVE: no exact OFFICIAL.
+            ("(OFFICIAL PERSONAL) rota", none.clone()),
             // Lowering needs the exact form: OFFICIAL followed by anything but a colon is no
             // reading (unmarked: the default).
             ("OFFICIAL rota for December", none.clone()),
@@ -578,16 +596,19 @@ mod tests {
             ("PROTECT: new rota", start("OFFICIAL")),
             (
                 "Budget [SEC=OFFICIAL:Sensitive, ACCESS=Legal-Privilege]",
-                end("OFFICIAL-SENSITIVE"),
+                vec![
+                    ("OFFICIAL-SENSITIVE".into(), Place::Start),
+                    ("OFFICIAL-SENSITIVE".into(), Place::End),
+                ],
             ),
-            ("Budget [SEC=PROTECTED]", end("PROTECTED")),
+            ("Budget [SEC=PROTECTED]", both("PROTECTED")),
             ("Budget [SEC=UNOFFICIAL]", end("OFFICIAL")),
-            ("Budget [SECRET]", end("SECRET")),
+            ("Budget [SECRET]", both("SECRET")),
             ("Budget [Secret]", none.clone()),
             ("Budget [SEC=OFFICIAL] [CJSM]", end("OFFICIAL")),
-            ("Budget [SEC=OFFICIAL, SEC=SECRET]", end("SECRET")),
+            ("Budget [SEC=OFFICIAL, SEC=SECRET]", both("SECRET")),
             ("Budget [SEC=\"Secret\"; CAVEAT=x]", end("SECRET")),
-            ("Budget [SEC=OFFICIAL SENSTIVE]", end("OFFICIAL-SENSITIVE")),
+            ("Budget [SEC=OFFICIAL SENSTIVE]", both("OFFICIAL-SENSITIVE")),
             ("Budget [draft]", none.clone()),
             ("Budget [SEC=GIBBERISH]", none.clone()),
             ("", none.clone()),
@@ -595,18 +616,22 @@ mod tests {
             ("]", none.clone()),
             ("RE:", none.clone()),
         ];
-        for (subject, want) in cases {
-            assert_eq!(names(subject), want, "{subject:?}");
-        }
+        let wrong: Vec<String> = cases
+            .iter()
+            .filter(|(subject, want)| names(subject) != *want)
+            .map(|(subject, want)| format!("{subject:?}: want {want:?}, got {:?}", names(subject)))
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
 
     #[test]
     fn start_and_end_both_reported() {
         assert_eq!(
-            names("OFFICIAL: budget [SEC=OFFICIAL:Sensitive]"),
+            names("OFFICIAL: budget [SEC=PROTECTED]"),
             vec![
-                ("OFFICIAL".to_string(), Place::Start),
-                ("OFFICIAL-SENSITIVE".to_string(), Place::End)
+                // The bracket is read as a label and, in capitals, as part of the Subject.
+                ("PROTECTED".to_string(), Place::Start),
+                ("PROTECTED".to_string(), Place::End)
             ]
         );
     }

@@ -43,6 +43,15 @@ pub struct Vocabulary {
     /// and the words as the generous reader compares them.
     everyday: Vec<Vec<String>>,
     everyday_canon: Vec<Vec<String>>,
+    /// For each character, the spellings (indices) whose first word has it first or second:
+    /// as the generous reader compares words, and as written. A word within one edit of a
+    /// first word shares one of its first two characters with that word's first two.
+    index_resemble: HashMap<char, Vec<usize>>,
+    index_exact: HashMap<char, Vec<usize>>,
+    /// The level CONFIDENTIAL, when the vocabulary has it, and the words that qualify it as
+    /// legal or commercial confidentiality (upper case).
+    confidential: Option<LevelId>,
+    confidential_qualifiers: Vec<String>,
     msip_labels: HashMap<String, LevelId>,
     pub ceiling: LevelId,
     pub secure_from: LevelId,
@@ -92,6 +101,14 @@ impl Vocabulary {
                 .collect(),
             everyday_canon: Vec::new(),
             line_labels_canon: Vec::new(),
+            index_resemble: HashMap::new(),
+            index_exact: HashMap::new(),
+            confidential: None,
+            confidential_qualifiers: config
+                .confidential_qualifiers
+                .iter()
+                .map(|q| q.to_uppercase())
+                .collect(),
             msip_labels: HashMap::new(),
             ceiling: 0,
             secure_from: 0,
@@ -156,10 +173,27 @@ impl Vocabulary {
                 });
             }
         }
-        // Longest spellings first, so `OFFICIAL: SENSITIVE` wins over `OFFICIAL`.
-        vocab
-            .spellings
-            .sort_by_key(|s| std::cmp::Reverse(s.words.iter().map(|w| w.len() + 1).sum::<usize>()));
+        // By first word (the generous reader compares a word with each first word once), then
+        // longest first. (The strict matcher takes the longest match whatever the order.)
+        vocab.spellings.sort_by(|a, b| {
+            a.canon[0].cmp(&b.canon[0]).then_with(|| {
+                let length = |s: &Spelling| s.words.iter().map(|w| w.len() + 1).sum::<usize>();
+                length(b).cmp(&length(a))
+            })
+        });
+        for (at, spelling) in vocab.spellings.iter().enumerate() {
+            for (index, word) in [
+                (&mut vocab.index_resemble, &spelling.canon[0]),
+                (&mut vocab.index_exact, &spelling.words[0]),
+            ] {
+                let mut firsts: Vec<char> = word.chars().take(2).collect();
+                firsts.dedup();
+                for c in firsts {
+                    index.entry(c).or_default().push(at);
+                }
+            }
+        }
+        vocab.confidential = vocab.level_by_name("", "CONFIDENTIAL").ok();
         vocab.ceiling = vocab.level_by_name("marking.ceiling", &config.ceiling)?;
         vocab.secure_from = vocab.level_by_name("marking.secure_from", &config.secure_from)?;
         vocab.default = vocab.level_by_name("marking.default", &config.default)?;
@@ -209,13 +243,55 @@ impl Vocabulary {
         self.rank(id) > self.rank(self.ceiling)
     }
 
-    pub(super) fn spellings(&self) -> &[Spelling] {
-        &self.spellings
+    /// The spellings that may begin at a word starting with `first` and `second` (see
+    /// `index_resemble`), in order, each once: the two lists merged, without allocating.
+    pub(super) fn candidates(
+        &self,
+        resemble: bool,
+        first: char,
+        second: Option<char>,
+    ) -> impl Iterator<Item = &Spelling> {
+        let index = if resemble {
+            &self.index_resemble
+        } else {
+            &self.index_exact
+        };
+        let list = |c: Option<char>| -> &[usize] {
+            c.and_then(|c| index.get(&c)).map_or(&[], Vec::as_slice)
+        };
+        let (mut a, mut b) = (
+            list(Some(first)).iter().peekable(),
+            list(second).iter().peekable(),
+        );
+        std::iter::from_fn(move || {
+            let next = match (a.peek(), b.peek()) {
+                (Some(&&x), Some(&&y)) if x == y => {
+                    b.next();
+                    a.next()
+                }
+                (Some(&&x), Some(&&y)) => {
+                    if x < y {
+                        a.next()
+                    } else {
+                        b.next()
+                    }
+                }
+                (Some(_), None) => a.next(),
+                (None, Some(_)) => b.next(),
+                (None, None) => None,
+            }?;
+            Some(&self.spellings[*next])
+        })
     }
 
     /// Everyday phrases: as written, and as the generous reader compares them.
     pub(super) fn everyday(&self) -> (&[Vec<String>], &[Vec<String>]) {
         (&self.everyday, &self.everyday_canon)
+    }
+
+    /// The level CONFIDENTIAL and its legal and commercial qualifiers.
+    pub(super) fn confidential(&self) -> (Option<LevelId>, &[String]) {
+        (self.confidential, &self.confidential_qualifiers)
     }
 
     pub(super) fn descriptor_words(&self) -> &[String] {
@@ -259,7 +335,7 @@ impl Vocabulary {
     /// `OFFICIAL-SENSITIVE [PERSONAL]`, `OFFICIAL:Sensitive`.
     pub fn whole_marking(&self, text: &str) -> Option<LevelId> {
         let text = text.trim();
-        self.best_match(text, 0, |_, rest| self.only_descriptors(rest))
+        self.best_match(text, 0, |m, rest| self.exact_tail(m, rest))
             .map(|m| m.level)
     }
 
@@ -268,6 +344,17 @@ impl Vocabulary {
     pub fn leading_marking(&self, text: &str) -> Option<LevelId> {
         let text = text.trim();
         self.best_match(text, 0, |_, _| true).map(|m| m.level)
+    }
+
+    /// What may follow a marking in its exact form: descriptors (`OFFICIAL-SENSITIVE
+    /// [PERSONAL]`), but after a lowering marking nothing at all: the descriptors belong to
+    /// OFFICIAL-SENSITIVE, so `OFFICIAL LOCSEN` is no exact OFFICIAL.
+    pub fn exact_tail(&self, m: &Match, rest: &str) -> bool {
+        if self.is_lowering(m.level) {
+            rest.split(is_descriptor_separator).all(str::is_empty)
+        } else {
+            self.only_descriptors(rest)
+        }
     }
 
     /// True when `text` holds nothing but descriptors, separators and brackets.
@@ -376,7 +463,8 @@ mod tests {
             ("OFFICIAL [SENSITIVE]", Some("OFFICIAL-SENSITIVE")),
             ("OFFICIAL (SENSITIVE)", Some("OFFICIAL-SENSITIVE")),
             ("OFFICIAL (Sensitive)", Some("OFFICIAL-SENSITIVE")),
-            ("OFFICIAL [PERSONAL]", Some("OFFICIAL")),
+            // The descriptors belong to OFFICIAL-SENSITIVE: no exact OFFICIAL.
+            ("OFFICIAL [PERSONAL]", None),
             ("OFFICIAL-SENSITIVE PERSONAL", Some("OFFICIAL-SENSITIVE")),
             ("OFFICIAL-SENSITIVE [LOCSEN]", Some("OFFICIAL-SENSITIVE")),
             (
