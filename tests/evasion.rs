@@ -505,7 +505,20 @@ fn bounds_do_not_hide() -> Vec<Case> {
     }
     long_headers
         .push_str("X-Protective-Marking: VER=2018.4, NS=gov.au, SEC=SECRET\r\n\r\nOFFICIAL\r\n");
+    // More lines than one text is read for line by line: the exact scan still finds it.
+    let mut many_lines = format!(
+        "From: <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nSubject: OFFICIAL: papers\r\n\r\nOFFICIAL\r\n"
+    );
+    for i in 0..110_000 {
+        many_lines.push_str(&format!("SECRT SENS {i}\r\n"));
+    }
+    many_lines.push_str("TOP SECRET\r\nend\r\n");
     vec![
+        case(
+            "past the lines read one by one",
+            many_lines,
+            Want::AtLeast(50),
+        ),
         case("past max_headers", many_headers, Want::AtLeast(50)),
         case("past max_parts", many_parts, SECRET),
         case("below max_depth", deep, SECRET),

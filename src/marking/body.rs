@@ -13,6 +13,10 @@ use std::hash::{Hash, Hasher};
 /// Lines remembered as read (see [`markings`]): 64 Ki hashes, about 1 MB.
 const MAX_REMEMBERED: usize = 64 * 1024;
 
+/// Distinct lines of one text read one by one beyond its first and last (a bound: past it,
+/// the raw scan's exact reading takes over).
+pub const MAX_OTHER_LINES: usize = 100_000;
+
 /// Which line of the part.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Line {
@@ -78,7 +82,7 @@ const DISCLAIMER_STARTS: &[&str] = &[
 ];
 
 /// The markings of one text: at most one finding per [`Line`] kind, the highest.
-pub fn markings<'t, I>(lines: I, vocab: &Vocabulary) -> Vec<(Found, Line)>
+pub fn markings<'t, I>(lines: I, vocab: &Vocabulary) -> TextReading
 where
     I: Iterator<Item = TextLine<'t>> + Clone,
 {
@@ -105,6 +109,8 @@ where
 
     let mut by_kind: [Option<Found>; 3] = [None, None, None];
     let mut read: HashSet<u64> = HashSet::new();
+    let mut other_lines_left = MAX_OTHER_LINES;
+    let mut over_budget = false;
     for (index, line) in lines.clone().enumerate() {
         let folded = fold(&line.text);
         if !folded.chars().any(char::is_alphanumeric) {
@@ -122,6 +128,12 @@ where
         // Another line read before says the same: hostile input repeats its lines by the
         // million. (A bounded set of hashes; first and last lines are always read.)
         if kind == Line::Other {
+            // Past the budget only the first and last lines are read; the caller counts it as
+            // a bound hit (the raw scan then takes over).
+            if other_lines_left == 0 {
+                over_budget = true;
+                continue;
+            }
             let mut hasher = std::hash::DefaultHasher::new();
             line.text.hash(&mut hasher);
             let hash = hasher.finish();
@@ -131,6 +143,7 @@ where
             if read.len() < MAX_REMEMBERED {
                 read.insert(hash);
             }
+            other_lines_left -= 1;
         }
         let mut strict = match kind {
             Line::First | Line::Last => line_marking(&line.text, vocab),
@@ -187,11 +200,21 @@ where
             ],
         );
     }
-    [Line::First, Line::Last, Line::Other]
-        .into_iter()
-        .zip(by_kind)
-        .filter_map(|(kind, found)| Some((found?, kind)))
-        .collect()
+    TextReading {
+        found: [Line::First, Line::Last, Line::Other]
+            .into_iter()
+            .zip(by_kind)
+            .filter_map(|(kind, found)| Some((found?, kind)))
+            .collect(),
+        over_budget,
+    }
+}
+
+/// What one text says: at most one finding per [`Line`] kind, the highest; and whether its
+/// lines were more than [`MAX_OTHER_LINES`] (the rest not read one by one).
+pub struct TextReading {
+    pub found: Vec<(Found, Line)>,
+    pub over_budget: bool,
 }
 
 /// The reading of `line` continued by `next`, when the spelling runs on into `next`.
@@ -393,6 +416,7 @@ mod tests {
     fn names(text: &str) -> Vec<(String, Line)> {
         let v = Vocabulary::from_config(&MarkingConfig::default()).unwrap();
         markings(plain_lines(text), &v)
+            .found
             .into_iter()
             .map(|(found, line)| (v.level(found.level).name.clone(), line))
             .collect()
@@ -518,8 +542,8 @@ mod tests {
             text: Cow::Owned(text.to_string()),
             hidden: true,
         };
-        assert!(markings(lent(&[hidden("OFFICIAL")]), &v).is_empty());
-        let found = markings(lent(&[hidden("SECRET")]), &v);
+        assert!(markings(lent(&[hidden("OFFICIAL")]), &v).found.is_empty());
+        let found = markings(lent(&[hidden("SECRET")]), &v).found;
         assert_eq!(v.level(found[0].0.level).name, "SECRET");
     }
 }

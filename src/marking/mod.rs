@@ -363,7 +363,17 @@ impl Scan<'_> {
     }
 
     fn text<'t>(&mut self, lines: impl Iterator<Item = body::TextLine<'t>> + Clone, prefix: &str) {
-        for (found, line) in body::markings(lines, self.vocab) {
+        let reading = body::markings(lines, self.vocab);
+        if reading.over_budget {
+            let bound = format!(
+                "more than {} lines of one text read for a marking",
+                body::MAX_OTHER_LINES
+            );
+            if !self.limits_exceeded.contains(&bound) {
+                self.limits_exceeded.push(bound);
+            }
+        }
+        for (found, line) in reading.found {
             let source = match line {
                 body::Line::First => "body-first-line",
                 body::Line::Last => "body-last-line",

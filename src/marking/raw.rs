@@ -37,19 +37,87 @@ const MAX_REMEMBERED: usize = 64 * 1024;
 
 /// The highest reading (never lowering) in `bytes`, its decodings included.
 pub fn scan(bytes: &[u8], subject_tag: &str, vocab: &Vocabulary) -> Option<Found> {
-    let mut best = lines(bytes, subject_tag, vocab);
-    best = max_reading(vocab, [best, decode_base64_runs(bytes, subject_tag, vocab)]);
+    let mut budget = Budget {
+        lines_left: MAX_LINES_READ,
+    };
+    let mut best = lines(bytes, subject_tag, vocab, &mut budget);
+    best = max_reading(
+        vocab,
+        [
+            best,
+            decode_base64_runs(bytes, subject_tag, vocab, &mut budget),
+        ],
+    );
     if looks_quoted_printable(bytes)
         && let Some(decoded) =
             mail_parser::decoders::quoted_printable::quoted_printable_decode(bytes)
     {
-        best = max_reading(vocab, [best, lines(&decoded, subject_tag, vocab)]);
+        best = max_reading(
+            vocab,
+            [best, lines(&decoded, subject_tag, vocab, &mut budget)],
+        );
+    }
+    if budget.lines_left == 0 {
+        // Past the budget the lines are no longer read one by one, but every spelling of the
+        // vocabulary written out in capitals is still found.
+        best = max_reading(vocab, [best, exact_scan(bytes, vocab)]);
+    }
+    best
+}
+
+/// Distinct lines read one by one in a raw scan: past it, [`exact_scan`].
+const MAX_LINES_READ: usize = 200_000;
+
+struct Budget {
+    lines_left: usize,
+}
+
+/// The spellings of the vocabulary that keep or raise the level, written out as they stand
+/// (words joined by a space or a hyphen, any case) and, above the ceiling, in capitals, as
+/// words of their own; everyday phrases skipped. One linear pass (Aho-Corasick).
+pub fn exact_scan(bytes: &[u8], vocab: &Vocabulary) -> Option<Found> {
+    let (patterns, levels) = vocab.exact_patterns();
+    let finder = aho_corasick::AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+        .build(&patterns)
+        .ok()?;
+    let mut best: Option<Found> = None;
+    for found in finder.find_iter(bytes) {
+        let Some(level) = levels[found.pattern().as_usize()] else {
+            continue;
+        };
+        let (start, end) = (found.start(), found.end());
+        let boundary = |b: Option<&u8>| b.is_none_or(|b| !b.is_ascii_alphanumeric());
+        if !boundary(start.checked_sub(1).and_then(|at| bytes.get(at))) || !boundary(bytes.get(end))
+        {
+            continue;
+        }
+        let text = &bytes[start..end];
+        if vocab.above_ceiling(level) && text.iter().any(u8::is_ascii_lowercase) {
+            continue;
+        }
+        best = max_reading(
+            vocab,
+            [
+                best,
+                Some(Found {
+                    level,
+                    obfuscated: false,
+                }),
+            ],
+        );
     }
     best
 }
 
 /// Every line of `bytes` read as a marking line, a marking header, or a `KEY=VALUE` label.
-fn lines(bytes: &[u8], subject_tag: &str, vocab: &Vocabulary) -> Option<Found> {
+fn lines(
+    bytes: &[u8],
+    subject_tag: &str,
+    vocab: &Vocabulary,
+    budget: &mut Budget,
+) -> Option<Found> {
     let mut best: Option<Found> = None;
     // A line read once need not be read again: hostile input repeats its lines by the
     // million (boundaries, filler). A bounded set of hashes of the lines read.
@@ -65,6 +133,10 @@ fn lines(bytes: &[u8], subject_tag: &str, vocab: &Vocabulary) -> Option<Found> {
         if read.len() < MAX_REMEMBERED {
             read.insert(hash);
         }
+        if budget.lines_left == 0 {
+            break;
+        }
+        budget.lines_left -= 1;
         let text = String::from_utf8_lossy(line);
         best = max_reading(vocab, [best, line_reading(&text, subject_tag, vocab)]);
         if std::str::from_utf8(line).is_err() {
@@ -122,7 +194,12 @@ fn label_readings<'t>(
 
 /// Runs of lines that look like base64 (even with some junk), decoded leniently, and read
 /// together in one pass.
-fn decode_base64_runs(bytes: &[u8], subject_tag: &str, vocab: &Vocabulary) -> Option<Found> {
+fn decode_base64_runs(
+    bytes: &[u8],
+    subject_tag: &str,
+    vocab: &Vocabulary,
+    budget: &mut Budget,
+) -> Option<Found> {
     const LENIENT: GeneralPurpose = GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         GeneralPurposeConfig::new()
@@ -145,7 +222,7 @@ fn decode_base64_runs(bytes: &[u8], subject_tag: &str, vocab: &Vocabulary) -> Op
         }
         run.clear();
         if decoded.len() >= CHUNK || (last && !decoded.is_empty()) {
-            best = max_reading(vocab, [best, lines(decoded, subject_tag, vocab)]);
+            best = max_reading(vocab, [best, lines(decoded, subject_tag, vocab, budget)]);
             decoded.clear();
         }
     };
@@ -217,6 +294,23 @@ mod tests {
                 String::from_utf8_lossy(bytes)
             );
         }
+    }
+
+    #[test]
+    fn exact_scan_table() {
+        let v = Vocabulary::from_config(&MarkingConfig::default()).unwrap();
+        let level =
+            |text: &str| exact_scan(text.as_bytes(), &v).map(|f| v.level(f.level).name.clone());
+        assert_eq!(level("xx TOP SECRET yy").as_deref(), Some("TOP SECRET"));
+        assert_eq!(level("xx TOP-SECRET yy").as_deref(), Some("TOP SECRET"));
+        assert_eq!(level("the secret is out"), None);
+        assert_eq!(level("SECRETARY SECRETS"), None);
+        assert_eq!(level("the SECRET SANTA draw"), None);
+        assert_eq!(
+            level("Official-Sensitive").as_deref(),
+            Some("OFFICIAL-SENSITIVE")
+        );
+        assert_eq!(level("OFFICIAL"), None);
     }
 
     #[test]

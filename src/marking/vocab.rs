@@ -289,6 +289,24 @@ impl Vocabulary {
         (&self.everyday, &self.everyday_canon)
     }
 
+    /// For the exact scan: every spelling that keeps or raises the level, its words joined by
+    /// a space and by a hyphen, with its level; and the everyday phrases, with none.
+    pub(super) fn exact_patterns(&self) -> (Vec<String>, Vec<Option<LevelId>>) {
+        let mut patterns = Vec::new();
+        let mut levels = Vec::new();
+        for spelling in self.spellings.iter().filter(|s| !self.is_lowering(s.level)) {
+            for joiner in [" ", "-"] {
+                patterns.push(spelling.words.join(joiner));
+                levels.push(Some(spelling.level));
+            }
+        }
+        for phrase in &self.everyday {
+            patterns.push(phrase.join(" "));
+            levels.push(None);
+        }
+        (patterns, levels)
+    }
+
     /// The level CONFIDENTIAL and its legal and commercial qualifiers.
     pub(super) fn confidential(&self) -> (Option<LevelId>, &[String]) {
         (self.confidential, &self.confidential_qualifiers)
