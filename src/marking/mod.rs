@@ -156,8 +156,6 @@ pub fn classify(
         may_lower: true,
     };
     let mut subject = None;
-    // The parser promises not to panic; should it break that promise, the message is
-    // treated as unreadable (a bound hit: at least the ceiling), not as unmarked.
     // The parser is given only what it can read within the bounds (see `bound`).
     let cut = bound::parser_input_end(raw, limits);
     let parse_input = match &cut {
@@ -167,6 +165,8 @@ pub fn classify(
         }
         None => raw,
     };
+    // The parser promises not to panic; should it break that promise, the message is
+    // treated as unreadable (a bound hit: at least the ceiling), not as unmarked.
     let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(parse_input));
     let parser_failed = parsed.is_err();
     let parsed = parsed.unwrap_or_else(|_| {
