@@ -736,6 +736,99 @@ fn red_team() -> Vec<Case> {
     cases
 }
 
+/// Cases found by a second red-team pass.
+fn red_team_again() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for header in [
+        "msip_labels: MSIP_Label_abc_Enabled=true; MSIP_Label_abc_Name=UK TOP SECRET",
+        "msip_labels: MSIP_Label_abc_Enabled=true; MSIP_Label_abc_Name=NATO SECRET",
+        "msip_labels: MSIP_Label_abc_Enabled=true; MSIP_Label_abc_Name=Classified - Secret",
+    ] {
+        let message = format!(
+            "From: <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nSubject: OFFICIAL: papers\r\n{header}\r\n\r\nHello\r\n"
+        );
+        cases.push(case(format!("header {header:?}"), message, SECRET));
+    }
+    for html in [
+        "<style>.m{text-transform:uppercase}</style><p class=m>top secret</p><p>Dear Sir</p>",
+        "<p style=\"font-variant:all-small-caps\">top secret</p><p>Dear Sir</p>",
+        "<style>p.m::before{content:\"TOP SECRET\"}</style><p class=m></p><p>Dear Sir</p>",
+        "<p>SEC<!-- x -->RET</p><p>Dear Sir</p>",
+        "<p>SEC<img src=x alt=\"\">RET</p><p>Dear Sir</p>",
+    ] {
+        let message = with_html(html).replace_subject("OFFICIAL: Case file 123");
+        cases.push(case(format!("html {html:?}"), message, SECRET));
+    }
+    let flowed = format!(
+        "From: <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nSubject: OFFICIAL: Case file 123\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8; format=flowed; delsp=yes\r\n\r\nSEC \r\nRET\r\nPlease see the witness list.\r\n"
+    );
+    cases.push(case("format=flowed delsp=yes", flowed, SECRET));
+    let enriched = format!(
+        "From: <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nSubject: OFFICIAL: Case file 123\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/enriched\r\n\r\n<bold>SECRET</bold>\r\n\r\nPlease see the witness list.\r\n"
+    );
+    cases.push(case("text/enriched", enriched, SECRET));
+    cases.push(case(
+        "TOP SECRETS",
+        with_subject("OFFICIAL: TOP SECRETS"),
+        SECRET,
+    ));
+    for html in [
+        "<div>Victim address is 12 High St.</div><blockquote type=\"cite\"><div>OFFICIAL</div></blockquote>",
+        "<div>Victim address is 12 High St.</div><div class=\"gmail_quote\"><div>OFFICIAL</div></div>",
+        "<div>Victim address is 12 High St.</div><div id=\"divRplyFwdMsg\">From: x</div><div>OFFICIAL</div>",
+        "<dialog>OFFICIAL</dialog><p>Please see the witness list.</p>",
+        "<p style=\"color:#fff !important\">OFFICIAL</p><p>Please see the witness list.</p>",
+        "<style>p.a{display:none}</style><p class=\"b a\">OFFICIAL</p><p>Please see the witness list.</p>",
+        "<style>*{display:none}</style><p>OFFICIAL</p><p>Please see the witness list.</p>",
+    ] {
+        let message = with_html(html).replace_subject("Case file 123");
+        cases.push(case(format!("html {html:?}"), message, NOT_LOWERED));
+    }
+    cases.push(case(
+        "an Original Message below the reply",
+        with_body("Victim address is 12 High St.\r\n\r\n-----Original Message-----\r\nFrom: x\r\n\r\nOFFICIAL"),
+        NOT_LOWERED,
+    ));
+    let html_first = format!(
+        "From: <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nSubject: papers\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/alternative; boundary=a\r\n\r\n--a\r\nContent-Type: text/html\r\n\r\n\
+         <p>OFFICIAL</p><p>Witness address: 1 High St</p>\r\n--a\r\nContent-Type: text/plain\r\n\r\nWitness address: 1 High St\r\n--a--\r\n"
+    );
+    cases.push(case(
+        "OFFICIAL only in the HTML alternative",
+        html_first,
+        NOT_LOWERED,
+    ));
+    cases.push(case(
+        "SEC= and DLM=",
+        with_subject("Case 123 [SEC=OFFICIAL, DLM=Sensitive]"),
+        NOT_LOWERED,
+    ));
+    for subject in [
+        "SEC RE: HEARING",
+        "SECRET COMMISSION - BRIBERY ACT",
+        "SECRET TRUST - PROBATE",
+        "PROTECTED SHORTHOLD TENANCY",
+        "PROTECTED TENANT",
+        "PROTECTED-CHARACTERISTIC",
+        "OFFICIAL-SENSITIVE: PROTECTED VICTIM",
+        "NON-CONFIDENTIAL VERSION - CMA SUBMISSION",
+        "CONFIDENTIAL - LPP",
+        "CONFIDENTIAL - SUBJECT TO CONTRACT",
+        "CONFIDENTIAL SETTLEMENT AGREEMENT",
+        "MARAC - CONFIDENTIAL",
+    ] {
+        cases.push(case(
+            format!("everyday {subject:?}"),
+            with_subject(subject),
+            EVERYDAY,
+        ));
+    }
+    cases
+}
+
 fn attached_without_official(inner_headers: &str) -> Vec<u8> {
     format!(
         "From: <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nSubject: fwd\r\nMIME-Version: 1.0\r\n\
@@ -748,6 +841,7 @@ fn attached_without_official(inner_headers: &str) -> Vec<u8> {
 fn all_families() -> Vec<(&'static str, Vec<Case>)> {
     vec![
         ("red team", red_team()),
+        ("red team again", red_team_again()),
         (
             "lowering needs the exact form",
             lowering_needs_the_exact_form(),

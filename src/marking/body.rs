@@ -45,6 +45,24 @@ pub fn plain_lines(text: &str) -> impl Iterator<Item = TextLine<'_>> + Clone {
         })
 }
 
+/// Format=flowed text (RFC 3676) as the reader sees it: a line ending in a space (a soft
+/// break; not the signature delimiter `-- `) runs on into the next, its space removed when
+/// `delsp=yes`.
+pub fn unflowed(text: &str, delsp: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let soft = line.ends_with(' ') && line != "-- ";
+        if soft {
+            out.push_str(if delsp { &line[..line.len() - 1] } else { line });
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// Lines held elsewhere (an HTML part's), lent to [`markings`].
 pub fn lent<'t>(lines: &'t [TextLine]) -> impl Iterator<Item = TextLine<'t>> + Clone {
     lines.iter().map(|line| TextLine {
@@ -95,12 +113,18 @@ where
     // The last line before a signature or a disclaimer counts as a last line too.
     let mut last_before_end = None;
     let mut ended = false;
+    // Where quoted or forwarded text begins: from there on, lines are another message's,
+    // never this one's first or last (they may raise, never lower).
+    let mut quoted_from = usize::MAX;
     for (index, line) in lines.clone().enumerate() {
-        if !ended && !line.hidden && ends_message(&line.text) {
+        if quoted_from == usize::MAX && !line.hidden && starts_quote(&line.text) {
+            quoted_from = index;
+        }
+        if !ended && !line.hidden && (ends_message(&line.text) || index == quoted_from) {
             ended = true;
             last_before_end = last;
         }
-        if seen(&line) {
+        if index < quoted_from && seen(&line) {
             first.get_or_insert(index);
             last = Some(index);
         }
@@ -116,7 +140,7 @@ where
         if !folded.chars().any(char::is_alphanumeric) {
             continue;
         }
-        let kind = if line.hidden {
+        let kind = if line.hidden || index >= quoted_from {
             Line::Other
         } else if Some(index) == first {
             Line::First
@@ -278,6 +302,30 @@ fn forwarded_subject(line: &str) -> Option<&str> {
 /// No letters or digits: blank, or only decoration (`-----`, `*****`).
 fn is_blank(line: &str) -> bool {
     !fold(line).chars().any(char::is_alphanumeric)
+}
+
+/// The first line of quoted or forwarded text: `> …`, `-----Original Message-----`,
+/// `---------- Forwarded message ---------`, `Begin forwarded message:`, `On … wrote:`.
+fn starts_quote(line: &str) -> bool {
+    let trimmed = line.trim();
+    if trimmed.starts_with('>') {
+        return true;
+    }
+    // Cheap refusals first: most lines are none of these.
+    let wrote = trimmed
+        .get(..3)
+        .is_some_and(|on| on.eq_ignore_ascii_case("on "))
+        && trimmed
+            .get(trimmed.len().saturating_sub(6)..)
+            .is_some_and(|end| end.eq_ignore_ascii_case("wrote:"));
+    if wrote {
+        return true;
+    }
+    if trimmed.len() > 200 || !(trimmed.contains("essage") || trimmed.contains("ESSAGE")) {
+        return false;
+    }
+    let lower = trimmed.to_lowercase();
+    lower.contains("original message") || lower.contains("forwarded message")
 }
 
 /// A signature delimiter (`-- `), a rule (`_____`), or the first line of a disclaimer.
@@ -468,7 +516,13 @@ mod tests {
             ("body\nＳＥＣＲＥＴ", secret(Line::Last)),
             ("body\n---- SECRET ----\nend", secret(Line::Other)),
             ("SECRET UK EYES ONLY\nbody", secret(Line::First)),
-            ("> SECRET\nbody", secret(Line::First)),
+            ("> SECRET\nbody", secret(Line::Other)),
+            // Quoted and forwarded text is another message's: it never lowers this one.
+            (
+                "Thanks\nRegards\n-----Original Message-----\nFrom: x\nOFFICIAL\n",
+                vec![],
+            ),
+            ("Thanks\nOn Monday, X wrote:\nOFFICIAL", vec![]),
             // A lowering line continued on the next line is no exact form.
             (
                 "OFFICIAL\nSENSITIVE\nDear Sir",

@@ -66,7 +66,23 @@ const VOID: &[&str] = &[
 ];
 
 /// Elements whose text no reader sees.
-const UNSEEN: &[&str] = &["head", "title", "script", "style", "template", "noscript"];
+const UNSEEN: &[&str] = &[
+    "head", "title", "script", "style", "template", "noscript", "iframe", "noembed", "noframes",
+    "canvas", "video", "audio", "object", "desc",
+];
+
+/// Classes mail clients give to quoted text (Gmail, Thunderbird, Yahoo, Proton, Outlook):
+/// another message's text, which may raise this one but never lower it.
+const QUOTE_CLASSES: &[&str] = &[
+    "gmail_quote",
+    "moz-cite-prefix",
+    "yahoo_quoted",
+    "protonmail_quote",
+    "outlookmessageheader",
+];
+
+/// Ids after which Outlook puts the message replied to (not inside the element: after it).
+const QUOTE_AFTER_IDS: &[&str] = &["divrplyfwdmsg", "appendonsend"];
 
 /// Open elements kept; deeper nesting is read as if flat (hidden stays hidden).
 const MAX_DEPTH: usize = 256;
@@ -119,8 +135,16 @@ pub fn lines(html: &str) -> Vec<TextLine<'static>> {
         ..Lines::default()
     };
     let mut open: Vec<Element> = Vec::new();
+    // Generated text is read apart, as hidden: it may raise, never lower.
+    for generated in &style.generated {
+        out.aside(generated);
+    }
+    if style.hidden.all {
+        out.hide_everything = true;
+    }
     let mut hidden_depth = 0usize;
     let mut upper_depth = 0usize;
+    let mut quoted_after = false;
     let mut rest = html;
     while !rest.is_empty() {
         let Some(lt) = rest.find('<') else {
@@ -131,9 +155,8 @@ pub fn lines(html: &str) -> Vec<TextLine<'static>> {
         rest = &rest[lt..];
         if let Some(comment) = rest.strip_prefix("<!--") {
             let end = comment.find("-->").unwrap_or(comment.len());
-            out.break_line();
-            out.text(&comment[..end], true, false);
-            out.break_line();
+            // Read apart, as hidden text; the line around it goes on (`SEC<!-- -->RET`).
+            out.aside(&comment[..end]);
             rest = comment.get(end + 3..).unwrap_or("");
             continue;
         }
@@ -195,21 +218,34 @@ pub fn lines(html: &str) -> Vec<TextLine<'static>> {
             .then(|| attribute(attributes, "alt"))
             .flatten()
         {
-            out.break_line();
-            out.text(alt, true, false);
-            out.break_line();
+            out.aside(alt);
         }
         let self_closing = body.trim_end().ends_with('/');
         if VOID.contains(&name.as_str()) || self_closing {
             continue;
         }
+        let id = attribute(attributes, "id")
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if !quoted_after && QUOTE_AFTER_IDS.contains(&id.as_str()) {
+            // Everything from here on is the message replied to.
+            quoted_after = true;
+            hidden_depth += 1;
+        }
+        let class = attribute(attributes, "class")
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let quoted =
+            name == "blockquote" || class.split_whitespace().any(|c| QUOTE_CLASSES.contains(&c));
+        let closed = matches!(name.as_str(), "details" | "dialog")
+            && attribute(attributes, "open").is_none();
         let hidden = UNSEEN.contains(&name.as_str())
+            || quoted
+            || closed
+            || attribute(attributes, "popover").is_some()
             || hides(attributes, &squeezed)
-            || style.hides(&name, attributes)
-            || (name == "details"
-                && attribute(attributes, "open").is_none()
-                && !has_word(attributes, "open"));
-        let upper = squeezed.contains("text-transform:uppercase");
+            || style.hides(&name, attributes);
+        let upper = shows_capitals(&squeezed) || style.upper.selects(&name, attributes);
         if open.len() < MAX_DEPTH {
             open.push(Element {
                 name,
@@ -238,8 +274,10 @@ fn squeezed_style(attributes: &str) -> String {
 }
 
 fn squeeze_css(css: &str) -> String {
+    // Entities in an attribute value are decoded before the browser reads the style.
+    let css = html_escape::decode_html_entities(css);
     let mut out = String::with_capacity(css.len());
-    let mut rest = css;
+    let mut rest: &str = &css;
     while let Some(at) = rest.find("/*") {
         out.push_str(&rest[..at]);
         rest = rest[at + 2..]
@@ -251,6 +289,7 @@ fn squeeze_css(css: &str) -> String {
         .filter(|c| !c.is_whitespace())
         .collect::<String>()
         .to_ascii_lowercase()
+        .replace("!important", "")
 }
 
 /// The value of attribute `name` (quoted or not), when the tag has it.
@@ -313,16 +352,30 @@ fn has_word(attributes: &str, word: &str) -> bool {
         .any(|a| a.eq_ignore_ascii_case(word))
 }
 
-/// Classes, ids and element names a `<style>` sheet of the part hides.
+/// What the part's `<style>` sheets do to the elements they select: hide them, or show
+/// their text in capitals (`text-transform: uppercase`, small capitals); and the text they
+/// generate (`content: "…"`).
 #[derive(Default)]
 struct StyleSheets {
+    hidden: Selected,
+    upper: Selected,
+    generated: Vec<String>,
+}
+
+/// Elements selected by class, id or name; `all` for `*`. Bounded: 256 of each.
+#[derive(Default)]
+struct Selected {
     classes: Vec<String>,
     ids: Vec<String>,
     elements: Vec<String>,
+    all: bool,
 }
 
-impl StyleSheets {
-    fn hides(&self, name: &str, attributes: &str) -> bool {
+impl Selected {
+    fn selects(&self, name: &str, attributes: &str) -> bool {
+        if self.all {
+            return true;
+        }
         if self.classes.is_empty() && self.ids.is_empty() && self.elements.is_empty() {
             return false;
         }
@@ -336,10 +389,50 @@ impl StyleSheets {
             .any(|c| self.classes.iter().any(|h| h.eq_ignore_ascii_case(c)))
             || (!id.is_empty() && self.ids.iter().any(|h| h.eq_ignore_ascii_case(id)))
     }
+
+    /// Takes the last compound of a selector (`div.quote > p.a:first-child` → `p.a`) and
+    /// records its classes, its id, or its element name. Generous on purpose: selecting more
+    /// than the browser does only keeps more text from lowering.
+    fn add(&mut self, selector: &str) {
+        let last = selector
+            .rsplit(|c: char| c.is_whitespace() || ">+~".contains(c))
+            .find(|s| !s.is_empty())
+            .unwrap_or("");
+        let compound = last.split([':', '[']).next().unwrap_or("");
+        if compound == "*" || (compound.is_empty() && !last.is_empty()) {
+            self.all = true;
+            return;
+        }
+        let name_end = compound.find(['.', '#']).unwrap_or(compound.len());
+        let element = compound[..name_end].to_ascii_lowercase();
+        if !element.is_empty() && self.elements.len() < 256 {
+            self.elements.push(element);
+        }
+        let mut rest = &compound[name_end..];
+        while let Some(kind) = rest.chars().next() {
+            let body = &rest[1..];
+            let end = body.find(['.', '#']).unwrap_or(body.len());
+            let name = body[..end].to_ascii_lowercase();
+            let list = if kind == '#' {
+                &mut self.ids
+            } else {
+                &mut self.classes
+            };
+            if !name.is_empty() && list.len() < 256 {
+                list.push(name);
+            }
+            rest = &body[end..];
+        }
+    }
 }
 
-/// The simple selectors (`.class`, `#id`, `element`) whose rules in the part's `<style>`
-/// sheets hide what they select. Bounded: at most 256 of each.
+impl StyleSheets {
+    fn hides(&self, name: &str, attributes: &str) -> bool {
+        self.hidden.selects(name, attributes)
+    }
+}
+
+/// The part's `<style>` sheets, read rule by rule (see [`StyleSheets`]).
 fn hidden_by_style_sheets(html: &str) -> StyleSheets {
     let mut sheets = StyleSheets::default();
     let mut rest = html;
@@ -352,30 +445,44 @@ fn hidden_by_style_sheets(html: &str) -> StyleSheets {
             let Some((selectors, declarations)) = rule.split_once('{') else {
                 continue;
             };
-            if !hides("", &squeeze_css(declarations)) {
-                continue;
+            let squeezed = squeeze_css(declarations);
+            let hiding = hides("", &squeezed);
+            let upper = shows_capitals(&squeezed);
+            if let Some(content) = generated_content(declarations)
+                && sheets.generated.len() < 256
+            {
+                sheets.generated.push(content);
             }
             for selector in selectors.split(',') {
-                let selector = selector.trim();
-                let list = match selector.chars().next() {
-                    Some('.') => &mut sheets.classes,
-                    Some('#') => &mut sheets.ids,
-                    Some(c) if c.is_ascii_alphabetic() => &mut sheets.elements,
-                    _ => continue,
-                };
-                let name = selector.trim_start_matches(['.', '#']);
-                if list.len() < 256
-                    && name
-                        .chars()
-                        .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
-                {
-                    list.push(name.to_ascii_lowercase());
+                if hiding {
+                    sheets.hidden.add(selector.trim());
+                }
+                if upper {
+                    sheets.upper.add(selector.trim());
                 }
             }
         }
         rest = &body[end..];
     }
     sheets
+}
+
+/// Text in capitals to the reader: `text-transform: uppercase`, small capitals.
+fn shows_capitals(squeezed: &str) -> bool {
+    squeezed.contains("text-transform:uppercase") || squeezed.contains("small-caps")
+}
+
+/// The string of a `content: "…"` declaration (generated text, shown by the browser).
+fn generated_content(declarations: &str) -> Option<String> {
+    let at = declarations.find("content")?;
+    let value = declarations[at + 7..]
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start();
+    let quote = value.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let inner = &value[1..];
+    let end = inner.find(quote)?;
+    Some(inner[..end].chars().take(MAX_LINE).collect())
 }
 
 fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
@@ -425,10 +532,6 @@ fn hides(attributes: &str, squeezed_style: &str) -> bool {
         "display:none",
         "visibility:hidden",
         "visibility:collapse",
-        "font-size:0",
-        "font-size:1px",
-        "font-size:1pt",
-        "font-size:2px",
         "font-size:xx-small",
         "max-height:0",
         "height:0",
@@ -440,11 +543,48 @@ fn hides(attributes: &str, squeezed_style: &str) -> bool {
         "clip:rect(0",
         "clip-path:inset(50%",
         "scale(0",
-        "left:-",
-        "top:-",
-        "text-indent:-",
     ];
-    HIDING.iter().any(|h| squeezed_style.contains(h)) || light_text(squeezed_style)
+    HIDING.iter().any(|h| squeezed_style.contains(h))
+        || light_text(squeezed_style)
+        || tiny(squeezed_style)
+}
+
+/// A property set so that nothing shows: opacity or zoom under 0.1, a font under 4 px
+/// (3 pt, 30 %, 0.3 em), a transform that scales to nothing or moves, a position far off.
+fn tiny(style: &str) -> bool {
+    let number = |value: &str| -> Option<(f64, String)> {
+        let end = value
+            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+            .unwrap_or(value.len());
+        Some((value[..end].parse().ok()?, value[end..].to_string()))
+    };
+    style.split(';').any(|declaration| {
+        let Some((property, value)) = declaration.split_once(':') else {
+            return false;
+        };
+        match property {
+            "opacity" | "zoom" => number(value).is_some_and(|(v, _)| v < 0.1),
+            "font-size" => number(value).is_some_and(|(v, unit)| match unit.as_str() {
+                "px" | "" => v < 4.0,
+                "pt" => v < 3.0,
+                "%" => v < 30.0,
+                "em" | "rem" => v < 0.3,
+                _ => false,
+            }),
+            "filter" => value.contains("opacity(0"),
+            // Moved far out of view.
+            "left" | "top" | "text-indent" | "margin-left" | "margin-top" => number(value)
+                .is_some_and(|(v, unit)| match unit.as_str() {
+                    "px" | "" | "pt" => v <= -500.0,
+                    "em" | "rem" | "in" | "cm" => v <= -20.0,
+                    _ => false,
+                }),
+            "transform" => {
+                value.contains("scale(0") || value.contains("scale(.0") || value.contains("(-")
+            }
+            _ => false,
+        }
+    })
 }
 
 /// Text colour white or nearly so: on the usual white background nobody reads it.
@@ -457,14 +597,27 @@ fn light_text(style: &str) -> bool {
         if value == "white" || value == "snow" || value == "ivory" {
             return true;
         }
-        let channels: Vec<u32> = if let Some(hex) = value.strip_prefix('#') {
+        if let Some(hsl) = value
+            .strip_prefix("hsl(")
+            .or_else(|| value.strip_prefix("hsla("))
+        {
+            // Lightness 95 % or more is white.
+            return hsl
+                .split([',', ')', '/', ' '])
+                .nth(2)
+                .and_then(|l| l.trim_end_matches('%').parse::<f64>().ok())
+                .is_some_and(|l| l >= 95.0);
+        }
+        // Channels, then alpha (`#ffffff00`, `rgba(0,0,0,0)`): transparent is hidden too.
+        let channels: Vec<f64> = if let Some(hex) = value.strip_prefix('#') {
             match hex.len() {
-                3 => hex
+                3 | 4 => hex
                     .chars()
-                    .filter_map(|c| c.to_digit(16).map(|d| d * 17))
+                    .filter_map(|c| c.to_digit(16).map(|d| f64::from(d * 17)))
                     .collect(),
-                6 => (0..3)
+                6 | 8 => (0..hex.len() / 2)
                     .filter_map(|i| u32::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok())
+                    .map(f64::from)
                     .collect(),
                 _ => return false,
             }
@@ -472,14 +625,18 @@ fn light_text(style: &str) -> bool {
             .strip_prefix("rgb(")
             .or_else(|| value.strip_prefix("rgba("))
         {
-            rgb.split([',', ')', '/'])
-                .take(3)
+            rgb.split([',', ')', '/', ' '])
+                .filter(|v| !v.is_empty())
+                .take(4)
                 .filter_map(|v| v.parse().ok())
+                .enumerate()
+                .map(|(i, v): (usize, f64)| if i == 3 && v <= 1.0 { v * 255.0 } else { v })
                 .collect()
         } else {
             return false;
         };
-        channels.len() == 3 && channels.iter().all(|&c| c >= 0xF0)
+        let transparent = channels.get(3).is_some_and(|&a| a < 32.0);
+        transparent || (channels.len() >= 3 && channels[..3].iter().all(|&c| c >= 240.0))
     })
 }
 
@@ -589,6 +746,23 @@ impl Lines {
         self.hidden = false;
     }
 
+    /// Text read apart from the line being built, as hidden: a comment, an image's `alt`.
+    fn aside(&mut self, text: &str) {
+        let text = numeric_references_decoded(text);
+        let decoded = html_escape::decode_html_entities(&text);
+        let line: String = decoded
+            .chars()
+            .take(MAX_LINE)
+            .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+            .collect();
+        if !line.trim().is_empty() {
+            self.done.push(TextLine {
+                text: Cow::Owned(line),
+                hidden: true,
+            });
+        }
+    }
+
     fn finish(mut self) -> Vec<TextLine<'static>> {
         self.break_line();
         self.done
@@ -659,6 +833,9 @@ mod tests {
         assert!(l[0].1, "{l:?}");
         let l = shown("<!-- SECRET --><p>x</p>");
         assert_eq!(l[0], ("SECRET".to_string(), true));
+        // A comment or an image inside a word does not split it.
+        assert!(shown("<p>SEC<!-- x -->RET</p>").contains(&("SECRET".into(), false)));
+        assert!(shown("<p>SEC<img src=x alt=\"\">RET</p>").contains(&("SECRET".into(), false)));
         let l = shown("<p><font color=\"#FFFFFF\">OFFICIAL</font></p>");
         assert!(l[0].1);
         let l = shown("<span style='font-size:0'>SEC</span>RET");
@@ -711,6 +888,40 @@ mod tests {
         // Generated or reordered text: no line of the part may lower.
         let l = shown("<style>.m::after{content:\"-SENSITIVE\"}</style><p class=m>OFFICIAL</p>");
         assert!(l.iter().all(|(_, hidden)| *hidden), "{l:?}");
+    }
+
+    #[test]
+    fn style_sheets_as_a_browser_applies_them() {
+        for html in [
+            "<style>p.a { display:none }</style><p class=\"b a\">OFFICIAL</p>",
+            "<style>.q > p:first-child { display:none }</style><p>OFFICIAL</p>",
+            "<style>*{display:none}</style><p>OFFICIAL</p>",
+            "<blockquote><p>OFFICIAL</p></blockquote>",
+            "<div class=\"gmail_quote\"><p>OFFICIAL</p></div>",
+            "<div id=\"divRplyFwdMsg\">From: x</div><p>OFFICIAL</p>",
+            "<dialog><p>OFFICIAL</p></dialog>",
+            "<p style=\"color:#fff !important\">OFFICIAL</p>",
+            "<p style=\"color:rgba(0,0,0,0)\">OFFICIAL</p>",
+            "<p style=\"color:hsl(0,0%,100%)\">OFFICIAL</p>",
+            "<p style=\"opacity:.0\">OFFICIAL</p>",
+            "<p style=\"font-size:3px\">OFFICIAL</p>",
+            "<p style=\"disp&#108;ay:none\">OFFICIAL</p>",
+        ] {
+            let l = shown(html);
+            assert!(
+                l.iter()
+                    .filter(|(t, _)| t.contains("OFFICIAL"))
+                    .all(|(_, hidden)| *hidden),
+                "{html}: {l:?}"
+            );
+        }
+        assert!(!shown("<p style=\"font-size:0.9em;margin-left:-.25in\">OFFICIAL</p>")[0].1);
+        let l = shown("<style>.m{text-transform:uppercase}</style><p class=m>top secret</p>");
+        assert!(l.contains(&("TOP SECRET".into(), false)), "{l:?}");
+        let l = shown("<p style=\"font-variant:small-caps\">secret</p>");
+        assert!(l.contains(&("SECRET".into(), false)), "{l:?}");
+        let l = shown("<style>p.m::before{content:\"TOP SECRET\"}</style><p class=m></p>");
+        assert!(l.contains(&("TOP SECRET".into(), true)), "{l:?}");
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! twice: the highest wins.
 
 use super::normalize::fold;
-use super::resemble::Mode;
-use super::subject::{key_values, leading};
+use super::resemble::{self, Mode};
+use super::subject::key_values;
 #[cfg(test)]
 use super::vocab::LevelId;
 use super::vocab::Vocabulary;
@@ -28,8 +28,13 @@ pub(super) fn value_reading(value: &str, vocab: &Vocabulary) -> Option<Found> {
     let value = value.trim();
     let exact = vocab.whole_marking(value).map(Found::plain);
     let unquoted = value.trim_matches(['"', '\'']);
-    let generous = leading(&fold(unquoted), vocab, Mode::Resemble)
-        .map(|level| Found::checked(vocab, level, || leading(unquoted, vocab, Mode::Exact)));
+    // Anywhere in the value, any case: `UK TOP SECRET`, `Classified - Secret`, `SECRET AUSTEO`.
+    let anywhere = |text: &str, mode| {
+        let tokens = resemble::tokens(text, mode, 32);
+        resemble::highest_in(vocab, &tokens, mode, false)
+    };
+    let generous = anywhere(&fold(unquoted), Mode::Resemble)
+        .map(|level| Found::checked(vocab, level, || anywhere(unquoted, Mode::Exact)));
     max_reading(vocab, [exact, generous])
 }
 
@@ -37,7 +42,9 @@ pub(super) fn value_reading(value: &str, vocab: &Vocabulary) -> Option<Found> {
 pub fn x_protective_marking(value: &str, vocab: &Vocabulary) -> Option<LabelResult> {
     let mut seen = None;
     let mut best: Option<Found> = None;
-    for (_, sec) in key_values(value, &[',', ';']).filter(|(k, _)| k.eq_ignore_ascii_case("SEC")) {
+    for (_, sec) in key_values(value, &[',', ';'])
+        .filter(|(k, _)| k.eq_ignore_ascii_case("SEC") || k.eq_ignore_ascii_case("DLM"))
+    {
         seen.get_or_insert(sec);
         best = max_reading(vocab, [best, value_reading(sec, vocab)]);
     }

@@ -154,6 +154,8 @@ pub fn classify(
         ambiguous: Vec::new(),
         parts_seen: 0,
         may_lower: true,
+        body_part: None,
+        pending_lowering: Vec::new(),
     };
     let mut subject = None;
     // The parser is given only what it can read within the bounds (see `bound`).
@@ -245,6 +247,10 @@ struct Scan<'a> {
     parts_seen: usize,
     /// Findings here may lower the message (see [`Scan::add`]).
     may_lower: bool,
+    /// The top-level body part being read, if any.
+    body_part: Option<u32>,
+    /// Lowering findings of the body, by part, until [`Scan::settle_lowering`].
+    pending_lowering: Vec<(u32, Finding)>,
 }
 
 impl Scan<'_> {
@@ -252,14 +258,20 @@ impl Scan<'_> {
         // A lowering marking counts only where it marks this message: its own headers and
         // the body its reader is shown. Not an attached message's, not an attachment, not
         // the text alternative of an HTML message.
-        if self.vocab.is_lowering(found.level) && !self.may_lower {
+        let lowering = self.vocab.is_lowering(found.level);
+        if lowering && !self.may_lower {
             return;
         }
-        self.found.push(Finding {
+        let finding = Finding {
             level: found.level,
             source: format!("{prefix}{source}"),
             obfuscated: found.obfuscated,
-        });
+        };
+        // In the body, held until every alternative the reader might be shown agrees.
+        match self.body_part {
+            Some(part) if lowering => self.pending_lowering.push((part, finding)),
+            _ => self.found.push(finding),
+        }
     }
 
     fn label(&mut self, prefix: &str, source: &str, result: LabelResult) {
@@ -271,15 +283,36 @@ impl Scan<'_> {
 
     fn message(&mut self, message: &Message, prefix: &str, depth: usize) {
         self.may_lower = depth == 0;
+        self.body_part = None;
         self.headers(message, prefix);
         let displayed = if message.html_body.is_empty() {
             &message.text_body
         } else {
             &message.html_body
         };
+        // The alternatives a reader may be shown: a client shows the HTML, or the text, of
+        // a multipart/alternative, whichever it prefers (RFC 2046 says the last it can).
+        let mut alternatives: Vec<u32> = message
+            .text_body
+            .iter()
+            .chain(&message.html_body)
+            .copied()
+            .filter(|&i| {
+                message
+                    .parts
+                    .get(i as usize)
+                    .is_some_and(|p| p.attachment_name().is_none())
+            })
+            .collect();
+        alternatives.sort_unstable();
+        alternatives.dedup();
         let mut attachment = 0;
         for (index, part) in message.parts.iter().enumerate() {
-            self.may_lower = depth == 0 && displayed.contains(&(index as u32));
+            // A text part with a file name is an attachment, whatever its disposition.
+            self.may_lower = depth == 0
+                && displayed.contains(&(index as u32))
+                && part.attachment_name().is_none();
+            self.body_part = Some(index as u32);
             self.parts_seen += 1;
             if self.parts_seen > self.limits.max_parts {
                 self.limits_exceeded
@@ -292,7 +325,28 @@ impl Scan<'_> {
                 self.ambiguous.push(format!("{prefix}{why}"));
             }
             match &part.body {
-                PartType::Text(text) => self.text(body::plain_lines(text), prefix),
+                PartType::Text(text) => {
+                    // format=flowed (RFC 3676): soft line breaks join lines for the reader.
+                    let flowed = part.content_type().and_then(|ct| {
+                        let format = ct.attribute("format")?;
+                        format.eq_ignore_ascii_case("flowed").then(|| {
+                            ct.attribute("delsp")
+                                .is_some_and(|d| d.eq_ignore_ascii_case("yes"))
+                        })
+                    });
+                    match flowed {
+                        _ if is_enriched(part) => {
+                            // Enriched text: tags as in HTML, and a blank line ends a line.
+                            let marked = text.replace("\r\n", "\n").replace("\n\n", "<br>");
+                            self.text(body::lent(&html::lines(&marked)), prefix)
+                        }
+                        Some(delsp) => {
+                            let joined = body::unflowed(text, delsp);
+                            self.text(body::plain_lines(&joined), prefix);
+                        }
+                        None => self.text(body::plain_lines(text), prefix),
+                    }
+                }
                 PartType::Html(html) => self.text(body::lent(&html::lines(html)), prefix),
                 PartType::Message(inner) => {
                     attachment += 1;
@@ -321,6 +375,25 @@ impl Scan<'_> {
                 }
                 PartType::Multipart(_) => {}
             }
+        }
+        self.body_part = None;
+        if depth == 0 {
+            self.settle_lowering(&alternatives);
+        }
+    }
+
+    /// Body findings that lower count only when every alternative the reader may be shown
+    /// has one (an HTML part marked OFFICIAL with an unmarked text alternative does not
+    /// lower, nor the other way round).
+    fn settle_lowering(&mut self, alternatives: &[u32]) {
+        let pending = std::mem::take(&mut self.pending_lowering);
+        let agreed = !alternatives.is_empty()
+            && alternatives
+                .iter()
+                .all(|part| pending.iter().any(|(p, _)| p == part));
+        if agreed {
+            self.found
+                .extend(pending.into_iter().map(|(_, finding)| finding));
         }
     }
 
@@ -382,6 +455,15 @@ impl Scan<'_> {
             self.add(prefix, source, found);
         }
     }
+}
+
+/// `text/enriched` and `text/richtext` mark text up with tags too (`<bold>SECRET</bold>`).
+fn is_enriched(part: &MessagePart) -> bool {
+    part.content_type().is_some_and(|ct| {
+        ct.subtype().is_some_and(|s| {
+            s.eq_ignore_ascii_case("enriched") || s.eq_ignore_ascii_case("richtext")
+        })
+    })
 }
 
 /// A label header's value with folding removed and RFC 2047 encoded words decoded.

@@ -47,6 +47,8 @@ fn words(text: &str, mode: Mode, max: usize) -> Vec<Token> {
     let mut current: Option<Token> = None;
     // Only spaces since the last word (everyday phrases are written with spaces only).
     let mut spaces_only = true;
+    let mut gap = 0usize;
+    let mut hyphens = 0usize;
     let mut chars = text.char_indices().peekable();
     while let Some((at, c)) = chars.next() {
         // A sign inside a word read as the letter it imitates: `S€CR€T`, `CONF!DENT!AL`.
@@ -91,6 +93,8 @@ fn words(text: &str, mode: Mode, max: usize) -> Vec<Token> {
                     return tokens;
                 }
                 spaces_only = true;
+                gap = 0;
+                hyphens = 0;
             }
             if c == '&' {
                 // `PRIVATE & CONFIDENTIAL` is `PRIVATE AND CONFIDENTIAL`.
@@ -107,7 +111,14 @@ fn words(text: &str, mode: Mode, max: usize) -> Vec<Token> {
                 }
                 continue;
             }
-            spaces_only &= c == ' ' || c == '\t';
+            // Only spaces, or one hyphen and nothing else (`PROTECTED-CHARACTERISTIC`).
+            let hyphen_alone = c == '-' && gap == 0;
+            spaces_only &= c == ' ' || c == '\t' || hyphen_alone;
+            hyphens += usize::from(c == '-');
+            gap += 1;
+            if hyphens > 0 && gap > hyphens {
+                spaces_only = false;
+            }
         }
     }
     tokens.extend(current);
@@ -242,6 +253,17 @@ pub enum Reading {
 
 /// The highest marking standing in capitals anywhere in `tokens` (everyday wording skipped).
 pub fn highest_in_capitals(vocab: &Vocabulary, tokens: &[Token], mode: Mode) -> Option<LevelId> {
+    highest_in(vocab, tokens, mode, true)
+}
+
+/// The highest marking anywhere in `tokens`, in capitals or in any case (everyday wording
+/// skipped).
+pub fn highest_in(
+    vocab: &Vocabulary,
+    tokens: &[Token],
+    mode: Mode,
+    in_capitals: bool,
+) -> Option<LevelId> {
     let mut highest: Option<LevelId> = None;
     let mut at = 0;
     while at < tokens.len() {
@@ -252,7 +274,8 @@ pub fn highest_in_capitals(vocab: &Vocabulary, tokens: &[Token], mode: Mode) -> 
                 end,
                 capitals,
             }) => {
-                if capitals && highest.is_none_or(|h| vocab.rank(level) > vocab.rank(h)) {
+                let counts = capitals || !in_capitals;
+                if counts && highest.is_none_or(|h| vocab.rank(level) > vocab.rank(h)) {
                     highest = Some(level);
                 }
                 at = end;
@@ -516,12 +539,19 @@ fn spelling_at(canon: &[String], tokens: &[Token], at: usize, mode: Mode) -> Opt
     let several = canon.len() > 1;
     let mut next = at;
     let mut word_by_word = true;
-    for word in canon {
+    for (k, word) in canon.iter().enumerate() {
         let Some(token) = tokens.get(next) else {
             word_by_word = false;
             break;
         };
-        if word_resembles(&token.canon, word, several, mode) {
+        // After the first word a plural reads as the word: `TOP SECRETS` (but `SECRETS`
+        // alone is a word of its own).
+        let plural = k > 0
+            && mode == Mode::Resemble
+            && token.canon.len() == word.len() + 1
+            && token.canon.ends_with('S')
+            && token.canon.starts_with(word.as_str());
+        if plural || word_resembles(&token.canon, word, several, mode) {
             next += 1;
             continue;
         }
@@ -578,7 +608,8 @@ fn split_word(word: &str, tokens: &[Token], at: usize, mode: Mode) -> Option<usi
             return None;
         }
         merged.push_str(&token.canon);
-        if word_resembles(&merged, word, false, mode) {
+        // Exactly the word: a typo on top of a split (`SEC RE:`) is too far.
+        if merged == word {
             return Some(end + 1);
         }
     }

@@ -385,7 +385,7 @@ fn end_group<'s>(subject: &'s str, tag: &str) -> Option<&'s str> {
 /// quotes removed.
 fn sec_values(inside: &str) -> impl Iterator<Item = &str> {
     key_values(inside, &[',', ';'])
-        .filter(|(k, _)| k.eq_ignore_ascii_case("SEC"))
+        .filter(|(k, _)| k.eq_ignore_ascii_case("SEC") || k.eq_ignore_ascii_case("DLM"))
         .map(|(_, v)| v.trim_matches(['"', '\'']).trim())
 }
 
