@@ -7,11 +7,6 @@ use super::resemble::{self, Mode, Reading};
 use super::vocab::{LevelId, Vocabulary};
 use super::{Found, max_reading};
 use std::borrow::Cow;
-use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
-
-/// Lines remembered as read (see [`markings`]): 64 Ki hashes, about 1 MB.
-const MAX_REMEMBERED: usize = 64 * 1024;
 
 /// Distinct lines of one text read one by one beyond its first and last (a bound: past it,
 /// the raw scan's exact reading takes over).
@@ -132,7 +127,7 @@ where
     let lasts = [last, last_before_end];
 
     let mut by_kind: [Option<Found>; 3] = [None, None, None];
-    let mut read: HashSet<u64> = HashSet::new();
+    let mut read = super::SeenLines::default();
     let mut other_lines_left = MAX_OTHER_LINES;
     let mut over_budget = false;
     for (index, line) in lines.clone().enumerate() {
@@ -158,14 +153,8 @@ where
                 over_budget = true;
                 continue;
             }
-            let mut hasher = std::hash::DefaultHasher::new();
-            line.text.hash(&mut hasher);
-            let hash = hasher.finish();
-            if read.contains(&hash) {
+            if !read.first_time(&*line.text) {
                 continue;
-            }
-            if read.len() < MAX_REMEMBERED {
-                read.insert(hash);
             }
             other_lines_left -= 1;
         }
@@ -285,17 +274,7 @@ fn forwarded_subject(line: &str) -> Option<&str> {
         return None;
     }
     FORWARDED_SUBJECT.iter().find_map(|label| {
-        let mut rest = line;
-        for l in label.chars() {
-            let c = rest.chars().next()?;
-            if !c.to_uppercase().eq(l.to_uppercase()) {
-                return None;
-            }
-            rest = &rest[c.len_utf8()..];
-        }
-        let rest = rest.trim_start();
-        rest.strip_prefix(':')
-            .or_else(|| rest.strip_prefix('\u{FF1A}'))
+        super::subject::strip_colon(super::subject::strip_prefix_ignore_case(line, label)?)
     })
 }
 

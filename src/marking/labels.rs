@@ -31,7 +31,7 @@ pub(super) fn value_reading(value: &str, vocab: &Vocabulary) -> Option<Found> {
     // Anywhere in the value, any case: `UK TOP SECRET`, `Classified - Secret`, `SECRET AUSTEO`.
     let anywhere = |text: &str, mode| {
         let tokens = resemble::tokens(text, mode, 32);
-        resemble::highest_in(vocab, &tokens, mode, false)
+        resemble::highest_in(vocab, &tokens, mode, |_, _, _| true)
     };
     let generous = anywhere(&fold(unquoted), Mode::Resemble)
         .map(|level| Found::checked(vocab, level, || anywhere(unquoted, Mode::Exact)));

@@ -56,6 +56,33 @@ impl Found {
     }
 }
 
+/// Lines already read, remembered by hash: hostile input repeats its lines by the million
+/// (boundaries, filler), and a line read once need not be read again. Bounded: 64 Ki
+/// hashes, about 1 MB; past that, new lines are read without being remembered.
+#[derive(Default)]
+pub struct SeenLines {
+    hashes: std::collections::HashSet<u64>,
+}
+
+impl SeenLines {
+    const MAX: usize = 64 * 1024;
+
+    /// True the first time `line` is offered (or when it can no longer be remembered).
+    pub fn first_time<T: std::hash::Hash + ?Sized>(&mut self, line: &T) -> bool {
+        use std::hash::Hasher;
+        let mut hasher = std::hash::DefaultHasher::new();
+        line.hash(&mut hasher);
+        let hash = hasher.finish();
+        if self.hashes.contains(&hash) {
+            return false;
+        }
+        if self.hashes.len() < Self::MAX {
+            self.hashes.insert(hash);
+        }
+        true
+    }
+}
+
 /// The highest of some readings; of two at the same level, the plain one.
 pub fn max_reading(
     vocab: &Vocabulary,

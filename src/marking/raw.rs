@@ -17,8 +17,6 @@ use super::vocab::Vocabulary;
 use super::{Found, max_reading};
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
 
 /// Headers whose value is read as a Subject or a label when met in the raw bytes.
 const MARKING_HEADERS: &[&str] = &[
@@ -31,9 +29,6 @@ const MARKING_HEADERS: &[&str] = &[
 
 /// A line longer than this is read only up to it.
 const MAX_LINE: usize = 4096;
-
-/// Lines remembered as read (see [`lines`]): 64 Ki hashes, about 1 MB.
-const MAX_REMEMBERED: usize = 64 * 1024;
 
 /// The highest reading (never lowering) in `bytes`, its decodings included.
 pub fn scan(bytes: &[u8], subject_tag: &str, vocab: &Vocabulary) -> Option<Found> {
@@ -119,19 +114,11 @@ fn lines(
     budget: &mut Budget,
 ) -> Option<Found> {
     let mut best: Option<Found> = None;
-    // A line read once need not be read again: hostile input repeats its lines by the
-    // million (boundaries, filler). A bounded set of hashes of the lines read.
-    let mut read: HashSet<u64> = HashSet::new();
+    let mut read = super::SeenLines::default();
     for line in bytes.split(|&b| b == b'\n') {
         let line = &line[..line.len().min(MAX_LINE)];
-        let mut hasher = std::hash::DefaultHasher::new();
-        line.hash(&mut hasher);
-        let hash = hasher.finish();
-        if read.contains(&hash) {
+        if !read.first_time(line) {
             continue;
-        }
-        if read.len() < MAX_REMEMBERED {
-            read.insert(hash);
         }
         if budget.lines_left == 0 {
             break;

@@ -253,16 +253,16 @@ pub enum Reading {
 
 /// The highest marking standing in capitals anywhere in `tokens` (everyday wording skipped).
 pub fn highest_in_capitals(vocab: &Vocabulary, tokens: &[Token], mode: Mode) -> Option<LevelId> {
-    highest_in(vocab, tokens, mode, true)
+    highest_in(vocab, tokens, mode, |_, _, capitals| capitals)
 }
 
-/// The highest marking anywhere in `tokens`, in capitals or in any case (everyday wording
-/// skipped).
+/// The highest marking anywhere in `tokens` that `counts` takes, given its level, how many
+/// words it spans and whether it stands in capitals (everyday wording skipped).
 pub fn highest_in(
     vocab: &Vocabulary,
     tokens: &[Token],
     mode: Mode,
-    in_capitals: bool,
+    counts: impl Fn(LevelId, usize, bool) -> bool,
 ) -> Option<LevelId> {
     let mut highest: Option<LevelId> = None;
     let mut at = 0;
@@ -274,8 +274,9 @@ pub fn highest_in(
                 end,
                 capitals,
             }) => {
-                let counts = capitals || !in_capitals;
-                if counts && highest.is_none_or(|h| vocab.rank(level) > vocab.rank(h)) {
+                if counts(level, end - at, capitals)
+                    && highest.is_none_or(|h| vocab.rank(level) > vocab.rank(h))
+                {
                     highest = Some(level);
                 }
                 at = end;

@@ -164,29 +164,12 @@ fn at_start(rest: &str, vocab: &Vocabulary, mode: Mode) -> Option<LevelId> {
 /// `Bail hearing TOP SECRET`, `Fwd: SECRET`, `[EXTERNAL] ***SECRET*** plan`.
 fn anywhere(text: &str, vocab: &Vocabulary, mode: Mode) -> Option<LevelId> {
     let tokens = resemble::tokens(text, mode, usize::MAX);
-    let mut highest: Option<LevelId> = None;
-    let mut at = 0;
-    while at < tokens.len() {
-        match vocab.reading_at(&tokens, at, mode) {
-            Some(Reading::Everyday { end }) => at = end,
-            Some(Reading::Level {
-                level,
-                end,
-                capitals,
-            }) => {
-                // In capitals; or, up to the ceiling, a phrase of several words in any case
-                // (`Official-Sensitive`, `Commercial in Confidence`), never a lone word
-                // (`Private`, `Restricted` are prose too).
-                let counts = capitals || (end - at > 1 && !vocab.above_ceiling(level));
-                if counts && highest.is_none_or(|h| vocab.rank(level) > vocab.rank(h)) {
-                    highest = Some(level);
-                }
-                at = end;
-            }
-            None => at += 1,
-        }
-    }
-    highest
+    // In capitals; or, up to the ceiling, a phrase of several words in any case
+    // (`Official-Sensitive`, `Commercial in Confidence`), never a lone word (`Private`,
+    // `Restricted` are prose too).
+    resemble::highest_in(vocab, &tokens, mode, |level, words, capitals| {
+        capitals || (words > 1 && !vocab.above_ceiling(level))
+    })
 }
 
 /// The strict reading at the start, from the exact form only: `OFFICIAL:`, `[OFFICIAL]`,
@@ -280,7 +263,7 @@ fn strip_reply_prefix<'s>(text: &'s str, prefix: &str) -> Option<&'s str> {
     strip_colon(rest)
 }
 
-fn strip_colon(text: &str) -> Option<&str> {
+pub(super) fn strip_colon(text: &str) -> Option<&str> {
     let text = text.trim_start();
     text.strip_prefix(':')
         .or_else(|| text.strip_prefix('\u{FF1A}'))
@@ -305,7 +288,7 @@ fn strip_tag_word(text: &str) -> Option<&str> {
     })
 }
 
-fn strip_prefix_ignore_case<'s>(text: &'s str, prefix: &str) -> Option<&'s str> {
+pub(super) fn strip_prefix_ignore_case<'s>(text: &'s str, prefix: &str) -> Option<&'s str> {
     let mut rest = text;
     for p in prefix.chars() {
         let c = rest.chars().next()?;
