@@ -17,9 +17,7 @@ use cjsm_milter::marking::{Input, Vocabulary, classify};
 use common::TestMilter;
 use indymilter_test::{EomAction, MacroStage, Status};
 use serde_json::Value;
-use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Command, Stdio};
 
 const SENDER: &str = "dc.jones@met.pnn.police.uk";
 const RECIPIENT: &str = "case.team@cps.gsi.gov.uk";
@@ -866,36 +864,15 @@ fn satisfied(want: Want, rank: u64) -> bool {
 }
 
 fn check(config: &std::path::Path, message: &[u8]) -> Value {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
-        .args(["--config", config.to_str().unwrap(), "check"])
-        .args([
-            "--from",
-            SENDER,
-            "--rcpt",
-            RECIPIENT,
-            "--client-addr",
-            "127.0.0.1",
-            "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = message.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let output = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "exit {:?}: {stderr}",
-        output.status
-    );
-    serde_json::from_slice(&output.stdout).expect("one JSON object")
+    let args = [
+        "--from",
+        SENDER,
+        "--rcpt",
+        RECIPIENT,
+        "--client-addr",
+        "127.0.0.1",
+    ];
+    common::check_message(config, &args, message)
 }
 
 fn config_file(dir: &tempfile::TempDir) -> std::path::PathBuf {

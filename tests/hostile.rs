@@ -1,9 +1,9 @@
 //! Hostile input through `check`: every message gets a verdict, the process never panics,
 //! and a message the classifier could not read whole is never "unmarked".
 
+mod common;
+
 use serde_json::Value;
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 fn check(message: &[u8], extra_config: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
@@ -16,44 +16,18 @@ fn check(message: &[u8], extra_config: &str) -> Value {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "check",
-            "--from",
-            "a@met.pnn.police.uk",
-        ])
-        .args([
-            "--rcpt",
-            "b@cps.gsi.gov.uk",
-            "--tls-version",
-            "TLSv1.3",
-            // A police sender is believed only from a secure-network peer (below).
-            "--client-addr",
-            "10.20.0.1",
-            "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = message.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let output = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "exit {:?}: {stderr}",
-        output.status
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    serde_json::from_slice(&output.stdout).expect("one JSON object")
+    let args = [
+        "--from",
+        "a@met.pnn.police.uk",
+        "--rcpt",
+        "b@cps.gsi.gov.uk",
+        "--tls-version",
+        "TLSv1.3",
+        // A police sender is believed only from a secure-network peer (below).
+        "--client-addr",
+        "10.20.0.1",
+    ];
+    common::check_message(&config, &args, message)
 }
 
 fn label(report: &Value) -> &str {

@@ -288,3 +288,35 @@ pub fn swaks_with(
         .expect("swaks (Debian package swaks)");
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
+
+/// `cjsm-milter --config CONFIG check ARGS… -` with `message` on its standard input: the
+/// JSON report. The process must succeed and never panic, whatever the message.
+pub fn check_message(config: &std::path::Path, args: &[&str], message: &[u8]) -> serde_json::Value {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
+        .args(["--config", config.to_str().unwrap(), "check"])
+        .args(args)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = message.to_vec();
+    // Written from a thread: a large message would fill the pipe before the report is read.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit {:?}: {stderr}",
+        output.status
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    serde_json::from_slice(&output.stdout).expect("one JSON object")
+}
