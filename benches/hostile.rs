@@ -8,15 +8,13 @@
 //! what the milter holds for the message (the collector's copy included) and what deciding
 //! costs on top. `-- --quick` runs each case once.
 
+mod common;
+
 use cjsm_milter::check::feed;
-use cjsm_milter::config::Config;
-use cjsm_milter::pipeline::{Collector, Engine, Envelope};
-use cjsm_milter::policy::{DirectoryAnswer, Recipient, SessionFacts, Zone};
-use cjsm_milter::store::FileStore;
+use cjsm_milter::pipeline::Collector;
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const MIB: usize = 1024 * 1024;
@@ -183,27 +181,7 @@ fn run_one(name: &str, runs: usize) {
         .find(|(n, _, _)| *n == name)
         .expect("a case");
     let raw = build();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(FileStore::open(dir.path()).unwrap());
-    let engine = Engine::new(Config::default(), store).unwrap();
-    let recipients = [Recipient {
-        address: "clerk@cps.gsi.gov.uk".into(),
-        zone: Zone::SecureNetwork,
-        directory: DirectoryAnswer::NotAsked,
-        deliver_to: None,
-        as_received: "<clerk@cps.gsi.gov.uk>".into(),
-        certificate: None,
-        certificate_pem: None,
-    }];
-    let envelope = Envelope {
-        sender: "dc.jones@met.pnn.police.uk".into(),
-        sender_translation: None,
-        sender_trust: "none",
-        session: SessionFacts {
-            tls_version: Some("TLSv1.3".into()),
-            ..SessionFacts::default()
-        },
-    };
+    let (_dir, engine, recipients, envelope) = common::engine_to_a_secure_recipient();
     // Forget the peak of building the message (Linux: "5" resets VmHWM to the current RSS).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let before = status_kib("VmRSS");

@@ -3,13 +3,11 @@
 //! message over many runs. For instruction counts that do not depend on machine noise:
 //! `valgrind --tool=callgrind target/release/deps/verdict-* --iterations 200`.
 
+mod common;
+
 use cjsm_milter::check::feed;
-use cjsm_milter::config::Config;
-use cjsm_milter::pipeline::{Collector, Engine, Envelope};
-use cjsm_milter::policy::{DirectoryAnswer, Recipient, SessionFacts, Zone};
-use cjsm_milter::store::FileStore;
+use cjsm_milter::pipeline::Collector;
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn message(size: usize, marked: bool) -> Vec<u8> {
@@ -45,28 +43,7 @@ fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(FileStore::open(dir.path()).unwrap());
-    let engine = Engine::new(Config::default(), store).unwrap();
-    let recipients = [Recipient {
-        address: "clerk@cps.gsi.gov.uk".into(),
-        zone: Zone::SecureNetwork,
-        directory: DirectoryAnswer::NotAsked,
-        deliver_to: None,
-        as_received: "<clerk@cps.gsi.gov.uk>".into(),
-        certificate: None,
-        certificate_pem: None,
-    }];
-    // Over TLS, as the secure networks' servers send.
-    let envelope = Envelope {
-        sender: "dc.jones@met.pnn.police.uk".into(),
-        sender_translation: None,
-        sender_trust: "none",
-        session: SessionFacts {
-            tls_version: Some("TLSv1.3".into()),
-            ..SessionFacts::default()
-        },
-    };
+    let (_dir, engine, recipients, envelope) = common::engine_to_a_secure_recipient();
     println!(
         "{:<28} {:>8} {:>12} {:>12}",
         "message", "runs", "median", "p99"
