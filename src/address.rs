@@ -28,7 +28,77 @@
 //! Internationalised addresses (SMTPUTF8) are refused too: the directory holds ASCII
 //! addresses only. A domain in its ASCII (`xn--`) form is plain.
 
-use crate::policy::{Action, Reply, Verdict};
+/// A mail domain: lower case, without a final dot (`firm.co.uk`, not `Firm.Co.UK.`). Every rule
+/// that compares domains compares these.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Domain(String);
+
+impl Domain {
+    /// The domain as given (an address's domain part, a config value, a directory entry);
+    /// `None` when nothing is left of it.
+    pub fn new(text: &str) -> Option<Domain> {
+        let domain = text.trim().trim_matches('.').to_ascii_lowercase();
+        (!domain.is_empty()).then_some(Domain(domain))
+    }
+
+    /// The domain of an address (what follows its last `@`); `None` for a bare user name.
+    pub fn of(address: &str) -> Option<Domain> {
+        address.rsplit_once('@').and_then(|(_, d)| Domain::new(d))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The domain itself or one of its subdomains: `met.pnn.police.uk` is within
+    /// `pnn.police.uk`; `notpnn.police.uk` is not.
+    pub fn is_within(&self, parent: &Domain) -> bool {
+        self.0 == parent.0
+            || self
+                .0
+                .strip_suffix(parent.as_str())
+                .is_some_and(|head| head.ends_with('.'))
+    }
+
+    /// The domain with `suffix` taken off its end (`firm.co.uk.cjsm.net` less `cjsm.net` is
+    /// `firm.co.uk`); `None` unless it is a proper subdomain of `suffix`.
+    pub fn less(&self, suffix: &Domain) -> Option<Domain> {
+        let head = self.0.strip_suffix(suffix.as_str())?.strip_suffix('.')?;
+        Domain::new(head)
+    }
+}
+
+impl std::fmt::Display for Domain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An address with `suffix` added to its domain: its secure form
+/// (`alice@firm.co.uk` → `alice@firm.co.uk.cjsm.net`). A bare user name, or an empty suffix,
+/// leaves it as it is.
+pub fn with_suffix(address: &str, suffix: &str) -> String {
+    let suffix = suffix.trim_matches('.');
+    if !address.contains('@') || suffix.is_empty() {
+        address.to_string()
+    } else {
+        format!("{}.{suffix}", address.trim_end_matches('.'))
+    }
+}
+
+/// Lower-cases an address and strips the angle brackets of an SMTP path: the form the
+/// directory keys and the rules compare.
+pub fn normalize(address: &str) -> String {
+    address
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim()
+        // A root-anchored domain (`a@firm.co.uk.`) is the same domain: the MTA drops the dot
+        // when it rewrites the address, so it must not dodge a lookup here.
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
 
 /// An envelope address after the checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -197,15 +267,16 @@ fn reported(value: &str) -> String {
 ///
 /// The two agree when they are the same address, or when one of them is the other without
 /// its domain (Postfix completes a bare user name; Sendmail reports a local user by name).
-/// The address judged is the raw one, which then names the same mailbox.
+/// The address judged is the raw one, which then names the same mailbox. The error says why
+/// the address is refused (the rules answer `553`).
 pub fn as_the_mta_uses(
     raw: &str,
     reported_value: Option<&str>,
     role: Role,
-) -> Result<EnvelopeAddress, Box<Verdict>> {
-    let parsed = parse(raw).map_err(|why| Box::new(refusal(role, raw, why)))?;
+) -> Result<EnvelopeAddress, &'static str> {
+    let parsed = parse(raw)?;
     if parsed == EnvelopeAddress::Null && role == Role::Recipient {
-        return Err(Box::new(refusal(role, raw, "an empty address")));
+        return Err("an empty address");
     }
     let Some(reported_value) = reported_value else {
         return Ok(parsed);
@@ -226,43 +297,7 @@ pub fn as_the_mta_uses(
             && (mta == *user || matches!(parse(&mta), Ok(EnvelopeAddress::Mailbox(_)))))
         .then(|| parsed.clone()),
     };
-    agreed.ok_or_else(|| {
-        Box::new(refusal(
-            role,
-            raw,
-            "the address the mail server made of it differs from the address given",
-        ))
-    })
-}
-
-/// A recipient without a domain from a client that may not use one: `553 5.1.3`.
-pub fn not_qualified(raw: &str) -> Verdict {
-    let mut verdict = refusal(
-        Role::Recipient,
-        raw,
-        "a user name without a domain is accepted only from the hub's own hosts",
-    );
-    verdict.reason = "recipient-not-qualified";
-    verdict
-}
-
-/// `553 5.1.7` (sender) or `553 5.1.3` (recipient), naming what is wrong.
-fn refusal(role: Role, raw: &str, why: &str) -> Verdict {
-    let (reason, status, what) = match role {
-        Role::Sender => ("sender-syntax", "5.1.7", "sender"),
-        Role::Recipient => ("recipient-syntax", "5.1.3", "recipient"),
-    };
-    // The argument comes from the client: the reply text is sanitised and bounded by Reply.
-    let shown: String = raw.chars().take(300).collect();
-    Verdict::refuse(
-        Action::Reject,
-        reason,
-        Reply::new(
-            "553",
-            status,
-            format!("{shown}: the {what} must be a plain address (user@domain): {why}"),
-        ),
-    )
+    agreed.ok_or("the address the mail server made of it differs from the address given")
 }
 
 #[cfg(test)]
@@ -365,7 +400,12 @@ mod tests {
     fn the_address_the_mta_reports_must_agree() {
         use EnvelopeAddress::*;
         let ok = |raw: &str, mta: Option<&str>, role| {
-            as_the_mta_uses(raw, mta, role).map_err(|v| v.reply.unwrap().to_string())
+            as_the_mta_uses(raw, mta, role).map_err(|why| {
+                crate::policy::recipient::not_plain(role, raw, why)
+                    .reply
+                    .unwrap()
+                    .to_string()
+            })
         };
         let mary = "mary@smithchambers.cjsm.net";
         assert_eq!(
@@ -429,5 +469,41 @@ mod tests {
             let got = ok(raw, mta, role).unwrap_err();
             assert!(got.starts_with(status), "{raw} {mta:?}: {got}");
         }
+    }
+
+    #[test]
+    fn domains() {
+        let d = |text: &str| Domain::new(text).unwrap();
+        assert_eq!(d("Firm.Co.UK."), d("firm.co.uk"));
+        assert_eq!(Domain::new(" . "), None);
+        assert_eq!(Domain::of("a@Firm.co.uk"), Some(d("firm.co.uk")));
+        assert_eq!(Domain::of("postmaster"), None);
+        // (domain, parent, within)
+        let cases = [
+            ("pnn.police.uk", "pnn.police.uk", true),
+            ("met.pnn.police.uk", "pnn.police.uk", true),
+            ("notpnn.police.uk", "pnn.police.uk", false),
+            ("pnn.police.uk.evil.com", "pnn.police.uk", false),
+            ("police.uk", "pnn.police.uk", false),
+        ];
+        for (domain, parent, within) in cases {
+            assert_eq!(
+                d(domain).is_within(&d(parent)),
+                within,
+                "{domain} in {parent}"
+            );
+        }
+        assert_eq!(
+            d("firm.co.uk.cjsm.net").less(&d("cjsm.net")),
+            Some(d("firm.co.uk"))
+        );
+        assert_eq!(d("cjsm.net").less(&d("cjsm.net")), None);
+        assert_eq!(d("xcjsm.net").less(&d("cjsm.net")), None);
+        assert_eq!(
+            with_suffix("alice@firm.co.uk.", ".cjsm.net."),
+            "alice@firm.co.uk.cjsm.net"
+        );
+        assert_eq!(with_suffix("postmaster", "cjsm.net"), "postmaster");
+        assert_eq!(with_suffix("alice@firm.co.uk", ""), "alice@firm.co.uk");
     }
 }

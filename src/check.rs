@@ -1,11 +1,16 @@
-//! `cjsm-milter check`: a message from a file through exactly the milter's pipeline, the
-//! MTA's part played by splitting the message into headers and body as an MTA would.
+//! `cjsm-milter check`: a message from a file through the milter's own [`Transaction`], the
+//! MTA's part played by splitting the message into headers and body as an MTA would, and the
+//! outcome printed as a report.
 
-use crate::pipeline::{Collector, Engine, Envelope};
-use crate::policy::{Action, Edit, Recipient, Reply, SessionFacts, Verdict};
+use crate::engine::Engine;
+use crate::policy::{
+    Action, DirectoryAnswer, Edit, Reason, Recipient, Reply, SessionFacts, Trust, Zone,
+    encryption::Validity,
+};
+use crate::smime::encrypt::Cipher;
 use crate::store::StoreError;
+use crate::transaction::Transaction;
 use serde::Serialize;
-use serde_json::{Value, json};
 
 pub struct CheckInput {
     pub sender: String,
@@ -14,206 +19,267 @@ pub struct CheckInput {
     pub message: Vec<u8>,
 }
 
+/// What `check` prints (as JSON).
 #[derive(Serialize)]
-struct Refused {
-    address: String,
-    reason: &'static str,
-    reply: Option<Reply>,
+pub struct Report {
+    pub mode: &'static str,
+    pub marking: MarkingReport,
+    /// What is applied (in report mode: accept).
+    pub action: Action,
+    pub reply: Option<Reply>,
+    pub reason: Reason,
+    /// What went wrong, when the verdict is a tempfail for an internal error.
+    pub error: Option<String>,
+    /// What the rules decided, applied or not.
+    pub decision: Decision,
+    pub quarantine: Option<String>,
+    pub sender: String,
+    pub sender_trust: Trust,
+    pub recipients: Vec<String>,
+    pub routes: Vec<Route>,
+    pub encryption: Option<EncryptionReport>,
+    pub delivered_as: DeliveredAs,
+    pub refused_recipients: Vec<Refused>,
+    pub subject: Option<String>,
+    pub headers_added: Vec<HeaderAdded>,
+    pub headers_removed: Vec<HeaderRemoved>,
+    pub headers_changed: Vec<HeaderAdded>,
+    pub session: SessionFacts,
 }
 
-/// Runs the pipeline and returns the report printed as JSON.
-pub async fn check(engine: &Engine, input: CheckInput) -> Result<Value, StoreError> {
-    let enforcing = engine.enforcing();
-    let mut refused = Vec::new();
+#[derive(Serialize)]
+pub struct MarkingReport {
+    pub label: String,
+    pub rank: u32,
+    pub source: String,
+    pub found: Vec<Found>,
+    pub conflict: bool,
+    pub limits_exceeded: Vec<String>,
+    pub ambiguous: Vec<String>,
+    pub warnings: Vec<String>,
+}
 
+#[derive(Serialize)]
+pub struct Found {
+    pub label: String,
+    pub source: String,
+    pub obfuscated: bool,
+}
+
+#[derive(Serialize)]
+pub struct Decision {
+    pub action: Action,
+    pub reply: Option<Reply>,
+    pub reason: Reason,
+}
+
+#[derive(Serialize)]
+pub struct Route {
+    pub address: String,
+    pub zone: Zone,
+    pub directory: DirectoryAnswer,
+    pub secure: bool,
+    pub deliver_to: Option<String>,
+    pub certificate: Option<Validity>,
+}
+
+#[derive(Serialize)]
+pub struct EncryptionReport {
+    #[serde(rename = "for")]
+    pub for_: Vec<String>,
+    pub escrow: bool,
+    pub cipher: Cipher,
+    pub body_bytes: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub struct DeliveredAs {
+    pub sender: String,
+    pub recipients: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct Refused {
+    pub address: String,
+    pub reason: Reason,
+    pub reply: Option<Reply>,
+}
+
+#[derive(Serialize)]
+pub struct HeaderAdded {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Serialize)]
+pub struct HeaderRemoved {
+    pub name: String,
+    pub index: usize,
+}
+
+/// Runs the message through a transaction and reports what the milter would do.
+pub async fn check(engine: &Engine, input: CheckInput) -> Result<Report, StoreError> {
+    let rules = &engine.rules;
+    let lookups = engine.lookups();
     // No MTA: no {mail_addr}/{rcpt_addr}. The arguments get the same syntax rule.
-    let sender_outcome = engine.sender(&input.sender, None, &input.session).await?;
-    let sender = sender_outcome.address.clone();
-    let mut recipients: Vec<Recipient> = Vec::new();
-    let mut first_refusal: Option<Verdict> = None;
+    let (mut transaction, _) =
+        Transaction::mail(rules, &lookups, &input.sender, None, input.session.clone()).await?;
     for rcpt in &input.recipients {
-        let (recipient, verdict) = engine
-            .recipient(
-                rcpt,
-                None,
-                recipients.len(),
-                (&sender, sender_outcome.trust),
-                &input.session,
-            )
-            .await?;
-        match verdict {
-            Some(verdict) => {
-                refused.push(Refused {
-                    address: recipient.address.clone(),
-                    reason: verdict.reason,
-                    reply: verdict.reply.clone(),
-                });
-                // As in the milter: the recipient bound holds in report mode too.
-                if !enforcing && verdict.reason != crate::policy::TOO_MANY_RECIPIENTS {
-                    recipients.push(recipient);
-                }
-                first_refusal.get_or_insert(verdict);
-            }
-            None => recipients.push(recipient),
-        }
+        transaction.rcpt(rules, &lookups, rcpt, None).await?;
     }
-
-    let mut collector = Collector::new(&engine.config);
-    collector.recipients(&recipients);
-    feed(&mut collector, &input.message);
-    collector.end_of_headers();
-    let envelope = Envelope {
-        sender: sender.clone(),
-        sender_translation: sender_outcome.translated.clone(),
-        sender_trust: sender_outcome.trust,
-        session: input.session.clone(),
-    };
-    let outcome = engine.end_of_message(&envelope, &recipients, &collector);
+    feed(&mut transaction, &input.message);
+    let outcome = transaction.finish(rules, &engine.smime);
     let classification = &outcome.classification;
+    let applied = &outcome.applied;
 
-    // What the MTA would have done before end of message: a refused sender ends the
-    // transaction at MAIL, and with every recipient refused there is no DATA.
-    let decision = match (
-        sender_outcome.verdict.clone(),
-        recipients.is_empty(),
-        first_refusal,
-    ) {
-        (Some(verdict), _, _) => verdict,
-        (None, true, Some(verdict)) => verdict,
-        _ => outcome.verdict.clone(),
-    };
-    let applied = if enforcing {
-        decision.clone()
-    } else {
-        Verdict {
-            action: Action::Accept,
-            reply: None,
-            reason: "report-only",
-            edits: Vec::new(),
-            quarantine_reason: None,
-            encrypt_for: Vec::new(),
-        }
-    };
-
-    let vocab = &engine.vocab;
+    let vocab = &rules.vocab;
     let level = vocab.level(classification.level);
-    let found: Vec<Value> = classification
-        .found
-        .iter()
-        .map(|f| {
-            json!({
-                "label": vocab.level(f.level).name,
-                "source": f.source,
-                "obfuscated": f.obfuscated,
-            })
-        })
-        .collect();
-    let accepted = matches!(applied.action, Action::Accept | Action::Quarantine);
-    let edits = if accepted {
+    let edits = if applied.delivers() {
         applied.edits.as_slice()
     } else {
         &[]
     };
-    let headers_added: Vec<Value> = edits
-        .iter()
-        .filter_map(|e| match e {
-            Edit::AddHeader { name, value } => Some(json!({"name": name, "value": value})),
-            _ => None,
-        })
-        .collect();
-    let headers_removed: Vec<Value> = edits
-        .iter()
-        .filter_map(|e| match e {
-            Edit::DeleteHeader { name, index } => Some(json!({"name": name, "index": index})),
-            _ => None,
-        })
-        .collect();
-    let headers_changed: Vec<Value> = edits
-        .iter()
-        .filter_map(|e| match e {
-            Edit::ChangeHeader { name, value, .. } if !name.eq_ignore_ascii_case("Subject") => {
-                Some(json!({"name": name, "value": String::from_utf8_lossy(value)}))
-            }
-            _ => None,
-        })
-        .collect();
-    let sender_delivered = edits
-        .iter()
-        .find_map(|e| match e {
-            Edit::ChangeSender { address } => Some(address.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| sender.clone());
-    let recipients_delivered: Vec<String> = recipients
-        .iter()
-        .map(|r| {
-            edits
+    let sender = transaction.sender.address.clone();
+    let recipients = &transaction.recipients;
+    Ok(Report {
+        mode: if engine.enforcing() {
+            "enforce"
+        } else {
+            "report"
+        },
+        marking: MarkingReport {
+            label: level.name.clone(),
+            rank: level.rank,
+            source: classification.source.clone(),
+            found: classification
+                .found
                 .iter()
-                .find_map(|e| match e {
-                    Edit::ReplaceRecipient {
-                        as_received,
-                        address,
-                    } if *as_received == r.as_received => Some(address.clone()),
-                    _ => None,
+                .map(|f| Found {
+                    label: vocab.level(f.level).name.clone(),
+                    source: f.source.clone(),
+                    obfuscated: f.obfuscated,
                 })
-                .unwrap_or_else(|| r.address.clone())
-        })
-        .collect();
-    let subject = final_subject(classification.subject.as_deref(), edits);
-
-    Ok(json!({
-        "mode": if enforcing { "enforce" } else { "report" },
-        "marking": {
-            "label": level.name,
-            "rank": level.rank,
-            "source": classification.source,
-            "found": found,
-            "conflict": classification.conflict,
-            "limits_exceeded": classification.limits_exceeded,
-            "ambiguous": classification.ambiguous,
-            "warnings": classification.warnings,
+                .collect(),
+            conflict: classification.conflict,
+            limits_exceeded: classification.limits_exceeded.clone(),
+            ambiguous: classification.ambiguous.clone(),
+            warnings: classification.warnings.clone(),
         },
-        "action": applied.action,
-        "reply": applied.reply,
-        "reason": applied.reason,
-        "error": outcome.error,
-        "decision": {
-            "action": decision.action,
-            "reply": decision.reply,
-            "reason": decision.reason,
+        action: applied.action,
+        reply: applied.reply.clone(),
+        reason: applied.reason,
+        error: outcome
+            .error
+            .as_ref()
+            .map(|e| format!("encryption failed: {e}")),
+        decision: Decision {
+            action: outcome.decision.action,
+            reply: outcome.decision.reply.clone(),
+            reason: outcome.decision.reason,
         },
-        "quarantine": if accepted { applied.quarantine_reason.clone() } else { None },
-        "sender": sender,
-        "sender_trust": sender_outcome.trust,
-        "recipients": recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(),
-        "routes": recipients.iter().map(|r| json!({
-            "address": r.address, "zone": r.zone, "directory": r.directory, "secure": r.is_secure(),
-            "deliver_to": r.deliver_to, "certificate": r.certificate,
-        })).collect::<Vec<_>>(),
-        "encryption": if accepted && !applied.encrypt_for.is_empty() {
-            json!({
-                "for": applied.encrypt_for,
-                "escrow": engine.escrow.is_some(),
-                "cipher": engine.config.encryption.cipher,
-                "body_bytes": edits.iter().find_map(|e| match e {
+        quarantine: if applied.delivers() {
+            applied.quarantine_reason.clone()
+        } else {
+            None
+        },
+        sender_trust: transaction.sender.trust,
+        recipients: recipients.iter().map(|r| r.address.clone()).collect(),
+        routes: recipients
+            .iter()
+            .map(|r| Route {
+                address: r.address.clone(),
+                zone: r.zone,
+                directory: r.directory,
+                secure: r.is_secure(),
+                deliver_to: r.deliver_to.clone(),
+                certificate: r.certificate,
+            })
+            .collect(),
+        encryption: (applied.delivers() && !applied.encrypt_for.is_empty()).then(|| {
+            EncryptionReport {
+                for_: applied.encrypt_for.clone(),
+                escrow: engine.smime.escrow.is_some(),
+                cipher: engine.config().encryption.cipher,
+                body_bytes: edits.iter().find_map(|e| match e {
                     Edit::ReplaceBody { body } => Some(body.len()),
                     _ => None,
                 }),
+            }
+        }),
+        delivered_as: DeliveredAs {
+            sender: delivered_sender(edits).unwrap_or_else(|| sender.clone()),
+            recipients: recipients
+                .iter()
+                .map(|r| delivered_recipient(edits, r))
+                .collect(),
+        },
+        refused_recipients: transaction
+            .refused
+            .iter()
+            .map(|r| Refused {
+                address: r.address.clone(),
+                reason: r.verdict.reason,
+                reply: r.verdict.reply.clone(),
             })
-        } else {
-            Value::Null
-        },
-        "delivered_as": {
-            "sender": sender_delivered,
-            "recipients": recipients_delivered,
-        },
-        "refused_recipients": refused,
-        "subject": subject,
-        "headers_added": headers_added,
-        "headers_removed": headers_removed,
-        "headers_changed": headers_changed,
-        "session": input.session,
-    }))
+            .collect(),
+        subject: final_subject(classification.subject.as_deref(), edits),
+        headers_added: edits
+            .iter()
+            .filter_map(|e| match e {
+                Edit::AddHeader { name, value } => Some(HeaderAdded {
+                    name: name.clone(),
+                    value: value.clone(),
+                }),
+                _ => None,
+            })
+            .collect(),
+        headers_removed: edits
+            .iter()
+            .filter_map(|e| match e {
+                Edit::DeleteHeader { name, index } => Some(HeaderRemoved {
+                    name: name.clone(),
+                    index: *index,
+                }),
+                _ => None,
+            })
+            .collect(),
+        headers_changed: edits
+            .iter()
+            .filter_map(|e| match e {
+                Edit::ChangeHeader { name, value, .. } if !name.eq_ignore_ascii_case("Subject") => {
+                    Some(HeaderAdded {
+                        name: name.clone(),
+                        value: String::from_utf8_lossy(value).into_owned(),
+                    })
+                }
+                _ => None,
+            })
+            .collect(),
+        sender,
+        session: input.session,
+    })
+}
+
+/// The envelope sender as delivered: address translation's, if any.
+fn delivered_sender(edits: &[Edit]) -> Option<String> {
+    edits.iter().find_map(|e| match e {
+        Edit::ChangeSender { address } => Some(address.clone()),
+        _ => None,
+    })
+}
+
+/// A recipient as delivered: address translation's, if any.
+fn delivered_recipient(edits: &[Edit], recipient: &Recipient) -> String {
+    edits
+        .iter()
+        .find_map(|e| match e {
+            Edit::ReplaceRecipient {
+                as_received,
+                address,
+            } if *as_received == recipient.as_received => Some(address.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| recipient.address.clone())
 }
 
 /// The Subject as delivered, decoded: the Subject edit's value when there is one.
@@ -228,7 +294,7 @@ fn final_subject(decoded: Option<&str>, edits: &[Edit]) -> Option<String> {
         _ => None,
     });
     match edited {
-        Some(value) => crate::pipeline::decode_subject(&value)
+        Some(value) => crate::collector::decode_subject(&value)
             .or_else(|| Some(String::from_utf8_lossy(&value).into_owned())),
         None => decoded.map(str::to_string),
     }
@@ -237,10 +303,10 @@ fn final_subject(decoded: Option<&str>, edits: &[Edit]) -> Option<String> {
 /// Splits a message into header fields and body as an MTA hands them to a milter: a header
 /// value without the space after the colon, folded lines kept, the body from the blank line.
 /// A line that is neither a header nor a continuation ends the headers, as in Postfix.
-pub fn feed(collector: &mut Collector, message: &[u8]) {
+pub fn feed(transaction: &mut Transaction, message: &[u8]) {
     let mut pos = 0;
     let mut current: Option<(usize, usize, usize)> = None; // (name start, name end, value end)
-    let flush = |collector: &mut Collector, current: Option<(usize, usize, usize)>| {
+    let flush = |transaction: &mut Transaction, current: Option<(usize, usize, usize)>| {
         if let Some((start, colon, end)) = current {
             let name = trim_ascii_end(&message[start..colon]);
             let mut value = &message[colon + 1..end];
@@ -249,7 +315,7 @@ pub fn feed(collector: &mut Collector, message: &[u8]) {
             }
             // Milter header values are C strings: a NUL ends what the milter sees.
             let value = value.split(|&b| b == 0).next().unwrap_or_default();
-            collector.header(name, trim_line_end(value));
+            transaction.header(name, trim_line_end(value));
         }
     };
     while pos < message.len() {
@@ -259,7 +325,7 @@ pub fn feed(collector: &mut Collector, message: &[u8]) {
             .map_or(message.len(), |i| pos + i + 1);
         let line = &message[pos..line_end];
         if trim_line_end(line).is_empty() {
-            flush(collector, current.take());
+            flush(transaction, current.take());
             pos = line_end;
             break;
         }
@@ -276,7 +342,7 @@ pub fn feed(collector: &mut Collector, message: &[u8]) {
         }
         match header_name_end(line) {
             Some(colon) => {
-                flush(collector, current.take());
+                flush(transaction, current.take());
                 current = Some((pos, pos + colon, line_end));
                 pos = line_end;
             }
@@ -284,10 +350,10 @@ pub fn feed(collector: &mut Collector, message: &[u8]) {
             None => break,
         }
     }
-    flush(collector, current.take());
-    collector.end_of_headers();
+    flush(transaction, current.take());
+    transaction.end_of_headers();
     if pos < message.len() {
-        collector.body(&message[pos..]);
+        transaction.body(&message[pos..]);
     }
 }
 

@@ -2,10 +2,10 @@
 
 use crate::audit::AuditSink;
 use crate::config::{Config, LogConfig, LogFormat, LogTarget};
+use crate::engine::{Engine, Shared};
 use crate::listen::{self, ListenAddr};
 use crate::metrics::metrics;
-use crate::milter::{self, Shared};
-use crate::pipeline::Engine;
+use crate::milter;
 use crate::store;
 use crate::store::now_unix;
 use anyhow::{Context as _, Result};
@@ -116,13 +116,14 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
     };
     let markings: Vec<String> = shared
         .current()
+        .rules
         .vocab
         .levels
         .iter()
         .map(|l| l.name.clone())
         .collect();
     m.initialise(&markings);
-    info!(listen = %local, mode = ?shared.current().config.mode, "cjsm-milter listening");
+    info!(listen = %local, mode = ?shared.current().config().mode, "cjsm-milter listening");
 
     let mut hangup = signal(SignalKind::hangup())?;
     let reloader = {
@@ -205,23 +206,23 @@ fn reload(path: Option<&Path>, shared: &Arc<Shared>) {
             return;
         }
     };
-    if new.milter.listen != old.config.milter.listen
-        || new.milter.socket_mode != old.config.milter.socket_mode
-        || new.milter.socket_group != old.config.milter.socket_group
-        || new.milter.max_connections != old.config.milter.max_connections
+    if new.milter.listen != old.config().milter.listen
+        || new.milter.socket_mode != old.config().milter.socket_mode
+        || new.milter.socket_group != old.config().milter.socket_group
+        || new.milter.max_connections != old.config().milter.max_connections
     {
         warn!("milter socket settings changed: restart needed for them to apply");
     }
-    if new.store != old.config.store {
+    if new.store != old.config().store {
         warn!("store settings changed: restart needed for them to apply; keeping the open store");
     }
-    if new.metrics != old.config.metrics {
+    if new.metrics != old.config().metrics {
         warn!("metrics settings changed: restart needed for them to apply");
     }
-    if new.socketmap.listen != old.config.socketmap.listen {
+    if new.socketmap.listen != old.config().socketmap.listen {
         warn!("socketmap address changed: restart needed for it to apply");
     }
-    if new.log != old.config.log {
+    if new.log != old.config().log {
         warn!("log settings changed: restart needed for them to apply");
     }
     match Engine::new(new, old.store.clone()).map(|e| e.with_audit(old.audit.clone())) {

@@ -5,7 +5,7 @@ use anyhow::{Context as _, Result};
 use cjsm_milter::check::{CheckInput, check};
 use cjsm_milter::config::Config;
 use cjsm_milter::daemon::{self, load_config};
-use cjsm_milter::pipeline::Engine;
+use cjsm_milter::engine::Engine;
 use cjsm_milter::policy::SessionFacts;
 use cjsm_milter::store;
 use clap::{Parser, Subcommand};

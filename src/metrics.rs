@@ -6,6 +6,7 @@
 //! levels from the config, fixed actions, reasons, zones and operations), never an address or
 //! a subject.
 
+use crate::policy::{Action, Reason, Zone};
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -219,33 +220,22 @@ impl Metrics {
     /// to show (and rate() a starting point) before the first event of its kind.
     pub fn initialise(&self, markings: &[String]) {
         for marking in markings {
-            for action in ["accept", "reject", "tempfail", "quarantine"] {
-                self.messages.with_label_values(&[marking.as_str(), action]);
+            for action in Action::ALL {
+                self.messages
+                    .with_label_values(&[marking.as_str(), action.as_str()]);
             }
         }
-        for stage in ["mail", "rcpt", "data", "eom"] {
-            for reason in ["store-error", "deadline", "internal-error"] {
-                self.refusals
-                    .with_label_values(&[stage, "tempfail", reason]);
+        for reason in Reason::ALL {
+            for (stage, action) in reason.refusals() {
+                self.refusals.with_label_values(&[
+                    stage.as_str(),
+                    action.as_str(),
+                    reason.as_str(),
+                ]);
             }
         }
-        for (stage, reason) in [
-            ("mail", "sender-suspended"),
-            ("mail", "sender-not-authorised"),
-            ("mail", "sender-not-authenticated"),
-            ("mail", "sender-not-own-address"),
-            ("mail", "sender-unknown"),
-            ("mail", "sender-not-qualified"),
-            ("rcpt", "recipient-unknown"),
-            ("rcpt", "recipient-suspended"),
-            ("eom", "above-ceiling"),
-            ("eom", "no-secure-route"),
-            ("eom", "no-inbound-tls"),
-        ] {
-            self.refusals.with_label_values(&[stage, "reject", reason]);
-        }
-        for zone in ["secure-network", "secure-suffix", "other"] {
-            self.recipients.with_label_values(&[zone]);
+        for zone in Zone::ALL {
+            self.recipients.with_label_values(&[zone.as_str()]);
         }
         for op in ["lookup", "size", "append_audit"] {
             self.store_operations.with_label_values(&[op]);

@@ -40,7 +40,7 @@ fn refusal(result: Result<impl std::fmt::Debug, AdminError>) -> String {
 }
 
 async fn answer(store: &dyn Directory, address: &str) -> DirectoryAnswer {
-    DirectoryAnswer::from_lookup(&store.lookup(address).await.unwrap())
+    cjsm_milter::lookups::answer(&store.lookup(address).await.unwrap())
 }
 
 /// The suite: every backend must pass it unchanged.

@@ -4,9 +4,10 @@
 
 use cjsm_milter::check::feed;
 use cjsm_milter::config::Config;
-use cjsm_milter::pipeline::{Collector, Engine, Envelope};
-use cjsm_milter::policy::{DirectoryAnswer, Recipient, SessionFacts, Zone};
+use cjsm_milter::engine::Engine;
+use cjsm_milter::policy::{SessionFacts, Zone};
 use cjsm_milter::store::FileStore;
+use cjsm_milter::transaction::Transaction;
 use std::sync::Arc;
 
 /// xorshift64*: enough randomness for mutations, no dependency.
@@ -85,25 +86,32 @@ fn mutated_corpus_messages_always_get_a_verdict() {
         Arc::new(FileStore::open(dir.path()).unwrap()),
     )
     .unwrap();
-    let recipients = [Recipient {
-        address: "clerk@cps.gsi.gov.uk".into(),
-        zone: Zone::SecureNetwork,
-        directory: DirectoryAnswer::NotAsked,
-        deliver_to: None,
-        as_received: "<clerk@cps.gsi.gov.uk>".into(),
-        certificate: None,
-        certificate_pem: None,
-    }];
-    // Over TLS, as the secure networks' servers send.
-    let envelope = Envelope {
-        sender: "dc.jones@met.pnn.police.uk".into(),
-        sender_translation: None,
-        sender_trust: "none",
-        session: SessionFacts {
-            tls_version: Some("TLSv1.3".into()),
-            ..SessionFacts::default()
-        },
+    // Over TLS, as the secure networks' servers send, to one secure-network recipient.
+    let session = SessionFacts {
+        tls_version: Some("TLSv1.3".into()),
+        ..SessionFacts::default()
     };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let template = runtime.block_on(async {
+        let lookups = engine.lookups();
+        let (mut transaction, _) = Transaction::mail(
+            &engine.rules,
+            &lookups,
+            "<dc.jones@met.pnn.police.uk>",
+            None,
+            session,
+        )
+        .await
+        .unwrap();
+        transaction
+            .rcpt(&engine.rules, &lookups, "<clerk@cps.gsi.gov.uk>", None)
+            .await
+            .unwrap();
+        transaction
+    });
+    assert_eq!(template.recipients[0].zone, Zone::SecureNetwork);
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
     let mut files: Vec<_> = std::fs::read_dir(&corpus)
         .unwrap()
@@ -113,19 +121,19 @@ fn mutated_corpus_messages_always_get_a_verdict() {
     files.sort();
     assert!(files.len() >= 30, "the corpus is there");
     let mut rng = Rng(0x5eed_cafe_f00d_d00d);
-    let ceiling = engine.vocab.rank(engine.vocab.ceiling);
+    let ceiling = engine.rules.vocab.rank(engine.rules.vocab.ceiling);
     let mut runs = 0;
     for file in &files {
         let original = std::fs::read(file).unwrap();
         for _ in 0..MUTATIONS {
             let message = mutate(&mut rng, &original);
-            let mut collector = Collector::new(&engine.config);
-            feed(&mut collector, &message);
-            let outcome = engine.end_of_message(&envelope, &recipients, &collector);
+            let mut transaction = template.clone();
+            feed(&mut transaction, &message);
+            let outcome = transaction.finish(&engine.rules, &engine.smime);
             let c = &outcome.classification;
             if !c.limits_exceeded.is_empty() {
                 assert!(
-                    engine.vocab.rank(c.level) >= ceiling,
+                    engine.rules.vocab.rank(c.level) >= ceiling,
                     "{}: {c:?}",
                     file.display()
                 );

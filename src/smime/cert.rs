@@ -1,8 +1,8 @@
 //! Reading and checking an S/MIME certificate: on import (a clear refusal naming what is wrong)
 //! and at each message (a certificate that lapsed since is not used).
 
+use crate::policy::encryption::{Validity, validity};
 use crate::store::Certificate;
-use serde::Serialize;
 use x509_parser::prelude::*;
 
 /// What a certificate says, read once at import.
@@ -99,25 +99,6 @@ fn usage_problem(cert: &X509Certificate) -> Option<String> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Whether a certificate may be used now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Validity {
-    Valid,
-    NotYetValid,
-    Expired,
-}
-
-pub fn validity(not_before: u64, not_after: u64, now: u64) -> Validity {
-    if now < not_before {
-        Validity::NotYetValid
-    } else if now > not_after {
-        Validity::Expired
-    } else {
-        Validity::Valid
-    }
 }
 
 /// The checks of `cert import`: usable for encryption, valid now, and issued for `address`.

@@ -31,23 +31,36 @@ impl Cipher {
     }
 }
 
+/// Why CMS encryption failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CmsError {
+    #[error("no certificate to encrypt for")]
+    NoCertificate,
+    #[error("certificate: {0}")]
+    Certificate(openssl::error::ErrorStack),
+    #[error("CMS encryption: {0}")]
+    Encryption(openssl::error::ErrorStack),
+    #[error("CMS encoding: {0}")]
+    Encoding(openssl::error::ErrorStack),
+}
+
 /// The CMS structure (DER) of `entity` encrypted for every certificate (PEM) in `recipients`.
-pub fn encrypt(entity: &[u8], recipients: &[&str], cipher: Cipher) -> Result<Vec<u8>, String> {
+pub fn encrypt(entity: &[u8], recipients: &[&str], cipher: Cipher) -> Result<Vec<u8>, CmsError> {
     use openssl::cms::{CMSOptions, CmsContentInfo};
     use openssl::stack::Stack;
     use openssl::x509::X509;
     if recipients.is_empty() {
-        return Err("no certificate to encrypt for".into());
+        return Err(CmsError::NoCertificate);
     }
-    let mut certs = Stack::new().map_err(|e| e.to_string())?;
+    let mut certs = Stack::new().map_err(CmsError::Encryption)?;
     for pem in recipients {
-        let cert = X509::from_pem(pem.as_bytes()).map_err(|e| format!("certificate: {e}"))?;
-        certs.push(cert).map_err(|e| e.to_string())?;
+        let cert = X509::from_pem(pem.as_bytes()).map_err(CmsError::Certificate)?;
+        certs.push(cert).map_err(CmsError::Encryption)?;
     }
     // BINARY: the entity is already canonical (CRLF); encrypt its bytes as they are.
     let cms = CmsContentInfo::encrypt(&certs, entity, cipher.openssl(), CMSOptions::BINARY)
-        .map_err(|e| format!("CMS encryption: {e}"))?;
-    cms.to_der().map_err(|e| format!("CMS encoding: {e}"))
+        .map_err(CmsError::Encryption)?;
+    cms.to_der().map_err(CmsError::Encoding)
 }
 
 /// Base64 in lines of 76 characters, each ended by CRLF: the body of the S/MIME entity.

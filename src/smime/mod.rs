@@ -3,3 +3,38 @@
 
 pub mod cert;
 pub mod encrypt;
+
+use crate::store::now_unix;
+use crate::transaction::{EncryptError, Encrypted, Encryptor};
+use encrypt::Cipher;
+
+/// The hub's encryption: CMS with the configured cipher, every message also encrypted for the
+/// escrow certificate when there is one.
+pub struct Smime {
+    pub cipher: Cipher,
+    /// The escrow certificate (PEM) and when it lapses (Unix seconds): past it, encryption
+    /// tempfails rather than leave the hub's archive without a copy.
+    pub escrow: Option<(String, u64)>,
+}
+
+impl Encryptor for Smime {
+    fn encrypt(&self, entity: &[u8], certificates: &[&str]) -> Result<Encrypted, EncryptError> {
+        let mut certificates = certificates.to_vec();
+        if let Some((pem, not_after)) = &self.escrow {
+            if now_unix() > *not_after {
+                return Err(EncryptError::EscrowExpired(cert::date(*not_after)));
+            }
+            certificates.push(pem);
+        }
+        let der = encrypt::encrypt(entity, &certificates, self.cipher)
+            .map_err(|e| EncryptError::Cms(Box::new(e)))?;
+        crate::metrics::metrics().messages_encrypted.inc();
+        Ok(Encrypted {
+            headers: encrypt::headers(self.cipher)
+                .into_iter()
+                .map(|(name, value)| (name.to_string(), value))
+                .collect(),
+            body: encrypt::base64_lines(&der),
+        })
+    }
+}

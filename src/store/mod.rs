@@ -139,15 +139,7 @@ async fn connect_redis(config: &StoreConfig) -> Result<RedisStore, StoreError> {
 
 /// Lower-cases an address and strips the angle brackets of an SMTP path.
 pub fn normalize_address(address: &str) -> String {
-    address
-        .trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .trim()
-        // A root-anchored domain (`a@firm.co.uk.`) is the same domain: the MTA drops the dot
-        // when it rewrites the address, so it must not dodge a lookup here.
-        .trim_end_matches('.')
-        .to_ascii_lowercase()
+    crate::address::normalize(address)
 }
 
 pub fn now_unix_ms() -> u64 {

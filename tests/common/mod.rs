@@ -8,9 +8,9 @@ pub mod postfix;
 pub mod redis;
 
 use cjsm_milter::config::Config;
+use cjsm_milter::engine::{Engine, Shared};
 use cjsm_milter::listen::{self, ListenAddr};
-use cjsm_milter::milter::{self, Shared};
-use cjsm_milter::pipeline::Engine;
+use cjsm_milter::milter;
 use cjsm_milter::store::{
     self, ConnectionType, Directory, OrgState, Organisation, User, UserState,
 };
