@@ -401,7 +401,7 @@ mod tests {
         use EnvelopeAddress::*;
         let ok = |raw: &str, mta: Option<&str>, role| {
             as_the_mta_uses(raw, mta, role).map_err(|why| {
-                crate::policy::recipient::not_plain(role, raw, why)
+                crate::policy::not_plain(role, raw, why)
                     .reply
                     .unwrap()
                     .to_string()

@@ -19,13 +19,13 @@ use crate::policy::client::{Network, network};
 use crate::policy::encryption::{Validity, requested};
 use crate::policy::message::{MessageFacts, decide};
 use crate::policy::recipient::{
-    closed_community_verdict, delivery_address, not_plain, not_qualified, recipient_verdict,
+    closed_community_verdict, delivery_address, not_qualified, recipient_verdict,
     too_many_recipients,
 };
 use crate::policy::sender::{SenderOutcome, from_verdict, secure_form, sender_outcome};
 use crate::policy::{
     DirectoryAnswer, Edit, Listing, Reason, Recipient, Rules, SessionFacts, Trust, Verdict, Zone,
-    zone,
+    not_plain, zone,
 };
 use std::future::Future;
 

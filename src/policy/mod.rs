@@ -19,7 +19,7 @@ pub mod message;
 pub mod recipient;
 pub mod sender;
 
-use crate::address::Domain;
+use crate::address::{Domain, Role};
 use crate::config::{Config, ConfigError, Mode, RoutingConfig};
 use crate::marking::{LevelId, Vocabulary};
 use serde::Serialize;
@@ -602,6 +602,26 @@ impl Verdict {
     pub fn delivers(&self) -> bool {
         matches!(self.action, Action::Accept | Action::Quarantine)
     }
+}
+
+/// An envelope address that is not a plain address, or not the one the MTA made of it:
+/// `553 5.1.7` (sender) or `553 5.1.3` (recipient), naming what is wrong.
+pub fn not_plain(role: Role, raw: &str, why: &str) -> Verdict {
+    let (reason, status, what) = match role {
+        Role::Sender => (Reason::SenderSyntax, "5.1.7", "sender"),
+        Role::Recipient => (Reason::RecipientSyntax, "5.1.3", "recipient"),
+    };
+    // The argument comes from the client: the reply text is sanitised and bounded by Reply.
+    let shown: String = raw.chars().take(300).collect();
+    Verdict::refuse(
+        Action::Reject,
+        reason,
+        Reply::new(
+            "553",
+            status,
+            format!("{shown}: the {what} must be a plain address (user@domain): {why}"),
+        ),
+    )
 }
 
 /// At most ten names, then a count: a reply line has room for about 980 bytes.

@@ -7,6 +7,7 @@
 //! - A recipient of a server-connected organisation is delivered to its own address
 //!   ([`delivery_address`]).
 
+use super::not_plain;
 use super::sender::secure_sender;
 use super::{
     Action, Connection, DirectoryAnswer, Listing, Reason, Recipient, Reply, SessionFacts, Trust,
@@ -14,26 +15,6 @@ use super::{
 };
 use crate::address::{Domain, Role};
 use crate::config::RoutingConfig;
-
-/// An envelope address that is not a plain address, or not the one the MTA made of it:
-/// `553 5.1.7` (sender) or `553 5.1.3` (recipient), naming what is wrong.
-pub fn not_plain(role: Role, raw: &str, why: &str) -> Verdict {
-    let (reason, status, what) = match role {
-        Role::Sender => (Reason::SenderSyntax, "5.1.7", "sender"),
-        Role::Recipient => (Reason::RecipientSyntax, "5.1.3", "recipient"),
-    };
-    // The argument comes from the client: the reply text is sanitised and bounded by Reply.
-    let shown: String = raw.chars().take(300).collect();
-    Verdict::refuse(
-        Action::Reject,
-        reason,
-        Reply::new(
-            "553",
-            status,
-            format!("{shown}: the {what} must be a plain address (user@domain): {why}"),
-        ),
-    )
-}
 
 /// A recipient without a domain from a client that may not use one: `553 5.1.3`.
 pub fn not_qualified(raw: &str) -> Verdict {
