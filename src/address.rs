@@ -265,6 +265,20 @@ fn refusal(role: Role, raw: &str, why: &str) -> Verdict {
     )
 }
 
+/// An address as the directory keys it: lower case, without the angle brackets of an SMTP
+/// path.
+pub fn normalize_address(address: &str) -> String {
+    address
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim()
+        // A root-anchored domain (`a@firm.co.uk.`) is the same domain: the MTA drops the dot
+        // when it rewrites the address, so it must not dodge a lookup here.
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 pub mod address;
 pub mod audit;
 pub mod check;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod directory;

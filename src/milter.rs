@@ -5,12 +5,13 @@
 //! tempfail, so the MTA keeps the message. Each session snapshots the engine (config, vocabulary,
 //! store) when it starts: a reload never changes the rules in the middle of a message.
 
+use crate::clock::now_unix_ms;
 use crate::config::Mode;
+use crate::directory::model::AuditEvent;
 use crate::listen::{GatedListener, MilterListener};
 use crate::metrics::metrics;
 use crate::pipeline::{Collector, Engine, Envelope, Outcome};
 use crate::policy::{self, Action, Edit, Recipient, SessionFacts, Verdict};
-use crate::store::{AuditEvent, now_unix_ms};
 use indymilter::{
     Actions, Callbacks, Context, ContextActions, EomContext, MacroStage, Macros, NegotiateContext,
     ProtoOpts, SetErrorReply, SocketInfo, Status,

@@ -1,13 +1,16 @@
 //! The one path every message takes, whether it comes from the MTA through the milter or
 //! from a file through `cjsm-milter check`: sender, recipients, collected message, verdict.
 
+use crate::address::normalize_address;
 use crate::address::{self, EnvelopeAddress, Role};
 use crate::audit::AuditSink;
+use crate::clock::now_unix;
 use crate::config::{Config, ConfigError, Mode};
+use crate::directory::model::Lookup;
 use crate::marking::{self, Classification, LevelId, Vocabulary};
 use crate::policy::{self, DirectoryAnswer, Edit, Facts, Recipient, SessionFacts, Verdict, Zone};
 use crate::smime;
-use crate::store::{Directory, Lookup, StoreError, normalize_address, now_unix};
+use crate::store::{DirectoryRead, StoreError};
 use crate::trust::{self, SenderOutcome};
 use std::sync::Arc;
 
@@ -22,13 +25,13 @@ pub struct Engine {
     /// When the escrow certificate lapses (Unix seconds): past it, encryption tempfails
     /// rather than leave the hub's archive without a copy.
     escrow_not_after: u64,
-    pub store: Arc<dyn Directory>,
+    pub store: Arc<dyn DirectoryRead>,
     /// Where the milter records its verdicts (none for `check`).
     pub audit: Option<AuditSink>,
 }
 
 impl Engine {
-    pub fn new(config: Config, store: Arc<dyn Directory>) -> Result<Engine, ConfigError> {
+    pub fn new(config: Config, store: Arc<dyn DirectoryRead>) -> Result<Engine, ConfigError> {
         let vocab =
             Vocabulary::from_config(&config.marking).map_err(|(key, message)| ConfigError {
                 file: None,

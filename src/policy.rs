@@ -4,8 +4,8 @@
 //! passed in, so the same facts always give the same verdict (and `check` can show it).
 
 use crate::config::{OverLimit, RoutingConfig};
+use crate::directory::model::{Lookup, OrgState, UserState};
 use crate::marking::{Classification, LevelId, Vocabulary};
-use crate::store::{Lookup, OrgState, UserState};
 use serde::Serialize;
 use std::net::IpAddr;
 

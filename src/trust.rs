@@ -12,9 +12,10 @@
 //!   secure senders ([`secure_sender`]).
 //! - A hub sender's `From:` is its own address ([`from_verdict`]).
 
+use crate::address::normalize_address;
 use crate::config::{RoutingConfig, parse_network};
+use crate::directory::model::{ClientCertificate, ConnectionType, Lookup, OrgState};
 use crate::policy::{Action, DirectoryAnswer, Reply, Verdict, Zone};
-use crate::store::{ClientCertificate, ConnectionType, Lookup, OrgState, normalize_address};
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -489,7 +490,7 @@ pub fn replace_address(value: &[u8], from: &str, to: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Organisation, User, UserState};
+    use crate::directory::model::{Organisation, User, UserState};
 
     fn org(connection: ConnectionType, state: OrgState) -> Organisation {
         let (id, domain) = match connection {

@@ -1,7 +1,7 @@
 //! Reading and checking an S/MIME certificate: on import (a clear refusal naming what is wrong)
 //! and at each message (a certificate that lapsed since is not used).
 
-use crate::store::Certificate;
+use crate::directory::model::Certificate;
 use serde::Serialize;
 use x509_parser::prelude::*;
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// How an organisation reaches the hub.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConnectionType {
     /// Its own mail server relays through the hub over TLS with a client certificate; its
