@@ -1,8 +1,7 @@
 //! The one path every message takes, whether it comes from the MTA through the milter or
 //! from a file through `cjsm-milter check`: sender, recipients, collected message, verdict.
 
-use crate::address::normalize_address;
-use crate::address::{self, EnvelopeAddress, Role};
+use crate::address::{self, EnvelopeAddress, Role, normalize_address};
 use crate::audit::AuditSink;
 use crate::clock::now_unix;
 use crate::config::{Config, ConfigError, Mode};

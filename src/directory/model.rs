@@ -1,4 +1,6 @@
-//! The directory's data: organisations, their users, and the audit trail.
+//! The directory's data: organisations, their users, their certificates, what a lookup
+//! answers, and the audit trail. Plain data, as the stores keep it (JSON): it knows nothing of
+//! the stores, the rules or the command line (which has its own names for these values).
 
 use serde::{Deserialize, Serialize};
 

@@ -321,4 +321,33 @@ mod tests {
             ["notcjsm.net.cjsm.net"]
         );
     }
+
+    #[test]
+    fn fingerprints_and_mail_servers() {
+        let hex = "ab".repeat(32);
+        for (text, ok) in [
+            (hex.clone(), true),
+            ("AB:".repeat(31) + "AB", true),
+            ("ab".repeat(31), false),
+            ("zz".repeat(32), false),
+            (String::new(), false),
+        ] {
+            assert_eq!(
+                checked_fingerprint(&text).ok(),
+                ok.then(|| hex.clone()),
+                "{text}"
+            );
+        }
+        for (text, wanted) in [
+            ("MX.firm.co.uk", Some("mx.firm.co.uk")),
+            ("[mx.firm.co.uk]", Some("[mx.firm.co.uk]")),
+            (" [192.0.2.25]:25 ", Some("[192.0.2.25]:25")),
+            ("[mx.firm.co.uk]:0", None),
+            ("[mx.firm.co.uk]25", None),
+            ("mx firm", None),
+            ("", None),
+        ] {
+            assert_eq!(checked_mail_server(text).ok().as_deref(), wanted, "{text}");
+        }
+    }
 }
