@@ -3,8 +3,9 @@
 //!
 //! Writers (the admin CLI) take an exclusive lock, write a temporary file and rename it over
 //! the old one, so a reader never sees half a file. Readers (the milter) keep the parsed
-//! directory in memory and re-read it when the file changes, so a suspension is seen by the
-//! next lookup. The audit log is JSON lines, rotated once it holds half the retention, so at
+//! directory in memory, with the organisation-by-domain index built from it (the file holds
+//! no index), and re-read both when the file changes, so a suspension is seen by the next
+//! lookup. The audit log is JSON lines, rotated once it holds half the retention, so at
 //! most `audit_retention` entries are kept.
 
 use super::{AuditTrail, DirectoryRead, DirectoryWrite, StoreError, StoreFuture, domain_key};
