@@ -2,10 +2,8 @@
 //! read directly (one round trip: a Lua script), and Redis through the milter's cache.
 //! Starts its own redis-server on a free loopback port. Run: `cargo bench --bench lookup`.
 
-use cjsm_milter::store::{
-    CachedDirectory, ConnectionType, Directory, FileStore, OrgState, Organisation, RedisStore,
-    User, UserState,
-};
+use cjsm_milter::directory::model::{ConnectionType, OrgState, Organisation, User, UserState};
+use cjsm_milter::store::{CachedDirectory, DirectoryRead, DirectoryWrite, FileStore, RedisStore};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,7 +46,7 @@ fn users() -> Vec<User> {
         .collect()
 }
 
-async fn measure(name: &str, store: &dyn Directory, rounds: usize) {
+async fn measure(name: &str, store: &dyn DirectoryRead, rounds: usize) {
     let mut times = Vec::with_capacity(rounds);
     for i in 0..rounds {
         let address = format!("user{}@hartleylaw.co.uk.cjsm.net", i % USERS);

@@ -25,9 +25,8 @@
 //! verdict (accepted unless unmarked mail goes to an insecure recipient), so a broken set-up
 //! cannot pass as a fast one.
 
-use cjsm_milter::store::{
-    ConnectionType, Directory, FileStore, OrgState, Organisation, RedisStore, User, UserState,
-};
+use cjsm_milter::directory::model::{ConnectionType, OrgState, Organisation, User, UserState};
+use cjsm_milter::store::{DirectoryWrite, FileStore, RedisStore};
 use indymilter_test::{MacroStage, Status, TestConnection};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

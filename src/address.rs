@@ -86,20 +86,6 @@ pub fn with_suffix(address: &str, suffix: &str) -> String {
     }
 }
 
-/// Lower-cases an address and strips the angle brackets of an SMTP path: the form the
-/// directory keys and the rules compare.
-pub fn normalize(address: &str) -> String {
-    address
-        .trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .trim()
-        // A root-anchored domain (`a@firm.co.uk.`) is the same domain: the MTA drops the dot
-        // when it rewrites the address, so it must not dodge a lookup here.
-        .trim_end_matches('.')
-        .to_ascii_lowercase()
-}
-
 /// An envelope address after the checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EnvelopeAddress {
@@ -298,6 +284,20 @@ pub fn as_the_mta_uses(
         .then(|| parsed.clone()),
     };
     agreed.ok_or("the address the mail server made of it differs from the address given")
+}
+
+/// An address as the directory keys it: lower case, without the angle brackets of an SMTP
+/// path.
+pub fn normalize_address(address: &str) -> String {
+    address
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim()
+        // A root-anchored domain (`a@firm.co.uk.`) is the same domain: the MTA drops the dot
+        // when it rewrites the address, so it must not dodge a lookup here.
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
 }
 
 #[cfg(test)]

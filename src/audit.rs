@@ -3,7 +3,8 @@
 //! when it is full, entries are dropped and the drop is logged (mail is never held for the
 //! audit trail).
 
-use crate::store::{AuditEvent, Directory};
+use crate::directory::model::AuditEvent;
+use crate::store::{AuditTrail, append_audit_measured};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
@@ -26,7 +27,7 @@ pub struct AuditSink {
 
 impl AuditSink {
     /// Starts the writer task for `store`.
-    pub fn start(store: Arc<dyn Directory>) -> AuditSink {
+    pub fn start(store: Arc<dyn AuditTrail>) -> AuditSink {
         let (tx, mut rx) = mpsc::channel::<AuditEvent>(QUEUE);
         let pending = Arc::new(AtomicU64::new(0));
         let written = pending.clone();
@@ -43,7 +44,9 @@ impl AuditSink {
                     }
                 }
                 let count = events.len();
-                if let Err(e) = store.append_audit_batch(std::mem::take(&mut events)).await {
+                if let Err(e) =
+                    append_audit_measured(store.as_ref(), std::mem::take(&mut events)).await
+                {
                     warn!(error = %e, entries = count, "audit entries not written");
                 }
                 written.fetch_sub(count as u64, Ordering::AcqRel);

@@ -1,13 +1,13 @@
 //! `cjsm-milter run`: load, bind, serve; SIGHUP reloads the config, SIGTERM drains.
 
 use crate::audit::AuditSink;
+use crate::clock::now_unix;
 use crate::config::{Config, LogConfig, LogFormat, LogTarget};
 use crate::engine::{Engine, Shared};
 use crate::listen::{self, ListenAddr};
 use crate::metrics::metrics;
 use crate::milter;
 use crate::store;
-use crate::store::now_unix;
 use anyhow::{Context as _, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -97,10 +97,10 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
             Some(tokio::spawn(serve))
         }
     };
-    let monitor = tokio::spawn(watch_store(store.clone()));
+    let monitor = tokio::spawn(watch_store(store.read.clone()));
     let socketmap_listen = config.socketmap.listen.clone();
-    let audit = AuditSink::start(store.clone());
-    let shared = Shared::new(Engine::new(config, store)?.with_audit(Some(audit.clone())));
+    let audit = AuditSink::start(store.audit.clone());
+    let shared = Shared::new(Engine::new(config, store.read)?.with_audit(Some(audit.clone())));
     let socketmap = match socketmap_listen.as_str() {
         "" => None,
         addr => {
@@ -160,7 +160,7 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
 }
 
 /// Every few seconds: is the store reachable (readiness), and how big is the directory.
-async fn watch_store(store: Arc<dyn crate::store::Directory>) {
+async fn watch_store(store: Arc<dyn crate::store::DirectoryRead>) {
     let m = metrics();
     let mut round: u64 = 0;
     loop {
@@ -168,7 +168,7 @@ async fn watch_store(store: Arc<dyn crate::store::Directory>) {
         if round.is_multiple_of(12)
             && let Ok(certs) = store.certificates().await
         {
-            let soon = crate::store::now_unix() + 30 * 86_400;
+            let soon = now_unix() + 30 * 86_400;
             m.certificates.set(certs.len() as i64);
             m.certificates_expiring
                 .set(certs.iter().filter(|c| c.not_after <= soon).count() as i64);

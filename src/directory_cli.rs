@@ -2,10 +2,16 @@
 //! the rules are in `cjsm_milter::directory`.
 
 use anyhow::{Context as _, Result, bail};
+use cjsm_milter::clock::now_unix_ms;
 use cjsm_milter::config::Config;
-use cjsm_milter::directory::import::ImportError;
-use cjsm_milter::directory::{Admin, AdminError, Application, UserDetails, export, search};
-use cjsm_milter::store::{self, Access, AuditEvent, ClientCertificate, ConnectionType, UserState};
+use cjsm_milter::directory::csv::ImportError;
+use cjsm_milter::directory::model::{
+    AuditEvent, ClientCertificate, ConnectionType, Organisation, UserState,
+};
+use cjsm_milter::directory::org::Application;
+use cjsm_milter::directory::user::{UserDetails, search};
+use cjsm_milter::directory::{Admin, AdminError, export};
+use cjsm_milter::store::{self, Access};
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -58,6 +64,26 @@ pub enum CertCommand {
     },
 }
 
+/// How an organisation reaches the hub: the command line's names for [`ConnectionType`]
+/// (the directory's model knows nothing of clap).
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ConnectionArg {
+    /// Its own mail server relays through the hub over TLS with a client certificate; its
+    /// users' secure addresses are their own with the secure suffix added.
+    Server,
+    /// Hosted accounts under the secure suffix, with SMTP AUTH submission.
+    Mailbox,
+}
+
+impl From<ConnectionArg> for ConnectionType {
+    fn from(arg: ConnectionArg) -> ConnectionType {
+        match arg {
+            ConnectionArg::Server => ConnectionType::Server,
+            ConnectionArg::Mailbox => ConnectionType::Mailbox,
+        }
+    }
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum ExportFormat {
     Csv,
@@ -75,7 +101,7 @@ pub enum OrgCommand {
         #[arg(long = "domain", required = true)]
         domains: Vec<String>,
         #[arg(long, value_enum)]
-        connection: ConnectionType,
+        connection: ConnectionArg,
         #[arg(long = "admin")]
         admins: Vec<String>,
         /// Server connections: SHA-256 fingerprint of the TLS client certificate it presents.
@@ -218,7 +244,7 @@ pub async fn directory(config: &Config, command: DirectoryCommand) -> Result<()>
         .await
         .context("opening the directory store")?;
     let admin = Admin::new(store.as_ref(), &config.routing.secure_suffix, actor());
-    let print_org = |org: &cjsm_milter::store::Organisation| -> Result<()> {
+    let print_org = |org: &Organisation| -> Result<()> {
         println!("{}", json(org)?);
         Ok(())
     };
@@ -245,7 +271,7 @@ pub async fn directory(config: &Config, command: DirectoryCommand) -> Result<()>
                         id,
                         name,
                         domains,
-                        connection,
+                        connection: connection.into(),
                         admins,
                         client_certificate,
                         mail_server,
@@ -406,7 +432,7 @@ pub async fn directory(config: &Config, command: DirectoryCommand) -> Result<()>
                 admin.cert_remove(&address).await.map_err(admin_error)?;
                 println!(
                     "{} certificate removed",
-                    cjsm_milter::store::normalize_address(&address)
+                    cjsm_milter::address::normalize_address(&address)
                 );
             }
             CertCommand::Expiring { within } => {
@@ -470,7 +496,7 @@ pub async fn audit(config: &Config, command: AuditCommand) -> Result<()> {
         } => {
             let since_ms = since
                 .as_deref()
-                .map(|s| parse_since(s, store::now_unix_ms()))
+                .map(|s| parse_since(s, now_unix_ms()))
                 .transpose()?;
             // The whole retained trail is read (it is bounded by audit_retention).
             store

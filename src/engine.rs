@@ -4,12 +4,13 @@
 //! starts, so a reload never changes the rules in the middle of a message.
 
 use crate::audit::AuditSink;
+use crate::clock::now_unix;
 use crate::config::{Config, ConfigError};
 use crate::lookups::StoreLookups;
 use crate::policy::Rules;
 use crate::policy::encryption::{Validity, validity};
 use crate::smime::{self, Smime};
-use crate::store::{Directory, now_unix};
+use crate::store::DirectoryRead;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -17,13 +18,13 @@ use std::sync::{Arc, RwLock};
 pub struct Engine {
     pub rules: Rules,
     pub smime: Smime,
-    pub store: Arc<dyn Directory>,
+    pub store: Arc<dyn DirectoryRead>,
     /// Where the milter records its verdicts (none for `check`).
     pub audit: Option<AuditSink>,
 }
 
 impl Engine {
-    pub fn new(config: Config, store: Arc<dyn Directory>) -> Result<Engine, ConfigError> {
+    pub fn new(config: Config, store: Arc<dyn DirectoryRead>) -> Result<Engine, ConfigError> {
         let escrow = match &config.encryption.escrow_certificate {
             None => None,
             Some(path) => Some(load_escrow(path).map_err(|message| ConfigError {

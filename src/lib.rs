@@ -12,6 +12,7 @@
 pub mod address;
 pub mod audit;
 pub mod check;
+pub mod clock;
 pub mod collector;
 pub mod config;
 pub mod daemon;

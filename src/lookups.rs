@@ -2,21 +2,26 @@
 //! [`Listing`] (the organisation's state folded into the user's, a certificate's validity
 //! judged by the clock), asked through the [`Lookups`] the transaction uses.
 
+use crate::clock::now_unix;
+use crate::directory::model::{ConnectionType, Lookup, OrgState, UserState};
 use crate::policy::encryption::{Validity, validity};
 use crate::policy::{
     CertificateListing, Connection, DirectoryAnswer, Listing, OrgListing, RegisteredCertificate,
 };
-use crate::store::{ConnectionType, Directory, Lookup, OrgState, StoreError, UserState, now_unix};
+use crate::store::{DirectoryRead, StoreError};
 use crate::transaction::Lookups;
 
 /// The store, asked as the transaction asks.
-pub struct StoreLookups<'a>(pub &'a dyn Directory);
+pub struct StoreLookups<'a>(pub &'a dyn DirectoryRead);
 
 impl Lookups for StoreLookups<'_> {
     type Error = StoreError;
 
     async fn listing(&self, address: &str) -> Result<Listing, StoreError> {
-        let lookup = self.0.lookup(&crate::address::normalize(address)).await?;
+        let lookup = self
+            .0
+            .lookup(&crate::address::normalize_address(address))
+            .await?;
         // A user whose organisation record has gone is broken data, not a verdict: tempfail.
         if let (Some(user), None) = (&lookup.user, &lookup.org) {
             return Err(StoreError::Corrupt {

@@ -12,7 +12,8 @@
 //! organisations up and writes netstrings, with bounded work per query.
 
 use crate::config::{RoutingConfig, SocketmapConfig};
-use crate::store::{ConnectionType, Directory, OrgState, Organisation};
+use crate::directory::model::{ConnectionType, OrgState, Organisation};
+use crate::store::DirectoryRead;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::warn;
@@ -168,7 +169,7 @@ pub const MAPS: [&str; 4] = ["transport", "tlspolicy", "mailertable", "access"];
 /// The answer to one request `NAME KEY`.
 pub async fn answer(
     request: &[u8],
-    store: &dyn Directory,
+    store: &dyn DirectoryRead,
     routing: &RoutingConfig,
     socketmap: &SocketmapConfig,
 ) -> String {
@@ -276,7 +277,7 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<crate::engine:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ConnectionType;
+    use crate::directory::model::ConnectionType;
 
     fn org(domain: &str, state: OrgState, connection: ConnectionType) -> Organisation {
         Organisation {

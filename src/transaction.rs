@@ -455,5 +455,5 @@ fn answer(rules: &Rules, refused: Option<Verdict>) -> Answer {
 
 /// An address as the client sent it, bounded for the log and the audit trail.
 fn bounded(raw: &str) -> String {
-    address::normalize(&raw.chars().take(300).collect::<String>())
+    address::normalize_address(&raw.chars().take(300).collect::<String>())
 }

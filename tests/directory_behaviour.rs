@@ -1,14 +1,18 @@
 //! One behaviour suite, run on both backends: the embedded file store and Redis (a real
 //! redis-server started by the test). The store's reads and writes, the lookup the milter
-//! uses, the audit trail, and the directory's rules on top.
+//! uses, the organisation-by-domain index, the audit trail, and the directory's rules on top.
 
 mod common;
 
-use cjsm_milter::directory::{Admin, AdminError, Application, UserDetails};
-use cjsm_milter::policy::DirectoryAnswer;
-use cjsm_milter::store::{
-    AuditEvent, ConnectionType, Directory, FileStore, OrgState, RedisStore, UserState,
+use cjsm_milter::directory::csv::ImportError;
+use cjsm_milter::directory::model::{
+    AuditEvent, ClientCertificate, ConnectionType, OrgState, Organisation, UserState,
 };
+use cjsm_milter::directory::org::Application;
+use cjsm_milter::directory::user::UserDetails;
+use cjsm_milter::directory::{Admin, AdminError};
+use cjsm_milter::policy::DirectoryAnswer;
+use cjsm_milter::store::{Directory, DirectoryRead, DirectoryWrite, FileStore, RedisStore};
 use common::redis::RedisServer;
 
 fn details(first: &str, last: &str) -> UserDetails {
@@ -37,6 +41,11 @@ fn refusal(result: Result<impl std::fmt::Debug, AdminError>) -> String {
         Err(AdminError::Refused(text)) => text,
         other => panic!("expected a refusal, got {other:?}"),
     }
+}
+
+/// The id of the organisation the index names for `domain`.
+async fn org_of(store: &dyn DirectoryRead, domain: &str) -> Option<String> {
+    store.org_by_domain(domain).await.unwrap().map(|o| o.id)
 }
 
 async fn answer(store: &dyn Directory, address: &str) -> DirectoryAnswer {
@@ -112,6 +121,39 @@ async fn behaviour(store: &dyn Directory) {
     assert!(active.terms_signed.is_some());
     assert!(refusal(admin.org_approve("nobody").await).contains("no organisation"));
 
+    // The organisation of a domain, from the index: any case, a final dot ignored; a refused
+    // application indexed nothing; a server organisation's secure form is not its domain.
+    assert_eq!(
+        org_of(store, "hartleylaw.co.uk").await.as_deref(),
+        Some("hartley")
+    );
+    assert_eq!(
+        org_of(store, "HartleyLaw.CO.uk.").await.as_deref(),
+        Some("hartley")
+    );
+    assert_eq!(
+        org_of(store, "smithchambers.cjsm.net").await.as_deref(),
+        Some("smith")
+    );
+    assert_eq!(
+        org_of(store, "other.co.uk").await,
+        None,
+        "refused application"
+    );
+    assert_eq!(org_of(store, "hartleylaw.co.uk.cjsm.net").await, None);
+    assert_eq!(org_of(store, "nowhere.example").await, None);
+    assert_eq!(org_of(store, "").await, None);
+    let found = store
+        .org_by_domain("hartleylaw.co.uk")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        found,
+        store.org("hartley").await.unwrap().unwrap(),
+        "the whole record"
+    );
+
     // An address no user has, in an organisation's domain: the organisation that holds it
     // (so a forged sender there is recognised), in the same one lookup.
     let lookup = store
@@ -125,7 +167,7 @@ async fn behaviour(store: &dyn Directory) {
     let updated = admin
         .org_update(
             "hartley",
-            Some(cjsm_milter::store::ClientCertificate {
+            Some(ClientCertificate {
                 fingerprint: "AB:".repeat(31) + "AB",
                 subject: "CN=mail2.hartleylaw.co.uk".into(),
                 issuer: "CN=Hub CA".into(),
@@ -153,6 +195,11 @@ async fn behaviour(store: &dyn Directory) {
     }
     let cleared = admin.org_update("hartley", None, Some(None)).await.unwrap();
     assert_eq!(cleared.mail_server, None);
+    // A change is seen through the index too.
+    assert_eq!(
+        store.org_by_domain("hartleylaw.co.uk").await.unwrap(),
+        Some(cleared)
+    );
     assert!(
         refusal(
             admin
@@ -357,7 +404,7 @@ async fn behaviour(store: &dyn Directory) {
                new3@hartleylaw.co.uk.cjsm.net,,Three,hartley,Leeds,Solicitors\n\
                new4@hartleylaw.co.uk.cjsm.net,New,Four,nobody,Leeds,Solicitors\n";
     match admin.user_import(bad.as_bytes()).await {
-        Err(AdminError::Import(cjsm_milter::directory::import::ImportError::Rows(rows))) => {
+        Err(AdminError::Import(ImportError::Rows(rows))) => {
             let lines: Vec<usize> = rows.iter().map(|r| r.line).collect();
             assert!(
                 lines.contains(&3) && lines.contains(&4) && lines.contains(&5),
@@ -535,6 +582,8 @@ async fn redis_backend() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("empty"), "{err}");
+    let err = store.org_by_domain("hartleylaw.co.uk").await.unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
     // A second deployment on the same Redis sees none of it.
     let other = RedisStore::connect(&server.url(), "other", 1000)
         .await
@@ -692,4 +741,162 @@ async fn redis_tls_backend() {
         .await
         .unwrap();
     behaviour(&store).await;
+}
+
+fn organisation(id: &str, domains: &[&str]) -> Organisation {
+    Organisation {
+        id: id.into(),
+        name: format!("{id} LLP"),
+        domains: domains.iter().map(|d| d.to_string()).collect(),
+        connection: ConnectionType::Server,
+        state: OrgState::Active,
+        terms_signed: Some(1),
+        admins: vec![],
+        client_certificate: None,
+        mail_server: None,
+        approved: Some(1),
+        created: 1,
+        updated: 1,
+        revision: 1,
+    }
+}
+
+/// A directory file written before the index existed (it holds no index, and this one not
+/// even the domain claims): the index is built when the file is read, and again when another
+/// writer changes the file.
+#[tokio::test]
+async fn file_store_indexes_domains_of_a_directory_written_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = serde_json::json!({
+        "orgs": { "old": organisation("old", &["old.co.uk", "Second.Example"]) },
+        "users": {},
+    });
+    std::fs::write(
+        dir.path().join("directory.json"),
+        serde_json::to_string_pretty(&old).unwrap(),
+    )
+    .unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    assert_eq!(org_of(&store, "old.co.uk").await.as_deref(), Some("old"));
+    assert_eq!(
+        org_of(&store, "second.example").await.as_deref(),
+        Some("old")
+    );
+    assert_eq!(org_of(&store, "new.co.uk").await, None);
+    // Another process writes: the index follows the file.
+    let writer = FileStore::open(dir.path()).unwrap();
+    writer
+        .put_org(organisation("new", &["new.co.uk"]))
+        .await
+        .unwrap();
+    assert_eq!(org_of(&store, "new.co.uk").await.as_deref(), Some("new"));
+    // The file keeps its format: nothing of the index is written to it.
+    let text = std::fs::read_to_string(dir.path().join("directory.json")).unwrap();
+    let written: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let keys: Vec<&String> = written.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["orgs", "users", "domains", "certificates"]);
+}
+
+/// Organisations in Redis written before the index existed (by hand here, as an earlier
+/// version left them: the record, the id set, the meta key, and for one of them not even a
+/// claim) are found: the first question fills the index from every organisation. An
+/// organisation an earlier version writes afterwards (with its claim, without the index) is
+/// found through its claim; an index entry for a domain its organisation no longer lists is
+/// no answer.
+#[tokio::test]
+async fn redis_store_finds_organisations_written_before_the_index() {
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let put = |id: &str, domains: &[&str]| {
+        let mut pipe = redis::pipe();
+        pipe.set(
+            format!("{{old}}:org:{id}"),
+            serde_json::to_string(&organisation(id, domains)).unwrap(),
+        )
+        .sadd("{old}:orgs", id)
+        .set("{old}:meta", "1");
+        pipe
+    };
+    let _: () = put("unclaimed", &["unclaimed.co.uk"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = put("claimed", &["claimed.co.uk"])
+        .hset("{old}:domains", "claimed.co.uk", "claimed")
+        .hset("{old}:domains", "claimed.co.uk.cjsm.net", "claimed")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let store = RedisStore::connect(&server.url(), "old", 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        org_of(&store, "unclaimed.co.uk").await.as_deref(),
+        Some("unclaimed")
+    );
+    assert_eq!(
+        org_of(&store, "Claimed.co.uk").await.as_deref(),
+        Some("claimed")
+    );
+    assert_eq!(org_of(&store, "claimed.co.uk.cjsm.net").await, None);
+    assert_eq!(org_of(&store, "nowhere.co.uk").await, None);
+    let built: bool = redis::cmd("HEXISTS")
+        .arg("{old}:org-by-domain")
+        .arg("#built")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(built, "the index is built once, then kept by every write");
+
+    // An earlier version writes an organisation after the index was built.
+    let _: () = put("later", &["later.co.uk"])
+        .hset("{old}:domains", "later.co.uk", "later")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        org_of(&store, "later.co.uk").await.as_deref(),
+        Some("later")
+    );
+
+    // A stale entry: the organisation no longer lists the domain.
+    let _: () = redis::cmd("HSET")
+        .arg("{old}:org-by-domain")
+        .arg("gone.co.uk")
+        .arg("unclaimed")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(org_of(&store, "gone.co.uk").await, None);
+
+    // Writes of this version index the domains they list.
+    store
+        .put_org(organisation("fresh", &["Fresh.co.uk"]))
+        .await
+        .unwrap();
+    let indexed: Option<String> = redis::cmd("HGET")
+        .arg("{old}:org-by-domain")
+        .arg("fresh.co.uk")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(indexed.as_deref(), Some("fresh"));
+    assert_eq!(
+        org_of(&store, "fresh.co.uk").await.as_deref(),
+        Some("fresh")
+    );
+
+    // The directory's own records are as an earlier version reads them: the index is a key
+    // of its own.
+    let record: String = redis::cmd("GET")
+        .arg("{old}:org:unclaimed")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Organisation>(&record).unwrap(),
+        organisation("unclaimed", &["unclaimed.co.uk"])
+    );
 }

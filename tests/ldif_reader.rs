@@ -4,7 +4,7 @@
 //! without contacting any server. A missing reader fails the test, naming the package.
 
 use cjsm_milter::directory::export::to_ldif;
-use cjsm_milter::store::{ConnectionType, OrgState, Organisation, User, UserState};
+use cjsm_milter::directory::model::{ConnectionType, OrgState, Organisation, User, UserState};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;

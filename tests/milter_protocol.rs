@@ -3,7 +3,7 @@
 
 mod common;
 
-use cjsm_milter::store::UserState;
+use cjsm_milter::directory::model::UserState;
 use common::TestMilter;
 use indymilter_test::{EomAction, MacroStage, ProtoOpts, Status, TestConnection};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -516,8 +516,10 @@ async fn an_eight_bit_subject_keeps_its_bytes_around_the_tag() {
 /// A server-connected organisation (firm.co.uk, client certificate CN mail.firm.co.uk) with
 /// users alice and bob.
 async fn firm(milter: &TestMilter) {
-    use cjsm_milter::store::{ClientCertificate, ConnectionType, OrgState, Organisation, User};
-    let store = milter.shared.current().store.clone();
+    use cjsm_milter::directory::model::{
+        ClientCertificate, ConnectionType, OrgState, Organisation, User,
+    };
+    let store = milter.store.clone();
     store
         .put_org(Organisation {
             id: "firm".into(),

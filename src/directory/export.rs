@@ -2,8 +2,8 @@
 //! `user import`) and LDIF (RFC 2849, `inetOrgPerson`) for an organisation's own global
 //! address list. Pure: the caller reads the store and writes the output.
 
-use super::import::IMPORT_HEADER;
-use crate::store::{Organisation, User, UserState};
+use super::csv::IMPORT_HEADER;
+use super::model::{OrgState, Organisation, User, UserState};
 
 /// The longest an LDIF line may be, continuation lines' leading space included.
 const LDIF_LINE_WIDTH: usize = 76;
@@ -16,7 +16,7 @@ fn active_users<'u>(users: &'u [User], orgs: &[Organisation]) -> Vec<&'u User> {
         .filter(|user| user.state == UserState::Active)
         .filter(|user| {
             orgs.iter()
-                .any(|o| o.id == user.org && o.state == crate::store::OrgState::Active)
+                .any(|o| o.id == user.org && o.state == OrgState::Active)
         })
         .collect();
     active.sort_by(|a, b| a.address.cmp(&b.address));
@@ -211,8 +211,8 @@ fn base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directory::import;
-    use crate::store::{ConnectionType, OrgState};
+    use crate::directory::csv::parse as parse_csv;
+    use crate::directory::model::{ConnectionType, OrgState};
 
     fn org(id: &str, name: &str) -> Organisation {
         Organisation {
@@ -351,7 +351,7 @@ mod tests {
             csv.contains("\"'=HYPERLINK(\"\"x\"\")\",'-1,smith-llp,'+44,'@work"),
             "{csv}"
         );
-        let rows = import::parse(csv.as_bytes()).unwrap();
+        let rows = parse_csv(csv.as_bytes()).unwrap();
         assert_eq!(rows[0].first_name, "=HYPERLINK(\"x\")");
         assert_eq!(rows[0].last_name, "-1");
         assert_eq!(rows[0].town, "+44");
@@ -396,7 +396,7 @@ mod tests {
             "{csv}"
         );
 
-        let rows = import::parse(csv.as_bytes()).unwrap();
+        let rows = parse_csv(csv.as_bytes()).unwrap();
         let got: Vec<[&str; 6]> = rows
             .iter()
             .map(|r| {

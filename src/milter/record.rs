@@ -3,10 +3,11 @@
 
 use super::apply::status_with_reply;
 use super::{Message, MilterError, Session};
+use crate::clock::now_unix_ms;
+use crate::directory::model::AuditEvent;
 use crate::engine::Engine;
 use crate::metrics::metrics;
 use crate::policy::{Action, Reason, Stage, Verdict};
-use crate::store::{AuditEvent, now_unix_ms};
 use crate::transaction::Outcome;
 use indymilter::{SmtpReply, Status};
 use std::time::Duration;

@@ -58,7 +58,7 @@ pub fn sender_outcome(
         translated: None,
         address: sender.to_string(),
     };
-    let authenticated = session.auth_user.as_deref().map(address::normalize);
+    let authenticated = session.auth_user.as_deref().map(address::normalize_address);
     if let Some(login) = &authenticated
         && !sender.is_empty()
         && *login != sender
@@ -238,7 +238,7 @@ pub fn from_verdict(
         return refused("it must hold one address");
     };
     let own = |named: &str| {
-        let named = address::normalize(named);
+        let named = address::normalize_address(named);
         named == sender || translated.is_some_and(|t| named == t)
     };
     if !author.address.as_deref().is_some_and(own) {

@@ -1,8 +1,8 @@
 //! Reading and checking an S/MIME certificate: on import (a clear refusal naming what is wrong)
 //! and at each message (a certificate that lapsed since is not used).
 
+use crate::directory::model::Certificate;
 use crate::policy::encryption::{Validity, validity};
-use crate::store::Certificate;
 use x509_parser::prelude::*;
 
 /// What a certificate says, read once at import.

@@ -4,7 +4,7 @@
 pub mod cert;
 pub mod encrypt;
 
-use crate::store::now_unix;
+use crate::clock::now_unix;
 use crate::transaction::{EncryptError, Encrypted, Encryptor};
 use encrypt::Cipher;
 

@@ -2,11 +2,13 @@
 //! at most `cache_ttl_ms`, and every change published on `{P}:changes` empties the cache of
 //! every milter instance at once, so a suspension is enforced everywhere within a second.
 //! When Redis cannot be reached and the cache cannot answer, the lookup fails: tempfail.
+//! Only lookups are cached; the other reads go to Redis. The cache wraps the read side only:
+//! writes go to the store itself, whose published change empties the cache.
 
 use super::redis::RedisStore;
-use super::{
-    AuditEvent, Certificate, Directory, Lookup, Organisation, StoreFuture, User, normalize_address,
-};
+use super::{DirectoryRead, StoreFuture};
+use crate::address::normalize_address;
+use crate::directory::model::{Certificate, Lookup, Organisation, User};
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,7 +102,7 @@ async fn listen(
     }
 }
 
-impl Directory for CachedDirectory {
+impl DirectoryRead for CachedDirectory {
     fn lookup<'a>(&'a self, address: &'a str) -> StoreFuture<'a, Lookup> {
         Box::pin(async move {
             let address = normalize_address(address);
@@ -135,26 +137,6 @@ impl Directory for CachedDirectory {
         self.inner.users()
     }
 
-    fn put_users(&self, users: Vec<User>) -> StoreFuture<'_, ()> {
-        clear(&self.entries, &self.generation);
-        self.inner.put_users(users)
-    }
-
-    fn swap_users(&self, changes: Vec<(Option<u64>, User)>) -> StoreFuture<'_, bool> {
-        clear(&self.entries, &self.generation);
-        self.inner.swap_users(changes)
-    }
-
-    fn swap_org(
-        &self,
-        expected: Option<u64>,
-        org: Organisation,
-        domains: Vec<String>,
-    ) -> StoreFuture<'_, bool> {
-        clear(&self.entries, &self.generation);
-        self.inner.swap_org(expected, org, domains)
-    }
-
     fn org<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Organisation>> {
         self.inner.org(id)
     }
@@ -163,35 +145,12 @@ impl Directory for CachedDirectory {
         self.inner.orgs()
     }
 
-    fn put_org(&self, org: Organisation) -> StoreFuture<'_, ()> {
-        clear(&self.entries, &self.generation);
-        self.inner.put_org(org)
-    }
-
-    fn put_certificate(&self, cert: Certificate) -> StoreFuture<'_, ()> {
-        clear(&self.entries, &self.generation);
-        self.inner.put_certificate(cert)
-    }
-
-    fn remove_certificate<'a>(&'a self, address: &'a str) -> StoreFuture<'a, bool> {
-        clear(&self.entries, &self.generation);
-        self.inner.remove_certificate(address)
+    fn org_by_domain<'a>(&'a self, domain: &'a str) -> StoreFuture<'a, Option<Organisation>> {
+        self.inner.org_by_domain(domain)
     }
 
     fn certificates(&self) -> StoreFuture<'_, Vec<Certificate>> {
         self.inner.certificates()
-    }
-
-    fn append_audit(&self, event: AuditEvent) -> StoreFuture<'_, ()> {
-        self.inner.append_audit(event)
-    }
-
-    fn append_audit_batch(&self, events: Vec<AuditEvent>) -> StoreFuture<'_, ()> {
-        self.inner.append_audit_batch(events)
-    }
-
-    fn audit(&self, limit: usize) -> StoreFuture<'_, Vec<AuditEvent>> {
-        self.inner.audit(limit)
     }
 
     fn size(&self) -> StoreFuture<'_, (usize, usize)> {

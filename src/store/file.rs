@@ -3,16 +3,16 @@
 //!
 //! Writers (the admin CLI) take an exclusive lock, write a temporary file and rename it over
 //! the old one, so a reader never sees half a file. Readers (the milter) keep the parsed
-//! directory in memory and re-read it when the file changes, so a suspension is seen by the
-//! next lookup. The audit log is JSON lines, rotated once it holds half the retention, so at
+//! directory in memory, with the organisation-by-domain index built from it (the file holds
+//! no index), and re-read both when the file changes, so a suspension is seen by the next
+//! lookup. The audit log is JSON lines, rotated once it holds half the retention, so at
 //! most `audit_retention` entries are kept.
 
-use super::{
-    AuditEvent, Certificate, Directory, Lookup, Organisation, StoreError, StoreFuture, User,
-    normalize_address,
-};
+use super::{AuditTrail, DirectoryRead, DirectoryWrite, StoreError, StoreFuture, domain_key};
+use crate::address::normalize_address;
+use crate::directory::model::{AuditEvent, Certificate, Lookup, Organisation, User};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -42,6 +42,39 @@ struct Users {
     certificates: BTreeMap<String, Certificate>,
 }
 
+/// The directory as held in memory: the file's content, and what is built from it on load.
+struct Loaded {
+    data: Users,
+    /// A domain (as [`domain_key`] writes it) -> the organisation whose `domains` lists it;
+    /// should two list one, the first by id.
+    org_by_domain: HashMap<String, String>,
+}
+
+impl Loaded {
+    fn new(data: Users) -> Loaded {
+        let mut org_by_domain = HashMap::new();
+        for (id, org) in &data.orgs {
+            for domain in &org.domains {
+                org_by_domain
+                    .entry(domain_key(domain))
+                    .or_insert_with(|| id.clone());
+            }
+        }
+        Loaded {
+            data,
+            org_by_domain,
+        }
+    }
+}
+
+impl std::ops::Deref for Loaded {
+    type Target = Users;
+
+    fn deref(&self) -> &Users {
+        &self.data
+    }
+}
+
 /// Identity of the file version held in memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Stamp {
@@ -67,7 +100,7 @@ pub struct FileStore {
 struct Inner {
     dir: PathBuf,
     access: Access,
-    cache: Mutex<Option<(Stamp, Arc<Users>)>>,
+    cache: Mutex<Option<(Stamp, Arc<Loaded>)>>,
     audit_retention: usize,
     /// Entries in the current audit file, counted at open and kept up to date by this process.
     audit_lines: Mutex<usize>,
@@ -174,7 +207,7 @@ impl Inner {
     }
 
     /// The directory held in memory, if the file has not changed since it was read.
-    fn current(&self) -> Option<Arc<Users>> {
+    fn current(&self) -> Option<Arc<Loaded>> {
         let stamp = self.stamp().ok()??;
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         match cache.as_ref() {
@@ -184,7 +217,7 @@ impl Inner {
     }
 
     /// The current directory, re-read when the file changed since the last call.
-    fn users(&self) -> Result<Arc<Users>, StoreError> {
+    fn users(&self) -> Result<Arc<Loaded>, StoreError> {
         let stamp = self.stamp()?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if let (Some(stamp), Some((held, users))) = (stamp, cache.as_ref())
@@ -192,7 +225,7 @@ impl Inner {
         {
             return Ok(users.clone());
         }
-        let users = Arc::new(self.read_file()?);
+        let users = Arc::new(Loaded::new(self.read_file()?));
         if let Some(stamp) = stamp {
             *cache = Some((stamp, users.clone()));
         }
@@ -362,7 +395,7 @@ fn read_audit(path: &Path) -> Result<Vec<AuditEvent>, StoreError> {
         .collect())
 }
 
-impl Directory for FileStore {
+impl DirectoryRead for FileStore {
     fn lookup<'a>(&'a self, address: &'a str) -> StoreFuture<'a, Lookup> {
         let address = normalize_address(address);
         let answer = move |data: &Users| {
@@ -400,6 +433,46 @@ impl Directory for FileStore {
         Box::pin(self.blocking(|inner| Ok(inner.users()?.users.values().cloned().collect())))
     }
 
+    fn org<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Organisation>> {
+        let id = id.to_string();
+        Box::pin(self.blocking(move |inner| Ok(inner.users()?.orgs.get(&id).cloned())))
+    }
+
+    fn orgs(&self) -> StoreFuture<'_, Vec<Organisation>> {
+        Box::pin(self.blocking(|inner| Ok(inner.users()?.orgs.values().cloned().collect())))
+    }
+
+    fn org_by_domain<'a>(&'a self, domain: &'a str) -> StoreFuture<'a, Option<Organisation>> {
+        let key = domain_key(domain);
+        let answer = move |data: &Loaded| {
+            data.org_by_domain
+                .get(&key)
+                .and_then(|id| data.orgs.get(id).cloned())
+        };
+        if let Some(data) = self.inner.current() {
+            let org = answer(&data);
+            return Box::pin(async move { Ok(org) });
+        }
+        Box::pin(self.blocking(move |inner| Ok(answer(&*inner.users()?))))
+    }
+
+    fn certificates(&self) -> StoreFuture<'_, Vec<Certificate>> {
+        Box::pin(self.blocking(|inner| Ok(inner.users()?.certificates.values().cloned().collect())))
+    }
+
+    fn size(&self) -> StoreFuture<'_, (usize, usize)> {
+        Box::pin(self.blocking(|inner| {
+            let data = inner.users()?;
+            Ok((data.users.len(), data.orgs.len()))
+        }))
+    }
+
+    fn written(&self) -> StoreFuture<'_, bool> {
+        Box::pin(async { Ok(true) })
+    }
+}
+
+impl DirectoryWrite for FileStore {
     fn put_users(&self, users: Vec<User>) -> StoreFuture<'_, ()> {
         Box::pin(self.blocking(move |inner| {
             inner.update(|data| {
@@ -407,6 +480,15 @@ impl Directory for FileStore {
                     user.address = normalize_address(&user.address);
                     data.users.insert(user.address.clone(), user);
                 }
+                Ok(())
+            })
+        }))
+    }
+
+    fn put_org(&self, org: Organisation) -> StoreFuture<'_, ()> {
+        Box::pin(self.blocking(move |inner| {
+            inner.update(|data| {
+                data.orgs.insert(org.id.clone(), org);
                 Ok(())
             })
         }))
@@ -458,24 +540,6 @@ impl Directory for FileStore {
         }))
     }
 
-    fn org<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Organisation>> {
-        let id = id.to_string();
-        Box::pin(self.blocking(move |inner| Ok(inner.users()?.orgs.get(&id).cloned())))
-    }
-
-    fn orgs(&self) -> StoreFuture<'_, Vec<Organisation>> {
-        Box::pin(self.blocking(|inner| Ok(inner.users()?.orgs.values().cloned().collect())))
-    }
-
-    fn put_org(&self, org: Organisation) -> StoreFuture<'_, ()> {
-        Box::pin(self.blocking(move |inner| {
-            inner.update(|data| {
-                data.orgs.insert(org.id.clone(), org);
-                Ok(())
-            })
-        }))
-    }
-
     fn put_certificate(&self, mut cert: Certificate) -> StoreFuture<'_, ()> {
         cert.address = normalize_address(&cert.address);
         Box::pin(self.blocking(move |inner| {
@@ -492,11 +556,9 @@ impl Directory for FileStore {
             inner.update(|data| Ok(data.certificates.remove(&address).is_some()))
         }))
     }
+}
 
-    fn certificates(&self) -> StoreFuture<'_, Vec<Certificate>> {
-        Box::pin(self.blocking(|inner| Ok(inner.users()?.certificates.values().cloned().collect())))
-    }
-
+impl AuditTrail for FileStore {
     fn append_audit(&self, event: AuditEvent) -> StoreFuture<'_, ()> {
         Box::pin(self.blocking(move |inner| inner.append_audit(std::slice::from_ref(&event))))
     }
@@ -507,19 +569,6 @@ impl Directory for FileStore {
 
     fn audit(&self, limit: usize) -> StoreFuture<'_, Vec<AuditEvent>> {
         Box::pin(self.blocking(move |inner| inner.audit(limit)))
-    }
-
-    fn size(&self) -> StoreFuture<'_, (usize, usize)> {
-        Box::pin(self.blocking(|inner| {
-            let data = inner.users()?;
-            Ok((data.users.len(), data.orgs.len()))
-        }))
-    }
-
-    /// A missing or unreadable file is already an error on every read; what the file holds
-    /// is the directory, even when it is empty.
-    fn written(&self) -> StoreFuture<'_, bool> {
-        Box::pin(async { Ok(true) })
     }
 }
 

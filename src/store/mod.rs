@@ -1,24 +1,25 @@
-//! The Secure eMail Directory: who is a user of the hub, and in what state.
+//! The Secure eMail Directory's storage: the embedded file store (the default) and the Redis
+//! store shared by every milter instance, behind three traits — reading
+//! ([`DirectoryRead`]), changing ([`DirectoryWrite`]) and the audit trail ([`AuditTrail`]).
+//! The milter only reads and appends to the audit trail; its reads go through the
+//! measuring wrapper and, for Redis, the cache, which wrap the read side alone.
 //!
-//! A trait with the embedded file store as the default backend; the Redis backend (shared
-//! by every milter instance) implements the same trait.
+//! The data itself (organisations, users, certificates, audit events) is
+//! [`crate::directory::model`]; the rules for changing it are [`crate::directory`].
 
 mod cache;
 mod file;
 mod instrumented;
-mod model;
 mod redis;
 
 pub use cache::CachedDirectory;
 pub use file::{Access, FileStore};
 pub use instrumented::Instrumented;
-pub use model::{
-    AuditEvent, Certificate, ClientCertificate, ConnectionType, Lookup, OrgState, Organisation,
-    User, UserState,
-};
+pub(crate) use instrumented::append_audit_measured;
 pub use redis::{Keys, RedisStore};
 
 use crate::config::{Backend, StoreConfig};
+use crate::directory::model::{AuditEvent, Certificate, Lookup, Organisation, User};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -35,20 +36,38 @@ pub enum StoreError {
 
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-/// What every backend answers: plain reads and writes. The rules (who may apply, when an
-/// organisation may be switched on) live in `crate::directory`, above the backends.
+/// Reading the directory: what the milter, the socketmap and the admin commands ask.
 /// Addresses are lower case; ids are as given.
-pub trait Directory: Send + Sync {
+pub trait DirectoryRead: Send + Sync {
     /// The user with this secure address and their organisation, read together.
     fn lookup<'a>(&'a self, address: &'a str) -> StoreFuture<'a, Lookup>;
     fn user<'a>(&'a self, address: &'a str) -> StoreFuture<'a, Option<User>>;
     /// Every user, ordered by address.
     fn users(&self) -> StoreFuture<'_, Vec<User>>;
-    /// Inserts or replaces users, all of them or none.
-    fn put_users(&self, users: Vec<User>) -> StoreFuture<'_, ()>;
     fn org<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Organisation>>;
     /// Every organisation, ordered by id.
     fn orgs(&self) -> StoreFuture<'_, Vec<Organisation>>;
+    /// The organisation whose `domains` lists `domain` (any case, a final dot ignored), from
+    /// an index rather than a walk over every organisation. The secure forms of a server
+    /// organisation's domains (`firm.co.uk.cjsm.net`) are not its `domains`: they answer
+    /// `None` here. Domains are held by one organisation at a time (`org apply` claims them);
+    /// should two list one anyway, either may answer.
+    fn org_by_domain<'a>(&'a self, domain: &'a str) -> StoreFuture<'a, Option<Organisation>>;
+    /// Every registered certificate, ordered by address.
+    fn certificates(&self) -> StoreFuture<'_, Vec<Certificate>>;
+    /// How many users and organisations there are (cheap: for metrics and readiness).
+    fn size(&self) -> StoreFuture<'_, (usize, usize)>;
+    /// The directory has been written at least once. An empty Redis (flushed, or restarted
+    /// without its data) answers `false`: an outage, not an empty directory, for those who
+    /// would otherwise read "no such organisation" (the socketmap).
+    fn written(&self) -> StoreFuture<'_, bool>;
+}
+
+/// Changing the directory: plain writes and compare-and-swap. The rules (who may apply, when
+/// an organisation may be switched on) live in `crate::directory`, above the backends.
+pub trait DirectoryWrite: Send + Sync {
+    /// Inserts or replaces users, all of them or none.
+    fn put_users(&self, users: Vec<User>) -> StoreFuture<'_, ()>;
     /// Inserts or replaces an organisation.
     fn put_org(&self, org: Organisation) -> StoreFuture<'_, ()>;
     /// Writes users only if each is still at the revision read (`None`: still absent), all
@@ -68,9 +87,10 @@ pub trait Directory: Send + Sync {
     fn put_certificate(&self, cert: Certificate) -> StoreFuture<'_, ()>;
     /// Removes an address's certificate; `false` when it had none.
     fn remove_certificate<'a>(&'a self, address: &'a str) -> StoreFuture<'a, bool>;
-    /// Every registered certificate, ordered by address.
-    fn certificates(&self) -> StoreFuture<'_, Vec<Certificate>>;
-    /// Appends to the audit trail (bounded: the oldest entries go).
+}
+
+/// The audit trail: verdicts and admin changes, bounded (the oldest entries go).
+pub trait AuditTrail: Send + Sync {
     fn append_audit(&self, event: AuditEvent) -> StoreFuture<'_, ()>;
     /// Appends several entries in order. The milter's audit writer hands over what queued up
     /// while it was writing; a backend that can write them at once (the file store: one
@@ -85,16 +105,15 @@ pub trait Directory: Send + Sync {
     }
     /// The newest audit events, newest first, at most `limit`.
     fn audit(&self, limit: usize) -> StoreFuture<'_, Vec<AuditEvent>>;
-    /// How many users and organisations there are (cheap: for metrics and readiness).
-    fn size(&self) -> StoreFuture<'_, (usize, usize)>;
-    /// The directory has been written at least once. An empty Redis (flushed, or restarted
-    /// without its data) answers `false`: an outage, not an empty directory, for those who
-    /// would otherwise read "no such organisation" (the socketmap).
-    fn written(&self) -> StoreFuture<'_, bool>;
 }
 
-/// Opens the configured backend. The milter's Redis store reads through a cache that
-/// follows the directory's changes; the admin commands and `check` read Redis directly.
+/// A whole backend: the three sides on one store (the file store, Redis), as the admin
+/// commands use it.
+pub trait Directory: DirectoryRead + DirectoryWrite + AuditTrail {}
+
+impl<T: DirectoryRead + DirectoryWrite + AuditTrail + ?Sized> Directory for T {}
+
+/// Opens the configured backend, read directly (the admin commands and `check`).
 pub async fn open(config: &StoreConfig, access: Access) -> Result<Arc<dyn Directory>, StoreError> {
     match config.backend {
         Backend::File => Ok(Arc::new(open_file(config, access)?)),
@@ -102,19 +121,33 @@ pub async fn open(config: &StoreConfig, access: Access) -> Result<Arc<dyn Direct
     }
 }
 
-/// The store as the milter uses it, measured as the milter sees it (cache hits included):
-/// Redis behind the invalidated cache.
-pub async fn open_for_milter(config: &StoreConfig) -> Result<Arc<dyn Directory>, StoreError> {
+/// The store as the milter uses it: it reads and appends to the audit trail, never writes.
+#[derive(Clone)]
+pub struct MilterStore {
+    /// Reads, measured as the milter sees them (cache hits included): Redis behind the
+    /// invalidated cache.
+    pub read: Arc<dyn DirectoryRead>,
+    /// The backend's audit trail, for the milter's audit writer (which measures its writes).
+    pub audit: Arc<dyn AuditTrail>,
+}
+
+pub async fn open_for_milter(config: &StoreConfig) -> Result<MilterStore, StoreError> {
     match config.backend {
-        Backend::File => Ok(Arc::new(Instrumented::new(open_file(
-            config,
-            Access::ReadWrite,
-        )?))),
+        Backend::File => {
+            let store = open_file(config, Access::ReadWrite)?;
+            Ok(MilterStore {
+                read: Arc::new(Instrumented::new(store.clone())),
+                audit: Arc::new(store),
+            })
+        }
         Backend::Redis => {
-            let store = connect_redis(config).await?;
+            let store = Arc::new(connect_redis(config).await?);
             let ttl = std::time::Duration::from_millis(config.cache_ttl_ms);
-            let cached = CachedDirectory::new(Arc::new(store), ttl);
-            Ok(Arc::new(Instrumented::new(cached)))
+            let cached = CachedDirectory::new(store.clone(), ttl);
+            Ok(MilterStore {
+                read: Arc::new(Instrumented::new(cached)),
+                audit: store,
+            })
         }
     }
 }
@@ -137,19 +170,8 @@ async fn connect_redis(config: &StoreConfig) -> Result<RedisStore, StoreError> {
     .await
 }
 
-/// Lower-cases an address and strips the angle brackets of an SMTP path.
-pub fn normalize_address(address: &str) -> String {
-    crate::address::normalize(address)
-}
-
-pub fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-pub fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// A domain as the organisation-by-domain index keys it: trimmed, without a final (or
+/// leading) dot, lower case.
+fn domain_key(domain: &str) -> String {
+    domain.trim().trim_matches('.').to_ascii_lowercase()
 }

@@ -10,6 +10,7 @@
 //! | `{P}:org:<id>` | string | an organisation, JSON |
 //! | `{P}:orgs` | set | every organisation's id |
 //! | `{P}:domains` | hash | claimed mail domain -> the organisation holding it |
+//! | `{P}:org-by-domain` | hash | each domain an organisation's `domains` lists -> its id, written with every organisation; the field `#built` once it was filled from every organisation |
 //! | `{P}:cert:<address>` | string | an address's S/MIME certificate, JSON |
 //! | `{P}:certs` | set | every address with a certificate |
 //! | `{P}:meta` | string | present once the directory was written: an empty Redis (a restart without persistence, a flush, a wrong `key_prefix`) is an outage, not an empty directory |
@@ -20,10 +21,9 @@
 //! separated by commas for a Cluster; `redis+sentinel://HOST:PORT[,HOST:PORT…]/SERVICE` for
 //! the master a set of Sentinels names.
 
-use super::{
-    AuditEvent, Certificate, Directory, Lookup, Organisation, StoreError, StoreFuture, User,
-    normalize_address,
-};
+use super::{AuditTrail, DirectoryRead, DirectoryWrite, StoreError, StoreFuture, domain_key};
+use crate::address::normalize_address;
+use crate::directory::model::{AuditEvent, Certificate, Lookup, Organisation, User};
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncCommands, Client, Script};
@@ -51,6 +51,7 @@ pub struct RedisStore {
     lookup_script: Script,
     swap_users_script: Script,
     swap_org_script: Script,
+    org_by_domain_script: Script,
 }
 
 /// The key names of one deployment.
@@ -84,6 +85,10 @@ impl Keys {
 
     fn domains(&self) -> String {
         format!("{}:domains", self.base)
+    }
+
+    fn org_by_domain(&self) -> String {
+        format!("{}:org-by-domain", self.base)
     }
 
     fn cert(&self, address: &str) -> String {
@@ -152,8 +157,10 @@ redis.call('SET', KEYS[n + 2], '1')
 return 1
 "#;
 
-/// Compare-and-set of an organisation, claiming its domains. KEYS: org, orgs set, domains
-/// hash, meta. ARGV: channel, id, expected revision ("" = absent), new JSON, domains...
+/// Compare-and-set of an organisation, claiming its domains and indexing the ones it lists.
+/// KEYS: org, orgs set, domains hash, meta, org-by-domain hash. ARGV: channel, id, expected
+/// revision ("" = absent), new JSON, the number of claimed domains, the claimed domains, then
+/// the domains to index.
 const SWAP_ORG_LUA: &str = r#"
 local cur = redis.call('GET', KEYS[1])
 if ARGV[3] == '' then
@@ -163,18 +170,43 @@ else
   local ok, org = pcall(cjson.decode, cur)
   if not ok or string.format('%d', org.revision or 0) ~= ARGV[3] then return 0 end
 end
-for i = 5, #ARGV do
+local claims_end = 5 + tonumber(ARGV[5])
+for i = 6, claims_end do
   local holder = redis.call('HGET', KEYS[3], ARGV[i])
   if holder and holder ~= ARGV[2] then
     return redis.error_reply('CJSMDOMAIN ' .. ARGV[i] .. ' is held by ' .. holder)
   end
 end
-for i = 5, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], ARGV[2]) end
+for i = 6, claims_end do redis.call('HSET', KEYS[3], ARGV[i], ARGV[2]) end
+for i = claims_end + 1, #ARGV do redis.call('HSET', KEYS[5], ARGV[i], ARGV[2]) end
 redis.call('SET', KEYS[1], ARGV[4])
 redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[4], '1')
 redis.call('PUBLISH', ARGV[1], 'org:' .. ARGV[2])
 return 1
+"#;
+
+/// The field of the org-by-domain hash that says it was filled from every organisation (no
+/// domain is written `#built`).
+const INDEX_BUILT: &str = "#built";
+
+/// The organisations a domain may belong to: the one the org-by-domain index names, and the
+/// holder of the claim (which a milter of an earlier version, writing organisations without
+/// the index, keeps current). KEYS: meta, org-by-domain hash, domains hash. ARGV: org key
+/// prefix, domain, the built field. Like a lookup, a directory never written is an error; an
+/// index never filled is one too, which the caller mends by filling it.
+const ORG_BY_DOMAIN_LUA: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.error_reply('CJSMEMPTY the directory in Redis is empty (never written, flushed, or a Redis restarted without its data)')
+end
+if redis.call('HEXISTS', KEYS[2], ARGV[3]) == 0 then
+  return redis.error_reply('CJSMNOINDEX the organisation-by-domain index is not built')
+end
+local function org_of(id)
+  if not id then return false end
+  return redis.call('GET', ARGV[1] .. id)
+end
+return {org_of(redis.call('HGET', KEYS[2], ARGV[2])), org_of(redis.call('HGET', KEYS[3], ARGV[2]))}
 "#;
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -294,6 +326,7 @@ impl RedisStore {
             lookup_script: Script::new(LOOKUP_LUA),
             swap_users_script: Script::new(SWAP_USERS_LUA),
             swap_org_script: Script::new(SWAP_ORG_LUA),
+            org_by_domain_script: Script::new(ORG_BY_DOMAIN_LUA),
         };
         // Fail at start-up if the server does not answer.
         let _: () = with_conn!(store, conn => redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ()).map_err(unavailable))?;
@@ -376,29 +409,50 @@ impl RedisStore {
         }
         Ok(all)
     }
+
+    /// Fills the org-by-domain index from every organisation and marks it built: for a
+    /// directory written before the index existed (or restored from such a backup). A domain
+    /// already indexed keeps its organisation: an organisation written meanwhile indexed its
+    /// own domains, and is newer than what was read here.
+    async fn build_org_index(&self) -> Result<(), StoreError> {
+        let orgs: Vec<Organisation> = self.orgs().await?;
+        let index = self.keys.org_by_domain();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for org in &orgs {
+            for domain in &org.domains {
+                pipe.hset_nx(&index, domain_key(domain), &org.id).ignore();
+            }
+        }
+        pipe.hset(&index, INDEX_BUILT, "1").ignore();
+        with_conn!(self, conn => pipe.query_async::<()>(&mut conn).await.map_err(unavailable))
+    }
+
+    /// The organisations the index and the claim name for `domain` (JSON); `None` when the
+    /// index was never built.
+    async fn org_by_domain_candidates(
+        &self,
+        domain: &str,
+    ) -> Result<Option<(Option<String>, Option<String>)>, StoreError> {
+        let mut invocation = self.org_by_domain_script.prepare_invoke();
+        invocation
+            .key(self.keys.meta())
+            .key(self.keys.org_by_domain())
+            .key(self.keys.domains())
+            .arg(self.keys.org(""))
+            .arg(domain)
+            .arg(INDEX_BUILT);
+        with_conn!(self, conn => {
+            match invocation.invoke_async(&mut conn).await {
+                Ok(candidates) => Ok(Some(candidates)),
+                Err(e) if e.code() == Some("CJSMNOINDEX") => Ok(None),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+    }
 }
 
-impl Directory for RedisStore {
-    fn written(&self) -> StoreFuture<'_, bool> {
-        Box::pin(async move {
-            with_conn!(self, conn => conn.exists(self.keys.meta()).await.map_err(unavailable))
-        })
-    }
-
-    fn size(&self) -> StoreFuture<'_, (usize, usize)> {
-        Box::pin(async move {
-            let (users, orgs): (usize, usize) = with_conn!(self, conn => {
-                redis::pipe()
-                    .scard(self.keys.users())
-                    .scard(self.keys.orgs())
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(unavailable)
-            })?;
-            Ok((users, orgs))
-        })
-    }
-
+impl DirectoryRead for RedisStore {
     fn lookup<'a>(&'a self, address: &'a str) -> StoreFuture<'a, Lookup> {
         Box::pin(async move {
             let address = normalize_address(address);
@@ -449,37 +503,45 @@ impl Directory for RedisStore {
         })
     }
 
-    fn put_certificate(&self, mut cert: Certificate) -> StoreFuture<'_, ()> {
+    fn org<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Organisation>> {
+        Box::pin(async move { self.get_json(self.keys.org(id)).await })
+    }
+
+    fn orgs(&self) -> StoreFuture<'_, Vec<Organisation>> {
         Box::pin(async move {
-            cert.address = normalize_address(&cert.address);
-            let json = serde_json::to_string(&cert).map_err(|e| corrupt("certificate", e))?;
-            let mut pipe = redis::pipe();
-            pipe.atomic()
-                .set(self.keys.cert(&cert.address), json)
-                .ignore()
-                .sadd(self.keys.certs(), &cert.address)
-                .ignore()
-                .set(self.keys.meta(), "1")
-                .ignore()
-                .publish(self.keys.changes(), format!("cert:{}", cert.address))
-                .ignore();
-            with_conn!(self, conn => pipe.query_async::<()>(&mut conn).await.map_err(unavailable))
+            let keys = self.keys.clone();
+            self.all_json(self.keys.orgs(), move |id| keys.org(id))
+                .await
         })
     }
 
-    fn remove_certificate<'a>(&'a self, address: &'a str) -> StoreFuture<'a, bool> {
+    fn org_by_domain<'a>(&'a self, domain: &'a str) -> StoreFuture<'a, Option<Organisation>> {
         Box::pin(async move {
-            let address = normalize_address(address);
-            let mut pipe = redis::pipe();
-            pipe.atomic()
-                .del(self.keys.cert(&address))
-                .srem(self.keys.certs(), &address)
-                .ignore()
-                .publish(self.keys.changes(), format!("cert:{address}"))
-                .ignore();
-            let (removed,): (u64,) =
-                with_conn!(self, conn => pipe.query_async(&mut conn).await.map_err(unavailable))?;
-            Ok(removed > 0)
+            let domain = domain_key(domain);
+            let candidates = match self.org_by_domain_candidates(&domain).await? {
+                Some(candidates) => candidates,
+                None => {
+                    self.build_org_index().await?;
+                    self.org_by_domain_candidates(&domain)
+                        .await?
+                        .ok_or_else(|| {
+                            StoreError::Unavailable(
+                                "redis: the organisation-by-domain index was not built".into(),
+                            )
+                        })?
+                }
+            };
+            let (indexed, claimed) = candidates;
+            for json in [indexed, claimed].into_iter().flatten() {
+                let org: Organisation =
+                    serde_json::from_str(&json).map_err(|e| corrupt("organisation", e))?;
+                // An entry left by a domain the organisation no longer lists, or a claim on
+                // a secure form of its domains, is not an answer.
+                if org.domains.iter().any(|d| domain_key(d) == domain) {
+                    return Ok(Some(org));
+                }
+            }
+            Ok(None)
         })
     }
 
@@ -491,6 +553,28 @@ impl Directory for RedisStore {
         })
     }
 
+    fn size(&self) -> StoreFuture<'_, (usize, usize)> {
+        Box::pin(async move {
+            let (users, orgs): (usize, usize) = with_conn!(self, conn => {
+                redis::pipe()
+                    .scard(self.keys.users())
+                    .scard(self.keys.orgs())
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)
+            })?;
+            Ok((users, orgs))
+        })
+    }
+
+    fn written(&self) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            with_conn!(self, conn => conn.exists(self.keys.meta()).await.map_err(unavailable))
+        })
+    }
+}
+
+impl DirectoryWrite for RedisStore {
     fn put_users(&self, users: Vec<User>) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             if users.is_empty() {
@@ -508,6 +592,27 @@ impl Directory for RedisStore {
             }
             for address in &changed {
                 pipe.publish(self.keys.changes(), format!("user:{address}"))
+                    .ignore();
+            }
+            with_conn!(self, conn => pipe.query_async::<()>(&mut conn).await.map_err(unavailable))
+        })
+    }
+
+    fn put_org(&self, org: Organisation) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let json = serde_json::to_string(&org).map_err(|e| corrupt("organisation", e))?;
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .set(self.keys.org(&org.id), json)
+                .ignore()
+                .sadd(self.keys.orgs(), &org.id)
+                .ignore()
+                .set(self.keys.meta(), "1")
+                .ignore()
+                .publish(self.keys.changes(), format!("org:{}", org.id))
+                .ignore();
+            for domain in &org.domains {
+                pipe.hset(self.keys.org_by_domain(), domain_key(domain), &org.id)
                     .ignore();
             }
             with_conn!(self, conn => pipe.query_async::<()>(&mut conn).await.map_err(unavailable))
@@ -559,12 +664,17 @@ impl Directory for RedisStore {
                 .key(self.keys.orgs())
                 .key(self.keys.domains())
                 .key(self.keys.meta())
+                .key(self.keys.org_by_domain())
                 .arg(self.keys.changes())
                 .arg(&org.id)
                 .arg(expected.map(|r| r.to_string()).unwrap_or_default())
-                .arg(json);
+                .arg(json)
+                .arg(domains.len());
             for domain in &domains {
                 invocation.arg(domain);
+            }
+            for domain in &org.domains {
+                invocation.arg(domain_key(domain));
             }
             let result: Result<i64, redis::RedisError> = with_conn!(self, conn => {
                 Ok::<_, StoreError>(invocation.invoke_async(&mut conn).await)
@@ -579,35 +689,42 @@ impl Directory for RedisStore {
         })
     }
 
-    fn org<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Organisation>> {
-        Box::pin(async move { self.get_json(self.keys.org(id)).await })
-    }
-
-    fn orgs(&self) -> StoreFuture<'_, Vec<Organisation>> {
+    fn put_certificate(&self, mut cert: Certificate) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            let keys = self.keys.clone();
-            self.all_json(self.keys.orgs(), move |id| keys.org(id))
-                .await
-        })
-    }
-
-    fn put_org(&self, org: Organisation) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            let json = serde_json::to_string(&org).map_err(|e| corrupt("organisation", e))?;
+            cert.address = normalize_address(&cert.address);
+            let json = serde_json::to_string(&cert).map_err(|e| corrupt("certificate", e))?;
             let mut pipe = redis::pipe();
             pipe.atomic()
-                .set(self.keys.org(&org.id), json)
+                .set(self.keys.cert(&cert.address), json)
                 .ignore()
-                .sadd(self.keys.orgs(), &org.id)
+                .sadd(self.keys.certs(), &cert.address)
                 .ignore()
                 .set(self.keys.meta(), "1")
                 .ignore()
-                .publish(self.keys.changes(), format!("org:{}", org.id))
+                .publish(self.keys.changes(), format!("cert:{}", cert.address))
                 .ignore();
             with_conn!(self, conn => pipe.query_async::<()>(&mut conn).await.map_err(unavailable))
         })
     }
 
+    fn remove_certificate<'a>(&'a self, address: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let address = normalize_address(address);
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .del(self.keys.cert(&address))
+                .srem(self.keys.certs(), &address)
+                .ignore()
+                .publish(self.keys.changes(), format!("cert:{address}"))
+                .ignore();
+            let (removed,): (u64,) =
+                with_conn!(self, conn => pipe.query_async(&mut conn).await.map_err(unavailable))?;
+            Ok(removed > 0)
+        })
+    }
+}
+
+impl AuditTrail for RedisStore {
     fn append_audit(&self, event: AuditEvent) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let json = serde_json::to_string(&event).map_err(|e| corrupt("audit event", e))?;

@@ -8,12 +8,11 @@ pub mod postfix;
 pub mod redis;
 
 use cjsm_milter::config::Config;
+use cjsm_milter::directory::model::{ConnectionType, OrgState, Organisation, User, UserState};
 use cjsm_milter::engine::{Engine, Shared};
 use cjsm_milter::listen::{self, ListenAddr};
 use cjsm_milter::milter;
-use cjsm_milter::store::{
-    self, ConnectionType, Directory, OrgState, Organisation, User, UserState,
-};
+use cjsm_milter::store::{self, Directory};
 use indymilter_test::TestConnection;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +24,8 @@ pub struct TestMilter {
     pub addr: SocketAddr,
     pub dir: TempDir,
     pub shared: Arc<Shared>,
+    /// The milter's store opened for writing: the milter itself only reads it.
+    pub store: Arc<dyn Directory>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -44,9 +45,14 @@ impl TestMilter {
             )
         };
         let config = Config::parse(&text).unwrap();
-        let store = store::open_for_milter(&config.store).await.unwrap();
-        let audit = cjsm_milter::audit::AuditSink::start(store.clone());
-        let engine = Engine::new(config, store).unwrap().with_audit(Some(audit));
+        let milter_store = store::open_for_milter(&config.store).await.unwrap();
+        let store = store::open(&config.store, store::Access::ReadWrite)
+            .await
+            .unwrap();
+        let audit = cjsm_milter::audit::AuditSink::start(milter_store.audit);
+        let engine = Engine::new(config, milter_store.read)
+            .unwrap()
+            .with_audit(Some(audit));
         let shared = Shared::new(engine);
         let (listener, local) = listen::bind(
             &ListenAddr::Inet("127.0.0.1:0".parse().unwrap()),
@@ -66,6 +72,7 @@ impl TestMilter {
             addr,
             dir,
             shared,
+            store,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -73,7 +80,7 @@ impl TestMilter {
 
     /// Adds a user (and, if needed, an active organisation owning its domain).
     pub async fn add_user(&self, address: &str, state: UserState) {
-        add_user(self.shared.current().store.as_ref(), address, state).await
+        add_user(self.store.as_ref(), address, state).await
     }
 
     pub async fn connect(&self) -> TestConnection {

@@ -1,9 +1,11 @@
-//! The directory's data: organisations, their users, and the audit trail.
+//! The directory's data: organisations, their users, their certificates, what a lookup
+//! answers, and the audit trail. Plain data, as the stores keep it (JSON): it knows nothing of
+//! the stores, the rules or the command line (which has its own names for these values).
 
 use serde::{Deserialize, Serialize};
 
 /// How an organisation reaches the hub.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConnectionType {
     /// Its own mail server relays through the hub over TLS with a client certificate; its

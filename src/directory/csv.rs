@@ -1,11 +1,16 @@
-//! Bulk import of users from CSV: parsing and validation, no I/O.
+//! Bulk import of users from CSV: parsing and validation (no I/O), then the load itself.
 //!
 //! [`parse`] checks the file on its own (header, row count, every field of every row) and
 //! [`check_against`] checks the rows against the directory's organisations. Both report every
 //! problem they find, by physical line of the file, so an administrator can fix the whole file
 //! in one go; the caller loads nothing unless both come back clean.
 
-use crate::store::Organisation;
+use super::model::{Organisation, User, UserState};
+use super::rules::{
+    MAX_FIELD_CHARS, address_in_org, check_address, check_text, outside_org_message, shown,
+};
+use super::{ATTEMPTS, Admin, AdminError, refused};
+use crate::clock::now_unix;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -22,16 +27,6 @@ pub const IMPORT_HEADER: [&str; 6] = [
     "business_type",
 ];
 
-/// The longest a field other than the address may be, in characters.
-pub const MAX_FIELD_CHARS: usize = 200;
-
-/// The longest an address may be, in characters (RFC 5321's limit on a path).
-pub const MAX_ADDRESS_CHARS: usize = 254;
-
-const MAX_LOCAL_PART_CHARS: usize = 64;
-const MAX_LABEL_CHARS: usize = 63;
-/// How much of a value an error message quotes.
-const MAX_SHOWN_CHARS: usize = 80;
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// One valid data row of the file.
@@ -348,117 +343,6 @@ fn check_row(
     })
 }
 
-/// The length and character checks every field gets. The length is checked first, so a huge
-/// field costs no more than its size.
-pub fn check_text(text: &str, max_chars: usize) -> Option<String> {
-    // A char is at most 4 bytes: a field longer than that in bytes is too long in chars.
-    let chars = if text.len() > 4 * max_chars {
-        None
-    } else {
-        Some(text.chars().count())
-    };
-    match chars {
-        Some(n) if n <= max_chars => {}
-        Some(n) => return Some(format!("is {n} characters long, at most {max_chars}")),
-        None => {
-            return Some(format!(
-                "is {} bytes long, at most {max_chars} characters",
-                text.len()
-            ));
-        }
-    }
-    let (position, c) = text.chars().enumerate().find(|(_, c)| c.is_control())?;
-    Some(if c == '\n' || c == '\r' {
-        "contains a line break (is a quote left open?)".to_string()
-    } else {
-        format!(
-            "contains a control character (U+{:04X}) at character {}",
-            u32::from(c),
-            position + 1
-        )
-    })
-}
-
-/// Whether `address` (already trimmed and lower-cased) is a plausible secure address: one `@`,
-/// a dot-atom local part of at most 64 characters, a domain name of at least two labels, at
-/// most 254 characters in all, ASCII only.
-pub fn check_address(address: &str) -> Result<(), String> {
-    if address.is_empty() {
-        return Err("is empty; it is required".to_string());
-    }
-    if let Some(reason) = check_text(address, MAX_ADDRESS_CHARS) {
-        return Err(reason);
-    }
-    if address.contains(char::is_whitespace) {
-        return Err(format!("`{}` contains a space", shown(address)));
-    }
-    let Some((local, domain)) = address.split_once('@') else {
-        return Err(format!("`{}` has no @", shown(address)));
-    };
-    if domain.contains('@') {
-        return Err(format!("`{}` has more than one @", shown(address)));
-    }
-    if local.is_empty() {
-        return Err(format!("`{}` has nothing before the @", shown(address)));
-    }
-    if domain.is_empty() {
-        return Err(format!("`{}` has no domain after the @", shown(address)));
-    }
-    if local.chars().count() > MAX_LOCAL_PART_CHARS {
-        return Err(format!(
-            "the part before the @ is longer than {MAX_LOCAL_PART_CHARS} characters"
-        ));
-    }
-    if let Some(c) = local.chars().find(|&c| !is_atext(c) && c != '.') {
-        return Err(format!(
-            "`{}` has `{}` before the @, which an address cannot have",
-            shown(address),
-            c.escape_debug()
-        ));
-    }
-    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
-        return Err(format!(
-            "`{}` has a misplaced dot before the @",
-            shown(address)
-        ));
-    }
-    let labels: Vec<&str> = domain.split('.').collect();
-    let bad_label = |label: &&str| {
-        label.is_empty()
-            || label.len() > MAX_LABEL_CHARS
-            || label.starts_with('-')
-            || label.ends_with('-')
-            || !label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    };
-    if labels.len() < 2 || labels.iter().any(bad_label) {
-        return Err(format!(
-            "`{}` does not have a valid domain name after the @",
-            shown(address)
-        ));
-    }
-    Ok(())
-}
-
-/// RFC 5322 `atext`.
-fn is_atext(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c)
-}
-
-/// A value as an error message quotes it: escaped, and cut short if long.
-fn shown(value: &str) -> String {
-    let mut out: String = value
-        .chars()
-        .take(MAX_SHOWN_CHARS)
-        .flat_map(char::escape_debug)
-        .collect();
-    if value.chars().nth(MAX_SHOWN_CHARS).is_some() {
-        out.push('…');
-    }
-    out
-}
-
 /// Checks the rows against the directory: the `organisation` column must name an organisation
 /// (by id, or by name ignoring case) and the address must be under that organisation's domains.
 /// Returns every problem; empty means the rows may be loaded.
@@ -510,71 +394,125 @@ pub fn find_org<'a>(wanted: &str, orgs: &'a [Organisation]) -> Result<&'a Organi
     }
 }
 
-/// The message for an address outside its organisation's domains, naming the allowed ones.
-pub fn outside_org_message(address: &str, org: &Organisation, secure_suffix: &str) -> String {
-    let allowed = allowed_domains(org, secure_suffix);
-    if allowed.is_empty() {
-        format!(
-            "`{}` cannot be added: organisation `{}` has no mail domains",
-            shown(address),
-            org.id
-        )
-    } else {
-        let allowed: Vec<String> = allowed.iter().map(|d| format!("@{d}")).collect();
-        format!(
-            "`{}` is not under organisation `{}`'s domains; allowed: {}",
-            shown(address),
-            org.id,
-            allowed.join(", ")
-        )
+/// What a bulk import did.
+#[derive(Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportSummary {
+    pub added: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+}
+
+/// A bulk-load file larger than this is refused before it is parsed (500 rows of at most
+/// six 200-character fields fit well within it).
+const MAX_IMPORT_BYTES: usize = 4 * 1024 * 1024;
+
+impl Admin<'_> {
+    /// `user import`: at most 500 rows, validated whole first, then written all together
+    /// (compare-and-swap: a concurrent change makes it read and check again). Re-running the
+    /// same file changes nothing; a row never moves a user to another organisation.
+    pub async fn user_import(&self, csv: &[u8]) -> Result<ImportSummary, AdminError> {
+        if csv.len() > MAX_IMPORT_BYTES {
+            return refused(format!(
+                "the file is {} bytes; a bulk load of at most {} rows is at most {MAX_IMPORT_BYTES} bytes",
+                csv.len(),
+                MAX_IMPORT_ROWS
+            ));
+        }
+        let (rows, parse_errors) = parse_rows(csv)?;
+        for _ in 0..ATTEMPTS {
+            let orgs = self.store.orgs().await?;
+            let mut errors = parse_errors.clone();
+            errors.extend(check_against(&rows, &orgs, self.secure_suffix));
+            let existing = self.store.users().await?;
+            let now = now_unix();
+            let mut summary = ImportSummary::default();
+            let mut changes = Vec::new();
+            for row in &rows {
+                // check_against reported rows whose organisation is unknown or ambiguous.
+                let Ok(org) = find_org(&row.organisation, &orgs) else {
+                    continue;
+                };
+                let wanted = User {
+                    address: row.address.clone(),
+                    org: org.id.clone(),
+                    first_name: row.first_name.clone(),
+                    last_name: row.last_name.clone(),
+                    town: row.town.clone(),
+                    business_type: row.business_type.clone(),
+                    state: UserState::Active,
+                    created: now,
+                    updated: now,
+                    smime_certificate: None,
+                    revision: 0,
+                };
+                match existing.iter().find(|u| u.address == row.address) {
+                    None => {
+                        summary.added += 1;
+                        changes.push((None, wanted));
+                    }
+                    Some(user) if user.org != wanted.org => errors.push(RowError {
+                        line: row.line,
+                        field: "organisation".into(),
+                        reason: format!(
+                            "{} belongs to organisation {}; a bulk load does not move users",
+                            user.address, user.org
+                        ),
+                    }),
+                    Some(user) if same_details(user, &wanted) => summary.unchanged += 1,
+                    Some(user) => {
+                        summary.updated += 1;
+                        changes.push((
+                            Some(user.revision),
+                            User {
+                                state: user.state,
+                                created: user.created,
+                                smime_certificate: user.smime_certificate.clone(),
+                                ..wanted
+                            },
+                        ));
+                    }
+                }
+            }
+            if !errors.is_empty() {
+                errors.sort_by_key(|e| e.line);
+                errors.dedup_by(|a, b| {
+                    a.line == b.line && a.field == b.field && a.reason == b.reason
+                });
+                return Err(ImportError::Rows(errors).into());
+            }
+            let written: Vec<(String, bool)> = changes
+                .iter()
+                .map(|(expected, u)| (u.address.clone(), expected.is_none()))
+                .collect();
+            if !self.store.swap_users(changes).await? {
+                continue;
+            }
+            for (address, added) in written {
+                let action = if added {
+                    "user import add"
+                } else {
+                    "user import update"
+                };
+                self.audit(action, &address, "bulk load".into()).await?;
+            }
+            return Ok(summary);
+        }
+        refused("the directory keeps changing under the import; try again")
     }
 }
 
-/// The domains an organisation's secure addresses may have: each of its domains that is
-/// already under the secure suffix (a hosted mailbox domain such as `smithchambers.cjsm.net`)
-/// as it is, and each other one (a server organisation's own `firm.co.uk`) with the suffix
-/// added (`firm.co.uk.cjsm.net`).
-pub fn allowed_domains(org: &Organisation, secure_suffix: &str) -> Vec<String> {
-    let suffix = normalise_domain(secure_suffix);
-    org.domains
-        .iter()
-        .map(|domain| normalise_domain(domain))
-        .filter(|domain| !domain.is_empty())
-        .map(|domain| {
-            if suffix.is_empty() || is_under(&domain, &suffix) {
-                domain
-            } else {
-                format!("{domain}.{suffix}")
-            }
-        })
-        .collect()
-}
-
-/// Whether `address`'s domain is one of [`allowed_domains`] of `org`.
-pub fn address_in_org(address: &str, org: &Organisation, secure_suffix: &str) -> bool {
-    let Some((_, domain)) = address.trim().rsplit_once('@') else {
-        return false;
-    };
-    let domain = normalise_domain(domain);
-    !domain.is_empty() && allowed_domains(org, secure_suffix).contains(&domain)
-}
-
-fn normalise_domain(domain: &str) -> String {
-    domain.trim().trim_matches('.').to_ascii_lowercase()
-}
-
-/// `domain` is `suffix` or a subdomain of it (both normalised).
-fn is_under(domain: &str, suffix: &str) -> bool {
-    domain == suffix
-        || domain
-            .strip_suffix(suffix)
-            .is_some_and(|head| head.ends_with('.'))
+fn same_details(a: &User, b: &User) -> bool {
+    a.org == b.org
+        && a.first_name == b.first_name
+        && a.last_name == b.last_name
+        && a.town == b.town
+        && a.business_type == b.business_type
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{ConnectionType, OrgState};
+    use crate::directory::model::{ConnectionType, OrgState};
 
     const HEADER: &str = "secure_address,first_name,last_name,organisation,town,business_type\n";
 
@@ -934,54 +872,6 @@ mod tests {
 
         let open_quote = format!("a@firm.cjsm.net,\"{huge}");
         assert_eq!(row_errors(&file(&[&open_quote])), [(2, "row".into())]);
-    }
-
-    #[test]
-    fn address_in_org_rules() {
-        let server = org(
-            "smith-llp",
-            "Smith LLP",
-            &["firm.co.uk", "Smith.Example."],
-            ConnectionType::Server,
-        );
-        let mailbox = org(
-            "smith-chambers",
-            "Smith Chambers",
-            &["smithchambers.cjsm.net"],
-            ConnectionType::Mailbox,
-        );
-        let cases: &[(&str, &Organisation, bool)] = &[
-            ("alice@firm.co.uk.cjsm.net", &server, true),
-            ("alice@smith.example.cjsm.net", &server, true),
-            ("alice@FIRM.CO.UK.cjsm.net", &server, true),
-            ("alice@firm.co.uk", &server, false),
-            ("alice@x.firm.co.uk.cjsm.net", &server, false),
-            ("alice@firm.co.uk.cjsm.net.evil.com", &server, false),
-            ("alice@smithchambers.cjsm.net", &mailbox, true),
-            ("alice@smithchambers.cjsm.net.cjsm.net", &mailbox, false),
-            ("alice@other.cjsm.net", &mailbox, false),
-            ("alice@firm.co.uk.cjsm.net", &mailbox, false),
-            ("alice", &mailbox, false),
-            ("alice@", &mailbox, false),
-        ];
-        for (address, org, ok) in cases {
-            assert_eq!(
-                address_in_org(address, org, "cjsm.net"),
-                *ok,
-                "{address} in {}",
-                org.id
-            );
-        }
-        assert_eq!(
-            allowed_domains(&server, ".CJSM.net"),
-            ["firm.co.uk.cjsm.net", "smith.example.cjsm.net"]
-        );
-        // A domain that only ends in the suffix's letters is not under it.
-        let lookalike = org("x", "X", &["notcjsm.net"], ConnectionType::Server);
-        assert_eq!(
-            allowed_domains(&lookalike, "cjsm.net"),
-            ["notcjsm.net.cjsm.net"]
-        );
     }
 
     #[test]
