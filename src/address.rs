@@ -402,7 +402,7 @@ mod tests {
         let ok = |raw: &str, mta: Option<&str>, role| {
             as_the_mta_uses(raw, mta, role).map_err(|why| {
                 crate::policy::not_plain(role, raw, why)
-                    .reply
+                    .reply()
                     .unwrap()
                     .to_string()
             })

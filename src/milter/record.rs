@@ -32,13 +32,13 @@ pub(super) fn loggable(raw: &str) -> String {
 
 /// Counts a refusal for the metrics.
 fn count_refusal(stage: Stage, verdict: &Verdict) {
-    if matches!(verdict.action, Action::Reject | Action::Tempfail) {
+    if matches!(verdict.action(), Action::Reject | Action::Tempfail) {
         metrics()
             .refusals
             .with_label_values(&[
                 stage.as_str(),
-                verdict.action.as_str(),
-                verdict.reason.as_str(),
+                verdict.action().as_str(),
+                verdict.reason().as_str(),
             ])
             .inc();
     }
@@ -47,9 +47,9 @@ fn count_refusal(stage: Stage, verdict: &Verdict) {
 /// The action an audit entry records: the verdict's, marked when it was only reported.
 fn audit_action(engine: &Engine, verdict: &Verdict) -> String {
     if engine.enforcing() {
-        verdict.action.as_str().into()
+        verdict.action().as_str().into()
     } else {
-        format!("report-only {}", verdict.action.as_str())
+        format!("report-only {}", verdict.action().as_str())
     }
 }
 
@@ -59,7 +59,7 @@ pub(super) fn refusal(engine: &Engine, refusal: &Refusal, verdict: &Verdict) {
     let queue_id = refusal.queue_id;
     count_refusal(refusal.stage, verdict);
     let address = loggable(refusal.raw);
-    if verdict.reason == Reason::TooManyRecipients {
+    if verdict.reason() == Reason::TooManyRecipients {
         info!(queue_id = %queue_id, address = %address, "too many recipients");
         return;
     }
@@ -75,7 +75,7 @@ pub(super) fn refusal(engine: &Engine, refusal: &Refusal, verdict: &Verdict) {
             sender: refusal.sender.map(str::to_string),
             recipients,
             action: audit_action(engine, verdict),
-            reason: verdict.reason.as_str().into(),
+            reason: verdict.reason().as_str().into(),
             ..AuditEvent::default()
         });
     }
@@ -84,14 +84,14 @@ pub(super) fn refusal(engine: &Engine, refusal: &Refusal, verdict: &Verdict) {
         _ => "recipient",
     };
     let reply = verdict
-        .reply
+        .reply()
         .as_ref()
         .map(|r| r.to_string())
         .unwrap_or_default();
     if engine.enforcing() {
-        info!(queue_id = %queue_id, what = %what, address = %address, reason = %verdict.reason, reply = %reply, "refused");
+        info!(queue_id = %queue_id, what = %what, address = %address, reason = %verdict.reason(), reply = %reply, "refused");
     } else {
-        info!(queue_id = %queue_id, what = %what, address = %address, reason = %verdict.reason, reply = %reply, "report-only: would refuse");
+        info!(queue_id = %queue_id, what = %what, address = %address, reason = %verdict.reason(), reply = %reply, "report-only: would refuse");
     }
 }
 
@@ -106,7 +106,7 @@ pub(super) fn tempfail(
     error!(queue_id = %queue_id, error = %e, "tempfail");
     let verdict = Verdict::tempfail(e.reason());
     count_refusal(stage, &verdict);
-    audit_tempfail(session, queue_id, verdict.reason);
+    audit_tempfail(session, queue_id, verdict.reason());
     let _ = status_with_reply(reply, &verdict);
     Status::Tempfail
 }
@@ -176,7 +176,7 @@ pub(super) fn message(
     }
     let marking = &vocab.level(classification.level).name;
     m.messages
-        .with_label_values(&[marking.as_str(), verdict.action.as_str()])
+        .with_label_values(&[marking.as_str(), verdict.action().as_str()])
         .inc();
     m.verdict_seconds.observe(verdict_time.as_secs_f64());
     for recipient in &transaction.recipients {
@@ -199,7 +199,7 @@ pub(super) fn message(
                 .collect(),
             marking: Some(marking.clone()),
             action: audit_action(engine, verdict),
-            reason: verdict.reason.as_str().into(),
+            reason: verdict.reason().as_str().into(),
             ..AuditEvent::default()
         });
     }
@@ -216,8 +216,8 @@ pub(super) fn message(
         refused_recipients = transaction.refused.len(),
         marking = %marking,
         source = %classification.source,
-        action = %verdict.action.as_str(),
-        reason = %verdict.reason,
+        action = %verdict.action().as_str(),
+        reason = %verdict.reason(),
         enforced = engine.enforcing(),
         body_bytes = transaction.collector.body_bytes(),
         limits = %classification.limits_exceeded.join("; "),

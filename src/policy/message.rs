@@ -2,7 +2,7 @@
 //! [`decide`] is the rules in the order they apply; the first that refuses decides.
 
 use super::encryption::recipients_to_encrypt_for;
-use super::{Action, Reason, Recipient, Rules, Verdict, Zone, edits, name_list};
+use super::{Delivery, Reason, Recipient, Rules, Verdict, Zone, edits, name_list};
 use crate::config::OverLimit;
 use crate::marking::{Classification, Level};
 
@@ -143,30 +143,22 @@ fn accepted(
     let encrypting = !encrypt_for.is_empty();
     let edits = edits::for_accepted(rules, message, marking, encrypting);
     let limits_exceeded = &message.classification.limits_exceeded;
-    let (action, reason, quarantine_reason) = if !limits_exceeded.is_empty()
-        && rules.config.limits.on_exceeded == OverLimit::Quarantine
-    {
-        (
-            Action::Quarantine,
-            Reason::Limits,
-            Some(format!("not checked whole: {}", limits_exceeded.join("; "))),
-        )
+    let quarantined =
+        !limits_exceeded.is_empty() && rules.config.limits.on_exceeded == OverLimit::Quarantine;
+    let (reason, quarantine) = if quarantined {
+        let why = format!("not checked whole: {}", limits_exceeded.join("; "));
+        (Reason::Limits, Some(why))
+    } else if encrypting {
+        (Reason::Encrypt, None)
     } else {
-        let reason = if encrypting {
-            Reason::Encrypt
-        } else {
-            Reason::Ok
-        };
-        (Action::Accept, reason, None)
+        (Reason::Ok, None)
     };
-    Verdict {
-        action,
-        reply: None,
+    Verdict::Deliver(Delivery {
         reason,
         edits,
-        quarantine_reason,
+        quarantine,
         encrypt_for,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -175,7 +167,7 @@ mod tests {
     use crate::config::Config;
     use crate::marking::{Finding, Vocabulary};
     use crate::policy::encryption::requested;
-    use crate::policy::{DirectoryAnswer, Edit};
+    use crate::policy::{Action, DirectoryAnswer, Edit};
 
     fn vocab() -> Vocabulary {
         rules(|_| {}).vocab
@@ -370,10 +362,10 @@ mod tests {
                 case.label,
                 case.rcpts.iter().map(|r| &r.address).collect::<Vec<_>>()
             );
-            assert_eq!(verdict.action, case.want, "{what}: {verdict:?}");
-            assert_eq!(verdict.reason, case.reason, "{what}");
+            assert_eq!(verdict.action(), case.want, "{what}: {verdict:?}");
+            assert_eq!(verdict.reason(), case.reason, "{what}");
             assert_eq!(
-                verdict.reply.as_ref().map(|r| r.status.as_str()),
+                verdict.reply().as_ref().map(|r| r.status.as_str()),
                 case.status,
                 "{what}"
             );
@@ -400,7 +392,8 @@ mod tests {
                 ..facts(&c, rcpts)
             },
         )
-        .edits
+        .edits()
+        .to_vec()
     }
 
     #[test]
@@ -443,7 +436,7 @@ mod tests {
             },
         );
         assert_eq!(
-            verdict.edits[1],
+            verdict.edits()[1],
             Edit::ChangeHeader {
                 name: "Subject".into(),
                 index: 1,
@@ -479,7 +472,7 @@ mod tests {
                 ..facts(&c, &hub)
             },
         );
-        assert_eq!(verdict.edits.len(), 1, "{:?}", verdict.edits);
+        assert_eq!(verdict.edits().len(), 1, "{:?}", verdict.edits());
         // No Subject at all: one is added.
         let edits = accept_edits(&hub, None, None, 0);
         assert_eq!(
@@ -504,7 +497,7 @@ mod tests {
         ] {
             let rules = rules(|c| c.limits.on_exceeded = on);
             let verdict = decide(&rules, &facts(&c, &rcpts));
-            assert_eq!(verdict.action, want, "{on:?}");
+            assert_eq!(verdict.action(), want, "{on:?}");
         }
     }
 
@@ -671,9 +664,9 @@ mod tests {
                     ..facts(&c, &rcpts)
                 },
             );
-            assert_eq!(verdict.reason, reason, "{name}: {verdict:?}");
-            assert_eq!(verdict.encrypt_for, encrypted, "{name}");
-            let text = verdict.reply.map(|r| r.text).unwrap_or_default();
+            assert_eq!(verdict.reason(), reason, "{name}: {verdict:?}");
+            assert_eq!(verdict.encrypt_for(), encrypted, "{name}");
+            let text = verdict.reply().map(|r| r.text.clone()).unwrap_or_default();
             assert!(text.contains(reply), "{name}: {text}");
         }
     }
@@ -701,7 +694,7 @@ mod tests {
                     ..facts(&c, &rcpts)
                 },
             );
-            verdict.edits.iter().find_map(|e| match e {
+            verdict.edits().iter().find_map(|e| match e {
                 Edit::ChangeHeader { name, value, .. } if name == "Subject" => {
                     Some(String::from_utf8_lossy(value).into_owned())
                 }
@@ -758,7 +751,7 @@ mod tests {
                     ..facts(&c, rcpts)
                 },
             );
-            assert_eq!(verdict.reason, want, "{label:?} {rcpts:?} {protected}");
+            assert_eq!(verdict.reason(), want, "{label:?} {rcpts:?} {protected}");
         }
         let c = classification(&v, None, false);
         let never = decide(
@@ -768,7 +761,7 @@ mod tests {
                 ..facts(&c, &secure)
             },
         );
-        assert_eq!(never.reason, "ok");
+        assert_eq!(never.reason(), "ok");
     }
 
     #[test]
@@ -788,7 +781,7 @@ mod tests {
                 ..facts(&c, &rcpts)
             },
         );
-        let edits = &verdict.edits;
+        let edits = &verdict.edits();
         let has = |edit: Edit| assert!(edits.contains(&edit), "{edit:?} in {edits:?}");
         has(Edit::DeleteHeader {
             name: "X-CJSM-Route".into(),
@@ -813,7 +806,7 @@ mod tests {
 
         let rcpts = [rcpt("someone@gmail.com", NotAsked)];
         let open = decide(&rules, &facts(&c, &rcpts));
-        assert!(open.edits.contains(&Edit::AddHeader {
+        assert!(open.edits().contains(&Edit::AddHeader {
             name: "X-CJSM-Route".into(),
             value: "open".into(),
         }));
@@ -821,11 +814,11 @@ mod tests {
         let quiet = decide(&none, &facts(&c, &rcpts));
         assert!(
             !quiet
-                .edits
+                .edits()
                 .iter()
                 .any(|e| matches!(e, Edit::AddHeader { name, .. } if name.is_empty()))
         );
-        assert_eq!(quiet.edits.len(), 1, "{:?}", quiet.edits);
+        assert_eq!(quiet.edits().len(), 1, "{:?}", quiet.edits());
     }
 
     #[test]
@@ -836,7 +829,7 @@ mod tests {
             .map(|i| rcpt(&format!("u{i}@gmail.com"), NotAsked))
             .collect();
         let verdict = decide(&rules(|_| {}), &facts(&c, &rcpts));
-        let text = verdict.reply.unwrap().text;
+        let text = verdict.reply().unwrap().text.clone();
         assert!(text.contains("u0@gmail.com, u1@gmail.com"), "{text}");
         assert!(text.contains("and 15 more"), "{text}");
         assert!(text.contains("unmarked"), "{text}");

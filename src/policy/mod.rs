@@ -320,9 +320,10 @@ impl Stage {
 }
 
 /// Why a verdict is what it is: a fixed set, safe as a metric label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reason {
+    #[default]
     Ok,
     Encrypt,
     ReportOnly,
@@ -542,30 +543,42 @@ fn lossy_text<S: serde::Serializer>(value: &[u8], serializer: S) -> Result<S::Ok
     serializer.serialize_str(&String::from_utf8_lossy(value))
 }
 
-/// The decision for a message (or a recipient).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Verdict {
-    pub action: Action,
-    pub reply: Option<Reply>,
+/// The decision for a message (or a recipient): it goes on, with its edits, or it is refused
+/// with a reply and nothing else (a refused message is never edited).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Deliver(Delivery),
+    Refuse(Refusal),
+}
+
+/// A message that goes on: accepted, or quarantined with why.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delivery {
     pub reason: Reason,
     pub edits: Vec<Edit>,
-    /// For a quarantined message: why, for the operator.
-    pub quarantine_reason: Option<String>,
+    /// Quarantined (held by the MTA for the operator), and why.
+    pub quarantine: Option<String>,
     /// Encrypt the message for these recipients' certificates (S/MIME), done by the shell.
     pub encrypt_for: Vec<String>,
 }
 
+/// A refusal: reject or tempfail, with its reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The MTA keeps the message and retries (4xx), rather than returning it (5xx).
+    pub temporary: bool,
+    pub reason: Reason,
+    pub reply: Reply,
+}
+
 impl Verdict {
-    /// A refusal: a reply and nothing else (a refused message is never edited).
+    /// A refusal with `reply`: a reject, or with `Action::Tempfail` a tempfail.
     pub(crate) fn refuse(action: Action, reason: Reason, reply: Reply) -> Verdict {
-        Verdict {
-            action,
-            reply: Some(reply),
+        Verdict::Refuse(Refusal {
+            temporary: action == Action::Tempfail,
             reason,
-            edits: Vec::new(),
-            quarantine_reason: None,
-            encrypt_for: Vec::new(),
-        }
+            reply,
+        })
     }
 
     /// A `550 5.7.1` refusal, the answer of most rules.
@@ -588,19 +601,63 @@ impl Verdict {
 
     /// What report mode applies whatever the verdict: the message passes unchanged.
     pub fn report_only() -> Verdict {
-        Verdict {
-            action: Action::Accept,
-            reply: None,
+        Verdict::Deliver(Delivery {
             reason: Reason::ReportOnly,
-            edits: Vec::new(),
-            quarantine_reason: None,
-            encrypt_for: Vec::new(),
+            ..Delivery::default()
+        })
+    }
+
+    pub fn action(&self) -> Action {
+        match self {
+            Verdict::Deliver(d) if d.quarantine.is_some() => Action::Quarantine,
+            Verdict::Deliver(_) => Action::Accept,
+            Verdict::Refuse(r) if r.temporary => Action::Tempfail,
+            Verdict::Refuse(_) => Action::Reject,
+        }
+    }
+
+    pub fn reason(&self) -> Reason {
+        match self {
+            Verdict::Deliver(d) => d.reason,
+            Verdict::Refuse(r) => r.reason,
+        }
+    }
+
+    /// The reply of a refusal.
+    pub fn reply(&self) -> Option<&Reply> {
+        match self {
+            Verdict::Deliver(_) => None,
+            Verdict::Refuse(r) => Some(&r.reply),
+        }
+    }
+
+    /// The edits of a message that goes on (none for a refusal).
+    pub fn edits(&self) -> &[Edit] {
+        match self {
+            Verdict::Deliver(d) => &d.edits,
+            Verdict::Refuse(_) => &[],
+        }
+    }
+
+    /// Who the message is encrypted for (none for a refusal).
+    pub fn encrypt_for(&self) -> &[String] {
+        match self {
+            Verdict::Deliver(d) => &d.encrypt_for,
+            Verdict::Refuse(_) => &[],
+        }
+    }
+
+    /// Why a quarantined message is held.
+    pub fn quarantine_reason(&self) -> Option<&str> {
+        match self {
+            Verdict::Deliver(d) => d.quarantine.as_deref(),
+            Verdict::Refuse(_) => None,
         }
     }
 
     /// The message goes on (accepted or quarantined), with its edits.
     pub fn delivers(&self) -> bool {
-        matches!(self.action, Action::Accept | Action::Quarantine)
+        matches!(self, Verdict::Deliver(_))
     }
 }
 
