@@ -173,5 +173,7 @@ async fn connect_redis(config: &StoreConfig) -> Result<RedisStore, StoreError> {
 /// A domain as the organisation-by-domain index keys it: trimmed, without a final (or
 /// leading) dot, lower case.
 fn domain_key(domain: &str) -> String {
-    domain.trim().trim_matches('.').to_ascii_lowercase()
+    crate::address::Domain::new(domain)
+        .map(|d| d.to_string())
+        .unwrap_or_default()
 }
