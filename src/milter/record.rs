@@ -4,7 +4,7 @@
 use super::apply::status_with_reply;
 use super::{Message, MilterError, Session};
 use crate::clock::now_unix_ms;
-use crate::directory::model::AuditEvent;
+use crate::directory::model::{AuditEvent, VerdictEvent};
 use crate::engine::Engine;
 use crate::metrics::metrics;
 use crate::policy::{Action, Reason, Stage, Verdict};
@@ -68,16 +68,15 @@ pub(super) fn refusal(engine: &Engine, refusal: &Refusal, verdict: &Verdict) {
             Stage::Rcpt => vec![refusal.address.to_string()],
             _ => Vec::new(),
         };
-        audit.record(AuditEvent {
+        audit.record(AuditEvent::Verdict(VerdictEvent {
             time_ms: now_unix_ms(),
-            kind: "verdict".into(),
             queue_id: Some(queue_id.to_string()),
             sender: refusal.sender.map(str::to_string),
             recipients,
             action: audit_action(engine, verdict),
             reason: verdict.reason().as_str().into(),
-            ..AuditEvent::default()
-        });
+            ..VerdictEvent::default()
+        }));
     }
     let what = match refusal.stage {
         Stage::Mail => "sender",
@@ -118,9 +117,8 @@ fn audit_tempfail(session: Option<&Session>, queue_id: &str, reason: Reason) {
         return;
     };
     let transaction = session.message.as_ref().map(|m| &m.transaction);
-    audit.record(AuditEvent {
+    audit.record(AuditEvent::Verdict(VerdictEvent {
         time_ms: now_unix_ms(),
-        kind: "verdict".into(),
         queue_id: Some(queue_id.to_string()),
         sender: transaction.map(|t| t.sender.address.clone()),
         recipients: transaction
@@ -128,8 +126,8 @@ fn audit_tempfail(session: Option<&Session>, queue_id: &str, reason: Reason) {
             .unwrap_or_default(),
         action: "tempfail".into(),
         reason: reason.as_str().into(),
-        ..AuditEvent::default()
-    });
+        ..VerdictEvent::default()
+    }));
 }
 
 /// End of message: the warnings about the marking, the metrics, the audit entry and the
@@ -187,9 +185,8 @@ pub(super) fn message(
     count_refusal(Stage::Eom, verdict);
     let sender = &transaction.sender;
     if let Some(audit) = &engine.audit {
-        audit.record(AuditEvent {
+        audit.record(AuditEvent::Verdict(VerdictEvent {
             time_ms: now_unix_ms(),
-            kind: "verdict".into(),
             queue_id: Some(queue_id.to_string()),
             sender: Some(sender.address.clone()),
             recipients: transaction
@@ -200,8 +197,7 @@ pub(super) fn message(
             marking: Some(marking.clone()),
             action: audit_action(engine, verdict),
             reason: verdict.reason().as_str().into(),
-            ..AuditEvent::default()
-        });
+        }));
     }
     let session = &transaction.session;
     info!(
