@@ -1,7 +1,8 @@
 //! `cjsm-milter check`: a message from a file through exactly the milter's pipeline, the
 //! MTA's part played by splitting the message into headers and body as an MTA would.
 
-use crate::pipeline::{Collector, Engine, Envelope};
+use crate::engine::Engine;
+use crate::pipeline::{Collector, Envelope};
 use crate::policy::{Action, Edit, Recipient, Reply, SessionFacts, Verdict};
 use crate::store::StoreError;
 use serde::Serialize;

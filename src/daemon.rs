@@ -2,10 +2,10 @@
 
 use crate::audit::AuditSink;
 use crate::config::{Config, LogConfig, LogFormat, LogTarget};
+use crate::engine::{Engine, Shared, compile};
 use crate::listen::{self, ListenAddr};
 use crate::metrics::metrics;
-use crate::milter::{self, Shared};
-use crate::pipeline::Engine;
+use crate::milter;
 use crate::store;
 use crate::store::now_unix;
 use anyhow::{Context as _, Result};
@@ -70,26 +70,24 @@ pub fn init_logging(log: &LogConfig) {
 pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
     let config = load_config(config_path.as_deref())?;
     init_logging(&config.log);
-    let listen = ListenAddr::parse(&config.milter.listen).map_err(anyhow::Error::msg)?;
-    let mode = config
-        .milter
-        .socket_mode
-        .as_deref()
-        .map(crate::config::parse_octal_mode)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    // Everything `config check` checks, before anything is opened or bound.
+    let compiled = compile(config)?;
+    let config = &compiled.config;
     let store = store::open_for_milter(&config.store)
         .await
         .context("opening the directory store")?;
-    let (listener, local) =
-        listen::bind(&listen, mode, config.milter.socket_group.as_deref()).await?;
+    let (listener, local) = listen::bind(
+        &config.milter.listen,
+        config.milter.socket_mode,
+        config.milter.socket_group.as_deref(),
+    )
+    .await?;
     let m = metrics();
     m.config_last_reload.set(now_unix() as f64);
     m.milter_listening.store(true, Ordering::Release);
-    let metrics_server = match config.metrics.listen.as_str() {
-        "" => None,
-        addr => {
-            let addr = addr.parse().context("[metrics] listen")?;
+    let metrics_server = match config.metrics.listen {
+        None => None,
+        Some(addr) => {
             let (local, serve) = crate::metrics::http::bind(addr)
                 .await
                 .with_context(|| format!("binding the metrics endpoint {addr}"))?;
@@ -98,12 +96,12 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
         }
     };
     let monitor = tokio::spawn(watch_store(store.clone()));
-    let socketmap_listen = config.socketmap.listen.clone();
+    let socketmap_listen = config.socketmap.listen;
     let audit = AuditSink::start(store.clone());
-    let shared = Shared::new(Engine::new(config, store)?.with_audit(Some(audit.clone())));
-    let socketmap = match socketmap_listen.as_str() {
-        "" => None,
-        addr => {
+    let shared = Shared::new(Engine::new(compiled, store).with_audit(Some(audit.clone())));
+    let socketmap = match socketmap_listen {
+        None => None,
+        Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding the socketmap {addr}"))?;
@@ -224,9 +222,9 @@ fn reload(path: Option<&Path>, shared: &Arc<Shared>) {
     if new.log != old.config.log {
         warn!("log settings changed: restart needed for them to apply");
     }
-    match Engine::new(new, old.store.clone()).map(|e| e.with_audit(old.audit.clone())) {
-        Ok(engine) => {
-            shared.replace(engine);
+    match compile(new) {
+        Ok(compiled) => {
+            shared.replace(Engine::new(compiled, old.store.clone()).with_audit(old.audit.clone()));
             m.config_reloads.with_label_values(&["ok"]).inc();
             m.config_last_reload.set(now_unix() as f64);
             info!(file = %path.display(), "config reloaded");

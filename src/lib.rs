@@ -8,6 +8,7 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod directory;
+pub mod engine;
 pub mod listen;
 pub mod marking;
 pub mod metrics;

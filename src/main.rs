@@ -5,7 +5,7 @@ use anyhow::{Context as _, Result};
 use cjsm_milter::check::{CheckInput, check};
 use cjsm_milter::config::Config;
 use cjsm_milter::daemon::{self, load_config};
-use cjsm_milter::pipeline::Engine;
+use cjsm_milter::engine::{Engine, compile};
 use cjsm_milter::policy::SessionFacts;
 use cjsm_milter::store;
 use clap::{Parser, Subcommand};
@@ -173,7 +173,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {
-            Config::load(&file)?;
+            // Everything `run` checks before it starts, the escrow certificate included.
+            compile(Config::load(&file)?)?;
             println!("{}: ok", file.display());
             Ok(())
         }
@@ -189,7 +190,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
 }
 
 async fn run_check(config_path: Option<PathBuf>, args: CheckArgs) -> Result<()> {
-    let config = load_config(config_path.as_deref())?;
+    let compiled = compile(load_config(config_path.as_deref())?)?;
     let mut message = Vec::new();
     if args.file.as_os_str() == "-" {
         std::io::stdin()
@@ -199,10 +200,10 @@ async fn run_check(config_path: Option<PathBuf>, args: CheckArgs) -> Result<()> 
         message = std::fs::read(&args.file)
             .with_context(|| format!("reading {}", args.file.display()))?;
     }
-    let store = store::open(&config.store, store::Access::ReadOnly)
+    let store = store::open(&compiled.config.store, store::Access::ReadOnly)
         .await
         .context("opening the directory store")?;
-    let engine = Engine::new(config, store)?;
+    let engine = Engine::new(compiled, store);
     let input = CheckInput {
         sender: args.from,
         recipients: args.rcpts,

@@ -6,9 +6,10 @@
 //! store) when it starts: a reload never changes the rules in the middle of a message.
 
 use crate::config::Mode;
+use crate::engine::{Engine, Shared};
 use crate::listen::{GatedListener, MilterListener};
 use crate::metrics::metrics;
-use crate::pipeline::{Collector, Engine, Envelope, Outcome};
+use crate::pipeline::{Collector, Envelope, Outcome};
 use crate::policy::{self, Action, Edit, Recipient, SessionFacts, Verdict};
 use crate::store::{AuditEvent, now_unix_ms};
 use indymilter::{
@@ -18,46 +19,13 @@ use indymilter::{
 use std::ffi::{CStr, CString};
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 /// How long a shutdown waits for messages in flight before closing their sessions.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
-
-/// The engine in force (replaced whole on reload), and the count of messages in flight.
-pub struct Shared {
-    engine: RwLock<Arc<Engine>>,
-    in_flight: Arc<AtomicUsize>,
-    draining: Arc<AtomicBool>,
-}
-
-impl Shared {
-    pub fn new(engine: Engine) -> Arc<Shared> {
-        Arc::new(Shared {
-            engine: RwLock::new(Arc::new(engine)),
-            in_flight: Arc::new(AtomicUsize::new(0)),
-            draining: Arc::new(AtomicBool::new(false)),
-        })
-    }
-
-    /// Messages between MAIL and end of message (or abort) right now.
-    pub fn messages_in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Acquire)
-    }
-
-    pub fn current(&self) -> Arc<Engine> {
-        self.engine
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub fn replace(&self, engine: Engine) {
-        *self.engine.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(engine);
-    }
-}
 
 /// Counts a message in flight while it lives.
 struct InFlight(Arc<AtomicUsize>);
@@ -357,7 +325,7 @@ async fn deadline<T>(
     engine: &Engine,
     work: impl Future<Output = Result<T, crate::store::StoreError>>,
 ) -> Result<T, MilterError> {
-    let limit = Duration::from_millis(engine.config.milter.deadline_ms);
+    let limit = engine.config.milter.deadline;
     match tokio::time::timeout(limit, work).await {
         Ok(result) => Ok(result?),
         Err(_) => Err(MilterError::Deadline(limit)),
@@ -642,7 +610,7 @@ async fn eom(cx: &mut EomContext<Session>, queue_id: Option<String>) -> Handled 
         .unwrap_or_else(|| "NOQUEUE".into());
     message.collector.end_of_headers();
 
-    let limit = Duration::from_millis(engine.config.milter.deadline_ms);
+    let limit = engine.config.milter.deadline;
     let envelope = Envelope {
         sender: message.sender.clone(),
         sender_translation: message.sender_translation.clone(),

@@ -2,86 +2,15 @@
 //! from a file through `cjsm-milter check`: sender, recipients, collected message, verdict.
 
 use crate::address::{self, EnvelopeAddress, Role};
-use crate::audit::AuditSink;
-use crate::config::{Config, ConfigError, Mode};
-use crate::marking::{self, Classification, LevelId, Vocabulary};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::marking::{self, Classification};
 use crate::policy::{self, DirectoryAnswer, Edit, Facts, Recipient, SessionFacts, Verdict, Zone};
 use crate::smime;
-use crate::store::{Directory, Lookup, StoreError, normalize_address, now_unix};
+use crate::store::{Lookup, StoreError, normalize_address, now_unix};
 use crate::trust::{self, SenderOutcome};
-use std::sync::Arc;
-
-/// A config with everything derived from it: what a session snapshots at its start.
-pub struct Engine {
-    pub config: Config,
-    pub vocab: Vocabulary,
-    /// `routing.require_tls_from` as a level (`None`: never).
-    pub require_tls_from: Option<LevelId>,
-    /// The escrow certificate (PEM) every encrypted message is also encrypted for.
-    pub escrow: Option<String>,
-    /// When the escrow certificate lapses (Unix seconds): past it, encryption tempfails
-    /// rather than leave the hub's archive without a copy.
-    escrow_not_after: u64,
-    pub store: Arc<dyn Directory>,
-    /// Where the milter records its verdicts (none for `check`).
-    pub audit: Option<AuditSink>,
-}
 
 impl Engine {
-    pub fn new(config: Config, store: Arc<dyn Directory>) -> Result<Engine, ConfigError> {
-        let vocab =
-            Vocabulary::from_config(&config.marking).map_err(|(key, message)| ConfigError {
-                file: None,
-                line: None,
-                key: Some(key),
-                message,
-            })?;
-        let require_tls_from = match config.routing.require_tls_from.as_str() {
-            "" => None,
-            name => Some(
-                vocab
-                    .level_by_name("routing.require_tls_from", name)
-                    .map_err(|(key, message)| ConfigError {
-                        file: None,
-                        line: None,
-                        key: Some(key),
-                        message,
-                    })?,
-            ),
-        };
-        let (escrow, escrow_not_after) = match &config.encryption.escrow_certificate {
-            None => (None, u64::MAX),
-            Some(path) => {
-                let (pem, not_after) = load_escrow(path).map_err(|message| ConfigError {
-                    file: None,
-                    line: None,
-                    key: Some("encryption.escrow_certificate".into()),
-                    message,
-                })?;
-                (Some(pem), not_after)
-            }
-        };
-        Ok(Engine {
-            config,
-            vocab,
-            require_tls_from,
-            escrow,
-            escrow_not_after,
-            store,
-            audit: None,
-        })
-    }
-
-    /// Records verdicts in the audit trail through `sink`.
-    pub fn with_audit(mut self, sink: Option<AuditSink>) -> Engine {
-        self.audit = sink;
-        self
-    }
-
-    pub fn enforcing(&self) -> bool {
-        self.config.mode == Mode::Enforce
-    }
-
     async fn lookup(&self, address: &str) -> Result<Lookup, StoreError> {
         let lookup = self.store.lookup(&normalize_address(address)).await?;
         // A user whose organisation record has gone is broken data, not a verdict: tempfail.
@@ -250,6 +179,13 @@ impl Engine {
                 error: None,
             };
         }
+        // Policy reads "" as no trigger.
+        let trigger = self
+            .config
+            .encryption
+            .trigger
+            .as_deref()
+            .unwrap_or_default();
         let verdict = policy::decide(&Facts {
             vocab: &self.vocab,
             routing: &self.config.routing,
@@ -276,11 +212,16 @@ impl Engine {
                 requested: policy::encryption_requested(
                     message.subject_raw.as_deref(),
                     classification.subject.as_deref(),
-                    &self.config.encryption.trigger,
+                    trigger,
                 ),
-                trigger: &self.config.encryption.trigger,
+                trigger,
                 whole: message.is_whole(),
-                neutral_subject: &self.config.encryption.neutral_subject,
+                neutral_subject: self
+                    .config
+                    .encryption
+                    .neutral_subject
+                    .as_deref()
+                    .unwrap_or_default(),
             },
         });
         let mut error = None;
@@ -320,29 +261,6 @@ fn bounded(raw: &str) -> String {
     normalize_address(&raw.chars().take(300).collect::<String>())
 }
 
-/// The escrow certificate: readable, and usable for encryption now.
-fn load_escrow(path: &std::path::Path) -> Result<(String, u64), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let parsed = smime::cert::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    if let Some(problem) = &parsed.unusable_for_encryption {
-        return Err(format!(
-            "{}: cannot be used for encryption: {problem}",
-            path.display()
-        ));
-    }
-    if smime::cert::validity(parsed.not_before, parsed.not_after, now_unix())
-        != smime::cert::Validity::Valid
-    {
-        return Err(format!(
-            "{}: not valid now (valid {} to {})",
-            path.display(),
-            smime::cert::date(parsed.not_before),
-            smime::cert::date(parsed.not_after)
-        ));
-    }
-    Ok((parsed.pem, parsed.not_after))
-}
-
 impl Engine {
     /// The verdict's encryption carried out: the entity (the message's own content headers
     /// and whole body) encrypted for the recipients' certificates and the escrow certificate,
@@ -362,13 +280,13 @@ impl Engine {
             .filter_map(|r| r.certificate_pem.as_deref())
             .collect();
         if let Some(escrow) = &self.escrow {
-            if now_unix() > self.escrow_not_after {
+            if now_unix() > escrow.not_after {
                 return Err(format!(
                     "the escrow certificate (encryption.escrow_certificate) expired on {}",
-                    smime::cert::date(self.escrow_not_after)
+                    smime::cert::date(escrow.not_after)
                 ));
             }
-            certificates.push(escrow);
+            certificates.push(&escrow.pem);
         }
         let cipher = self.config.encryption.cipher;
         let der = smime::encrypt::encrypt(&entity, &certificates, cipher)?;
@@ -380,7 +298,7 @@ impl Engine {
         }
         // A neutral Subject replaces the first Subject (the policy's edit): the real one
         // travels inside, so no other copy of it stays outside.
-        if !self.config.encryption.neutral_subject.trim().is_empty() {
+        if self.config.encryption.neutral_subject.is_some() {
             edits.extend(Edit::delete_copies("Subject", 2, message.subjects));
             edits.extend(Edit::delete_copies(
                 "Thread-Topic",
@@ -480,7 +398,7 @@ impl Collector {
             keep_whole: false,
             whole_limit: config.encryption.max_message_bytes,
             encryption_enabled: config.encryption.enabled,
-            subject_inside: !config.encryption.neutral_subject.trim().is_empty(),
+            subject_inside: config.encryption.neutral_subject.is_some(),
             own_headers: 0,
             route_headers: 0,
             subjects: 0,
@@ -488,7 +406,7 @@ impl Collector {
             limits_exceeded: Vec::new(),
             overflow: Vec::new(),
             own_header_name: config.marking.header.clone(),
-            route_header_name: config.routing.route_header.clone(),
+            route_header_name: config.routing.route_header.clone().unwrap_or_default(),
             max_headers: config.limits.max_headers,
             max_header_bytes: config.limits.max_header_bytes,
             max_scan_bytes: config.limits.max_scan_bytes,

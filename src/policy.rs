@@ -513,8 +513,7 @@ pub fn decide(facts: &Facts) -> Verdict {
         name: facts.marking_header.into(),
         value: format!("{}; source={}", marking.name, facts.classification.source),
     });
-    let route_header = facts.routing.route_header.as_str();
-    if !route_header.is_empty() {
+    if let Some(route_header) = facts.routing.route_header.as_deref() {
         edits.extend(Edit::delete_copies(
             route_header,
             1,
@@ -939,7 +938,7 @@ mod tests {
         let c = classification(&v, Some("OFFICIAL"), false);
         // The routing header has its own test.
         let routing = RoutingConfig {
-            route_header: String::new(),
+            route_header: None,
             ..RoutingConfig::default()
         };
         decide(&Facts {
@@ -983,7 +982,7 @@ mod tests {
         let c = classification(&v, Some("OFFICIAL"), false);
         // The routing header has its own test.
         let routing = RoutingConfig {
-            route_header: String::new(),
+            route_header: None,
             ..RoutingConfig::default()
         };
         let verdict = decide(&Facts {
@@ -1394,7 +1393,7 @@ mod tests {
             value: "open".into(),
         }));
         let none = RoutingConfig {
-            route_header: String::new(),
+            route_header: None,
             ..RoutingConfig::default()
         };
         let quiet = decide(&facts(&v, &none, &c, &rcpts));

@@ -220,7 +220,7 @@ pub async fn answer(
 }
 
 /// Serves socketmap connections until the listener fails.
-pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<crate::milter::Shared>) {
+pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<crate::engine::Shared>) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;

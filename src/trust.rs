@@ -12,7 +12,7 @@
 //!   secure senders ([`secure_sender`]).
 //! - A hub sender's `From:` is its own address ([`from_verdict`]).
 
-use crate::config::{RoutingConfig, parse_network};
+use crate::config::RoutingConfig;
 use crate::policy::{Action, DirectoryAnswer, Reply, Verdict, Zone};
 use crate::store::{ClientCertificate, ConnectionType, Lookup, OrgState, normalize_address};
 use serde::Serialize;
@@ -31,7 +31,7 @@ pub enum Network {
     Other,
 }
 
-/// The client's network. An unparsable range cannot be here: the config is validated.
+/// The client's network, by the ranges the config parsed on load.
 pub fn network(client: Option<IpAddr>, routing: &RoutingConfig) -> Network {
     let Some(client) = client else {
         return Network::Other;
@@ -41,12 +41,7 @@ pub fn network(client: Option<IpAddr>, routing: &RoutingConfig) -> Network {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     };
-    let within = |ranges: &[String]| {
-        ranges
-            .iter()
-            .filter_map(|r| parse_network(r).ok())
-            .any(|net| net.contains(&client))
-    };
+    let within = |ranges: &[ipnet::IpNet]| ranges.iter().any(|net| net.contains(&client));
     if within(&routing.trusted_networks) {
         Network::Trusted
     } else if within(&routing.secure_networks) {
@@ -665,8 +660,11 @@ mod tests {
     #[test]
     fn networks() {
         let routing = RoutingConfig {
-            trusted_networks: vec!["127.0.0.1/32".into()],
-            secure_networks: vec!["10.20.0.0/16".into(), "2001:db8::/32".into()],
+            trusted_networks: vec!["127.0.0.1/32".parse().unwrap()],
+            secure_networks: vec![
+                "10.20.0.0/16".parse().unwrap(),
+                "2001:db8::/32".parse().unwrap(),
+            ],
             ..RoutingConfig::default()
         };
         let cases = [
@@ -687,7 +685,7 @@ mod tests {
     #[test]
     fn sender_rules() {
         let routing = RoutingConfig {
-            trusted_networks: vec!["127.0.0.1/32".into()],
+            trusted_networks: vec!["127.0.0.1/32".parse().unwrap()],
             ..RoutingConfig::default()
         };
         let server = || Some(org(ConnectionType::Server, OrgState::Active));
@@ -913,8 +911,8 @@ mod tests {
     #[test]
     fn the_closed_community() {
         let routing = RoutingConfig {
-            trusted_networks: vec!["127.0.0.1/32".into()],
-            secure_networks: vec!["10.20.0.0/16".into()],
+            trusted_networks: vec!["127.0.0.1/32".parse().unwrap()],
+            secure_networks: vec!["10.20.0.0/16".parse().unwrap()],
             ..RoutingConfig::default()
         };
         let at = |addr: &str| SessionFacts {

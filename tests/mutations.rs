@@ -4,7 +4,8 @@
 
 use cjsm_milter::check::feed;
 use cjsm_milter::config::Config;
-use cjsm_milter::pipeline::{Collector, Engine, Envelope};
+use cjsm_milter::engine::{Engine, compile};
+use cjsm_milter::pipeline::{Collector, Envelope};
 use cjsm_milter::policy::{DirectoryAnswer, Recipient, SessionFacts, Zone};
 use cjsm_milter::store::FileStore;
 use std::sync::Arc;
@@ -81,10 +82,9 @@ fn mutate(rng: &mut Rng, message: &[u8]) -> Vec<u8> {
 fn mutated_corpus_messages_always_get_a_verdict() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::new(
-        Config::default(),
+        compile(Config::default()).unwrap(),
         Arc::new(FileStore::open(dir.path()).unwrap()),
-    )
-    .unwrap();
+    );
     let recipients = [Recipient {
         address: "clerk@cps.gsi.gov.uk".into(),
         zone: Zone::SecureNetwork,

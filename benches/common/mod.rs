@@ -2,7 +2,8 @@
 //! store, and one police sender over TLS to one secure-network recipient.
 
 use cjsm_milter::config::Config;
-use cjsm_milter::pipeline::{Engine, Envelope};
+use cjsm_milter::engine::{Engine, compile};
+use cjsm_milter::pipeline::Envelope;
 use cjsm_milter::policy::{DirectoryAnswer, Recipient, SessionFacts, Zone};
 use cjsm_milter::store::FileStore;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 pub fn engine_to_a_secure_recipient() -> (tempfile::TempDir, Engine, [Recipient; 1], Envelope) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(FileStore::open(dir.path()).unwrap());
-    let engine = Engine::new(Config::default(), store).unwrap();
+    let engine = Engine::new(compile(Config::default()).unwrap(), store);
     let recipients = [Recipient {
         address: "clerk@cps.gsi.gov.uk".into(),
         zone: Zone::SecureNetwork,

@@ -112,7 +112,7 @@ pub async fn open_for_milter(config: &StoreConfig) -> Result<Arc<dyn Directory>,
         )?))),
         Backend::Redis => {
             let store = connect_redis(config).await?;
-            let ttl = std::time::Duration::from_millis(config.cache_ttl_ms);
+            let ttl = config.cache_ttl;
             let cached = CachedDirectory::new(Arc::new(store), ttl);
             Ok(Arc::new(Instrumented::new(cached)))
         }

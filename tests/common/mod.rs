@@ -8,9 +8,9 @@ pub mod postfix;
 pub mod redis;
 
 use cjsm_milter::config::Config;
+use cjsm_milter::engine::{Engine, Shared, compile};
 use cjsm_milter::listen::{self, ListenAddr};
-use cjsm_milter::milter::{self, Shared};
-use cjsm_milter::pipeline::Engine;
+use cjsm_milter::milter;
 use cjsm_milter::store::{
     self, ConnectionType, Directory, OrgState, Organisation, User, UserState,
 };
@@ -43,10 +43,12 @@ impl TestMilter {
                 dir.path().join("store").display()
             )
         };
-        let config = Config::parse(&text).unwrap();
-        let store = store::open_for_milter(&config.store).await.unwrap();
+        let compiled = compile(Config::parse(&text).unwrap()).unwrap();
+        let store = store::open_for_milter(&compiled.config.store)
+            .await
+            .unwrap();
         let audit = cjsm_milter::audit::AuditSink::start(store.clone());
-        let engine = Engine::new(config, store).unwrap().with_audit(Some(audit));
+        let engine = Engine::new(compiled, store).with_audit(Some(audit));
         let shared = Shared::new(engine);
         let (listener, local) = listen::bind(
             &ListenAddr::Inet("127.0.0.1:0".parse().unwrap()),
