@@ -53,7 +53,7 @@ pub struct EncryptionConfig {
     /// certificate.
     pub enabled: bool,
     /// `aes-256-gcm` (CMS AuthEnvelopedData) or `aes-256-cbc` (EnvelopedData, older clients).
-    pub cipher: crate::smime::encrypt::Cipher,
+    pub cipher: Cipher,
     /// The hub's archive/escrow certificate (PEM): every encrypted message is encrypted for it
     /// too.
     pub escrow_certificate: Option<PathBuf>,
@@ -73,13 +73,25 @@ impl Default for EncryptionConfig {
     fn default() -> Self {
         EncryptionConfig {
             enabled: true,
-            cipher: crate::smime::encrypt::Cipher::Aes256Gcm,
+            cipher: Cipher::Aes256Gcm,
             escrow_certificate: None,
             neutral_subject: None,
             trigger: Some("[encrypt]".into()),
             max_message_bytes: 32 * 1024 * 1024,
         }
     }
+}
+
+/// The content cipher of an encrypted message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub enum Cipher {
+    /// AES-256-GCM: CMS AuthEnvelopedData (RFC 5083), `smime-type=authEnveloped-data`.
+    #[default]
+    #[serde(rename = "aes-256-gcm")]
+    Aes256Gcm,
+    /// AES-256-CBC: CMS EnvelopedData, `smime-type=enveloped-data`, for older clients.
+    #[serde(rename = "aes-256-cbc")]
+    Aes256Cbc,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
