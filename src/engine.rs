@@ -35,15 +35,8 @@ pub struct Compiled {
 
 /// Builds everything derived from `config`; an error names the file, line and key at fault.
 pub fn compile(config: Config) -> Result<Compiled, ConfigError> {
+    let (vocab, require_tls_from) = vocabulary(&config)?;
     let locate = |error| config.source.locate(error);
-    let vocab = Vocabulary::from_config(&config.marking).map_err(locate)?;
-    let require_tls_from = config
-        .routing
-        .require_tls_from
-        .as_deref()
-        .map(|name| vocab.level_by_name("routing.require_tls_from", name))
-        .transpose()
-        .map_err(locate)?;
     let escrow = config
         .encryption
         .escrow_certificate
@@ -59,8 +52,24 @@ pub fn compile(config: Config) -> Result<Compiled, ConfigError> {
     })
 }
 
+/// The vocabulary, and `routing.require_tls_from` as one of its levels: the settings' words
+/// checked, without reading any other file. (The directory and audit commands, which never
+/// classify or encrypt, check a config with this alone.)
+pub fn vocabulary(config: &Config) -> Result<(Vocabulary, Option<LevelId>), ConfigError> {
+    let locate = |error| config.source.locate(error);
+    let vocab = Vocabulary::from_config(&config.marking).map_err(locate)?;
+    let require_tls_from = config
+        .routing
+        .require_tls_from
+        .as_deref()
+        .map(|name| vocab.level_by_name("routing.require_tls_from", name))
+        .transpose()
+        .map_err(locate)?;
+    Ok((vocab, require_tls_from))
+}
+
 /// The escrow certificate: readable, and usable for encryption now.
-pub fn load_escrow(path: &Path) -> Result<Escrow, ConfigErrorKind> {
+fn load_escrow(path: &Path) -> Result<Escrow, ConfigErrorKind> {
     let problem = |problem: String| ConfigErrorKind::Certificate {
         path: path.into(),
         problem,

@@ -5,7 +5,7 @@ use anyhow::{Context as _, Result};
 use cjsm_milter::check::{CheckInput, check};
 use cjsm_milter::config::Config;
 use cjsm_milter::daemon::{self, load_config};
-use cjsm_milter::engine::{Engine, compile};
+use cjsm_milter::engine::{self, Engine, compile};
 use cjsm_milter::policy::SessionFacts;
 use cjsm_milter::store;
 use clap::{Parser, Subcommand};
@@ -179,14 +179,23 @@ async fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Directory { command } => {
-            let config = load_config(cli.config.as_deref())?;
+            let config = load_settings(cli.config.as_deref())?;
             directory_cli::directory(&config, command).await
         }
         Command::Audit { command } => {
-            let config = load_config(cli.config.as_deref())?;
+            let config = load_settings(cli.config.as_deref())?;
             directory_cli::audit(&config, command).await
         }
     }
+}
+
+/// The config of a command that neither classifies nor encrypts (directory, audit): its words
+/// are checked like every config's, but the escrow certificate is not read, so that the
+/// directory can be kept while the certificate is being replaced.
+fn load_settings(path: Option<&std::path::Path>) -> Result<Config> {
+    let config = load_config(path)?;
+    engine::vocabulary(&config)?;
+    Ok(config)
 }
 
 async fn run_check(config_path: Option<PathBuf>, args: CheckArgs) -> Result<()> {

@@ -330,6 +330,36 @@ fn config_check_refuses_what_run_refuses() {
     }
 }
 
+/// The directory and audit commands refuse a config whose words are wrong, as every command
+/// does, but do not read the escrow certificate (they never encrypt).
+#[test]
+fn directory_commands_check_the_words_but_not_the_escrow() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cjsm.toml");
+    let store = format!(
+        "[store]\npath = \"{}\"\n",
+        dir.path().join("store").display()
+    );
+    std::fs::write(&file, format!("{store}[marking]\nceiling = \"BANANA\"\n")).unwrap();
+    let out = cjsm(Some(&file), &["directory", "org", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("line 4, key `marking.ceiling`"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        &file,
+        format!(
+            "{store}[encryption]\nescrow_certificate = \"{}\"\n",
+            dir.path().join("missing.pem").display()
+        ),
+    )
+    .unwrap();
+    let out = cjsm(Some(&file), &["directory", "org", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 #[test]
 fn check_usage_and_input_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
