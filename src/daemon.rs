@@ -195,14 +195,16 @@ fn reload(path: Option<&Path>, shared: &Arc<Shared>) {
     };
     let old = shared.current();
     let m = metrics();
-    let new = match Config::load(path) {
-        Ok(config) => config,
+    // Compiled before anything is said of it: a refused file says only why.
+    let compiled = match Config::load(path).and_then(compile) {
+        Ok(compiled) => compiled,
         Err(e) => {
             m.config_reloads.with_label_values(&["failed"]).inc();
             error!(error = %e, "config reload failed; keeping the running config");
             return;
         }
     };
+    let new = &compiled.config;
     if new.milter.listen != old.config.milter.listen
         || new.milter.socket_mode != old.config.milter.socket_mode
         || new.milter.socket_group != old.config.milter.socket_group
@@ -222,16 +224,8 @@ fn reload(path: Option<&Path>, shared: &Arc<Shared>) {
     if new.log != old.config.log {
         warn!("log settings changed: restart needed for them to apply");
     }
-    match compile(new) {
-        Ok(compiled) => {
-            shared.replace(Engine::new(compiled, old.store.clone()).with_audit(old.audit.clone()));
-            m.config_reloads.with_label_values(&["ok"]).inc();
-            m.config_last_reload.set(now_unix() as f64);
-            info!(file = %path.display(), "config reloaded");
-        }
-        Err(e) => {
-            m.config_reloads.with_label_values(&["failed"]).inc();
-            error!(error = %e, "config reload failed; keeping the running config");
-        }
-    }
+    shared.replace(Engine::new(compiled, old.store.clone()).with_audit(old.audit.clone()));
+    m.config_reloads.with_label_values(&["ok"]).inc();
+    m.config_last_reload.set(now_unix() as f64);
+    info!(file = %path.display(), "config reloaded");
 }

@@ -13,8 +13,7 @@ fn level(name: &str, rank: u32, spellings: &[&str]) -> LevelConfig {
     }
 }
 
-/// The CJSM profile: UK Government Security Classifications with their legacy and commercial
-/// equivalents, and the Australian PSPF levels.
+/// The levels, lowest first, with their other spellings.
 pub fn cjsm_levels() -> Vec<LevelConfig> {
     vec![
         level(
@@ -181,5 +180,29 @@ pub fn complete(config: &MarkingConfig) -> MarkingConfig {
             CONFIDENTIAL_QUALIFIERS,
         ),
         ..config.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_profile_fills_only_what_the_config_leaves_out() {
+        let mut config = MarkingConfig {
+            descriptors: Some(Vec::new()),
+            ..MarkingConfig::default()
+        };
+        config.line_labels = Some(vec!["Label".into()]);
+        let complete = complete(&config);
+        // An empty list in the file is the operator's choice, not a gap.
+        assert_eq!(complete.descriptors, Some(Vec::new()));
+        assert_eq!(complete.line_labels, Some(vec!["Label".to_string()]));
+        assert_eq!(complete.levels, Some(cjsm_levels()));
+        assert_eq!(
+            complete.everyday_phrases.unwrap().len(),
+            EVERYDAY_PHRASES.len()
+        );
+        assert_eq!(complete.ceiling, config.ceiling);
     }
 }
