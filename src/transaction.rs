@@ -264,7 +264,12 @@ impl Transaction {
             encryption_requested: requested(
                 subject_raw,
                 classification.subject.as_deref(),
-                &rules.config.encryption.trigger,
+                rules
+                    .config
+                    .encryption
+                    .trigger
+                    .as_deref()
+                    .unwrap_or_default(),
             ),
             whole: message.is_whole(),
         };
@@ -297,7 +302,7 @@ impl Transaction {
         }
         // A neutral Subject replaces the first Subject (the policy's edit): the real one
         // travels inside, so no other copy of it stays outside.
-        if !rules.config.encryption.neutral_subject.trim().is_empty() {
+        if rules.config.encryption.neutral_subject.is_some() {
             edits.extend(Edit::delete_copies("Subject", 2, message.subjects));
             edits.extend(Edit::delete_copies(
                 "Thread-Topic",

@@ -1,6 +1,9 @@
 //! The command line as an administrator uses it: exit codes, one-line errors, the directory
 //! commands on the file store, and `config check` naming the key and line at fault.
 
+mod common;
+
+use common::pki::{Dates, SmimeCa};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -275,6 +278,88 @@ fn config_check_names_key_and_line() {
     }
 }
 
+/// `config check` refuses what `run` refuses: settings that are only understood once compiled
+/// (the escrow certificate, read and checked; a level name).
+#[test]
+fn config_check_refuses_what_run_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = SmimeCa::create(&dir.path().join("ca"));
+    let (expired, _) = ca.issue(
+        "escrow-expired",
+        Some("archive@hub.example"),
+        "keyEncipherment",
+        Dates::Range("200101000000Z", "200201000000Z"),
+    );
+    let (valid, _) = ca.issue(
+        "escrow",
+        Some("archive@hub.example"),
+        "keyEncipherment",
+        Dates::Days(365),
+    );
+    let missing = dir.path().join("missing.pem");
+    let escrow = |cert: &Path| {
+        format!(
+            "mode = \"report\"\n[encryption]\nescrow_certificate = \"{}\"\n",
+            cert.display()
+        )
+    };
+    let file = dir.path().join("cjsm.toml");
+    std::fs::write(&file, escrow(&valid)).unwrap();
+    let out = cjsm(None, &["config", "check", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cases = [
+        (escrow(&missing), "line 3", "encryption.escrow_certificate"),
+        (escrow(&expired), "line 3", "not valid now"),
+        (
+            "[routing]\nrequire_tls_from = \"BANANA\"\n".to_string(),
+            "line 2",
+            "routing.require_tls_from",
+        ),
+    ];
+    for (text, line, key) in cases {
+        std::fs::write(&file, &text).unwrap();
+        let check = cjsm(None, &["config", "check", file.to_str().unwrap()]);
+        assert_eq!(check.status.code(), Some(2), "{text}");
+        let err = stderr(&check);
+        assert!(err.contains(line) && err.contains(key), "{text:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        // `run` refuses the same file before it binds anything.
+        let run = cjsm(Some(&file), &["run"]);
+        assert_eq!(run.status.code(), Some(2), "{text}");
+        assert!(stderr(&run).contains(key), "{text:?}: {}", stderr(&run));
+    }
+}
+
+/// The directory and audit commands refuse a config whose words are wrong, as every command
+/// does, but do not read the escrow certificate (they never encrypt).
+#[test]
+fn directory_commands_check_the_words_but_not_the_escrow() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cjsm.toml");
+    let store = format!(
+        "[store]\npath = \"{}\"\n",
+        dir.path().join("store").display()
+    );
+    std::fs::write(&file, format!("{store}[marking]\nceiling = \"BANANA\"\n")).unwrap();
+    let out = cjsm(Some(&file), &["directory", "org", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("line 4, key `marking.ceiling`"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        &file,
+        format!(
+            "{store}[encryption]\nescrow_certificate = \"{}\"\n",
+            dir.path().join("missing.pem").display()
+        ),
+    )
+    .unwrap();
+    let out = cjsm(Some(&file), &["directory", "org", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 #[test]
 fn check_usage_and_input_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
@@ -362,8 +447,14 @@ fn check_takes_session_facts_as_flags() {
 #[test]
 fn example_config_is_valid_and_states_the_defaults() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("cjsm-milter.example.toml");
-    let example = cjsm_milter::config::Config::load(&path).unwrap();
-    let defaults = cjsm_milter::config::Config::default();
+    let mut example = cjsm_milter::config::Config::load(&path).unwrap();
+    let mut defaults = cjsm_milter::config::Config::default();
+    // Where the settings were read is no setting.
+    example.source = Default::default();
+    // The example states the profile's lists of words; the defaults leave them to the profile.
+    for config in [&mut example, &mut defaults] {
+        config.marking = cjsm_milter::marking::profile::complete(&config.marking);
+    }
     assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
 }
 

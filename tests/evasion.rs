@@ -1243,7 +1243,7 @@ fn every_obfuscation_of_every_level() {
     let config = MarkingConfig::default();
     let vocab = Vocabulary::from_config(&config).unwrap();
     let mut spellings: Vec<(String, u32)> = Vec::new();
-    for level in cjsm_milter::config::cjsm_levels() {
+    for level in cjsm_milter::marking::profile::cjsm_levels() {
         if level.rank < vocab.rank(vocab.default) {
             continue;
         }

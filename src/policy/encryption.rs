@@ -85,7 +85,7 @@ pub fn recipients_to_encrypt_for(
         let why = if requested {
             format!(
                 "Encryption was requested ({}) but there is no valid S/MIME certificate for",
-                settings.trigger
+                settings.trigger.as_deref().unwrap_or_default()
             )
         } else {
             format!(

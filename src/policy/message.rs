@@ -178,7 +178,7 @@ mod tests {
     pub(super) fn rules(change: impl FnOnce(&mut Config)) -> Rules {
         let mut config = Config::default();
         config.encryption.enabled = false;
-        config.routing.require_tls_from = String::new();
+        config.routing.require_tls_from = None;
         change(&mut config);
         Rules::new(config).unwrap()
     }
@@ -382,7 +382,7 @@ mod tests {
         let mut c = classification(&v, Some("OFFICIAL"), false);
         c.subject = decoded.map(String::from);
         // The routing header has its own test.
-        let rules = rules(|c| c.routing.route_header = String::new());
+        let rules = rules(|c| c.routing.route_header = None);
         decide(
             &rules,
             &MessageFacts {
@@ -426,7 +426,7 @@ mod tests {
         let v = vocab();
         let c = classification(&v, Some("OFFICIAL"), false);
         // The routing header has its own test.
-        let rules = rules(|c| c.routing.route_header = String::new());
+        let rules = rules(|c| c.routing.route_header = None);
         let verdict = decide(
             &rules,
             &MessageFacts {
@@ -682,7 +682,8 @@ mod tests {
             c.subject = Some(raw.into());
             let rules = rules(|c| {
                 c.encryption.enabled = true;
-                c.encryption.neutral_subject = neutral.into();
+                c.encryption.neutral_subject =
+                    Some(neutral.to_string()).filter(|n| !n.trim().is_empty());
             });
             let verdict = decide(
                 &rules,
@@ -810,7 +811,7 @@ mod tests {
             name: "X-CJSM-Route".into(),
             value: "open".into(),
         }));
-        let none = super::tests::rules(|c| c.routing.route_header = String::new());
+        let none = super::tests::rules(|c| c.routing.route_header = None);
         let quiet = decide(&none, &facts(&c, &rcpts));
         assert!(
             !quiet

@@ -38,27 +38,9 @@ pub struct Rules {
 }
 
 impl Rules {
+    /// The rules of `config`: its words checked and compiled ([`vocabulary`]).
     pub fn new(config: Config) -> Result<Rules, ConfigError> {
-        let vocab =
-            Vocabulary::from_config(&config.marking).map_err(|(key, message)| ConfigError {
-                file: None,
-                line: None,
-                key: Some(key),
-                message,
-            })?;
-        let require_tls_from = match config.routing.require_tls_from.as_str() {
-            "" => None,
-            name => Some(
-                vocab
-                    .level_by_name("routing.require_tls_from", name)
-                    .map_err(|(key, message)| ConfigError {
-                        file: None,
-                        line: None,
-                        key: Some(key),
-                        message,
-                    })?,
-            ),
-        };
+        let (vocab, require_tls_from) = vocabulary(&config)?;
         Ok(Rules {
             config,
             vocab,
@@ -74,6 +56,22 @@ impl Rules {
     pub fn enforcing(&self) -> bool {
         self.config.mode == Mode::Enforce
     }
+}
+
+/// The vocabulary, and `routing.require_tls_from` as one of its levels: the settings' words
+/// checked, without reading any other file. (The directory and audit commands, which never
+/// classify or encrypt, check a config with this alone.)
+pub fn vocabulary(config: &Config) -> Result<(Vocabulary, Option<LevelId>), ConfigError> {
+    let locate = |error| config.source.locate(error);
+    let vocab = Vocabulary::from_config(&config.marking).map_err(locate)?;
+    let require_tls_from = config
+        .routing
+        .require_tls_from
+        .as_deref()
+        .map(|name| vocab.level_by_name("routing.require_tls_from", name))
+        .transpose()
+        .map_err(locate)?;
+    Ok((vocab, require_tls_from))
 }
 
 /// What the MTA told us about the SMTP session.

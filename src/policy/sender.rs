@@ -307,7 +307,7 @@ pub(crate) mod tests {
     #[test]
     fn sender_rules() {
         let routing = RoutingConfig {
-            trusted_networks: vec!["127.0.0.1/32".into()],
+            trusted_networks: vec!["127.0.0.1/32".parse().unwrap()],
             ..RoutingConfig::default()
         };
         let server = || Some(org(Connection::Server, true));
@@ -539,8 +539,8 @@ pub(crate) mod tests {
     #[test]
     fn the_closed_community() {
         let routing = RoutingConfig {
-            trusted_networks: vec!["127.0.0.1/32".into()],
-            secure_networks: vec!["10.20.0.0/16".into()],
+            trusted_networks: vec!["127.0.0.1/32".parse().unwrap()],
+            secure_networks: vec!["10.20.0.0/16".parse().unwrap()],
             ..RoutingConfig::default()
         };
         let at = |addr: &str| SessionFacts {

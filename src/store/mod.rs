@@ -142,7 +142,7 @@ pub async fn open_for_milter(config: &StoreConfig) -> Result<MilterStore, StoreE
         }
         Backend::Redis => {
             let store = Arc::new(connect_redis(config).await?);
-            let ttl = std::time::Duration::from_millis(config.cache_ttl_ms);
+            let ttl = config.cache_ttl;
             let cached = CachedDirectory::new(store.clone(), ttl);
             Ok(MilterStore {
                 read: Arc::new(Instrumented::new(cached)),
