@@ -14,21 +14,11 @@ use crate::config::{Config, ConfigError, ConfigErrorKind};
 use crate::lookups::StoreLookups;
 use crate::policy::Rules;
 use crate::policy::encryption::{Validity, validity};
-use crate::smime::{self, Smime};
+use crate::smime::{self, Escrow, Smime};
 use crate::store::DirectoryRead;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-
-/// The hub's archive certificate (`encryption.escrow_certificate`): every encrypted message is
-/// also encrypted for it.
-#[derive(Clone, Debug)]
-pub struct Escrow {
-    pub pem: String,
-    /// When it lapses (Unix seconds): past it, encryption tempfails rather than leave the
-    /// hub's archive without a copy.
-    pub not_after: u64,
-}
 
 /// A config with everything derived from it, checked.
 pub struct Compiled {

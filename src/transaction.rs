@@ -17,15 +17,15 @@ use crate::collector::Collector;
 use crate::marking::{self, Classification};
 use crate::policy::client::{Network, network};
 use crate::policy::encryption::{Validity, requested};
-use crate::policy::message::{MessageFacts, decide};
+use crate::policy::message::decide;
 use crate::policy::recipient::{
     closed_community_verdict, delivery_address, not_qualified, recipient_verdict,
     too_many_recipients,
 };
 use crate::policy::sender::{SenderOutcome, from_verdict, secure_form, sender_outcome};
 use crate::policy::{
-    Delivery, DirectoryAnswer, Edit, Listing, Reason, Recipient, Rules, SessionFacts, Trust,
-    Verdict, Zone, not_plain, zone,
+    Delivery, DirectoryAnswer, Edit, Listing, MessageFacts, Reason, Recipient, Rules, SessionFacts,
+    Trust, Verdict, Zone, not_plain, zone,
 };
 use std::future::Future;
 

@@ -18,7 +18,7 @@ pub struct Level {
 pub(super) struct Spelling {
     /// Upper-case words; in the text they may be joined by spaces, `-`, `:` or `_`.
     pub words: Vec<String>,
-    /// The words as the generous reader compares them (`resemble::canonical_words`).
+    /// The words as the generous reader compares them (`normalize::canonical_words`).
     pub canon: Vec<String>,
     pub level: LevelId,
 }
@@ -125,12 +125,12 @@ impl Vocabulary {
         vocab.line_labels_canon = vocab
             .line_labels
             .iter()
-            .map(|w| super::resemble::canonical_words(w))
+            .map(|w| super::normalize::canonical_words(w))
             .collect();
         vocab.everyday_canon = vocab
             .everyday
             .iter()
-            .map(|w| super::resemble::canonical_words(w))
+            .map(|w| super::normalize::canonical_words(w))
             .collect();
         let mut owner: HashMap<Vec<String>, String> = HashMap::new();
         for level in &levels {
@@ -178,7 +178,7 @@ impl Vocabulary {
                         },
                     ));
                 }
-                let canon = super::resemble::canonical_words(&words);
+                let canon = super::normalize::canonical_words(&words);
                 vocab.spellings.push(Spelling {
                     words,
                     canon,

@@ -1,8 +1,7 @@
 //! The edits of an accepted message: the headers we add (and the forged copies we remove),
 //! the Subject tag, and address translation.
 
-use super::message::MessageFacts;
-use super::{Edit, Recipient, Rules, Zone};
+use super::{Edit, MessageFacts, Recipient, Rules, Zone};
 use crate::marking::Level;
 
 /// The edits of an accepted message: our marking and routing headers (forged copies removed

@@ -2,34 +2,9 @@
 //! [`decide`] is the rules in the order they apply; the first that refuses decides.
 
 use super::encryption::recipients_to_encrypt_for;
-use super::{Delivery, Reason, Recipient, Rules, Verdict, Zone, edits, name_list};
+use super::{Delivery, MessageFacts, Reason, Rules, Verdict, Zone, edits, name_list};
 use crate::config::OverLimit;
-use crate::marking::{Classification, Level};
-
-/// What end of message knows of the message itself (the rules come from [`Rules`]).
-#[derive(Clone, Copy)]
-pub struct MessageFacts<'a> {
-    pub recipients: &'a [Recipient],
-    pub classification: &'a Classification,
-    /// The message has a Subject header (kept or not).
-    pub subject_present: bool,
-    /// The raw value of the first Subject header, when kept.
-    pub subject_raw: Option<&'a [u8]>,
-    /// How many copies of our marking header arrived with the message.
-    pub own_headers_present: usize,
-    /// How many copies of the routing header (`routing.route_header`) arrived.
-    pub route_headers_present: usize,
-    /// The session was encrypted, or came from a secure or trusted network.
-    pub inbound_protected: bool,
-    /// Address translation of the sender: the address as sent and its secure address.
-    pub sender_translation: Option<(&'a str, &'a str)>,
-    /// The raw value of the first From header, when kept.
-    pub from_raw: Option<&'a [u8]>,
-    /// The sender's trigger (`[encrypt]`) is in the Subject.
-    pub encryption_requested: bool,
-    /// The whole message is held, so it can be encrypted.
-    pub whole: bool,
-}
+use crate::marking::Level;
 
 /// End of message: the verdict for the whole message.
 pub fn decide(rules: &Rules, message: &MessageFacts) -> Verdict {
@@ -165,9 +140,10 @@ fn accepted(
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::marking::Classification;
     use crate::marking::{Finding, Vocabulary};
     use crate::policy::encryption::requested;
-    use crate::policy::{Action, DirectoryAnswer, Edit};
+    use crate::policy::{Action, DirectoryAnswer, Edit, Recipient};
 
     fn vocab() -> Vocabulary {
         rules(|_| {}).vocab

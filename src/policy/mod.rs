@@ -21,7 +21,7 @@ pub mod sender;
 
 use crate::address::{Domain, Role};
 use crate::config::{Config, ConfigError, Mode, RoutingConfig};
-use crate::marking::{LevelId, Vocabulary};
+use crate::marking::{Classification, LevelId, Vocabulary};
 use serde::Serialize;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -225,6 +225,31 @@ impl Recipient {
             Zone::Other => false,
         }
     }
+}
+
+/// What end of message knows of the message itself (the rules come from [`Rules`]).
+#[derive(Clone, Copy)]
+pub struct MessageFacts<'a> {
+    pub recipients: &'a [Recipient],
+    pub classification: &'a Classification,
+    /// The message has a Subject header (kept or not).
+    pub subject_present: bool,
+    /// The raw value of the first Subject header, when kept.
+    pub subject_raw: Option<&'a [u8]>,
+    /// How many copies of our marking header arrived with the message.
+    pub own_headers_present: usize,
+    /// How many copies of the routing header (`routing.route_header`) arrived.
+    pub route_headers_present: usize,
+    /// The session was encrypted, or came from a secure or trusted network.
+    pub inbound_protected: bool,
+    /// Address translation of the sender: the address as sent and its secure address.
+    pub sender_translation: Option<(&'a str, &'a str)>,
+    /// The raw value of the first From header, when kept.
+    pub from_raw: Option<&'a [u8]>,
+    /// The sender's trigger (`[encrypt]`) is in the Subject.
+    pub encryption_requested: bool,
+    /// The whole message is held, so it can be encrypted.
+    pub whole: bool,
 }
 
 /// How the sender was recognised.

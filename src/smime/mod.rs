@@ -6,8 +6,17 @@ pub mod encrypt;
 
 use crate::clock::now_unix;
 use crate::config::Cipher;
-use crate::engine::Escrow;
 use crate::transaction::{EncryptError, Encrypted, Encryptor};
+
+/// The hub's archive certificate (`encryption.escrow_certificate`): every encrypted message is
+/// also encrypted for it.
+#[derive(Clone, Debug)]
+pub struct Escrow {
+    pub pem: String,
+    /// When it lapses (Unix seconds): past it, encryption tempfails rather than leave the
+    /// hub's archive without a copy.
+    pub not_after: u64,
+}
 
 /// The hub's encryption: CMS with the configured cipher, every message also encrypted for the
 /// escrow certificate when there is one.
