@@ -59,7 +59,7 @@ fn load_escrow(path: &Path) -> Result<Escrow, ConfigErrorKind> {
         problem,
     };
     let bytes = std::fs::read(path).map_err(|e| problem(e.to_string()))?;
-    let parsed = smime::cert::parse(&bytes).map_err(problem)?;
+    let parsed = smime::cert::parse(&bytes).map_err(|e| problem(e.to_string()))?;
     if let Some(unusable) = &parsed.unusable_for_encryption {
         return Err(problem(format!(
             "cannot be used for encryption: {unusable}"

@@ -23,26 +23,51 @@ pub struct Parsed {
 /// The largest certificate file read (a certificate is a few KB).
 pub const MAX_CERTIFICATE_BYTES: usize = 64 * 1024;
 
+/// Why a certificate is refused, in words for the administrator importing it.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("larger than {MAX_CERTIFICATE_BYTES} bytes: not one certificate")]
+    TooLarge,
+    #[error("not a PEM certificate: {0}")]
+    NotPem(String),
+    #[error("PEM block {0:?}, expected CERTIFICATE")]
+    NotACertificateBlock(String),
+    #[error("not an X.509 certificate: {0}")]
+    NotX509(String),
+    #[error("trailing bytes after the certificate")]
+    TrailingBytes,
+    #[error("not a certificate OpenSSL reads: {0}")]
+    NotForOpenssl(openssl::error::ErrorStack),
+    #[error("not valid yet: its validity starts {}", date(*.0))]
+    NotYetValid(u64),
+    #[error("expired on {}", date(*.0))]
+    Expired(u64),
+    #[error("cannot be used for encryption: {0}")]
+    Unusable(String),
+    #[error("issued for no e-mail address; {0} needs its own certificate")]
+    NoAddress(String),
+    #[error("issued for {issued_for}, not for {address}")]
+    OtherAddress { issued_for: String, address: String },
+}
+
 /// One certificate, PEM or DER.
-pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
+pub fn parse(bytes: &[u8]) -> Result<Parsed, CertError> {
     if bytes.len() > MAX_CERTIFICATE_BYTES {
-        return Err(format!(
-            "larger than {MAX_CERTIFICATE_BYTES} bytes: not one certificate"
-        ));
+        return Err(CertError::TooLarge);
     }
     let der = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
-        let (_, pem) = parse_x509_pem(bytes).map_err(|e| format!("not a PEM certificate: {e}"))?;
+        let (_, pem) = parse_x509_pem(bytes).map_err(|e| CertError::NotPem(e.to_string()))?;
         if pem.label != "CERTIFICATE" {
-            return Err(format!("PEM block {:?}, expected CERTIFICATE", pem.label));
+            return Err(CertError::NotACertificateBlock(pem.label));
         }
         pem.contents
     } else {
         bytes.to_vec()
     };
     let (rest, cert) =
-        X509Certificate::from_der(&der).map_err(|e| format!("not an X.509 certificate: {e}"))?;
+        X509Certificate::from_der(&der).map_err(|e| CertError::NotX509(e.to_string()))?;
     if !rest.is_empty() {
-        return Err("trailing bytes after the certificate".into());
+        return Err(CertError::TrailingBytes);
     }
     let validity = cert.validity();
     let to_unix = |t: &ASN1Time| u64::try_from(t.timestamp()).unwrap_or(0);
@@ -62,7 +87,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
     let unusable_for_encryption = usage_problem(&cert);
     let pem = openssl::x509::X509::from_der(&der)
         .and_then(|x| x.to_pem())
-        .map_err(|e| format!("not a certificate OpenSSL reads: {e}"))?;
+        .map_err(CertError::NotForOpenssl)?;
     Ok(Parsed {
         pem: String::from_utf8_lossy(&pem).into_owned(),
         fingerprint: hex(&openssl::sha::sha256(&der)),
@@ -102,28 +127,24 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The checks of `cert import`: usable for encryption, valid now, and issued for `address`.
-pub fn check_for(parsed: &Parsed, address: &str, now: u64) -> Result<(), String> {
+pub fn check_for(parsed: &Parsed, address: &str, now: u64) -> Result<(), CertError> {
     match validity(parsed.not_before, parsed.not_after, now) {
         Validity::Valid => {}
-        Validity::NotYetValid => {
-            return Err(format!(
-                "not valid yet: its validity starts {}",
-                date(parsed.not_before)
-            ));
-        }
-        Validity::Expired => {
-            return Err(format!("expired on {}", date(parsed.not_after)));
-        }
+        Validity::NotYetValid => return Err(CertError::NotYetValid(parsed.not_before)),
+        Validity::Expired => return Err(CertError::Expired(parsed.not_after)),
     }
     if let Some(problem) = &parsed.unusable_for_encryption {
-        return Err(format!("cannot be used for encryption: {problem}"));
+        return Err(CertError::Unusable(problem.clone()));
     }
     let address = address.to_ascii_lowercase();
     if !parsed.emails.contains(&address) {
         return Err(if parsed.emails.is_empty() {
-            format!("issued for no e-mail address; {address} needs its own certificate")
+            CertError::NoAddress(address)
         } else {
-            format!("issued for {}, not for {address}", parsed.emails.join(", "))
+            CertError::OtherAddress {
+                issued_for: parsed.emails.join(", "),
+                address,
+            }
         });
     }
     Ok(())
@@ -164,11 +185,17 @@ mod tests {
 
     #[test]
     fn garbage_is_refused_clearly() {
-        assert!(parse(b"hello").unwrap_err().contains("not an X.509"));
+        assert!(
+            parse(b"hello")
+                .unwrap_err()
+                .to_string()
+                .contains("not an X.509")
+        );
         assert!(parse(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").is_err());
         assert!(
             parse(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
                 .unwrap_err()
+                .to_string()
                 .contains("PRIVATE KEY")
         );
         assert!(parse(&vec![b'a'; MAX_CERTIFICATE_BYTES + 1]).is_err());
