@@ -3,6 +3,7 @@
 //! outcome printed as a report.
 
 use crate::engine::Engine;
+use crate::marking::{Origin, Source};
 use crate::policy::{
     Action, DirectoryAnswer, Edit, Reason, Recipient, Reply, SessionFacts, Trust, Zone,
     encryption::Validity,
@@ -51,7 +52,7 @@ pub struct Report {
 pub struct MarkingReport {
     pub label: String,
     pub rank: u32,
-    pub source: String,
+    pub source: Origin,
     pub found: Vec<Found>,
     pub conflict: bool,
     pub limits_exceeded: Vec<String>,
@@ -62,7 +63,7 @@ pub struct MarkingReport {
 #[derive(Serialize)]
 pub struct Found {
     pub label: String,
-    pub source: String,
+    pub source: Source,
     pub obfuscated: bool,
 }
 

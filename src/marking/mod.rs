@@ -109,14 +109,112 @@ pub fn max_level(
     levels.into_iter().flatten().max_by_key(|&l| vocab.rank(l))
 }
 
+/// Where in a message a marking stood.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    Subject,
+    SubjectEnd,
+    XProtectiveMarking,
+    MsipLabels,
+    SioLabel,
+    BodyFirstLine,
+    BodyLastLine,
+    BodyLine,
+    /// The scan of the raw bytes.
+    RawScan,
+}
+
+impl Place {
+    /// Its name in the log, the report and the metrics' labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Place::Subject => "subject",
+            Place::SubjectEnd => "subject-end",
+            Place::XProtectiveMarking => "x-protective-marking",
+            Place::MsipLabels => "msip_labels",
+            Place::SioLabel => "sio-label",
+            Place::BodyFirstLine => "body-first-line",
+            Place::BodyLastLine => "body-last-line",
+            Place::BodyLine => "body-line",
+            Place::RawScan => "raw-scan",
+        }
+    }
+}
+
+/// Where a marking was found: a place of the message, or of a message attached to it
+/// (`attachment 1/subject`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    /// The attached message it is in (`attachment 1/`, `attachment 1/attachment 2/`); empty
+    /// for the message itself.
+    pub within: String,
+    pub place: Place,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.within, self.place.as_str())
+    }
+}
+
+impl serde::Serialize for Source {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Tests and reports compare a source with its text.
+impl PartialEq<&str> for Source {
+    fn eq(&self, other: &&str) -> bool {
+        other
+            .strip_prefix(self.within.as_str())
+            .is_some_and(|place| place == self.place.as_str())
+    }
+}
+
+/// What the effective level rests on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The highest marking found.
+    Found(Source),
+    /// None found: the unmarked message's level.
+    Default,
+    /// Raised to the ceiling because the scan hit a bound.
+    Limits,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Found(source) => source.fmt(f),
+            Origin::Default => f.write_str("default"),
+            Origin::Limits => f.write_str("limits"),
+        }
+    }
+}
+
+impl serde::Serialize for Origin {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Tests and reports compare an origin with its text.
+impl PartialEq<&str> for Origin {
+    fn eq(&self, other: &&str) -> bool {
+        match self {
+            Origin::Found(source) => source == other,
+            Origin::Default => *other == "default",
+            Origin::Limits => *other == "limits",
+        }
+    }
+}
+
 /// One marking found in the message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
     pub level: LevelId,
-    /// Where it stood: `subject`, `subject-end`, `x-protective-marking`, `msip_labels`,
-    /// `sio-label`, `body-first-line`, `body-last-line`, `body-line`; inside an attached
-    /// message prefixed with `attachment N/`; `raw-scan` for the scan of the raw bytes.
-    pub source: String,
+    pub source: Source,
     /// Found only after normalisation or by resemblance: someone may have tried to hide it.
     pub obfuscated: bool,
 }
@@ -126,9 +224,8 @@ pub struct Finding {
 pub struct Classification {
     /// The effective level.
     pub level: LevelId,
-    /// The source of the effective level: a finding's source, `default` (unmarked) or
-    /// `limits` (raised to the ceiling because the scan hit a bound).
-    pub source: String,
+    /// What the effective level rests on.
+    pub source: Origin,
     pub found: Vec<Finding>,
     /// Findings disagree about the level.
     pub conflict: bool,
@@ -229,7 +326,7 @@ pub fn classify(
     };
     let overflow_found = raw::scan(overflow, subject_tag, vocab);
     if let Some(found) = max_reading(vocab, [raw_found, overflow_found]) {
-        scan.add("", "raw-scan", found);
+        scan.add("", Place::RawScan, found);
     }
     limits_exceeded.append(&mut scan.limits_exceeded);
 
@@ -239,8 +336,8 @@ pub fn classify(
         .max_by_key(|f| vocab.rank(f.level))
         .map(|f| (f.level, f.source.clone()));
     let (mut level, mut source) = match &highest {
-        Some((level, source)) => (*level, source.clone()),
-        None => (vocab.default, "default".to_string()),
+        Some((level, source)) => (*level, Origin::Found(source.clone())),
+        None => (vocab.default, Origin::Default),
     };
     // A message we could not read whole is never less than the ceiling, and never
     // "unmarked": what we did not read may be marked too.
@@ -249,7 +346,7 @@ pub fn classify(
         if below_ceiling {
             level = vocab.ceiling;
         }
-        source = "limits".into();
+        source = Origin::Limits;
     }
     let conflict = scan.found.iter().any(|f| f.level != scan.found[0].level);
     Classification {
@@ -282,7 +379,7 @@ struct Scan<'a> {
 }
 
 impl Scan<'_> {
-    fn add(&mut self, prefix: &str, source: &str, found: Found) {
+    fn add(&mut self, prefix: &str, place: Place, found: Found) {
         // A lowering marking counts only where it marks this message: its own headers and
         // the body its reader is shown. Not an attached message's, not an attachment, not
         // the text alternative of an HTML message.
@@ -292,7 +389,10 @@ impl Scan<'_> {
         }
         let finding = Finding {
             level: found.level,
-            source: format!("{prefix}{source}"),
+            source: Source {
+                within: prefix.to_string(),
+                place,
+            },
             obfuscated: found.obfuscated,
         };
         // In the body, held until every alternative the reader might be shown agrees.
@@ -302,9 +402,9 @@ impl Scan<'_> {
         }
     }
 
-    fn label(&mut self, prefix: &str, source: &str, result: LabelResult) {
+    fn label(&mut self, prefix: &str, place: Place, result: LabelResult) {
         match result {
-            LabelResult::Level(found) => self.add(prefix, source, found),
+            LabelResult::Level(found) => self.add(prefix, place, found),
             LabelResult::Unrecognised(what) => self.warnings.push(format!("{prefix}{what}")),
         }
     }
@@ -433,11 +533,11 @@ impl Scan<'_> {
                 HeaderName::Subject => {
                     let subject = header.value.as_text().unwrap_or_default();
                     for (found, place) in subject::markings(subject, self.subject_tag, self.vocab) {
-                        let source = match place {
-                            subject::Place::Start => "subject",
-                            subject::Place::End => "subject-end",
+                        let place = match place {
+                            subject::Place::Start => Place::Subject,
+                            subject::Place::End => Place::SubjectEnd,
                         };
-                        self.add(prefix, source, found);
+                        self.add(prefix, place, found);
                     }
                 }
                 HeaderName::Other(name) => {
@@ -445,17 +545,17 @@ impl Scan<'_> {
                         if let Some(r) =
                             labels::x_protective_marking(&unfold(&header.value), self.vocab)
                         {
-                            self.label(prefix, "x-protective-marking", r);
+                            self.label(prefix, Place::XProtectiveMarking, r);
                         }
                     } else if name.eq_ignore_ascii_case("msip_labels") {
                         for r in labels::msip_labels(&unfold(&header.value), self.vocab) {
-                            self.label(prefix, "msip_labels", r);
+                            self.label(prefix, Place::MsipLabels, r);
                         }
                     }
                 }
                 HeaderName::SioLabel => {
                     if let Some(r) = labels::sio_label(&unfold(&header.value), self.vocab) {
-                        self.label(prefix, "sio-label", r);
+                        self.label(prefix, Place::SioLabel, r);
                     }
                 }
                 _ => {}
@@ -475,12 +575,12 @@ impl Scan<'_> {
             }
         }
         for (found, line) in reading.found {
-            let source = match line {
-                body::Line::First => "body-first-line",
-                body::Line::Last => "body-last-line",
-                body::Line::Other => "body-line",
+            let place = match line {
+                body::Line::First => Place::BodyFirstLine,
+                body::Line::Last => Place::BodyLastLine,
+                body::Line::Other => Place::BodyLine,
             };
-            self.add(prefix, source, found);
+            self.add(prefix, place, found);
         }
     }
 }
@@ -597,11 +697,11 @@ mod tests {
         let found = c
             .found
             .iter()
-            .map(|f| (vocab.level(f.level).name.clone(), f.source.clone()))
+            .map(|f| (vocab.level(f.level).name.clone(), f.source.to_string()))
             .collect();
         (
             vocab.level(c.level).name.clone(),
-            c.source.clone(),
+            c.source.to_string(),
             found,
             c,
         )

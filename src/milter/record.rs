@@ -160,7 +160,7 @@ pub(super) fn message(
     let m = metrics();
     for finding in classification.obfuscated() {
         // The source without an attachment's prefix: a bounded set of metric labels.
-        let source = finding.source.rsplit('/').next().unwrap_or_default();
+        let source = finding.source.place.as_str();
         warn!(
             queue_id = %queue_id,
             marking = %vocab.level(finding.level).name,

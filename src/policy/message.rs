@@ -4,7 +4,7 @@
 use super::encryption::recipients_to_encrypt_for;
 use super::{Delivery, MessageFacts, Reason, Rules, Verdict, Zone, edits, name_list};
 use crate::config::OverLimit;
-use crate::marking::Level;
+use crate::marking::{Level, Origin};
 
 /// End of message: the verdict for the whole message.
 pub fn decide(rules: &Rules, message: &MessageFacts) -> Verdict {
@@ -74,7 +74,7 @@ fn no_secure_route(message: &MessageFacts, marking: &Level) -> Option<Verdict> {
     if insecure.is_empty() {
         return None;
     }
-    let unmarked = if message.classification.source == "default" {
+    let unmarked = if message.classification.source == Origin::Default {
         " (unmarked mail is treated as such)"
     } else {
         ""
@@ -140,7 +140,14 @@ fn accepted(
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::marking::Classification;
+    use crate::marking::{Classification, Origin, Place, Source};
+
+    fn subject() -> Source {
+        Source {
+            within: String::new(),
+            place: Place::Subject,
+        }
+    }
     use crate::marking::{Finding, Vocabulary};
     use crate::policy::encryption::requested;
     use crate::policy::{Action, DirectoryAnswer, Edit, Recipient};
@@ -184,15 +191,15 @@ mod tests {
         Classification {
             level: level.unwrap_or(v.default),
             source: if level.is_some() {
-                "subject".into()
+                Origin::Found(subject())
             } else {
-                "default".into()
+                Origin::Default
             },
             found: level
                 .map(|level| {
                     vec![Finding {
                         level,
-                        source: "subject".into(),
+                        source: subject(),
                         obfuscated: false,
                     }]
                 })
