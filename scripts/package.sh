@@ -22,7 +22,7 @@
 #                                                under /usr/share/doc, which a minimal system
 #                                                may leave out (dpkg path-exclude)
 #   /usr/share/man/man8/cjsm-milter.8.gz, /usr/share/man/man5/cjsm-milter.toml.5.gz
-#   /usr/share/doc/cjsm-milter/{copyright,changelog.gz,README.md.gz}
+#   /usr/share/doc/cjsm-milter/{copyright,changelog.gz,CHANGELOG.md.gz,README.md.gz}
 # The package creates the system user and group cjsm-milter and /var/lib/cjsm-milter (0750,
 # theirs) on install, and removes them on purge. It does not enable or start the service:
 # the milter answers mail only once the MTA is set up for it (postfix/README.md), so the
@@ -40,6 +40,8 @@ for tool in dpkg-deb dpkg strip objdump readelf gzip md5sum; do
         || fail "$tool not found (dpkg-deb and dpkg: dpkg; strip, objdump and readelf: binutils)"
 done
 
+# The project has no mailing list; dpkg and lintian want an address here.
+maintainer="cjsm-milter developers <cjsm-milter@example.org>"
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 binary=${1:-}
 if [ -z "$binary" ]; then
@@ -106,7 +108,17 @@ done
 
 doc=$pkg/usr/share/doc/cjsm-milter
 mkdir -p "$doc"
-gzip -9n <"$root/CHANGELOG.md" >"$doc/changelog.gz"
+gzip -9n <"$root/CHANGELOG.md" >"$doc/CHANGELOG.md.gz"
+# A native package's changelog.gz is in Debian's format: one entry pointing at the real one,
+# dated by the last commit so that the same tree builds the same package.
+when=$(git -C "$root" log -1 --format=%aD 2>/dev/null || date -R)
+gzip -9n >"$doc/changelog.gz" <<EOF
+cjsm-milter ($version) unstable; urgency=medium
+
+  * See /usr/share/doc/cjsm-milter/CHANGELOG.md.gz for what changed.
+
+ -- $maintainer  $when
+EOF
 gzip -9n <"$root/README.md" >"$doc/README.md.gz"
 cat >"$doc/copyright" <<'EOF'
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
@@ -115,7 +127,7 @@ Comment: The Rust crates linked into the binary keep their own licences (MIT, Ap
  compatible); OpenSSL (Apache-2.0) is linked statically.
 
 Files: *
-Copyright: the cjsm-milter developers
+Copyright: 2026 the cjsm-milter developers
 License: GPL-3.0-or-later
  This program is free software: you can redistribute it and/or modify it under the terms of
  the GNU General Public License as published by the Free Software Foundation, either version 3
@@ -149,7 +161,7 @@ cat >"$pkg/DEBIAN/control" <<EOF
 Package: cjsm-milter
 Version: $version
 Architecture: $arch
-Maintainer: cjsm-milter developers <cjsm-milter@localhost>
+Maintainer: $maintainer
 Installed-Size: $(du -sk --exclude=DEBIAN "$pkg" | cut -f1)
 Depends: ${depends_line%, }
 Suggests: postfix | sendmail, redis-server
@@ -182,10 +194,10 @@ if [ "$1" = configure ]; then
         install -d -o cjsm-milter -g cjsm-milter -m 0750 /var/lib/cjsm-milter
     fi
     if [ -d /run/systemd/system ]; then
-        systemctl daemon-reload || true
+        systemctl --system daemon-reload >/dev/null || true
         # An upgrade restarts a running milter on the new binary; a first install starts nothing.
         if [ -n "$2" ]; then
-            systemctl try-restart cjsm-milter.service || true
+            deb-systemd-invoke try-restart cjsm-milter.service >/dev/null || true
         fi
     fi
 fi
@@ -196,7 +208,7 @@ cat >"$pkg/DEBIAN/prerm" <<'EOF'
 #!/bin/sh
 set -e
 if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
-    systemctl stop cjsm-milter.service || true
+    deb-systemd-invoke stop cjsm-milter.service >/dev/null || true
 fi
 exit 0
 EOF
@@ -220,7 +232,7 @@ purge)
 esac
 if [ "$1" = remove ] || [ "$1" = purge ]; then
     if [ -d /run/systemd/system ]; then
-        systemctl daemon-reload || true
+        systemctl --system daemon-reload >/dev/null || true
     fi
 fi
 exit 0

@@ -124,7 +124,10 @@ cjsm\-milter \-\-config /etc/cjsm\-milter/cjsm\-milter.toml \e
 fn render_cjsm_milter_8() -> String {
     let mut cli = crate::Cli::command().disable_help_subcommand(true);
     cli.build();
-    let version = cli.get_version().expect("the CLI has a version").to_string();
+    let version = cli
+        .get_version()
+        .expect("the CLI has a version")
+        .to_string();
     let man = Man::new(cli.clone());
     // clap_mangen's title line leaves an empty date unquoted, which shifts the source into
     // the date's place: the title is written here. No date, so the page cannot go stale.
@@ -183,7 +186,9 @@ fn render_commands(command: &clap::Command, page: &mut String) {
         }
         return;
     }
-    let name = command.get_bin_name().expect("built commands have a bin name");
+    let name = command
+        .get_bin_name()
+        .expect("built commands have a bin name");
     let mut leaf = command.clone();
     for global in ["config", "help"] {
         if leaf.get_arguments().any(|a| a.get_id() == global) {
@@ -322,9 +327,7 @@ fn assert_renders(name: &str) {
         .env("MANWIDTH", "80")
         .env("MAN_KEEP_FORMATTING", "0")
         .output()
-        .unwrap_or_else(|e| {
-            panic!("running man (install man-db; scripts/test.sh does): {e}")
-        });
+        .unwrap_or_else(|e| panic!("running man (install man-db; scripts/test.sh does): {e}"));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success() && stderr.trim().is_empty(),
@@ -371,7 +374,12 @@ fn cjsm_milter_8_documents_every_command_and_option() {
             "no subsection for {command}"
         );
     }
-    for option in ["\\-\\-config", "\\-\\-rcpt", "\\-\\-client\\-addr", "\\-\\-base\\-dn"] {
+    for option in [
+        "\\-\\-config",
+        "\\-\\-rcpt",
+        "\\-\\-client\\-addr",
+        "\\-\\-base\\-dn",
+    ] {
         assert!(page.contains(option), "{option} is not documented");
     }
 }
