@@ -1,7 +1,8 @@
 //! The manual pages in man/, kept true by tests: cjsm-milter(8) is generated from the clap
 //! definitions (so an option cannot be added, renamed or reworded without the page following),
 //! and cjsm-milter.toml(5), written by hand, must document every key of the example config and
-//! no other. Both must render with `man` without a warning.
+//! no other, each with the default the example gives it. Both must render with `man` without
+//! a warning.
 //!
 //! After changing a command, an option or its help text, regenerate cjsm-milter(8) with:
 //!
@@ -12,7 +13,7 @@
 use clap::CommandFactory as _;
 use clap_mangen::Man;
 use clap_mangen::roff::{Roff, roman};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 fn man_dir() -> PathBuf {
@@ -279,14 +280,20 @@ fn collect_keys(prefix: &str, table: &toml::Table, keys: &mut BTreeSet<String>) 
     }
 }
 
-/// The keys cjsm-milter.toml(5) documents in its SETTINGS section: each table is a
-/// `.SS [name]` (or `[[name]]`) subsection, each key a `.TP` entry whose tag line is `.B name`.
-fn documented_keys(page: &str) -> BTreeSet<String> {
-    let mut keys = BTreeSet::new();
+/// The keys cjsm-milter.toml(5) documents in its SETTINGS section, each with the text of its
+/// entry (lines joined by spaces): each table is a `.SS [name]` (or `[[name]]`) subsection,
+/// each key a `.TP` entry whose tag line is `.B name`.
+fn documented_keys(page: &str) -> BTreeMap<String, String> {
+    let mut keys = BTreeMap::new();
     let mut in_settings = false;
     let mut table = String::new();
+    let mut entry: Option<String> = None;
     let mut after_tp = false;
     for line in page.lines() {
+        let ends_entry = line.starts_with(".SH ") || line.starts_with(".SS ") || line == ".TP";
+        if ends_entry {
+            entry = None;
+        }
         if let Some(heading) = line.strip_prefix(".SH ") {
             in_settings = heading.trim_matches('"') == "SETTINGS";
             table.clear();
@@ -299,18 +306,29 @@ fn documented_keys(page: &str) -> BTreeSet<String> {
                 .or_else(|| heading.strip_prefix('[').and_then(|h| h.strip_suffix(']')))
                 .unwrap_or_else(|| panic!("a SETTINGS subsection names a table: {line}"));
             table = name.replace("\\-", "-");
-            keys.insert(table.clone());
+            keys.insert(table.clone(), String::new());
         } else if after_tp && let Some(key) = line.strip_prefix(".B ") {
             let key = key.trim_matches('"').replace("\\-", "-");
-            keys.insert(if table.is_empty() {
+            let key = if table.is_empty() {
                 key
             } else {
                 format!("{table}.{key}")
-            });
+            };
+            keys.insert(key.clone(), String::new());
+            entry = Some(key);
+        } else if let Some(key) = &entry {
+            let text = keys.get_mut(key).expect("the entry's key was inserted");
+            text.push_str(line);
+            text.push(' ');
         }
         after_tp = line == ".TP";
     }
     keys
+}
+
+/// A value as the page writes it: TOML, with roff's `\-` for every minus sign.
+fn as_written(value: &toml::Value) -> String {
+    value.to_string().replace('-', "\\-")
 }
 
 fn read_page(name: &str) -> String {
@@ -387,7 +405,7 @@ fn cjsm_milter_8_documents_every_command_and_option() {
 #[test]
 fn cjsm_milter_toml_5_documents_every_key_of_the_example_and_no_other() {
     let page = read_page("cjsm-milter.toml.5");
-    let documented = documented_keys(&page);
+    let documented: BTreeSet<String> = documented_keys(&page).into_keys().collect();
     let example = example_keys();
     let undocumented: Vec<_> = example.difference(&documented).collect();
     assert!(
@@ -401,6 +419,43 @@ fn cjsm_milter_toml_5_documents_every_key_of_the_example_and_no_other() {
         "keys man/cjsm-milter.toml.5 documents that cjsm-milter.example.toml does not have: \
          {unknown:?}"
     );
+}
+
+#[test]
+fn cjsm_milter_toml_5_gives_the_default_of_every_key_the_example_sets() {
+    let documented = documented_keys(&read_page("cjsm-milter.toml.5"));
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("cjsm-milter.example.toml"),
+    )
+    .expect("reading cjsm-milter.example.toml");
+    let example: toml::Table = example.parse().expect("the example config is TOML");
+    let mut checked = 0;
+    for (table, value) in &example {
+        let entries: Vec<(String, &toml::Value)> = match value {
+            toml::Value::Table(keys) => keys
+                .iter()
+                .map(|(key, value)| (format!("{table}.{key}"), value))
+                .collect(),
+            value => vec![(table.clone(), value)],
+        };
+        for (key, value) in entries {
+            // Long lists (the everyday phrases) are left to the example; tables are not values.
+            let long_list = value.as_array().is_some_and(|list| list.len() > 8);
+            if long_list || value.is_table() {
+                continue;
+            }
+            let text = documented
+                .get(&key)
+                .unwrap_or_else(|| panic!("{key} is not documented"));
+            assert!(
+                text.contains(&as_written(value)),
+                "the entry for {key} does not give its default {}: {text}",
+                as_written(value)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "only {checked} defaults checked");
 }
 
 #[test]
