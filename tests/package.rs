@@ -2,7 +2,9 @@
 //! this machine (the tests run as root, as scripts/test.sh does), and the installed files, the
 //! service user and the state directory are checked; the installed binary validates the
 //! installed config; `dpkg --purge` removes all of it. A machine where cjsm-milter is already
-//! installed, or has its user or directories, is refused rather than overwritten.
+//! installed, or has its user, its config directory or its binary, is refused rather than
+//! overwritten. A state directory left by `cargo run -- run` (the README's first command, as
+//! root) is set aside for the test and put back after it.
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
@@ -92,12 +94,53 @@ fn assert_machine_is_clear() {
              test would delete it on purge: remove it first or run the test elsewhere"
         );
     }
-    for path in ["/usr/sbin/cjsm-milter", "/etc/cjsm-milter", STATE_DIR] {
+    for path in ["/usr/sbin/cjsm-milter", "/etc/cjsm-milter"] {
         assert!(
             !Path::new(path).exists(),
             "{path} exists and is not from the package; the package test would overwrite \
              or delete it: move it away first or run the test elsewhere"
         );
+    }
+}
+
+/// Where an existing state directory waits while the test runs.
+const SET_ASIDE: &str = "/var/lib/cjsm-milter.set-aside-by-the-package-test";
+
+/// The state directory of a milter run by hand (`cargo run -- run` as root keeps its
+/// directory there), moved out of the package's way and put back when the test ends, so that
+/// the package's purge cannot delete it.
+struct SetAside(bool);
+
+impl SetAside {
+    fn state_dir() -> SetAside {
+        assert!(
+            !Path::new(SET_ASIDE).exists(),
+            "{SET_ASIDE} exists: an earlier package test was stopped before it put {STATE_DIR} \
+             back; move it back (mv {SET_ASIDE} {STATE_DIR}) and run the test again"
+        );
+        if !Path::new(STATE_DIR).exists() {
+            return SetAside(false);
+        }
+        std::fs::rename(STATE_DIR, SET_ASIDE)
+            .unwrap_or_else(|e| panic!("setting {STATE_DIR} aside as {SET_ASIDE}: {e}"));
+        eprintln!("package test: {STATE_DIR} set aside as {SET_ASIDE} until the test ends");
+        SetAside(true)
+    }
+}
+
+impl Drop for SetAside {
+    fn drop(&mut self) {
+        if !self.0 {
+            return;
+        }
+        if Path::new(STATE_DIR).exists() {
+            eprintln!(
+                "package test: {STATE_DIR} is still there after the purge; yours stays in \
+                 {SET_ASIDE}"
+            );
+        } else if let Err(e) = std::fs::rename(SET_ASIDE, STATE_DIR) {
+            eprintln!("package test: putting {SET_ASIDE} back as {STATE_DIR}: {e}");
+        }
     }
 }
 
@@ -173,6 +216,8 @@ fn the_debian_package_installs_runs_and_purges() {
     let conffiles = run_ok("dpkg-deb", &["--info", deb, "conffiles"]);
     assert_eq!(conffiles.trim(), CONFIG, "the config is the only conffile");
 
+    // Dropped in reverse order: the purge first, then the state directory put back.
+    let _state_dir = SetAside::state_dir();
     let _installed = Installed;
     // The command line's path-include comes after dpkg.cfg.d's path-exclude (a minimal or
     // container image leaves out /usr/share/man and /usr/share/doc), so the test sees every
