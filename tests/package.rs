@@ -212,7 +212,10 @@ fn the_debian_package_installs_runs_and_purges() {
         control.contains(&format!("Version: {}\n", env!("CARGO_PKG_VERSION"))),
         "{control}"
     );
-    assert!(control.contains("Depends: "), "{control}");
+    assert!(
+        control.contains("Depends: ") && control.contains("libc6 (>= 2."),
+        "the package depends on the glibc the binary needs: {control}"
+    );
     let conffiles = run_ok("dpkg-deb", &["--info", deb, "conffiles"]);
     assert_eq!(conffiles.trim(), CONFIG, "the config is the only conffile");
 
