@@ -16,8 +16,12 @@ cd "$(dirname "$0")/.."
 # postfix), run by the tests from target/sendmail.
 # make and perl: OpenSSL, built from source for the S/MIME encryption (the openssl crate's
 # "vendored" feature). openssl: the CLI the tests make certificates with and decrypt with.
+# binutils: strip, objdump and readelf for scripts/package.sh (tests/package.rs builds the
+# Debian package, installs it with dpkg and purges it); man-db: man, which must render the man
+# pages without a warning.
 PACKAGES=(gcc libc6-dev make perl redis-server python3-ldap ldap-utils prometheus postfix swaks
-          libnet-ssleay-perl libio-socket-ssl-perl liblockfile1 libwrap0 m4 openssl)
+          libnet-ssleay-perl libio-socket-ssl-perl liblockfile1 libwrap0 m4 openssl binutils
+          man-db)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
@@ -74,6 +78,16 @@ preflight "ldapadd does not run (install ldap-utils)" sh -c 'command -v ldapadd'
 preflight "Sendmail did not unpack into target/sendmail (apt-get download sendmail-bin failed?)" \
     test -x target/sendmail/root/usr/libexec/sendmail/sendmail
 preflight "m4 does not run (install m4)" m4 --version
+preflight "dpkg-deb cannot build packages (dpkg is broken)" dpkg-deb --version
+preflight "strip, objdump or readelf does not run (install binutils)" \
+    sh -c 'strip --version && objdump --version && readelf --version'
+preflight "man cannot read a page from a file (install man-db)" \
+    sh -c 'printf ".TH T 1\n.SH NAME\nt\n" >"${TMPDIR:-/tmp}/cjsm-preflight.1" && man -l "${TMPDIR:-/tmp}/cjsm-preflight.1"; r=$?; rm -f "${TMPDIR:-/tmp}/cjsm-preflight.1"; exit $r'
+preflight "the package test installs with dpkg and must run as root" test "$(id -u)" -eq 0
+if dpkg-query -W -f='${db:Status-Abbrev}' cjsm-milter 2>/dev/null | grep -q '^[^u]'; then
+    echo "test.sh: cjsm-milter is installed by dpkg here; tests/package.rs would replace and purge it (dpkg --purge cjsm-milter first)" >&2
+    exit 1
+fi
 
 cargo fmt --all -- --check
 promtool check rules dashboards/cjsm-rules.yml

@@ -11,6 +11,8 @@ use cjsm_milter::store;
 use clap::{Parser, Subcommand};
 
 mod directory_cli;
+#[cfg(test)]
+mod manpage;
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::PathBuf;
