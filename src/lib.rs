@@ -1,13 +1,18 @@
 //! cjsm-milter: a protective-marking milter for a CJSM-style secure-email hub.
 //!
-//! The core is pure and does no I/O: `marking` (what a message is marked), `policy` (the
-//! rules, one file per stage), `address` (envelope addresses), `collector` (the message kept
-//! within bounds) and `transaction` (one SMTP transaction, driven step by step). Around it the
-//! shell: `milter` and `check` drive the transaction, `engine` holds the rules in force with
-//! the store and encryption, `lookups` turns the store's answers into the rules' listings,
-//! `store` and `directory` keep the directory, `routing` answers the MTA's socketmap, `smime`
-//! encrypts, `metrics` and `audit` record, `daemon` runs it all, `config` is the data below
-//! everything.
+//! The core is pure and does no I/O; it imports nothing of the shell:
+//! - `config`: the settings, typed on load (data below everything);
+//! - `address`: envelope addresses and domains; `clock`: the time;
+//! - `marking`: what a message is marked;
+//! - `policy`: the rules, one module per stage of the SMTP transaction;
+//! - `collector`: the message kept within bounds;
+//! - `transaction`: one SMTP transaction, the type the milter and `check` both drive.
+//!
+//! The shell around it: `engine` (the rules in force, compiled once, with the store and the
+//! encryption; reloadable), `lookups` (the store's answers as the rules read them), `milter`
+//! and `check` (drive the transaction), `routing` (the MTA's socketmap), `store` and
+//! `directory` (the directory), `smime` (encryption), `metrics` and `audit` (recording),
+//! `listen` and `daemon` (running it all).
 
 pub mod address;
 pub mod audit;

@@ -59,7 +59,7 @@ pub fn cjsm_levels() -> Vec<LevelConfig> {
 }
 
 /// Words that may follow a marking: `OFFICIAL-SENSITIVE [PERSONAL]`. Not SENSITIVE:
-/// "OFFICIAL [SENSITIVE]" is OFFICIAL-SENSITIVE, never OFFICIAL.
+/// "OFFICIAL \[SENSITIVE\]" is OFFICIAL-SENSITIVE, never OFFICIAL.
 pub const DESCRIPTORS: &[&str] = &["PERSONAL", "COMMERCIAL", "LOCSEN"];
 
 /// Labels of a body line that states the marking: `Classification: OFFICIAL`.

@@ -1,7 +1,7 @@
 //! The milter: the protocol around one [`Transaction`] per message. The callbacks turn the
-//! MTA's macros into facts and drive the transaction's steps ([`callbacks`]), apply its
-//! answers and edits ([`apply`]), and record what happened: the log line, the metrics, the
-//! audit trail ([`record`]). No rule is decided here.
+//! MTA's macros into facts and drive the transaction's steps (`callbacks`), apply its
+//! answers and edits (`apply`), and record what happened: the log line, the metrics, the
+//! audit trail (`record`). No rule is decided here.
 //!
 //! Every handler returns `Result`; an `Err` is logged with the queue ID and answered with
 //! tempfail, so the MTA keeps the message. Each session snapshots the engine (rules, store)

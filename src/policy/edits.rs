@@ -5,7 +5,7 @@ use super::{Edit, MessageFacts, Recipient, Rules, Zone};
 use crate::marking::Level;
 
 /// The edits of an accepted message: our marking and routing headers (forged copies removed
-/// first), the Subject ([`subject_edit`]), and address translation of the sender and the
+/// first), the Subject (`subject_edit`), and address translation of the sender and the
 /// recipients.
 pub fn for_accepted(
     rules: &Rules,
