@@ -42,9 +42,9 @@ pub struct Report {
     pub delivered_as: DeliveredAs,
     pub refused_recipients: Vec<Refused>,
     pub subject: Option<String>,
-    pub headers_added: Vec<HeaderAdded>,
+    pub headers_added: Vec<HeaderValue>,
     pub headers_removed: Vec<HeaderRemoved>,
-    pub headers_changed: Vec<HeaderAdded>,
+    pub headers_changed: Vec<HeaderValue>,
     pub session: SessionFacts,
 }
 
@@ -106,12 +106,14 @@ pub struct Refused {
     pub reply: Option<Reply>,
 }
 
+/// A header added or changed, with its value.
 #[derive(Serialize)]
-pub struct HeaderAdded {
+pub struct HeaderValue {
     pub name: String,
     pub value: String,
 }
 
+/// A header removed: which copy of which name.
 #[derive(Serialize)]
 pub struct HeaderRemoved {
     pub name: String,
@@ -227,7 +229,7 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Report, StoreEr
         headers_added: edits
             .iter()
             .filter_map(|e| match e {
-                Edit::AddHeader { name, value } => Some(HeaderAdded {
+                Edit::AddHeader { name, value } => Some(HeaderValue {
                     name: name.clone(),
                     value: value.clone(),
                 }),
@@ -248,7 +250,7 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Report, StoreEr
             .iter()
             .filter_map(|e| match e {
                 Edit::ChangeHeader { name, value, .. } if !name.eq_ignore_ascii_case("Subject") => {
-                    Some(HeaderAdded {
+                    Some(HeaderValue {
                         name: name.clone(),
                         value: String::from_utf8_lossy(value).into_owned(),
                     })
