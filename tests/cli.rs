@@ -1,24 +1,10 @@
 //! The command line as an administrator uses it: exit codes, one-line errors, the directory
 //! commands on the file store, and `config check` naming the key and line at fault.
 
+mod common;
+
+use common::cli::{cli, cli_add_user, onboard, run_cli};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn cjsm(config: Option<&Path>, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"));
-    if let Some(config) = config {
-        command.arg("--config").arg(config);
-    }
-    command.args(args).output().unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 fn config_in(dir: &Path) -> std::path::PathBuf {
     let config = dir.join("cjsm.toml");
@@ -47,8 +33,9 @@ fn directory_user_lifecycle_changes_the_verdict() {
     )
     .unwrap();
     let check = || {
-        let out = cjsm(
+        let out = run_cli(
             cfg,
+            b"",
             &[
                 "check",
                 "--from",
@@ -62,8 +49,8 @@ fn directory_user_lifecycle_changes_the_verdict() {
                 message.to_str().unwrap(),
             ],
         );
-        assert!(out.status.success(), "{}", stderr(&out));
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        assert!(out.status.success(), "{}", out.stderr);
+        serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()
     };
 
     let report = check();
@@ -72,53 +59,30 @@ fn directory_user_lifecycle_changes_the_verdict() {
         "{report}"
     );
 
-    for args in [
-        &[
-            "directory",
-            "org",
-            "apply",
-            "--id",
-            "smith-chambers",
-            "--name",
-            "Smith Chambers",
-            "--domain",
-            "smithchambers.cjsm.net",
-            "--connection",
-            "mailbox",
-        ][..],
-        &["directory", "org", "approve", "smith-chambers"],
-        &["directory", "org", "sign-terms", "smith-chambers"],
-        &["directory", "org", "activate", "smith-chambers"],
-    ] {
-        let out = cjsm(cfg, args);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    }
-
-    let out = cjsm(
-        cfg,
-        &[
-            "directory",
-            "user",
-            "add",
-            "Alice@SmithChambers.cjsm.net",
-            "--org",
-            "smith-chambers",
-            "--first-name",
-            "Alice",
-            "--last-name",
-            "Smith",
-        ],
+    onboard(
+        &config,
+        "smith-chambers",
+        "Smith Chambers",
+        "smithchambers.cjsm.net",
+        "mailbox",
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    cli_add_user(
+        &config,
+        "Alice@SmithChambers.cjsm.net",
+        "smith-chambers",
+        "Alice",
+        "Smith",
+    );
     let report = check();
     assert_eq!(report["action"], "accept", "{report}");
     assert_eq!(report["subject"], "OFFICIAL-SENSITIVE: case papers [CJSM]");
 
-    let out = cjsm(
+    let out = run_cli(
         cfg,
+        b"",
         &["directory", "user", "show", "alice@smithchambers.cjsm.net"],
     );
-    let user: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let user: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(user["state"], "active");
     assert_eq!(user["last_name"], "Smith");
 
@@ -127,12 +91,13 @@ fn directory_user_lifecycle_changes_the_verdict() {
         ("reactivate", "active", ""),
         ("delete", "deleted", "5.2.1"),
     ] {
-        let out = cjsm(
+        let out = run_cli(
             cfg,
+            b"",
             &["directory", "user", command, "alice@smithchambers.cjsm.net"],
         );
-        assert!(out.status.success(), "{command}: {}", stderr(&out));
-        assert!(stdout(&out).contains(state), "{}", stdout(&out));
+        assert!(out.status.success(), "{command}: {}", out.stderr);
+        assert!(out.stdout.contains(state), "{}", out.stdout);
         let report = check();
         if status.is_empty() {
             assert_eq!(report["action"], "accept", "{report}");
@@ -169,9 +134,9 @@ fn directory_refusals_exit_2_with_one_line() {
         &["directory", "org", "activate", "nobody"],
     ];
     for args in cases {
-        let out = cjsm(cfg, args);
+        let out = run_cli(cfg, b"", args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = stderr(&out);
+        let err = out.stderr;
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
         assert!(err.starts_with("cjsm-milter: error: "), "{err}");
     }
@@ -188,8 +153,8 @@ fn directory_refusals_exit_2_with_one_line() {
         "--connection",
         "mailbox",
     ];
-    let out = cjsm(cfg, &apply);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_cli(cfg, b"", &apply);
+    assert!(out.status.success(), "{}", out.stderr);
     let add = [
         "directory",
         "user",
@@ -202,14 +167,15 @@ fn directory_refusals_exit_2_with_one_line() {
         "--last-name",
         "X",
     ];
-    let out = cjsm(cfg, &add);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = cjsm(cfg, &add);
+    let out = run_cli(cfg, b"", &add);
+    assert!(out.status.success(), "{}", out.stderr);
+    let out = run_cli(cfg, b"", &add);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    assert!(out.stderr.contains("already exists"), "{}", out.stderr);
     // A duplicate application names the organisation holding the domain.
-    let out = cjsm(
+    let out = run_cli(
         cfg,
+        b"",
         &[
             "directory",
             "org",
@@ -226,9 +192,9 @@ fn directory_refusals_exit_2_with_one_line() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("x.cjsm.net is already registered to x"),
+        out.stderr.contains("x.cjsm.net is already registered to x"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
 }
 
@@ -237,8 +203,8 @@ fn config_check_names_key_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
     std::fs::write(&good, "mode = \"report\"\n[marking]\nceiling = \"OFFICIAL-SENSITIVE\"\n[marking.msip_labels]\n\"a1b2\" = \"OFFICIAL\"\n").unwrap();
-    let out = cjsm(None, &["config", "check", good.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_cli(None, b"", &["config", "check", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", out.stderr);
 
     let cases = [
         (
@@ -267,9 +233,9 @@ fn config_check_names_key_and_line() {
     for (text, line, key) in cases {
         let bad = dir.path().join("bad.toml");
         std::fs::write(&bad, text).unwrap();
-        let out = cjsm(None, &["config", "check", bad.to_str().unwrap()]);
+        let out = run_cli(None, b"", &["config", "check", bad.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(2), "{text}");
-        let err = stderr(&out);
+        let err = out.stderr;
         assert!(err.contains(line) && err.contains(key), "{text:?}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     }
@@ -280,8 +246,9 @@ fn check_usage_and_input_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_in(dir.path());
     let cfg = Some(config.as_path());
-    let out = cjsm(
+    let out = run_cli(
         cfg,
+        b"",
         &[
             "check",
             "--from",
@@ -292,11 +259,12 @@ fn check_usage_and_input_errors_exit_2() {
         ],
     );
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("/nonexistent/message.eml"));
-    let out = cjsm(cfg, &["check", "--rcpt", "c@d", "-"]);
+    assert!(out.stderr.contains("/nonexistent/message.eml"));
+    let out = run_cli(cfg, b"", &["check", "--rcpt", "c@d", "-"]);
     assert_eq!(out.status.code(), Some(2), "missing --from");
-    let out = cjsm(
+    let out = run_cli(
         cfg,
+        b"",
         &[
             "check",
             "--from",
@@ -311,12 +279,9 @@ fn check_usage_and_input_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "nonsense = 1\n").unwrap();
-    let out = cjsm(
-        Some(&bad),
-        &["check", "--from", "a@b", "--rcpt", "c@d", "-"],
-    );
+    let out = cli(&bad, &["check", "--from", "a@b", "--rcpt", "c@d", "-"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("nonsense"));
+    assert!(out.stderr.contains("nonsense"));
 }
 
 #[test]
@@ -325,8 +290,8 @@ fn check_takes_session_facts_as_flags() {
     let config = config_in(dir.path());
     let message = dir.path().join("m.eml");
     std::fs::write(&message, "Subject: OFFICIAL: x\r\n\r\nb\r\n").unwrap();
-    let out = cjsm(
-        Some(&config),
+    let out = cli(
+        &config,
         &[
             "check",
             "--from",
@@ -346,8 +311,8 @@ fn check_takes_session_facts_as_flags() {
             message.to_str().unwrap(),
         ],
     );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{}", out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(report["session"]["client_addr"], "192.0.2.7");
     assert_eq!(report["session"]["tls_version"], "TLSv1.3");
     assert_eq!(report["session"]["auth_user"], "A@firm.co.uk");
@@ -371,11 +336,12 @@ fn example_config_is_valid_and_states_the_defaults() {
 fn shipped_configs_are_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for file in ["contrib/cjsm-milter.toml", "cjsm-milter.example.toml"] {
-        let out = cjsm(
+        let out = run_cli(
             None,
+            b"",
             &["config", "check", root.join(file).to_str().unwrap()],
         );
-        assert!(out.status.success(), "{file}: {}", stderr(&out));
+        assert!(out.status.success(), "{file}: {}", out.stderr);
     }
 }
 
@@ -385,9 +351,9 @@ fn import_export_search_and_audit_from_the_command_line() {
     let config = config_in(dir.path());
     let cfg = Some(config.as_path());
     let ok = |args: &[&str]| {
-        let out = cjsm(cfg, args);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        stdout(&out)
+        let out = run_cli(cfg, b"", args);
+        assert!(out.status.success(), "{args:?}: {}", out.stderr);
+        out.stdout
     };
     let fingerprint = "AB:".repeat(31) + "AB";
     ok(&[
@@ -424,9 +390,13 @@ fn import_export_search_and_audit_from_the_command_line() {
          carol@hartleylaw.co.uk.cjsm.net,,Brown,hartley,York,Solicitors\n",
     )
     .unwrap();
-    let out = cjsm(cfg, &["directory", "user", "import", csv.to_str().unwrap()]);
+    let out = run_cli(
+        cfg,
+        b"",
+        &["directory", "user", "import", csv.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
+    let err = out.stderr;
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(
         lines.len(),
@@ -519,7 +489,7 @@ fn import_export_search_and_audit_from_the_command_line() {
     assert!(carol.contains("\"action\":\"user import add\""), "{carol}");
     assert!(ok(&["audit", "search", "--since", "2999-01-01"]).is_empty());
     assert_eq!(
-        cjsm(cfg, &["audit", "search", "--since", "soon"])
+        run_cli(cfg, b"", &["audit", "search", "--since", "soon"])
             .status
             .code(),
         Some(2)

@@ -4,8 +4,9 @@
 mod common;
 
 use common::daemon::Daemon;
+use common::free_port;
 use indymilter_test::{MacroStage, ProtoOpts, Status, TestConnection};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 
 /// `listen` goes into `[milter]` with `milter_extra`; `extra` holds top-level keys.
 fn start(listen: &str, milter_extra: &str, extra: &str) -> Daemon {
@@ -20,14 +21,6 @@ fn config_text(listen: &str, milter_extra: &str, extra: &str) -> String {
     format!(
         "{extra}\n[milter]\nlisten = \"{listen}\"\n{milter_extra}\n[store]\npath = \"{{dir}}/store\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n{SECURE_LOOPBACK}"
     )
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn start_message(conn: &mut TestConnection, rcpt: &str) {
@@ -158,11 +151,7 @@ async fn unix_socket_with_mode_and_stale_file_replaced() {
 
 #[tokio::test]
 async fn logs_to_syslog_as_json_carry_the_queue_id_and_never_the_body() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let daemon = Daemon::start(&format!(
         "[milter]\nlisten = \"inet:127.0.0.1:{port}\"\n[store]\npath = \"{{dir}}/store\"\n\
          [metrics]\nlisten = \"\"\n[log]\ntarget = \"syslog+stderr\"\nformat = \"json\"\n{SECURE_LOOPBACK}"

@@ -872,7 +872,7 @@ fn check(config: &std::path::Path, message: &[u8]) -> Value {
         "--client-addr",
         "127.0.0.1",
     ];
-    common::check_message(config, &args, message)
+    common::cli::check_message(config, &args, message)
 }
 
 fn config_file(dir: &tempfile::TempDir) -> std::path::PathBuf {

@@ -27,7 +27,7 @@ fn check(message: &[u8], extra_config: &str) -> Value {
         "--client-addr",
         "10.20.0.1",
     ];
-    common::check_message(&config, &args, message)
+    common::cli::check_message(&config, &args, message)
 }
 
 fn label(report: &Value) -> &str {

@@ -4,8 +4,8 @@
 
 mod common;
 
+use common::cli::onboard;
 use common::daemon::{Daemon, http_get};
-use common::onboard;
 use indymilter_test::{MacroStage, Status, TestConnection};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -140,7 +140,7 @@ async fn counters_move_as_the_traffic_says_and_every_used_metric_is_served() {
         "smith.cjsm.net",
         "mailbox",
     );
-    common::cli_add_user(
+    common::cli::cli_add_user(
         &daemon.config,
         "alice@smith.cjsm.net",
         "smith",

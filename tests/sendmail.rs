@@ -269,14 +269,14 @@ fn milter_config(lab: &Lab) -> String {
 fn sendmail_with_the_milter_as_the_kit_sets_it_up() {
     let lab = Lab::start();
     let milter = Daemon::start(&milter_config(&lab));
-    common::onboard(
+    common::cli::onboard(
         &milter.config,
         "smith",
         "Smith Chambers",
         "smithchambers.cjsm.net",
         "mailbox",
     );
-    common::cli_add_user(
+    common::cli::cli_add_user(
         &milter.config,
         "alice@smithchambers.cjsm.net",
         "smith",
@@ -325,7 +325,7 @@ fn sendmail_with_the_milter_as_the_kit_sets_it_up() {
 
     // A server-connected organisation: Sendmail reports its client certificate as whole DNs
     // with +XX escapes ({cert_subject}, {cert_issuer}) and {verify} = OK.
-    common::onboard_with(
+    common::cli::onboard_with(
         &milter.config,
         "firm",
         "Firm LLP",
@@ -343,7 +343,7 @@ fn sendmail_with_the_milter_as_the_kit_sets_it_up() {
         ],
     );
     for user in ["alice", "bob"] {
-        common::cli_add_user(
+        common::cli::cli_add_user(
             &milter.config,
             &format!("{user}@firm.co.uk.cjsm.net"),
             "firm",
@@ -418,7 +418,7 @@ fn sendmail_with_the_milter_as_the_kit_sets_it_up() {
 fn envelopes_that_cannot_be_forged_behind_sendmail() {
     let lab = Lab::start();
     let milter = Daemon::start(&milter_config(&lab));
-    common::onboard(
+    common::cli::onboard(
         &milter.config,
         "smith",
         "Smith Chambers",
@@ -426,7 +426,7 @@ fn envelopes_that_cannot_be_forged_behind_sendmail() {
         "mailbox",
     );
     for user in ["mary", "sus"] {
-        common::cli_add_user(
+        common::cli::cli_add_user(
             &milter.config,
             &format!("{user}@smithchambers.cjsm.net"),
             "smith",
@@ -434,7 +434,7 @@ fn envelopes_that_cannot_be_forged_behind_sendmail() {
             "Smith",
         );
     }
-    common::cli_ok(
+    common::cli::cli_ok(
         &milter.config,
         &["directory", "user", "suspend", "sus@smithchambers.cjsm.net"],
     );
@@ -504,7 +504,7 @@ fn envelopes_that_cannot_be_forged_behind_sendmail() {
 
     // A connected organisation's server whose certificate's O value holds "/CN=": the one-line
     // {cert_subject} names two CNs and matches nothing; {cn_subject} names the server.
-    common::onboard_with(
+    common::cli::onboard_with(
         &milter.config,
         "firm",
         "Firm LLP",
@@ -519,7 +519,7 @@ fn envelopes_that_cannot_be_forged_behind_sendmail() {
             CA_CN,
         ],
     );
-    common::cli_add_user(
+    common::cli::cli_add_user(
         &milter.config,
         "alice@firm.co.uk.cjsm.net",
         "firm",

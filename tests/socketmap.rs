@@ -40,7 +40,7 @@ fn tls_policy_answers_for_organisations_and_secure_networks() {
         "[milter]\nlisten = \"inet:127.0.0.1:{milter_port}\"\n[store]\npath = \"{{dir}}/store\"\n\
          [metrics]\nlisten = \"\"\n[socketmap]\nlisten = \"127.0.0.1:{port}\"\n"
     ));
-    common::onboard(
+    common::cli::onboard(
         &daemon.config,
         "hartley",
         "Hartley Law LLP",
@@ -69,7 +69,7 @@ fn tls_policy_answers_for_organisations_and_secure_networks() {
     assert_eq!((code, text.as_str()), (1, ""), "not found");
 
     // A suspended organisation no longer gets the policy.
-    common::cli_ok(&daemon.config, &["directory", "org", "suspend", "hartley"]);
+    common::cli::cli_ok(&daemon.config, &["directory", "org", "suspend", "hartley"]);
     let (code, text) = postmap(&conf, port, "hartleylaw.co.uk");
     assert_eq!((code, text.as_str()), (1, ""));
 
@@ -118,7 +118,7 @@ fn sendmail_maps_and_bounds_over_the_wire() {
         "[milter]\nlisten = \"inet:127.0.0.1:{milter_port}\"\n[store]\npath = \"{{dir}}/store\"\n\
          [metrics]\nlisten = \"\"\n[socketmap]\nlisten = \"127.0.0.1:{port}\"\nsendmail_mailer = \"relay\"\n"
     ));
-    common::onboard_with(
+    common::cli::onboard_with(
         &daemon.config,
         "firm",
         "Firm LLP",
@@ -198,7 +198,7 @@ fn a_redis_that_lost_its_data_answers_temp() {
     // Before anything is written, the directory is not there yet either.
     let empty = ask(&mut stream, "transport bob@firm.co.uk");
     assert!(empty.starts_with("TEMP"), "{empty}");
-    common::onboard_with(
+    common::cli::onboard_with(
         &daemon.config,
         "firm",
         "Firm LLP",

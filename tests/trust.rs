@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::cli_ok;
+use common::cli::{cli, cli_ok};
 use std::path::Path;
-use std::process::Command;
 
 const FIRM_CERT: [&str; 4] = [
     "--cert-subject",
@@ -26,7 +25,7 @@ fn setup(dir: &Path) -> std::path::PathBuf {
         ),
     )
     .unwrap();
-    common::onboard_with(
+    common::cli::onboard_with(
         &config,
         "firm",
         "Firm LLP",
@@ -41,7 +40,7 @@ fn setup(dir: &Path) -> std::path::PathBuf {
             "/O=Hub/CN=CJSM Client CA",
         ],
     );
-    common::onboard(
+    common::cli::onboard(
         &config,
         "smith",
         "Smith Chambers",
@@ -54,7 +53,7 @@ fn setup(dir: &Path) -> std::path::PathBuf {
         ("carol@firm.co.uk.cjsm.net", "firm"),
         ("mary@smithchambers.cjsm.net", "smith"),
     ] {
-        common::cli_add_user(&config, address, org, "A", "B");
+        common::cli::cli_add_user(&config, address, org, "A", "B");
     }
     cli_ok(
         &config,
@@ -70,19 +69,10 @@ fn check(
     rcpt: &str,
     flags: &[&str],
 ) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
-        .args(["--config", config.to_str().unwrap(), "check"])
-        .args(["--from", from, "--rcpt", rcpt])
-        .args(flags)
-        .arg(message)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let args = [&["check", "--from", from, "--rcpt", rcpt], flags].concat();
+    let out = cli(config, &[&args[..], &[message.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap()
 }
 
 #[test]
