@@ -7,18 +7,8 @@ use common::cli::{cli, cli_add_user, onboard, run_cli};
 use std::path::Path;
 
 fn config_in(dir: &Path) -> std::path::PathBuf {
-    let config = dir.join("cjsm.toml");
-    std::fs::write(
-        &config,
-        // The police senders of these tests are believed only from a secure-network peer
-        // (the closed community): `check` runs as from 10.20.0.1.
-        format!(
-            "[store]\npath = \"{}\"\n[routing]\nsecure_networks = [\"10.20.0.0/16\"]\n",
-            dir.join("store").display()
-        ),
-    )
-    .unwrap();
-    config
+    let store = dir.join("store").display().to_string();
+    common::scenario_file(dir, "closed_community", &[("store", &store)])
 }
 
 #[test]

@@ -255,13 +255,13 @@ impl Drop for Lab {
 }
 
 fn milter_config(lab: &Lab) -> String {
-    format!(
-        "[milter]\nlisten = \"unix:{}\"\nsocket_mode = \"0660\"\n[store]\npath = \"{}/store\"\n\
-         [metrics]\nlisten = \"\"\n[socketmap]\nlisten = \"127.0.0.1:{}\"\n\
-         [routing]\nsecure_networks = [\"127.0.0.2/32\"]\n",
-        lab.socket.display(),
-        lab.dir.path().display(),
-        lab.socketmap_port
+    common::scenario(
+        "sendmail",
+        &[
+            ("socket", &lab.socket.display().to_string()),
+            ("store", &format!("{}/store", lab.dir.path().display())),
+            ("socketmap_port", &lab.socketmap_port.to_string()),
+        ],
     )
 }
 

@@ -29,15 +29,8 @@ fn import(config: &Path, address: &str, cert: &Path) -> CliOutput {
 #[test]
 fn certificates_are_checked_on_import() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("cjsm.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\npath = \"{}\"\n",
-            dir.path().join("store").display()
-        ),
-    )
-    .unwrap();
+    let store = dir.path().join("store").display().to_string();
+    let config = common::scenario_file(dir.path(), "file_store", &[("store", &store)]);
     let ca = SmimeCa::create(&dir.path().join("ca"));
     let address = "expert@gmail.com";
     let (good, _) = ca.issue("good", Some(address), "keyEncipherment", Dates::Days(365));
@@ -349,16 +342,8 @@ fn lapse(store: &Path, address: &str) {
 #[test]
 fn a_neutral_subject_hides_every_copy_of_the_real_one() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("cjsm.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\npath = \"{}\"\n[encryption]\nneutral_subject = \"Secure message\"\n\
-             [routing]\nsecure_networks = [\"10.20.0.0/16\"]\n",
-            dir.path().join("store").display()
-        ),
-    )
-    .unwrap();
+    let store = dir.path().join("store").display().to_string();
+    let config = common::scenario_file(dir.path(), "neutral_subject", &[("store", &store)]);
     let ca = SmimeCa::create(&dir.path().join("ca"));
     let (cert, _) = ca.issue(
         "expert",

@@ -15,16 +15,8 @@ const FIRM_CERT: [&str; 4] = [
 ];
 
 fn setup(dir: &Path) -> std::path::PathBuf {
-    let config = dir.join("cjsm.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\npath = \"{}\"\n[routing]\nsecure_networks = [\"10.20.0.0/16\"]\n\
-             trusted_networks = [\"192.0.2.0/24\"]\n",
-            dir.join("store").display()
-        ),
-    )
-    .unwrap();
+    let store = dir.join("store").display().to_string();
+    let config = common::scenario_file(dir, "trusted_network", &[("store", &store)]);
     common::cli::onboard_with(
         &config,
         "firm",

@@ -153,6 +153,49 @@ pub fn sink_messages(
     }
 }
 
+/// The scenario config `tests/scenarios/NAME.toml` with each `{key}` of `values` replaced by
+/// its value. Only `{dir}` may be left, for [`daemon::Daemon::start`] to fill in.
+pub fn scenario(name: &str, values: &[(&str, &str)]) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios")
+        .join(format!("{name}.toml"));
+    let mut text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for (key, value) in values {
+        let placeholder = format!("{{{key}}}");
+        assert!(
+            text.contains(&placeholder),
+            "{} has no {placeholder}",
+            path.display()
+        );
+        text = text.replace(&placeholder, value);
+    }
+    let unfilled = text.match_indices('{').find_map(|(at, _)| {
+        let name = text[at + 1..].split('}').next()?;
+        let is_placeholder =
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+        (is_placeholder && name != "dir").then_some(name)
+    });
+    assert_eq!(
+        unfilled,
+        None,
+        "{}: a placeholder left unfilled",
+        path.display()
+    );
+    text
+}
+
+/// Writes the scenario config (see [`scenario`]) to `DIR/cjsm.toml`; its path.
+pub fn scenario_file(
+    dir: &std::path::Path,
+    name: &str,
+    values: &[(&str, &str)],
+) -> std::path::PathBuf {
+    let config = dir.join("cjsm.toml");
+    std::fs::write(&config, scenario(name, values)).unwrap();
+    config
+}
+
 /// A loopback port free right now (binding it later may still race; callers retry or fail).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
