@@ -5,6 +5,7 @@ mod common;
 
 use cjsm_milter::directory::model::UserState;
 use common::TestMilter;
+use common::fixtures::{org, user};
 use indymilter_test::{EomAction, MacroStage, ProtoOpts, Status, TestConnection};
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -516,49 +517,27 @@ async fn an_eight_bit_subject_keeps_its_bytes_around_the_tag() {
 /// A server-connected organisation (firm.co.uk, client certificate CN mail.firm.co.uk) with
 /// users alice and bob.
 async fn firm(milter: &TestMilter) {
-    use cjsm_milter::directory::model::{
-        ClientCertificate, ConnectionType, OrgState, Organisation, User,
+    use cjsm_milter::directory::model::{ClientCertificate, ConnectionType, Organisation, User};
+    let certificate = ClientCertificate {
+        fingerprint: "ab".repeat(32),
+        subject: "CN=mail.firm.co.uk".into(),
+        issuer: "CN=CJSM Client CA".into(),
     };
-    let store = milter.store.clone();
-    store
-        .put_org(Organisation {
-            id: "firm".into(),
-            name: "Firm LLP".into(),
-            domains: vec!["firm.co.uk".into()],
-            connection: ConnectionType::Server,
-            state: OrgState::Active,
-            terms_signed: Some(1),
-            admins: vec![],
-            client_certificate: Some(ClientCertificate {
-                fingerprint: "ab".repeat(32),
-                subject: "CN=mail.firm.co.uk".into(),
-                issuer: "CN=CJSM Client CA".into(),
-            }),
-            mail_server: None,
-            approved: Some(1),
-            created: 0,
-            updated: 0,
-            revision: 0,
-        })
-        .await
-        .unwrap();
+    let firm = Organisation {
+        name: "Firm LLP".into(),
+        connection: ConnectionType::Server,
+        client_certificate: Some(certificate),
+        ..org("firm", &["firm.co.uk"])
+    };
+    milter.store.put_org(firm).await.unwrap();
     for name in ["alice", "bob"] {
-        store
-            .put_users(vec![User {
-                address: format!("{name}@firm.co.uk.cjsm.net"),
-                org: "firm".into(),
-                first_name: name.into(),
-                last_name: "Patel".into(),
-                town: String::new(),
-                business_type: String::new(),
-                state: UserState::Active,
-                created: 0,
-                updated: 0,
-                smime_certificate: None,
-                revision: 0,
-            }])
-            .await
-            .unwrap();
+        let address = format!("{name}@firm.co.uk.cjsm.net");
+        let user = User {
+            first_name: name.into(),
+            last_name: "Patel".into(),
+            ..user(&address, "firm")
+        };
+        milter.store.put_users(vec![user]).await.unwrap();
     }
 }
 
