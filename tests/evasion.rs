@@ -645,18 +645,14 @@ fn red_team() -> Vec<Case> {
             Want::AtLeast(40),
         ));
     }
-    for (name, body) in [
-        (
-            "OFFICIAL with a descriptor of OFFICIAL-SENSITIVE",
-            "OFFICIAL LOCSEN\r\nDear Sir",
-        ),
+    #[rustfmt::skip]
+    let bodies = [
+        ("OFFICIAL with a descriptor of OFFICIAL-SENSITIVE", "OFFICIAL LOCSEN\r\nDear Sir"),
         ("OFFICIAL-PERSONAL", "OFFICIAL-PERSONAL\r\nDear Sir"),
-        (
-            "a quoted OFFICIAL",
-            "Thanks, agreed.\r\n\r\n> Dear all,\r\n> the rota\r\n> OFFICIAL",
-        ),
+        ("a quoted OFFICIAL", "Thanks, agreed.\r\n\r\n> Dear all,\r\n> the rota\r\n> OFFICIAL"),
         ("lower case official", "Dear Sir,\r\nthe rota.\r\nofficial."),
-    ] {
+    ];
+    for (name, body) in bodies {
         cases.push(case(name, with_body(body), NOT_LOWERED));
     }
     let alternative = format!(

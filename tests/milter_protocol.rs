@@ -633,13 +633,12 @@ async fn an_authenticated_client_sends_only_as_itself() {
     milter
         .add_user("mary@smithchambers.cjsm.net", UserState::Active)
         .await;
-    for (login, want) in [
+    #[rustfmt::skip]
+    let logins = [
         ("mary@smithchambers.cjsm.net", "continue"),
-        (
-            "john@smithchambers.cjsm.net",
-            "550 5.7.1 Authenticated as john@smithchambers.cjsm.net; may not send as mary@smithchambers.cjsm.net",
-        ),
-    ] {
+        ("john@smithchambers.cjsm.net", "550 5.7.1 Authenticated as john@smithchambers.cjsm.net; may not send as mary@smithchambers.cjsm.net"),
+    ];
+    for (login, want) in logins {
         let mut conn = milter.connect().await;
         conn.connect("c", SocketAddr::from((Ipv4Addr::LOCALHOST, 40002)))
             .await
@@ -732,25 +731,19 @@ async fn envelope_addresses_are_judged_as_the_mta_will_use_them() {
         .await;
     let mary = "mary@smithchambers.cjsm.net";
     // (raw MAIL argument, {mail_addr}, expected reply prefix)
-    for (raw, mta, want) in [
+    #[rustfmt::skip]
+    let mail_cases = [
         ("<mary@smithchambers.cjsm.net(x)>", Some(mary), "553 5.1.7"),
         ("<mary@smithchambers.cjsm.net (x)>", Some(mary), "553 5.1.7"),
         ("<g:mary@smithchambers.cjsm.net;>", Some(mary), "553 5.1.7"),
         ("<mary@smithchambers\\.cjsm.net>", Some(mary), "553 5.1.7"),
-        (
-            "<@relay.example:mary@smithchambers.cjsm.net>",
-            Some(mary),
-            "553 5.1.7",
-        ),
+        ("<@relay.example:mary@smithchambers.cjsm.net>", Some(mary), "553 5.1.7"),
         // Plain, but the MTA made another address of it.
         ("<dc.jones@met.pnn.police.uk>", Some(mary), "553 5.1.7"),
-        (
-            "<dc.jones@met.pnn.police.uk>",
-            Some("dc.jones@met.pnn.police.uk"),
-            "continue",
-        ),
+        ("<dc.jones@met.pnn.police.uk>", Some("dc.jones@met.pnn.police.uk"), "continue"),
         ("<>", Some(""), "continue"),
-    ] {
+    ];
+    for (raw, mta, want) in mail_cases {
         let mut conn = milter.connect().await;
         let status = mail_as(&mut conn, raw, mta).await;
         let got = if status == Status::Continue {
@@ -763,28 +756,18 @@ async fn envelope_addresses_are_judged_as_the_mta_will_use_them() {
     }
     // (raw RCPT argument, {rcpt_addr}, expected reply prefix)
     let sus = "sus@smithchambers.cjsm.net";
-    for (raw, mta, want) in [
+    #[rustfmt::skip]
+    let rcpt_cases = [
         ("<sus@smithchambers.cjsm.net(x)>", Some(sus), "553 5.1.3"),
         ("<sus@smithchambers.cjsm.net (x)>", Some(sus), "553 5.1.3"),
         ("<g:sus@smithchambers.cjsm.net;>", Some(sus), "553 5.1.3"),
-        (
-            "<sus%smithchambers.cjsm.net@met.pnn.police.uk>",
-            Some(sus),
-            "553 5.1.3",
-        ),
+        ("<sus%smithchambers.cjsm.net@met.pnn.police.uk>", Some(sus), "553 5.1.3"),
         ("<clerk@met.pnn.police.uk>", Some(sus), "553 5.1.3"),
         ("<sus@smithchambers.cjsm.net>", Some(sus), "550 5.2.1"),
-        (
-            "<clerk@met.pnn.police.uk>",
-            Some("clerk@met.pnn.police.uk"),
-            "continue",
-        ),
-        (
-            "<Mary@SmithChambers.cjsm.net>",
-            Some("Mary@SmithChambers.cjsm.net."),
-            "continue",
-        ),
-    ] {
+        ("<clerk@met.pnn.police.uk>", Some("clerk@met.pnn.police.uk"), "continue"),
+        ("<Mary@SmithChambers.cjsm.net>", Some("Mary@SmithChambers.cjsm.net."), "continue"),
+    ];
+    for (raw, mta, want) in rcpt_cases {
         let mut conn = milter.connect().await;
         assert_eq!(
             mail_as(&mut conn, "<dc.jones@met.pnn.police.uk>", None).await,

@@ -67,20 +67,16 @@ fn certificates_are_checked_on_import() {
     let (nobody, _) = ca.issue("nobody", None, "keyEncipherment", Dates::Days(365));
 
     // Refused, with the reason, and nothing stored.
-    for (cert, reason) in [
+    #[rustfmt::skip]
+    let refusals = [
         (&expired, "expired on"),
         (&early, "not valid yet"),
-        (
-            &signing,
-            "allows neither key encipherment nor key agreement",
-        ),
-        (
-            &other,
-            "issued for someone@else.org, not for expert@gmail.com",
-        ),
+        (&signing, "allows neither key encipherment nor key agreement"),
+        (&other, "issued for someone@else.org, not for expert@gmail.com"),
         (&nobody, "issued for no e-mail address"),
         (&dir.path().join("cjsm.toml"), "not an X.509 certificate"),
-    ] {
+    ];
+    for (cert, reason) in refusals {
         let out = import(&config, address, cert);
         let stderr = out.stderr.as_str();
         assert_eq!(out.status.code(), Some(2), "{}: {stderr}", cert.display());
