@@ -269,20 +269,7 @@ fn milter_config(lab: &Lab) -> String {
 fn sendmail_with_the_milter_as_the_kit_sets_it_up() {
     let lab = Lab::start();
     let milter = Daemon::start(&milter_config(&lab));
-    common::cli::onboard(
-        &milter.config,
-        "smith",
-        "Smith Chambers",
-        "smithchambers.cjsm.net",
-        "mailbox",
-    );
-    common::cli::cli_add_user(
-        &milter.config,
-        "alice@smithchambers.cjsm.net",
-        "smith",
-        "Alice",
-        "Smith",
-    );
+    common::cli::smith_chambers(&milter.config, &["alice"]);
 
     let dialogue = lab.swaks(
         "alice@smithchambers.cjsm.net",
@@ -418,22 +405,7 @@ fn sendmail_with_the_milter_as_the_kit_sets_it_up() {
 fn envelopes_that_cannot_be_forged_behind_sendmail() {
     let lab = Lab::start();
     let milter = Daemon::start(&milter_config(&lab));
-    common::cli::onboard(
-        &milter.config,
-        "smith",
-        "Smith Chambers",
-        "smithchambers.cjsm.net",
-        "mailbox",
-    );
-    for user in ["mary", "sus"] {
-        common::cli::cli_add_user(
-            &milter.config,
-            &format!("{user}@smithchambers.cjsm.net"),
-            "smith",
-            user,
-            "Smith",
-        );
-    }
+    common::cli::smith_chambers(&milter.config, &["mary", "sus"]);
     common::cli::cli_ok(
         &milter.config,
         &["directory", "user", "suspend", "sus@smithchambers.cjsm.net"],

@@ -111,3 +111,19 @@ pub fn check_message(config: &Path, args: &[&str], message: &[u8]) -> serde_json
     let args = [&["check"], args, &["-"]].concat();
     run_cli(Some(config), message, &args).success().json()
 }
+
+/// The hosted-mailbox organisation `smith` (Smith Chambers, smithchambers.cjsm.net), switched
+/// on, with an active user `NAME@smithchambers.cjsm.net` ("NAME Smith") for each name.
+pub fn smith_chambers(config: &Path, names: &[&str]) {
+    onboard(
+        config,
+        "smith",
+        "Smith Chambers",
+        "smithchambers.cjsm.net",
+        "mailbox",
+    );
+    for name in names {
+        let address = format!("{name}@smithchambers.cjsm.net");
+        cli_add_user(config, &address, "smith", name, "Smith");
+    }
+}
