@@ -60,11 +60,23 @@ impl Domain {
                 .is_some_and(|head| head.ends_with('.'))
     }
 
+    /// The domain with `suffix` added (`firm.co.uk` under `cjsm.net` is `firm.co.uk.cjsm.net`).
+    pub fn under(&self, suffix: &Domain) -> Domain {
+        Domain(format!("{}.{}", self.0, suffix.0))
+    }
+
     /// The domain with `suffix` taken off its end (`firm.co.uk.cjsm.net` less `cjsm.net` is
     /// `firm.co.uk`); `None` unless it is a proper subdomain of `suffix`.
     pub fn less(&self, suffix: &Domain) -> Option<Domain> {
         let head = self.0.strip_suffix(suffix.as_str())?.strip_suffix('.')?;
         Domain::new(head)
+    }
+}
+
+/// Tests and tables compare a domain with its text.
+impl PartialEq<&str> for Domain {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
     }
 }
 
@@ -402,7 +414,7 @@ mod tests {
         let ok = |raw: &str, mta: Option<&str>, role| {
             as_the_mta_uses(raw, mta, role).map_err(|why| {
                 crate::policy::not_plain(role, raw, why)
-                    .reply
+                    .reply()
                     .unwrap()
                     .to_string()
             })
@@ -498,6 +510,10 @@ mod tests {
             Some(d("firm.co.uk"))
         );
         assert_eq!(d("cjsm.net").less(&d("cjsm.net")), None);
+        assert_eq!(
+            d("firm.co.uk").under(&d("cjsm.net")),
+            d("firm.co.uk.cjsm.net")
+        );
         assert_eq!(d("xcjsm.net").less(&d("cjsm.net")), None);
         assert_eq!(
             with_suffix("alice@firm.co.uk.", ".cjsm.net."),

@@ -135,7 +135,7 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Report, StoreEr
     let vocab = &rules.vocab;
     let level = vocab.level(classification.level);
     let edits = if applied.delivers() {
-        applied.edits.as_slice()
+        applied.edits()
     } else {
         &[]
     };
@@ -165,20 +165,20 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Report, StoreEr
             ambiguous: classification.ambiguous.clone(),
             warnings: classification.warnings.clone(),
         },
-        action: applied.action,
-        reply: applied.reply.clone(),
-        reason: applied.reason,
+        action: applied.action(),
+        reply: applied.reply().cloned(),
+        reason: applied.reason(),
         error: outcome
             .error
             .as_ref()
             .map(|e| format!("encryption failed: {e}")),
         decision: Decision {
-            action: outcome.decision.action,
-            reply: outcome.decision.reply.clone(),
-            reason: outcome.decision.reason,
+            action: outcome.decision.action(),
+            reply: outcome.decision.reply().cloned(),
+            reason: outcome.decision.reason(),
         },
         quarantine: if applied.delivers() {
-            applied.quarantine_reason.clone()
+            applied.quarantine_reason().map(str::to_string)
         } else {
             None
         },
@@ -195,9 +195,9 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Report, StoreEr
                 certificate: r.certificate,
             })
             .collect(),
-        encryption: (applied.delivers() && !applied.encrypt_for.is_empty()).then(|| {
+        encryption: (applied.delivers() && !applied.encrypt_for().is_empty()).then(|| {
             EncryptionReport {
-                for_: applied.encrypt_for.clone(),
+                for_: applied.encrypt_for().to_vec(),
                 escrow: engine.smime.escrow.is_some(),
                 cipher: engine.config().encryption.cipher,
                 body_bytes: edits.iter().find_map(|e| match e {
@@ -218,8 +218,8 @@ pub async fn check(engine: &Engine, input: CheckInput) -> Result<Report, StoreEr
             .iter()
             .map(|r| Refused {
                 address: r.address.clone(),
-                reason: r.verdict.reason,
-                reply: r.verdict.reply.clone(),
+                reason: r.verdict.reason(),
+                reply: r.verdict.reply().cloned(),
             })
             .collect(),
         subject: final_subject(classification.subject.as_deref(), edits),

@@ -1,12 +1,22 @@
 //! The configuration: one TOML file, every key optional, the CJSM profile as the default.
 //!
 //! `Config::default()` is what `cjsm-milter run` uses without `--config`. Unknown keys are
-//! errors, and every validation error names the key (and, when read from a file, its line).
+//! errors, and every error names the key (and, when read from a file, its line).
+//!
+//! Values are parsed as they are read (addresses, ranges, modes, durations; `Option` where
+//! `""` turns a feature off), so nothing downstream parses a setting again. What needs the
+//! vocabulary or the file system (level names, the escrow certificate) is checked when the
+//! settings are compiled into an engine (`crate::engine::compile`), with the same file, line
+//! and key. Config is data: it imports nothing of the marking, the listener or S/MIME.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
 
 /// Enforce the verdicts, or only decide, log and count them.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
@@ -30,6 +40,9 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub socketmap: SocketmapConfig,
     pub encryption: EncryptionConfig,
+    /// Where the settings were read, for errors found once they are compiled.
+    #[serde(skip)]
+    pub source: Source,
 }
 
 /// S/MIME encryption for recipients without a secure route who have a registered certificate.
@@ -40,16 +53,18 @@ pub struct EncryptionConfig {
     /// certificate.
     pub enabled: bool,
     /// `aes-256-gcm` (CMS AuthEnvelopedData) or `aes-256-cbc` (EnvelopedData, older clients).
-    pub cipher: crate::smime::encrypt::Cipher,
+    pub cipher: Cipher,
     /// The hub's archive/escrow certificate (PEM): every encrypted message is encrypted for it
     /// too.
     pub escrow_certificate: Option<PathBuf>,
     /// Replaces the outer Subject of an encrypted message (the real one travels inside);
-    /// "" keeps it.
-    pub neutral_subject: String,
+    /// blank (`None`) keeps it.
+    #[serde(deserialize_with = "de::one_line_or_blank")]
+    pub neutral_subject: Option<String>,
     /// In the Subject, forces encryption for any marking up to the ceiling; removed after use.
-    /// "" for none.
-    pub trigger: String,
+    /// Blank (`None`) for none.
+    #[serde(deserialize_with = "de::text_or_blank")]
+    pub trigger: Option<String>,
     /// The largest message encrypted; a message above it that needs encryption is rejected.
     pub max_message_bytes: usize,
 }
@@ -58,21 +73,34 @@ impl Default for EncryptionConfig {
     fn default() -> Self {
         EncryptionConfig {
             enabled: true,
-            cipher: crate::smime::encrypt::Cipher::Aes256Gcm,
+            cipher: Cipher::Aes256Gcm,
             escrow_certificate: None,
-            neutral_subject: String::new(),
-            trigger: "[encrypt]".into(),
+            neutral_subject: None,
+            trigger: Some("[encrypt]".into()),
             max_message_bytes: 32 * 1024 * 1024,
         }
     }
+}
+
+/// The content cipher of an encrypted message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub enum Cipher {
+    /// AES-256-GCM: CMS AuthEnvelopedData (RFC 5083), `smime-type=authEnveloped-data`.
+    #[default]
+    #[serde(rename = "aes-256-gcm")]
+    Aes256Gcm,
+    /// AES-256-CBC: CMS EnvelopedData, `smime-type=enveloped-data`, for older clients.
+    #[serde(rename = "aes-256-cbc")]
+    Aes256Cbc,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SocketmapConfig {
     /// Address of the socketmap server (maps `transport`, `tlspolicy`, `mailertable`,
-    /// `access`); "" (the default) for none, until the MTA is set up to ask it.
-    pub listen: String,
+    /// `access`); "" (`None`, the default) for none, until the MTA is set up to ask it.
+    #[serde(deserialize_with = "de::socket_addr_or_empty")]
+    pub listen: Option<SocketAddr>,
     /// The Sendmail mailer a `mailertable` answer names (`esmtp:[mx.firm.co.uk]`).
     pub sendmail_mailer: String,
 }
@@ -80,7 +108,7 @@ pub struct SocketmapConfig {
 impl Default for SocketmapConfig {
     fn default() -> Self {
         SocketmapConfig {
-            listen: String::new(),
+            listen: None,
             sendmail_mailer: "esmtp".into(),
         }
     }
@@ -89,14 +117,15 @@ impl Default for SocketmapConfig {
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
-    /// Address of /metrics, /healthz and /readyz; "" turns the endpoint off.
-    pub listen: String,
+    /// Address of /metrics, /healthz and /readyz; "" (`None`) turns the endpoint off.
+    #[serde(deserialize_with = "de::socket_addr_or_empty")]
+    pub listen: Option<SocketAddr>,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
-            listen: "127.0.0.1:9357".into(),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9357))),
         }
     }
 }
@@ -105,14 +134,17 @@ impl Default for MetricsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct MilterConfig {
     /// `inet:HOST:PORT` or `unix:/path/to/socket`.
-    pub listen: String,
-    /// Octal permissions of a unix socket, e.g. "0660".
-    pub socket_mode: Option<String>,
+    #[serde(deserialize_with = "de::parsed")]
+    pub listen: ListenAddr,
+    /// Permissions of a unix socket, written in octal in the file, e.g. "0660".
+    #[serde(deserialize_with = "de::octal_mode")]
+    pub socket_mode: Option<u32>,
     /// Group that owns a unix socket (e.g. "postfix"), so the MTA can connect.
     pub socket_group: Option<String>,
     /// Internal deadline for one milter stage, in milliseconds; past it the answer is tempfail.
     /// Keep it well under Postfix's `milter_command_timeout` (30 s) and `milter_content_timeout`.
-    pub deadline_ms: u64,
+    #[serde(rename = "deadline_ms", deserialize_with = "de::millis")]
+    pub deadline: Duration,
     pub max_connections: usize,
 }
 
@@ -134,11 +166,15 @@ pub struct LevelConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct MarkingConfig {
     /// Replaces the built-in vocabulary when given.
+    ///
+    /// This and the other lists of words below are `None` when the file leaves them out: the
+    /// marking module's CJSM profile (`marking::profile`) then supplies them, so the profile
+    /// is written once, beside the code that reads it.
     pub levels: Option<Vec<LevelConfig>>,
     /// Extends the vocabulary: a known name gains the spellings, a new name is a new level.
     pub extra_levels: Vec<LevelConfig>,
     /// Words that may follow a marking: `OFFICIAL-SENSITIVE [PERSONAL]`.
-    pub descriptors: Vec<String>,
+    pub descriptors: Option<Vec<String>>,
     /// The highest level the service carries; anything above is rejected.
     pub ceiling: String,
     /// From this level up, every recipient needs a secure route.
@@ -146,13 +182,13 @@ pub struct MarkingConfig {
     /// The level of unmarked mail.
     pub default: String,
     /// Labels of a body line that states the marking: `Classification: OFFICIAL`.
-    pub line_labels: Vec<String>,
+    pub line_labels: Option<Vec<String>>,
     /// Everyday wording that resembles a marking but is none: `SECRET SANTA`.
-    pub everyday_phrases: Vec<String>,
+    pub everyday_phrases: Option<Vec<String>>,
     /// Words that make CONFIDENTIAL next to them (up to four words before or after) the
     /// confidentiality of legal and commercial practice, read at the ceiling: `PRIVATE &
     /// CONFIDENTIAL`, `CONFIDENTIAL - LEGALLY PRIVILEGED`.
-    pub confidential_qualifiers: Vec<String>,
+    pub confidential_qualifiers: Option<Vec<String>>,
     /// Microsoft Purview label GUID -> level name.
     pub msip_labels: BTreeMap<String, String>,
     /// Our own header stating the effective marking.
@@ -170,20 +206,25 @@ pub struct RoutingConfig {
     pub subject_tag: String,
     /// Client address ranges (CIDR) of peers on the government secure networks: their mail
     /// arrives over an accredited network, so the TLS rule below does not apply to it.
-    pub secure_networks: Vec<String>,
+    #[serde(deserialize_with = "de::networks")]
+    pub secure_networks: Vec<ipnet::IpNet>,
     /// Client address ranges of the hub's own hosts (e.g. "127.0.0.1/32" for mail submitted
     /// on the MTA host): trusted as the sender says, without certificate or SMTP AUTH.
-    pub trusted_networks: Vec<String>,
+    #[serde(deserialize_with = "de::networks")]
+    pub trusted_networks: Vec<ipnet::IpNet>,
     /// Inbound mail marked at or above this level, to a secure address, must arrive over TLS
-    /// (from a peer that is not on a secure or trusted network); "" for never.
-    pub require_tls_from: String,
+    /// (from a peer that is not on a secure or trusted network); "" (`None`) for never. A
+    /// level name: the compiled engine holds the level.
+    #[serde(deserialize_with = "de::text_or_empty")]
+    pub require_tls_from: Option<String>,
     /// Address translation for server-connected organisations: `alice@firm.co.uk` sending
     /// from the organisation's server becomes `alice@firm.co.uk.<secure_suffix>`, and mail to
     /// `bob@firm.co.uk.<secure_suffix>` is delivered to `bob@firm.co.uk`.
     pub translate: bool,
     /// A header stating whether every recipient has a secure route (`secure`) or not
-    /// (`open`), for `milter_header_checks` to FILTER on; "" for none.
-    pub route_header: String,
+    /// (`open`), for `milter_header_checks` to FILTER on; "" (`None`) for none.
+    #[serde(deserialize_with = "de::text_or_empty")]
+    pub route_header: Option<String>,
     /// The closed community: a hub mailbox (under `secure_suffix`) receives only from secure
     /// senders (an authenticated hub user, a connected organisation's verified server, a
     /// client on `secure_networks` or `trusted_networks`), and a sender in `secure_domains`
@@ -243,7 +284,8 @@ pub struct StoreConfig {
     pub audit_retention: usize,
     /// How long the milter may answer a lookup from its cache, in milliseconds. Changes are
     /// also pushed to every milter at once (Redis pub/sub); this bounds a missed push.
-    pub cache_ttl_ms: u64,
+    #[serde(rename = "cache_ttl_ms", deserialize_with = "de::millis")]
+    pub cache_ttl: Duration,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -291,6 +333,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             socketmap: SocketmapConfig::default(),
             encryption: EncryptionConfig::default(),
+            source: Source::default(),
         }
     }
 }
@@ -298,67 +341,13 @@ impl Default for Config {
 impl Default for MilterConfig {
     fn default() -> Self {
         MilterConfig {
-            listen: "inet:127.0.0.1:7357".into(),
+            listen: ListenAddr::Inet(SocketAddr::from(([127, 0, 0, 1], 7357))),
             socket_mode: None,
             socket_group: None,
-            deadline_ms: 10_000,
+            deadline: Duration::from_millis(10_000),
             max_connections: 500,
         }
     }
-}
-
-fn level(name: &str, rank: u32, spellings: &[&str]) -> LevelConfig {
-    LevelConfig {
-        name: name.into(),
-        rank,
-        spellings: spellings.iter().map(|s| s.to_string()).collect(),
-    }
-}
-
-/// The CJSM profile: UK Government Security Classifications with their legacy and commercial
-/// equivalents, and the Australian PSPF levels.
-pub fn cjsm_levels() -> Vec<LevelConfig> {
-    vec![
-        level(
-            "OFFICIAL",
-            10,
-            &[
-                "UNCLASSIFIED",
-                "NOT PROTECTIVELY MARKED",
-                "PROTECT",
-                "UNOFFICIAL",
-            ],
-        ),
-        level(
-            "OFFICIAL-SENSITIVE",
-            20,
-            &[
-                "RESTRICTED",
-                // OFFICIAL-SENSITIVE's own word, standing apart (`[SENSITIVE] OFFICIAL: …`).
-                "SENSITIVE",
-                "PRIVATE",
-                "PRIVATE AND CONFIDENTIAL",
-                "STRICTLY PRIVATE AND CONFIDENTIAL",
-                "COMMERCIAL IN CONFIDENCE",
-                "COMPANY CONFIDENTIAL",
-                "COMMERCIALLY CONFIDENTIAL",
-                "STRICTLY CONFIDENTIAL",
-                // Legal professional privilege: the confidentiality of legal practice, not
-                // the government classification CONFIDENTIAL.
-                "LEGALLY PRIVILEGED",
-                "PRIVILEGED AND CONFIDENTIAL",
-                "PRIVILEGED & CONFIDENTIAL",
-                "CONFIDENTIAL AND PRIVILEGED",
-                "CONFIDENTIAL & PRIVILEGED",
-                "CONFIDENTIAL AND LEGALLY PRIVILEGED",
-                "LEGALLY PRIVILEGED AND CONFIDENTIAL",
-            ],
-        ),
-        level("CONFIDENTIAL", 30, &[]),
-        level("PROTECTED", 35, &[]),
-        level("SECRET", 40, &[]),
-        level("TOP SECRET", 50, &[]),
-    ]
 }
 
 impl Default for MarkingConfig {
@@ -366,111 +355,13 @@ impl Default for MarkingConfig {
         MarkingConfig {
             levels: None,
             extra_levels: Vec::new(),
-            // Not SENSITIVE: "OFFICIAL [SENSITIVE]" is OFFICIAL-SENSITIVE, never OFFICIAL.
-            descriptors: ["PERSONAL", "COMMERCIAL", "LOCSEN"]
-                .map(String::from)
-                .to_vec(),
+            descriptors: None,
             ceiling: "OFFICIAL-SENSITIVE".into(),
             secure_from: "OFFICIAL-SENSITIVE".into(),
             default: "OFFICIAL-SENSITIVE".into(),
-            line_labels: [
-                "Classification",
-                "Protective Marking",
-                "Security Classification",
-                "Security Marking",
-                "Marking",
-            ]
-            .map(String::from)
-            .to_vec(),
-            everyday_phrases: [
-                "SECRET SANTA",
-                "SECRET BALLOT",
-                "SECRET RECORDING",
-                "SECRET RECORDINGS",
-                "SECRET SERVICE",
-                "SECRET INTELLIGENCE SERVICE",
-                "TRADE SECRET",
-                "TRADE SECRETS",
-                "SECRET COMMISSION",
-                "SECRET COMMISSIONS",
-                "SECRET TRUST",
-                "SECRET TRUSTS",
-                "SECRET PROFIT",
-                "SECRET PROFITS",
-                "SECRET CAMERA",
-                "SECRET CAMERAS",
-                "PROTECTED DISCLOSURE",
-                "PROTECTED DISCLOSURES",
-                "PROTECTED CHARACTERISTIC",
-                "PROTECTED CHARACTERISTICS",
-                "PROTECTED PARTY",
-                "PROTECTED PARTIES",
-                "PROTECTED PERSON",
-                "PROTECTED PERSONS",
-                "PROTECTED WITNESS",
-                "PROTECTED WITNESSES",
-                "PROTECTED CONVERSATION",
-                "PROTECTED CONVERSATIONS",
-                "PROTECTED TENANCY",
-                "PROTECTED TENANT",
-                "PROTECTED TENANTS",
-                "PROTECTED SHORTHOLD",
-                "PROTECTED TRUST DEED",
-                "PROTECTED ADULT",
-                "PROTECTED ADULTS",
-                "PROTECTED CHILD",
-                "PROTECTED CHILDREN",
-                "PROTECTED MATERIAL",
-                "PROTECTED VICTIM",
-                "PROTECTED VICTIMS",
-                "PROTECTED SPECIES",
-                // Words one letter away from a marking.
-                "PROJECTED",
-                "PROTESTED",
-                "PROTECTEE",
-                "PROTECTEES",
-                "PROTECTOR",
-                "SECRETE",
-                "SECRETED",
-                "SECRETT",
-            ]
-            .map(String::from)
-            .to_vec(),
-            confidential_qualifiers: [
-                "PRIVATE",
-                "PERSONAL",
-                "PRIVILEGED",
-                "PRIVILEGE",
-                "LEGALLY",
-                "LEGAL",
-                "PREJUDICE",
-                "HIGHLY",
-                "STRICTLY",
-                "COMMERCIAL",
-                "COMMERCIALLY",
-                "COMPANY",
-                "BUSINESS",
-                "CLIENT",
-                "SOLICITOR",
-                "ATTORNEY",
-                "ATTORNEYS",
-                "ADDRESSEE",
-                "MEDICAL",
-                "STAFF",
-                "WASTE",
-                "NON",
-                "NOT",
-                "LPP",
-                "CONTRACT",
-                "SETTLEMENT",
-                "SENSITIVE",
-                "HUMAN",
-                "SOURCE",
-                "MARAC",
-                "MAPPA",
-            ]
-            .map(String::from)
-            .to_vec(),
+            line_labels: None,
+            everyday_phrases: None,
+            confidential_qualifiers: None,
             msip_labels: BTreeMap::new(),
             header: "X-CJSM-Marking".into(),
         }
@@ -493,9 +384,9 @@ impl Default for RoutingConfig {
             subject_tag: "[CJSM]".into(),
             secure_networks: Vec::new(),
             trusted_networks: Vec::new(),
-            require_tls_from: "OFFICIAL-SENSITIVE".into(),
+            require_tls_from: Some("OFFICIAL-SENSITIVE".into()),
             translate: true,
-            route_header: "X-CJSM-Route".into(),
+            route_header: Some("X-CJSM-Route".into()),
             closed_community: true,
         }
     }
@@ -524,7 +415,7 @@ impl Default for StoreConfig {
             tls_ca_file: None,
             key_prefix: "cjsm".into(),
             audit_retention: 100_000,
-            cache_ttl_ms: 1000,
+            cache_ttl: Duration::from_millis(1000),
         }
     }
 }
@@ -539,13 +430,164 @@ impl Default for LogConfig {
     }
 }
 
+/// Where the MTA connects: `inet:HOST:PORT` (also `inet:PORT@HOST`) or `unix:/path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    Inet(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl ListenAddr {
+    pub fn parse(text: &str) -> Result<ListenAddr, BadValue> {
+        if let Some(addr) = text.strip_prefix("inet:") {
+            // `inet:PORT@HOST` (Sendmail style) or `inet:HOST:PORT`.
+            let normalized = match addr.split_once('@') {
+                Some((port, host)) => format!("{host}:{port}"),
+                None => addr.to_string(),
+            };
+            let normalized = normalized.replace("localhost:", "127.0.0.1:");
+            normalized
+                .parse::<SocketAddr>()
+                .map(ListenAddr::Inet)
+                .map_err(|_| BadValue::InetAddress(text.into()))
+        } else if let Some(path) = text
+            .strip_prefix("unix:")
+            .or_else(|| text.strip_prefix("local:"))
+        {
+            if path.is_empty() {
+                return Err(BadValue::EmptySocketPath(text.into()));
+            }
+            Ok(ListenAddr::Unix(PathBuf::from(path)))
+        } else {
+            Err(BadValue::ListenAddress(text.into()))
+        }
+    }
+}
+
+impl FromStr for ListenAddr {
+    type Err = BadValue;
+
+    fn from_str(text: &str) -> Result<ListenAddr, BadValue> {
+        ListenAddr::parse(text)
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Inet(addr) => write!(f, "inet:{addr}"),
+            ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// A value the file writes as text that does not parse as what its key needs.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadValue {
+    #[error("{0:?}: expected inet:ADDRESS:PORT, e.g. inet:127.0.0.1:7357")]
+    InetAddress(String),
+    #[error("{0:?}: the unix socket path is empty")]
+    EmptySocketPath(String),
+    #[error("{0:?}: expected inet:ADDRESS:PORT or unix:/path/to/socket")]
+    ListenAddress(String),
+    #[error("{0:?}: expected ADDRESS:PORT such as 127.0.0.1:9357, or \"\" for none")]
+    SocketAddress(String),
+    #[error("{0:?} is not an octal file mode such as \"0660\"")]
+    FileMode(String),
+    #[error("{0:?}: expected an address range such as 192.0.2.0/24")]
+    Network(String),
+    #[error("must be one line")]
+    NotOneLine,
+}
+
+/// A client address range: `192.0.2.0/24`, `2001:db8::/32`, or one address.
+pub fn parse_network(text: &str) -> Result<ipnet::IpNet, BadValue> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| BadValue::Network(text.into()))
+}
+
+/// A file mode written in octal (`"0660"`, `"0o660"`), at most `0777`.
+pub fn parse_octal_mode(text: &str) -> Result<u32, BadValue> {
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| BadValue::FileMode(text.into()))
+}
+
 /// A config error that names the file, the line (when known) and the key at fault.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub struct ConfigError {
     pub file: Option<PathBuf>,
     pub line: Option<usize>,
     pub key: Option<String>,
-    pub message: String,
+    /// Boxed: an error is rare, and the `Result`s that carry it stay small.
+    pub kind: Box<ConfigErrorKind>,
+}
+
+/// What is wrong, whatever the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigErrorKind {
+    #[error("cannot read: {0}")]
+    Unreadable(std::io::Error),
+    /// Not TOML, an unknown key, a value of the wrong type or one that does not parse
+    /// ([`BadValue`]): toml's own words.
+    #[error("{0}")]
+    Toml(String),
+    #[error("must be above 0")]
+    NotAboveZero,
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be non-empty text on one line")]
+    NotOneNonEmptyLine,
+    #[error("{0:?} is not a header name")]
+    NotAHeaderName(String),
+    #[error(
+        "at most 1000: a suspension must reach every milter within a second even when a change notice is missed"
+    )]
+    CacheTooLong,
+    #[error("{0:?}: use letters, digits, '-', '_', '.' or ':'")]
+    KeyPrefix(String),
+    #[error("the redis backend needs `url`")]
+    RedisWithoutUrl,
+    #[error("at least one level is needed")]
+    NoLevels,
+    #[error("level name {0:?} has no letters")]
+    LevelWithoutLetters(String),
+    #[error("spelling {spelling:?} of {level} has no letters")]
+    SpellingWithoutLetters { spelling: String, level: String },
+    #[error("levels {first} and {second} share rank {rank}; ranks must differ")]
+    SharedRank {
+        first: String,
+        second: String,
+        rank: u32,
+    },
+    #[error("spelling {spelling:?} belongs to both {first} and {second}")]
+    SpellingOfTwoLevels {
+        spelling: String,
+        first: String,
+        second: String,
+    },
+    #[error("unknown level {name:?}; levels are {}", known.join(", "))]
+    UnknownLevel { name: String, known: Vec<String> },
+    #[error("must not be above marking.ceiling")]
+    SecureFromAboveCeiling,
+    /// A certificate file that cannot be read, parsed or used (the escrow certificate).
+    #[error("{}: {problem}", path.display())]
+    Certificate { path: PathBuf, problem: String },
+}
+
+impl ConfigError {
+    /// An error at `key`; the file and line are added by [`Source::locate`].
+    pub fn at(key: impl Into<String>, kind: ConfigErrorKind) -> ConfigError {
+        ConfigError {
+            file: None,
+            line: None,
+            key: Some(key.into()),
+            kind: Box::new(kind),
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -560,11 +602,34 @@ impl fmt::Display for ConfigError {
         if let Some(key) = &self.key {
             write!(f, ", key `{key}`")?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", self.kind)
     }
 }
 
-impl std::error::Error for ConfigError {}
+/// Where a config was read: the file, and the line of every key in it (from toml's spans), so
+/// that an error found after parsing (validation, compiling) names its line too.
+#[derive(Clone, Debug, Default)]
+pub struct Source {
+    pub file: Option<PathBuf>,
+    /// Dotted key (`marking.msip_labels.GUID`) → line of its first definition.
+    lines: BTreeMap<String, usize>,
+}
+
+impl Source {
+    /// The error with this source's file, and the line of its key when it has none.
+    pub fn locate(&self, mut error: ConfigError) -> ConfigError {
+        if error.file.is_none() {
+            error.file.clone_from(&self.file);
+        }
+        if error.line.is_none() {
+            error.line = error
+                .key
+                .as_deref()
+                .and_then(|key| self.lines.get(key).copied());
+        }
+        error
+    }
+}
 
 impl Config {
     /// Reads and validates a config file.
@@ -573,121 +638,75 @@ impl Config {
             file: Some(path.into()),
             line: None,
             key: None,
-            message: format!("cannot read: {e}"),
+            kind: Box::new(ConfigErrorKind::Unreadable(e)),
         })?;
-        Config::parse(&text).map_err(|mut e| {
+        let with_file = |mut e: ConfigError| {
             e.file = Some(path.into());
             e
-        })
+        };
+        let mut config = Config::parse(&text).map_err(with_file)?;
+        config.source.file = Some(path.into());
+        Ok(config)
     }
 
     /// Parses and validates config text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|span| line_of_offset(text, span.start));
+        let toml_error = |e: toml::de::Error, keys: &[KeySpan]| {
+            let offset = e.span().map(|span| span.start);
             ConfigError {
                 file: None,
-                line,
-                key: line.and_then(|line| key_at_line(text, line)),
-                message: e.message().trim().to_string(),
+                line: offset.map(|offset| line_at(text, offset)),
+                key: offset.and_then(|offset| key_at(keys, offset)),
+                kind: Box::new(ConfigErrorKind::Toml(e.message().trim().to_string())),
             }
-        })?;
-        config.validate().map_err(|(key, message)| ConfigError {
-            file: None,
-            line: line_of_key(text, &key),
-            key: Some(key),
-            message,
-        })?;
+        };
+        let document = toml::de::DeTable::parse(text).map_err(|e| toml_error(e, &[]))?;
+        let keys = key_spans(document.get_ref());
+        let mut config = Config::deserialize(toml::de::Deserializer::from(document))
+            .map_err(|e| toml_error(e, &keys))?;
+        let mut lines = BTreeMap::new();
+        for key in &keys {
+            lines
+                .entry(key.path.clone())
+                .or_insert_with(|| line_at(text, key.key.start));
+        }
+        config.source = Source { file: None, lines };
+        config.validate().map_err(|e| config.source.locate(e))?;
         Ok(config)
     }
 
-    /// Semantic checks the TOML types cannot express. Returns (key, reason).
-    fn validate(&self) -> Result<(), (String, String)> {
-        let vocabulary = crate::marking::Vocabulary::from_config(&self.marking)?;
-        if self.milter.deadline_ms == 0 {
-            return Err(("milter.deadline_ms".into(), "must be above 0".into()));
+    /// Checks the types cannot express, of the settings alone (what needs the vocabulary or
+    /// the file system is checked when the config is compiled).
+    fn validate(&self) -> Result<(), ConfigError> {
+        use ConfigErrorKind::*;
+        let fail = |key: &str, kind| Err(ConfigError::at(key, kind));
+        if self.milter.deadline.is_zero() {
+            return fail("milter.deadline_ms", NotAboveZero);
         }
         if self.milter.max_connections == 0 {
-            return Err(("milter.max_connections".into(), "must be above 0".into()));
+            return fail("milter.max_connections", NotAboveZero);
         }
-        crate::listen::ListenAddr::parse(&self.milter.listen)
-            .map_err(|e| ("milter.listen".to_string(), e))?;
-        if let Some(mode) = &self.milter.socket_mode {
-            parse_octal_mode(mode).map_err(|e| ("milter.socket_mode".to_string(), e))?;
-        }
-        if !self.metrics.listen.is_empty()
-            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
+        if let Some(route_header) = &self.routing.route_header
+            && !is_header_name(route_header)
         {
-            return Err((
-                "metrics.listen".into(),
-                format!(
-                    "{:?}: expected ADDRESS:PORT such as 127.0.0.1:9357, or \"\" for none",
-                    self.metrics.listen
-                ),
-            ));
-        }
-        if !self.socketmap.listen.is_empty()
-            && self
-                .socketmap
-                .listen
-                .parse::<std::net::SocketAddr>()
-                .is_err()
-        {
-            return Err((
-                "socketmap.listen".into(),
-                format!(
-                    "{:?}: expected ADDRESS:PORT such as 127.0.0.1:7358, or \"\" for none",
-                    self.socketmap.listen
-                ),
-            ));
-        }
-        for (key, ranges) in [
-            ("routing.secure_networks", &self.routing.secure_networks),
-            ("routing.trusted_networks", &self.routing.trusted_networks),
-        ] {
-            for range in ranges {
-                parse_network(range).map_err(|e| (key.to_string(), e))?;
-            }
-        }
-        if !self.routing.require_tls_from.is_empty() {
-            vocabulary.level_by_name("routing.require_tls_from", &self.routing.require_tls_from)?;
-        }
-        // "" turns the routing header off.
-        let route_header = &self.routing.route_header;
-        if !route_header.is_empty() && !is_header_name(route_header) {
-            return Err((
-                "routing.route_header".into(),
-                format!("{:?} is not a header name", self.routing.route_header),
-            ));
+            return fail("routing.route_header", NotAHeaderName(route_header.clone()));
         }
         if self.encryption.max_message_bytes == 0 {
-            return Err((
-                "encryption.max_message_bytes".into(),
-                "must be above 0".into(),
-            ));
-        }
-        if self.encryption.neutral_subject.contains(['\r', '\n']) {
-            return Err((
-                "encryption.neutral_subject".into(),
-                "must be one line".into(),
-            ));
+            return fail("encryption.max_message_bytes", NotAboveZero);
         }
         if self.routing.secure_suffix.trim().is_empty() {
-            return Err(("routing.secure_suffix".into(), "must not be empty".into()));
+            return fail("routing.secure_suffix", Empty);
         }
         if !is_header_name(&self.marking.header) {
-            return Err((
-                "marking.header".into(),
-                format!("{:?} is not a valid header name", self.marking.header),
-            ));
+            return fail(
+                "marking.header",
+                NotAHeaderName(self.marking.header.clone()),
+            );
         }
         if self.routing.subject_tag.trim().is_empty()
             || self.routing.subject_tag.contains(['\r', '\n'])
         {
-            return Err((
-                "routing.subject_tag".into(),
-                "must be non-empty text on one line".into(),
-            ));
+            return fail("routing.subject_tag", NotOneNonEmptyLine);
         }
         for (key, value) in [
             ("limits.max_scan_bytes", self.limits.max_scan_bytes),
@@ -697,14 +716,11 @@ impl Config {
             ("limits.max_recipients", self.limits.max_recipients),
         ] {
             if value == 0 {
-                return Err((key.into(), "must be above 0".into()));
+                return fail(key, NotAboveZero);
             }
         }
-        if self.store.cache_ttl_ms > 1000 {
-            return Err((
-                "store.cache_ttl_ms".into(),
-                "at most 1000: a suspension must reach every milter within a second even when a change notice is missed".into(),
-            ));
+        if self.store.cache_ttl > Duration::from_millis(1000) {
+            return fail("store.cache_ttl_ms", CacheTooLong);
         }
         let prefix = &self.store.key_prefix;
         if prefix.is_empty()
@@ -712,13 +728,10 @@ impl Config {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
         {
-            return Err((
-                "store.key_prefix".into(),
-                format!("{prefix:?}: use letters, digits, '-', '_', '.' or ':'"),
-            ));
+            return fail("store.key_prefix", KeyPrefix(prefix.clone()));
         }
         if self.store.backend == Backend::Redis && self.store.url.is_none() {
-            return Err(("store.url".into(), "the redis backend needs `url`".into()));
+            return fail("store.url", RedisWithoutUrl);
         }
         Ok(())
     }
@@ -728,22 +741,8 @@ fn is_header_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
 }
 
-/// A client address range: `192.0.2.0/24`, `2001:db8::/32`, or one address.
-pub fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
-    let text = text.trim();
-    text.parse::<ipnet::IpNet>()
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map_err(|_| format!("{text:?}: expected an address range such as 192.0.2.0/24"))
-}
-
-pub fn parse_octal_mode(text: &str) -> Result<u32, String> {
-    u32::from_str_radix(text.trim_start_matches("0o"), 8)
-        .ok()
-        .filter(|m| *m <= 0o777)
-        .ok_or_else(|| format!("{text:?} is not an octal file mode such as \"0660\""))
-}
-
-fn line_of_offset(text: &str, offset: usize) -> usize {
+/// The line (from 1) of a byte offset: toml's spans are offsets.
+fn line_at(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|&&b| b == b'\n')
@@ -751,52 +750,134 @@ fn line_of_offset(text: &str, offset: usize) -> usize {
         + 1
 }
 
-/// The dotted key defined on a line (`[table]` headers above it give the prefix).
-fn key_at_line(text: &str, line: usize) -> Option<String> {
-    let mut table = String::new();
-    for (index, content) in text.lines().enumerate().take(line) {
-        let trimmed = content.trim();
-        if trimmed.starts_with('[') {
-            table = trimmed
-                .trim_matches(|c| c == '[' || c == ']')
-                .trim()
-                .to_string();
-        } else if index + 1 == line {
-            let (key, _) = trimmed.split_once('=')?;
-            let key = key.trim().trim_matches('"');
-            return Some(if table.is_empty() {
-                key.to_string()
-            } else {
-                format!("{table}.{key}")
-            });
-        }
-    }
-    None
+/// A key of the document, dotted from the root, with the spans of the key and its value.
+struct KeySpan {
+    path: String,
+    key: Range<usize>,
+    value: Range<usize>,
 }
 
-/// Finds the line of `table.key = …` in the text: the first line defining `key` after the
-/// `[table]` header (or anywhere for a top-level key).
-fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
-    let (table, key) = match dotted.rsplit_once('.') {
-        Some((table, key)) => (Some(table), key),
-        None => (None, dotted),
-    };
-    let mut in_table = table.is_none();
-    for (index, line) in text.lines().enumerate() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            let name = trimmed.trim_matches(|c| c == '[' || c == ']').trim();
-            in_table = table.is_some_and(|t| t == name);
-            continue;
-        }
-        if in_table
-            && let Some((k, _)) = trimmed.split_once('=')
-            && k.trim().trim_matches('"') == key
-        {
-            return Some(index + 1);
+/// Every key of the document, tables and arrays of tables included (an array of tables adds
+/// no index: `marking.levels.name`).
+fn key_spans(root: &toml::de::DeTable<'_>) -> Vec<KeySpan> {
+    fn walk(table: &toml::de::DeTable<'_>, prefix: &str, out: &mut Vec<KeySpan>) {
+        for (key, value) in table {
+            let path = if prefix.is_empty() {
+                key.get_ref().to_string()
+            } else {
+                format!("{prefix}.{}", key.get_ref())
+            };
+            out.push(KeySpan {
+                path: path.clone(),
+                key: key.span(),
+                value: value.span(),
+            });
+            walk_value(value.get_ref(), &path, out);
         }
     }
-    None
+    fn walk_value(value: &toml::de::DeValue<'_>, path: &str, out: &mut Vec<KeySpan>) {
+        match value {
+            toml::de::DeValue::Table(table) => walk(table, path, out),
+            toml::de::DeValue::Array(items) => {
+                for item in items.iter() {
+                    walk_value(item.get_ref(), path, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, "", &mut out);
+    out
+}
+
+/// The innermost key whose name or value holds the byte at `offset`.
+fn key_at(keys: &[KeySpan], offset: usize) -> Option<String> {
+    keys.iter()
+        .filter(|k| k.key.contains(&offset) || k.value.contains(&offset))
+        .max_by_key(|k| k.path.matches('.').count())
+        .map(|k| k.path.clone())
+}
+
+/// `deserialize_with` helpers: the file keeps its text forms, the config holds parsed values.
+mod de {
+    use super::{BadValue, parse_network, parse_octal_mode};
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+    use std::fmt::Display;
+    use std::net::SocketAddr;
+    use std::str::FromStr;
+    use std::time::Duration;
+
+    /// Text parsed with `FromStr`.
+    pub fn parsed<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: FromStr,
+        T::Err: Display,
+    {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(D::Error::custom)
+    }
+
+    /// `ADDRESS:PORT`, `""` for none.
+    pub fn socket_addr_or_empty<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse()
+            .map(Some)
+            .map_err(|_| D::Error::custom(BadValue::SocketAddress(text)))
+    }
+
+    /// Text, `""` for none.
+    pub fn text_or_empty<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<String>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ok((!text.is_empty()).then_some(text))
+    }
+
+    /// Text, blank (empty or only white space) for none.
+    pub fn text_or_blank<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<String>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ok((!text.trim().is_empty()).then_some(text))
+    }
+
+    /// One line of text, blank for none.
+    pub fn one_line_or_blank<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<String>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.contains(['\r', '\n']) {
+            return Err(D::Error::custom(BadValue::NotOneLine));
+        }
+        Ok((!text.trim().is_empty()).then_some(text))
+    }
+
+    pub fn octal_mode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_octal_mode(&text).map(Some).map_err(D::Error::custom)
+    }
+
+    pub fn networks<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<ipnet::IpNet>, D::Error> {
+        Vec::<String>::deserialize(deserializer)?
+            .iter()
+            .map(|text| parse_network(text).map_err(D::Error::custom))
+            .collect()
+    }
+
+    /// A whole number of milliseconds.
+    pub fn millis<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
 }
 
 #[cfg(test)]
@@ -813,15 +894,16 @@ mod tests {
     fn unknown_key_is_an_error_with_its_line() {
         let err = Config::parse("mode = \"report\"\n[milter]\nlisen = \"x\"\n").unwrap_err();
         assert_eq!(err.line, Some(3), "{err}");
-        assert!(err.message.contains("lisen"), "{err}");
+        assert!(err.to_string().contains("lisen"), "{err}");
+        assert_eq!(err.key.as_deref(), Some("milter.lisen"), "{err}");
     }
 
     #[test]
     fn semantic_error_names_key_and_line() {
-        let err = Config::parse("[marking]\nheader = \"X-A\"\nceiling = \"BOGUS\"\n").unwrap_err();
-        assert_eq!(err.key.as_deref(), Some("marking.ceiling"), "{err}");
-        assert_eq!(err.line, Some(3), "{err}");
-        assert!(err.to_string().contains("BOGUS"), "{err}");
+        let err = Config::parse("[store]\nkey_prefix = \"a b\"\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("store.key_prefix"), "{err}");
+        assert_eq!(err.line, Some(2), "{err}");
+        assert!(err.to_string().contains("a b"), "{err}");
     }
 
     #[test]
@@ -829,6 +911,89 @@ mod tests {
         let err = Config::parse("[milter]\nlisten = \"tcp:1\"\n").unwrap_err();
         assert_eq!(err.key.as_deref(), Some("milter.listen"));
         assert_eq!(err.line, Some(2));
+        assert!(err.to_string().contains("unix:/path/to/socket"), "{err}");
+    }
+
+    #[test]
+    fn values_are_parsed_on_load() {
+        let config = Config::parse(
+            "[milter]\nlisten = \"unix:/run/m.sock\"\nsocket_mode = \"0660\"\ndeadline_ms = 250\n\
+             [metrics]\nlisten = \"\"\n[socketmap]\nlisten = \"127.0.0.1:7358\"\n\
+             [routing]\ntrusted_networks = [\" 192.0.2.7 \", \"2001:db8::/32\"]\n\
+             require_tls_from = \"\"\nroute_header = \"\"\n\
+             [encryption]\ntrigger = \" \"\nneutral_subject = \"Secure message\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.milter.listen, ListenAddr::Unix("/run/m.sock".into()));
+        assert_eq!(config.milter.socket_mode, Some(0o660));
+        assert_eq!(config.milter.deadline, Duration::from_millis(250));
+        assert_eq!(config.metrics.listen, None);
+        assert_eq!(
+            config.socketmap.listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 7358)))
+        );
+        assert_eq!(
+            config.routing.trusted_networks,
+            vec![
+                "192.0.2.7/32".parse::<ipnet::IpNet>().unwrap(),
+                "2001:db8::/32".parse().unwrap()
+            ]
+        );
+        assert_eq!(config.routing.require_tls_from, None);
+        assert_eq!(config.routing.route_header, None);
+        assert_eq!(config.encryption.trigger, None);
+        assert_eq!(
+            config.encryption.neutral_subject.as_deref(),
+            Some("Secure message")
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key_and_line() {
+        let cases = [
+            ("[milter]\nsocket_mode = \"999\"\n", "milter.socket_mode", 2),
+            (
+                "[milter]\nsocket_mode = \"07777\"\n",
+                "milter.socket_mode",
+                2,
+            ),
+            ("[milter]\nsocket_mode = 660\n", "milter.socket_mode", 2),
+            ("[milter]\ndeadline_ms = 0\n", "milter.deadline_ms", 2),
+            ("[metrics]\nlisten = \"localhost\"\n", "metrics.listen", 2),
+            ("[socketmap]\nlisten = \" \"\n", "socketmap.listen", 2),
+            (
+                "[routing]\n\nsecure_networks = [\"10.0.0.0/8\", \"nowhere\"]\n",
+                "routing.secure_networks",
+                3,
+            ),
+            (
+                "[routing]\nroute_header = \" \"\n",
+                "routing.route_header",
+                2,
+            ),
+            (
+                "[encryption]\nneutral_subject = \"a\\nb\"\n",
+                "encryption.neutral_subject",
+                2,
+            ),
+            ("[store]\ncache_ttl_ms = 1001\n", "store.cache_ttl_ms", 2),
+        ];
+        for (text, key, line) in cases {
+            let err = Config::parse(text).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some(key), "{text:?}: {err}");
+            assert_eq!(err.line, Some(line), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_later_error_is_located_by_its_key() {
+        let config =
+            Config::parse("[marking]\n\n[marking.msip_labels]\n\"guid\" = \"NOPE\"\n").unwrap();
+        let err = config.source.locate(ConfigError::at(
+            "marking.msip_labels.guid",
+            ConfigErrorKind::NoLevels,
+        ));
+        assert_eq!(err.line, Some(4), "{err}");
     }
 
     #[test]
@@ -842,5 +1007,28 @@ mod tests {
         assert_eq!(parse_octal_mode("0660"), Ok(0o660));
         assert!(parse_octal_mode("999").is_err());
         assert!(parse_octal_mode("07777").is_err());
+    }
+
+    #[test]
+    fn parses_listen_addresses() {
+        assert_eq!(
+            ListenAddr::parse("inet:127.0.0.1:7357"),
+            Ok(ListenAddr::Inet("127.0.0.1:7357".parse().unwrap()))
+        );
+        assert_eq!(
+            ListenAddr::parse("inet:7357@127.0.0.1"),
+            Ok(ListenAddr::Inet("127.0.0.1:7357".parse().unwrap()))
+        );
+        assert_eq!(
+            ListenAddr::parse("inet:[::1]:7357"),
+            Ok(ListenAddr::Inet("[::1]:7357".parse().unwrap()))
+        );
+        assert_eq!(
+            ListenAddr::parse("unix:/run/cjsm/milter.sock"),
+            Ok(ListenAddr::Unix("/run/cjsm/milter.sock".into()))
+        );
+        assert!(ListenAddr::parse("tcp:1").is_err());
+        assert!(ListenAddr::parse("unix:").is_err());
+        assert!(ListenAddr::parse("inet:nohost").is_err());
     }
 }

@@ -3,7 +3,7 @@
 use crate::audit::AuditSink;
 use crate::clock::now_unix;
 use crate::config::{Config, LogConfig, LogFormat, LogTarget};
-use crate::engine::{Engine, Shared};
+use crate::engine::{Engine, Shared, compile};
 use crate::listen::{self, ListenAddr};
 use crate::metrics::metrics;
 use crate::milter;
@@ -70,26 +70,24 @@ pub fn init_logging(log: &LogConfig) {
 pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
     let config = load_config(config_path.as_deref())?;
     init_logging(&config.log);
-    let listen = ListenAddr::parse(&config.milter.listen).map_err(anyhow::Error::msg)?;
-    let mode = config
-        .milter
-        .socket_mode
-        .as_deref()
-        .map(crate::config::parse_octal_mode)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    // Everything `config check` checks, before anything is opened or bound.
+    let compiled = compile(config)?;
+    let config = compiled.config();
     let store = store::open_for_milter(&config.store)
         .await
         .context("opening the directory store")?;
-    let (listener, local) =
-        listen::bind(&listen, mode, config.milter.socket_group.as_deref()).await?;
+    let (listener, local) = listen::bind(
+        &config.milter.listen,
+        config.milter.socket_mode,
+        config.milter.socket_group.as_deref(),
+    )
+    .await?;
     let m = metrics();
     m.config_last_reload.set(now_unix() as f64);
     m.milter_listening.store(true, Ordering::Release);
-    let metrics_server = match config.metrics.listen.as_str() {
-        "" => None,
-        addr => {
-            let addr = addr.parse().context("[metrics] listen")?;
+    let metrics_server = match config.metrics.listen {
+        None => None,
+        Some(addr) => {
             let (local, serve) = crate::metrics::http::bind(addr)
                 .await
                 .with_context(|| format!("binding the metrics endpoint {addr}"))?;
@@ -98,12 +96,12 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
         }
     };
     let monitor = tokio::spawn(watch_store(store.read.clone()));
-    let socketmap_listen = config.socketmap.listen.clone();
+    let socketmap_listen = config.socketmap.listen;
     let audit = AuditSink::start(store.audit.clone());
-    let shared = Shared::new(Engine::new(config, store.read)?.with_audit(Some(audit.clone())));
-    let socketmap = match socketmap_listen.as_str() {
-        "" => None,
-        addr => {
+    let shared = Shared::new(Engine::new(compiled, store.read).with_audit(Some(audit.clone())));
+    let socketmap = match socketmap_listen {
+        None => None,
+        Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding the socketmap {addr}"))?;
@@ -198,14 +196,16 @@ fn reload(path: Option<&Path>, shared: &Arc<Shared>) {
     };
     let old = shared.current();
     let m = metrics();
-    let new = match Config::load(path) {
-        Ok(config) => config,
+    // Compiled before anything is said of it: a refused file says only why.
+    let compiled = match Config::load(path).and_then(compile) {
+        Ok(compiled) => compiled,
         Err(e) => {
             m.config_reloads.with_label_values(&["failed"]).inc();
             error!(error = %e, "config reload failed; keeping the running config");
             return;
         }
     };
+    let new = compiled.config();
     if new.milter.listen != old.config().milter.listen
         || new.milter.socket_mode != old.config().milter.socket_mode
         || new.milter.socket_group != old.config().milter.socket_group
@@ -225,16 +225,8 @@ fn reload(path: Option<&Path>, shared: &Arc<Shared>) {
     if new.log != old.config().log {
         warn!("log settings changed: restart needed for them to apply");
     }
-    match Engine::new(new, old.store.clone()).map(|e| e.with_audit(old.audit.clone())) {
-        Ok(engine) => {
-            shared.replace(engine);
-            m.config_reloads.with_label_values(&["ok"]).inc();
-            m.config_last_reload.set(now_unix() as f64);
-            info!(file = %path.display(), "config reloaded");
-        }
-        Err(e) => {
-            m.config_reloads.with_label_values(&["failed"]).inc();
-            error!(error = %e, "config reload failed; keeping the running config");
-        }
-    }
+    shared.replace(Engine::new(compiled, old.store.clone()).with_audit(old.audit.clone()));
+    m.config_reloads.with_label_values(&["ok"]).inc();
+    m.config_last_reload.set(now_unix() as f64);
+    info!(file = %path.display(), "config reloaded");
 }

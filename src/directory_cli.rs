@@ -506,9 +506,9 @@ pub async fn audit(config: &Config, command: AuditCommand) -> Result<()> {
                 .filter(|e| {
                     queue_id
                         .as_ref()
-                        .is_none_or(|q| e.queue_id.as_ref() == Some(q))
+                        .is_none_or(|q| e.queue_id() == Some(q.as_str()))
                         && address.as_ref().is_none_or(|a| e.mentions(a))
-                        && since_ms.is_none_or(|t| e.time_ms >= t)
+                        && since_ms.is_none_or(|t| e.time_ms() >= t)
                 })
                 .take(lines)
                 .collect()

@@ -5,7 +5,7 @@ use anyhow::{Context as _, Result};
 use cjsm_milter::check::{CheckInput, check};
 use cjsm_milter::config::Config;
 use cjsm_milter::daemon::{self, load_config};
-use cjsm_milter::engine::Engine;
+use cjsm_milter::engine::{Engine, compile};
 use cjsm_milter::policy::SessionFacts;
 use cjsm_milter::store;
 use clap::{Parser, Subcommand};
@@ -173,23 +173,33 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {
-            Config::load(&file)?;
+            // Everything `run` checks before it starts, the escrow certificate included.
+            compile(Config::load(&file)?)?;
             println!("{}: ok", file.display());
             Ok(())
         }
         Command::Directory { command } => {
-            let config = load_config(cli.config.as_deref())?;
+            let config = load_settings(cli.config.as_deref())?;
             directory_cli::directory(&config, command).await
         }
         Command::Audit { command } => {
-            let config = load_config(cli.config.as_deref())?;
+            let config = load_settings(cli.config.as_deref())?;
             directory_cli::audit(&config, command).await
         }
     }
 }
 
+/// The config of a command that neither classifies nor encrypts (directory, audit): its words
+/// are checked like every config's, but the escrow certificate is not read, so that the
+/// directory can be kept while the certificate is being replaced.
+fn load_settings(path: Option<&std::path::Path>) -> Result<Config> {
+    let config = load_config(path)?;
+    cjsm_milter::policy::vocabulary(&config)?;
+    Ok(config)
+}
+
 async fn run_check(config_path: Option<PathBuf>, args: CheckArgs) -> Result<()> {
-    let config = load_config(config_path.as_deref())?;
+    let compiled = compile(load_config(config_path.as_deref())?)?;
     let mut message = Vec::new();
     if args.file.as_os_str() == "-" {
         std::io::stdin()
@@ -199,10 +209,10 @@ async fn run_check(config_path: Option<PathBuf>, args: CheckArgs) -> Result<()> 
         message = std::fs::read(&args.file)
             .with_context(|| format!("reading {}", args.file.display()))?;
     }
-    let store = store::open(&config.store, store::Access::ReadOnly)
+    let store = store::open(&compiled.config().store, store::Access::ReadOnly)
         .await
         .context("opening the directory store")?;
-    let engine = Engine::new(config, store)?;
+    let engine = Engine::new(compiled, store);
     let input = CheckInput {
         sender: args.from,
         recipients: args.rcpts,

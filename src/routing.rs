@@ -11,6 +11,7 @@
 //! The answers are pure functions; the server ([`serve`]) only reads netstrings, looks the
 //! organisations up and writes netstrings, with bounded work per query.
 
+use crate::address::Domain;
 use crate::config::{RoutingConfig, SocketmapConfig};
 use crate::directory::model::{ConnectionType, OrgState, Organisation};
 use crate::store::DirectoryRead;
@@ -87,8 +88,12 @@ fn active_servers(orgs: &[Organisation]) -> impl Iterator<Item = &Organisation> 
 fn key_domain(key: &str) -> Option<String> {
     let key = key.trim();
     let domain = key.rsplit_once('@').map_or(key, |(_, d)| d);
-    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    (!domain.is_empty() && !domain.starts_with('.') && domain.len() <= 255).then_some(domain)
+    if domain.starts_with('.') {
+        return None;
+    }
+    Domain::new(domain)
+        .map(|d| d.to_string())
+        .filter(|d| d.len() <= 255)
 }
 
 /// The active server-connected organisation that owns `key`'s domain and registered a mail

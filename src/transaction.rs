@@ -17,15 +17,15 @@ use crate::collector::Collector;
 use crate::marking::{self, Classification};
 use crate::policy::client::{Network, network};
 use crate::policy::encryption::{Validity, requested};
-use crate::policy::message::{MessageFacts, decide};
+use crate::policy::message::decide;
 use crate::policy::recipient::{
     closed_community_verdict, delivery_address, not_qualified, recipient_verdict,
     too_many_recipients,
 };
 use crate::policy::sender::{SenderOutcome, from_verdict, secure_form, sender_outcome};
 use crate::policy::{
-    DirectoryAnswer, Edit, Listing, Reason, Recipient, Rules, SessionFacts, Trust, Verdict, Zone,
-    not_plain, zone,
+    Delivery, DirectoryAnswer, Edit, Listing, MessageFacts, Reason, Recipient, Rules, SessionFacts,
+    Trust, Verdict, Zone, not_plain, zone,
 };
 use std::future::Future;
 
@@ -156,7 +156,7 @@ impl Transaction {
             verdict: verdict.clone(),
         });
         // The recipient bound holds in report mode too: it protects the milter.
-        if verdict.reason == Reason::TooManyRecipients {
+        if verdict.reason() == Reason::TooManyRecipients {
             return Ok(Answer::Refuse(verdict));
         }
         if !self.enforcing {
@@ -199,10 +199,11 @@ impl Transaction {
             &rules.routing().subject_tag,
         );
         let verdict = self.verdict(rules, &classification);
-        let encrypted = if verdict.encrypt_for.is_empty() {
-            Ok(verdict)
-        } else {
-            self.encrypt(rules, verdict, encryptor)
+        let encrypted = match verdict {
+            Verdict::Deliver(delivery) if !delivery.encrypt_for.is_empty() => self
+                .encrypt(rules, delivery, encryptor)
+                .map(Verdict::Deliver),
+            verdict => Ok(verdict),
         };
         let (verdict, error) = match encrypted {
             Ok(verdict) => (verdict, None),
@@ -263,7 +264,12 @@ impl Transaction {
             encryption_requested: requested(
                 subject_raw,
                 classification.subject.as_deref(),
-                &rules.config.encryption.trigger,
+                rules
+                    .config
+                    .encryption
+                    .trigger
+                    .as_deref()
+                    .unwrap_or_default(),
             ),
             whole: message.is_whole(),
         };
@@ -276,27 +282,27 @@ impl Transaction {
     fn encrypt(
         &self,
         rules: &Rules,
-        mut verdict: Verdict,
+        mut delivery: Delivery,
         encryptor: &impl Encryptor,
-    ) -> Result<Verdict, EncryptError> {
+    ) -> Result<Delivery, EncryptError> {
         let message = &self.collector;
         let entity = message.whole_entity().ok_or(EncryptError::NotWhole)?;
         let certificates: Vec<&str> = self
             .recipients
             .iter()
-            .filter(|r| verdict.encrypt_for.contains(&r.address))
+            .filter(|r| delivery.encrypt_for.contains(&r.address))
             .filter_map(|r| r.certificate_pem.as_deref())
             .collect();
         let encrypted = encryptor.encrypt(&entity, &certificates)?;
         drop(entity);
-        let edits = &mut verdict.edits;
+        let edits = &mut delivery.edits;
         // The message's own content headers travel inside.
         for (name, count) in message.content_header_counts() {
             edits.extend(Edit::delete_copies(&name, 1, count));
         }
         // A neutral Subject replaces the first Subject (the policy's edit): the real one
         // travels inside, so no other copy of it stays outside.
-        if !rules.config.encryption.neutral_subject.trim().is_empty() {
+        if rules.config.encryption.neutral_subject.is_some() {
             edits.extend(Edit::delete_copies("Subject", 2, message.subjects));
             edits.extend(Edit::delete_copies(
                 "Thread-Topic",
@@ -316,7 +322,7 @@ impl Transaction {
         edits.push(Edit::ReplaceBody {
             body: encrypted.body,
         });
-        Ok(verdict)
+        Ok(delivery)
     }
 
     /// RCPT's rules for one recipient: the recipient with what is known of it, and a verdict

@@ -4,6 +4,7 @@
 mod common;
 
 use common::cli::{cli, cli_add_user, onboard, run_cli};
+use common::pki::{Dates, SmimeCa};
 use std::path::Path;
 
 fn config_in(dir: &Path) -> std::path::PathBuf {
@@ -231,6 +232,88 @@ fn config_check_names_key_and_line() {
     }
 }
 
+/// `config check` refuses what `run` refuses: settings that are only understood once compiled
+/// (the escrow certificate, read and checked; a level name).
+#[test]
+fn config_check_refuses_what_run_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = SmimeCa::create(&dir.path().join("ca"));
+    let (expired, _) = ca.issue(
+        "escrow-expired",
+        Some("archive@hub.example"),
+        "keyEncipherment",
+        Dates::Range("200101000000Z", "200201000000Z"),
+    );
+    let (valid, _) = ca.issue(
+        "escrow",
+        Some("archive@hub.example"),
+        "keyEncipherment",
+        Dates::Days(365),
+    );
+    let missing = dir.path().join("missing.pem");
+    let escrow = |cert: &Path| {
+        format!(
+            "mode = \"report\"\n[encryption]\nescrow_certificate = \"{}\"\n",
+            cert.display()
+        )
+    };
+    let file = dir.path().join("cjsm.toml");
+    std::fs::write(&file, escrow(&valid)).unwrap();
+    let out = run_cli(None, b"", &["config", "check", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let cases = [
+        (escrow(&missing), "line 3", "encryption.escrow_certificate"),
+        (escrow(&expired), "line 3", "not valid now"),
+        (
+            "[routing]\nrequire_tls_from = \"BANANA\"\n".to_string(),
+            "line 2",
+            "routing.require_tls_from",
+        ),
+    ];
+    for (text, line, key) in cases {
+        std::fs::write(&file, &text).unwrap();
+        let check = run_cli(None, b"", &["config", "check", file.to_str().unwrap()]);
+        assert_eq!(check.status.code(), Some(2), "{text}");
+        let err = check.stderr;
+        assert!(err.contains(line) && err.contains(key), "{text:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        // `run` refuses the same file before it binds anything.
+        let run = cli(&file, &["run"]);
+        assert_eq!(run.status.code(), Some(2), "{text}");
+        assert!(run.stderr.contains(key), "{text:?}: {}", run.stderr);
+    }
+}
+
+/// The directory and audit commands refuse a config whose words are wrong, as every command
+/// does, but do not read the escrow certificate (they never encrypt).
+#[test]
+fn directory_commands_check_the_words_but_not_the_escrow() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cjsm.toml");
+    let store = format!(
+        "[store]\npath = \"{}\"\n",
+        dir.path().join("store").display()
+    );
+    std::fs::write(&file, format!("{store}[marking]\nceiling = \"BANANA\"\n")).unwrap();
+    let out = cli(&file, &["directory", "org", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out.stderr.contains("line 4, key `marking.ceiling`"),
+        "{}",
+        out.stderr
+    );
+    std::fs::write(
+        &file,
+        format!(
+            "{store}[encryption]\nescrow_certificate = \"{}\"\n",
+            dir.path().join("missing.pem").display()
+        ),
+    )
+    .unwrap();
+    let out = cli(&file, &["directory", "org", "list"]);
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
 #[test]
 fn check_usage_and_input_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
@@ -317,8 +400,14 @@ fn check_takes_session_facts_as_flags() {
 #[test]
 fn example_config_is_valid_and_states_the_defaults() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("cjsm-milter.example.toml");
-    let example = cjsm_milter::config::Config::load(&path).unwrap();
-    let defaults = cjsm_milter::config::Config::default();
+    let mut example = cjsm_milter::config::Config::load(&path).unwrap();
+    let mut defaults = cjsm_milter::config::Config::default();
+    // Where the settings were read is no setting.
+    example.source = Default::default();
+    // The example states the profile's lists of words; the defaults leave them to the profile.
+    for config in [&mut example, &mut defaults] {
+        config.marking = cjsm_milter::marking::profile::complete(&config.marking);
+    }
     assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
 }
 

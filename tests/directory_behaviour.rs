@@ -6,7 +6,7 @@ mod common;
 
 use cjsm_milter::directory::csv::ImportError;
 use cjsm_milter::directory::model::{
-    AuditEvent, ClientCertificate, ConnectionType, OrgState, Organisation, UserState,
+    AuditEvent, ClientCertificate, ConnectionType, OrgState, Organisation, UserState, VerdictEvent,
 };
 use cjsm_milter::directory::org::Application;
 use cjsm_milter::directory::user::UserDetails;
@@ -518,23 +518,21 @@ async fn behaviour(store: &dyn Directory) {
 
     // The audit trail: every change, newest first; verdicts appended by the milter too.
     store
-        .append_audit(AuditEvent {
+        .append_audit(AuditEvent::Verdict(VerdictEvent {
             time_ms: 42,
-            kind: "verdict".into(),
             queue_id: Some("4XQ1".into()),
             sender: Some("a@met.pnn.police.uk".into()),
             recipients: vec!["alice@hartleylaw.co.uk.cjsm.net".into()],
             marking: Some("OFFICIAL".into()),
             action: "accept".into(),
             reason: "ok".into(),
-            ..AuditEvent::default()
-        })
+        }))
         .await
         .unwrap();
     let audit = store.audit(1000).await.unwrap();
-    assert_eq!(audit[0].queue_id.as_deref(), Some("4XQ1"));
+    assert_eq!(audit[0].queue_id(), Some("4XQ1"));
     assert!(audit[0].mentions("alice@hartleylaw.co.uk.cjsm.net"));
-    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    let actions: Vec<&str> = audit.iter().map(|e| e.action()).collect();
     for action in [
         "org apply",
         "org approve",
@@ -553,7 +551,10 @@ async fn behaviour(store: &dyn Directory) {
     assert!(
         audit
             .iter()
-            .filter(|e| e.kind == "admin")
+            .filter_map(|e| match e {
+                AuditEvent::Admin(admin) => Some(admin),
+                AuditEvent::Verdict(_) => None,
+            })
             .all(|e| e.actor.as_deref() == Some("tester"))
     );
     assert_eq!(store.audit(3).await.unwrap().len(), 3);

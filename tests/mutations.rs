@@ -4,7 +4,7 @@
 
 use cjsm_milter::check::feed;
 use cjsm_milter::config::Config;
-use cjsm_milter::engine::Engine;
+use cjsm_milter::engine::{Engine, compile};
 use cjsm_milter::policy::{SessionFacts, Zone};
 use cjsm_milter::store::FileStore;
 use cjsm_milter::transaction::Transaction;
@@ -82,10 +82,9 @@ fn mutate(rng: &mut Rng, message: &[u8]) -> Vec<u8> {
 fn mutated_corpus_messages_always_get_a_verdict() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::new(
-        Config::default(),
+        compile(Config::default()).unwrap(),
         Arc::new(FileStore::open(dir.path()).unwrap()),
-    )
-    .unwrap();
+    );
     // Over TLS, as the secure networks' servers send, to one secure-network recipient.
     let session = SessionFacts {
         tls_version: Some("TLSv1.3".into()),

@@ -3,7 +3,7 @@
 //! ready for its message.
 
 use cjsm_milter::config::Config;
-use cjsm_milter::engine::Engine;
+use cjsm_milter::engine::{Engine, compile};
 use cjsm_milter::policy::SessionFacts;
 use cjsm_milter::store::FileStore;
 use cjsm_milter::transaction::Transaction;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub fn engine_to_a_secure_recipient() -> (tempfile::TempDir, Engine, Transaction) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(FileStore::open(dir.path()).unwrap());
-    let engine = Engine::new(Config::default(), store).unwrap();
+    let engine = Engine::new(compile(Config::default()).unwrap(), store);
     // Over TLS, as the secure networks' servers send.
     let session = SessionFacts {
         tls_version: Some("TLSv1.3".into()),

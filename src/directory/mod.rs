@@ -14,7 +14,7 @@ pub mod user;
 use self::csv::ImportError;
 use crate::clock::now_unix_ms;
 use crate::store::{Directory, StoreError};
-use model::AuditEvent;
+use model::{AdminEvent, AuditEvent};
 
 /// A refusal (exit 2 with this one line) or a store failure.
 #[derive(Debug, thiserror::Error)]
@@ -54,15 +54,13 @@ impl<'a> Admin<'a> {
 
     async fn audit(&self, action: &str, target: &str, reason: String) -> Result<(), AdminError> {
         self.store
-            .append_audit(AuditEvent {
+            .append_audit(AuditEvent::Admin(AdminEvent {
                 time_ms: now_unix_ms(),
-                kind: "admin".into(),
                 action: action.into(),
                 reason,
                 actor: self.actor.clone(),
                 target: Some(target.into()),
-                ..AuditEvent::default()
-            })
+            }))
             .await?;
         Ok(())
     }

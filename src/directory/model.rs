@@ -157,15 +157,22 @@ pub struct Lookup {
     pub certificate: Option<Certificate>,
 }
 
-/// One entry of the audit trail: a verdict or an admin change. Never a message body.
+/// One entry of the audit trail: a verdict or an admin change. Never a message body. Stored as
+/// one JSON object with `kind` saying which.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum AuditEvent {
+    Verdict(VerdictEvent),
+    Admin(AdminEvent),
+}
+
+/// What the milter decided for a message (or a refused sender or recipient).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuditEvent {
+pub struct VerdictEvent {
     /// Milliseconds since the Unix epoch.
     pub time_ms: u64,
-    /// `verdict` or `admin`.
-    pub kind: String,
-    /// Verdicts: the MTA's queue id.
+    /// The MTA's queue id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -174,25 +181,97 @@ pub struct AuditEvent {
     pub recipients: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub marking: Option<String>,
-    /// Verdicts: accept, reject, tempfail, quarantine. Admin: the command, e.g. `user suspend`.
+    /// accept, reject, tempfail, quarantine; `report-only …` when it was only reported. Text,
+    /// as stored: the trail outlives any one version's set of actions.
     pub action: String,
-    /// Verdicts: the policy reason. Admin: what changed.
+    /// The policy reason (the metrics' label).
     #[serde(default)]
     pub reason: String,
-    /// Admin: who ran the command (the Unix user).
+}
+
+/// A change to the directory, by whom.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminEvent {
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// The command, e.g. `user suspend`.
+    pub action: String,
+    /// What changed.
+    #[serde(default)]
+    pub reason: String,
+    /// Who ran the command (the Unix user).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
-    /// Admin: the organisation id or user address changed.
+    /// The organisation id or user address changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
 }
 
 impl AuditEvent {
+    pub fn time_ms(&self) -> u64 {
+        match self {
+            AuditEvent::Verdict(e) => e.time_ms,
+            AuditEvent::Admin(e) => e.time_ms,
+        }
+    }
+
+    /// The verdict's or the command's action.
+    pub fn action(&self) -> &str {
+        match self {
+            AuditEvent::Verdict(e) => &e.action,
+            AuditEvent::Admin(e) => &e.action,
+        }
+    }
+
+    /// A verdict's queue id.
+    pub fn queue_id(&self) -> Option<&str> {
+        match self {
+            AuditEvent::Verdict(e) => e.queue_id.as_deref(),
+            AuditEvent::Admin(_) => None,
+        }
+    }
+
     /// The addresses the event concerns (for `audit search --address`).
     pub fn mentions(&self, address: &str) -> bool {
         let address = address.to_ascii_lowercase();
-        self.sender.as_deref() == Some(address.as_str())
-            || self.recipients.contains(&address)
-            || self.target.as_deref() == Some(address.as_str())
+        match self {
+            AuditEvent::Verdict(e) => {
+                e.sender.as_deref() == Some(address.as_str()) || e.recipients.contains(&address)
+            }
+            AuditEvent::Admin(e) => e.target.as_deref() == Some(address.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The trail written before the events were typed reads back, and is written the same way
+    /// (one object, `kind` saying which, empty fields left out).
+    #[test]
+    fn audit_events_keep_their_stored_form() {
+        let stored = [
+            r#"{"time_ms":1,"kind":"verdict","queue_id":"4XQ1","sender":"a@x.uk","recipients":["b@y.uk"],"marking":"OFFICIAL","action":"accept","reason":"ok"}"#,
+            r#"{"time_ms":2,"kind":"admin","action":"user suspend","reason":"state","actor":"root","target":"b@y.uk"}"#,
+            r#"{"time_ms":3,"kind":"verdict","action":"tempfail","reason":"store-error"}"#,
+        ];
+        for line in stored {
+            let event: AuditEvent = serde_json::from_str(line).unwrap();
+            let again: serde_json::Value = serde_json::to_value(&event).unwrap();
+            let original: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(again, original, "{line}");
+        }
+        let admin: AuditEvent = serde_json::from_str(stored[1]).unwrap();
+        assert!(admin.mentions("B@y.uk") && admin.queue_id().is_none());
+        assert_eq!((admin.time_ms(), admin.action()), (2, "user suspend"));
+        // An unknown kind or field is refused, not read as something else.
+        for bad in [
+            r#"{"time_ms":1,"kind":"other","action":"x"}"#,
+            r#"{"time_ms":1,"kind":"admin","action":"x","queue_id":"q"}"#,
+        ] {
+            assert!(serde_json::from_str::<AuditEvent>(bad).is_err(), "{bad}");
+        }
     }
 }

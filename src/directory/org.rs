@@ -3,8 +3,8 @@
 
 use super::model::{ClientCertificate, ConnectionType, OrgState, Organisation};
 use super::rules::{
-    allowed_domains, check_address, checked_fingerprint, checked_mail_server, checked_text,
-    duplicate_message,
+    allowed_domains, checked_fingerprint, checked_mail_server, checked_text, duplicate_message,
+    is_mail_domain,
 };
 use super::{ATTEMPTS, Admin, AdminError, refused};
 use crate::address::normalize_address;
@@ -55,10 +55,7 @@ impl Admin<'_> {
         let mut domains: Vec<String> = Vec::new();
         for domain in &application.domains {
             let domain = domain.trim().trim_matches('.').to_ascii_lowercase();
-            if domain.is_empty()
-                || !domain.contains('.')
-                || check_address(&format!("x@{domain}")).is_err()
-            {
+            if !is_mail_domain(&domain) {
                 return refused(format!("{domain:?} is not a mail domain"));
             }
             if !domains.contains(&domain) {
@@ -136,6 +133,7 @@ impl Admin<'_> {
     fn claims(&self, org: &Organisation) -> Vec<String> {
         let mut claims = org.domains.clone();
         for domain in allowed_domains(org, self.secure_suffix) {
+            let domain = domain.to_string();
             if !claims.contains(&domain) {
                 claims.push(domain);
             }

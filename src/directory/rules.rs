@@ -4,6 +4,7 @@
 
 use super::AdminError;
 use super::model::Organisation;
+use crate::address::Domain;
 
 /// The longest a field other than the address may be, in characters.
 pub const MAX_FIELD_CHARS: usize = 200;
@@ -90,6 +91,21 @@ pub fn check_address(address: &str) -> Result<(), String> {
             shown(address)
         ));
     }
+    if !is_mail_domain(domain) {
+        return Err(format!(
+            "`{}` does not have a valid domain name after the @",
+            shown(address)
+        ));
+    }
+    Ok(())
+}
+
+/// A mail domain as the directory keeps it: at least two labels of letters, digits and inner
+/// hyphens, none longer than 63 characters, short enough for an address at it (`x@…`) to fit.
+pub fn is_mail_domain(domain: &str) -> bool {
+    if domain.len() > MAX_ADDRESS_CHARS - 2 {
+        return false;
+    }
     let labels: Vec<&str> = domain.split('.').collect();
     let bad_label = |label: &&str| {
         label.is_empty()
@@ -100,13 +116,7 @@ pub fn check_address(address: &str) -> Result<(), String> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
-    if labels.len() < 2 || labels.iter().any(bad_label) {
-        return Err(format!(
-            "`{}` does not have a valid domain name after the @",
-            shown(address)
-        ));
-    }
-    Ok(())
+    labels.len() >= 2 && !labels.iter().any(bad_label)
 }
 
 /// RFC 5322 `atext`.
@@ -214,41 +224,22 @@ pub fn outside_org_message(address: &str, org: &Organisation, secure_suffix: &st
 /// already under the secure suffix (a hosted mailbox domain such as `smithchambers.cjsm.net`)
 /// as it is, and each other one (a server organisation's own `firm.co.uk`) with the suffix
 /// added (`firm.co.uk.cjsm.net`).
-pub fn allowed_domains(org: &Organisation, secure_suffix: &str) -> Vec<String> {
-    let suffix = normalise_domain(secure_suffix);
+pub fn allowed_domains(org: &Organisation, secure_suffix: &str) -> Vec<Domain> {
+    let suffix = Domain::new(secure_suffix);
     org.domains
         .iter()
-        .map(|domain| normalise_domain(domain))
-        .filter(|domain| !domain.is_empty())
-        .map(|domain| {
-            if suffix.is_empty() || is_under(&domain, &suffix) {
-                domain
-            } else {
-                format!("{domain}.{suffix}")
-            }
+        .filter_map(|domain| Domain::new(domain))
+        .map(|domain| match &suffix {
+            Some(suffix) if !domain.is_within(suffix) => domain.under(suffix),
+            _ => domain,
         })
         .collect()
 }
 
 /// Whether `address`'s domain is one of [`allowed_domains`] of `org`.
 pub fn address_in_org(address: &str, org: &Organisation, secure_suffix: &str) -> bool {
-    let Some((_, domain)) = address.trim().rsplit_once('@') else {
-        return false;
-    };
-    let domain = normalise_domain(domain);
-    !domain.is_empty() && allowed_domains(org, secure_suffix).contains(&domain)
-}
-
-fn normalise_domain(domain: &str) -> String {
-    domain.trim().trim_matches('.').to_ascii_lowercase()
-}
-
-/// `domain` is `suffix` or a subdomain of it (both normalised).
-fn is_under(domain: &str, suffix: &str) -> bool {
-    domain == suffix
-        || domain
-            .strip_suffix(suffix)
-            .is_some_and(|head| head.ends_with('.'))
+    Domain::of(address.trim())
+        .is_some_and(|domain| allowed_domains(org, secure_suffix).contains(&domain))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod bound;
 mod html;
 mod labels;
 mod normalize;
+pub mod profile;
 mod raw;
 mod resemble;
 mod subject;

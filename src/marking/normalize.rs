@@ -158,6 +158,28 @@ pub fn fold_visual(text: &str) -> Option<String> {
     Some(fold(&visual).into_owned())
 }
 
+/// Look-alike digits and signs read as the letters they imitate.
+pub fn canonical(c: char) -> char {
+    match c {
+        '0' => 'O',
+        '1' | 'L' => 'I',
+        '3' => 'E',
+        '4' | '@' => 'A',
+        '5' | '$' => 'S',
+        '7' => 'T',
+        '8' => 'B',
+        c => c,
+    }
+}
+
+/// The words of a spelling as the generous reader (`resemble::Mode::Resemble`) compares them.
+pub fn canonical_words(words: &[String]) -> Vec<String> {
+    words
+        .iter()
+        .map(|w| w.chars().map(canonical).collect())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 //! works on words (tokens), so every run of punctuation, decoration or emoji between them is
 //! a separator, and on folded text (see `normalize`).
 
+use super::normalize::canonical;
 use super::vocab::{LevelId, Vocabulary};
 
 /// A word of the text: letters, digits, `$` and `@` (`$ECRET`, `@`-for-A).
@@ -169,20 +170,6 @@ pub fn count_words(text: &str, max: usize) -> usize {
         end_word(length, &mut count, &mut previous_single);
     }
     count
-}
-
-/// Look-alike digits and signs read as the letters they imitate.
-fn canonical(c: char) -> char {
-    match c {
-        '0' => 'O',
-        '1' | 'L' => 'I',
-        '3' => 'E',
-        '4' | '@' => 'A',
-        '5' | '$' => 'S',
-        '7' => 'T',
-        '8' => 'B',
-        c => c,
-    }
 }
 
 /// `S E C R E T`, `S.E.C.R.E.T`: three or more one-letter words, a short gap apart on one
@@ -524,14 +511,6 @@ fn plausible(token: &str, words: &[String], mode: Mode) -> bool {
                 || (words.len() > 1 && t >= w + 3)
         }
     }
-}
-
-/// The words of a spelling as [`Mode::Resemble`] compares them.
-pub fn canonical_words(words: &[String]) -> Vec<String> {
-    words
-        .iter()
-        .map(|w| w.chars().map(canonical).collect())
-        .collect()
 }
 
 /// Where the spelling's words (`canon`: canonical in [`Mode::Resemble`], upper case in

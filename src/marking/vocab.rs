@@ -1,7 +1,8 @@
 //! The marking vocabulary (levels, spellings, descriptors) and the matcher that finds a
 //! spelling at a position in a text.
 
-use crate::config::{LevelConfig, MarkingConfig, cjsm_levels};
+use super::profile;
+use crate::config::{ConfigError, ConfigErrorKind, LevelConfig, MarkingConfig};
 use std::collections::HashMap;
 
 /// Index of a level in [`Vocabulary::levels`].
@@ -17,7 +18,7 @@ pub struct Level {
 pub(super) struct Spelling {
     /// Upper-case words; in the text they may be joined by spaces, `-`, `:` or `_`.
     pub words: Vec<String>,
-    /// The words as the generous reader compares them (`resemble::canonical_words`).
+    /// The words as the generous reader compares them (`normalize::canonical_words`).
     pub canon: Vec<String>,
     pub level: LevelId,
 }
@@ -66,9 +67,11 @@ fn words_of(text: &str) -> Vec<String> {
 }
 
 impl Vocabulary {
-    /// Builds the vocabulary; an error names the config key at fault and why.
-    pub fn from_config(config: &MarkingConfig) -> Result<Vocabulary, (String, String)> {
-        let mut levels: Vec<LevelConfig> = config.levels.clone().unwrap_or_else(cjsm_levels);
+    /// Builds the vocabulary, from the CJSM profile wherever the config gives no list; an
+    /// error names the config key at fault and why.
+    pub fn from_config(config: &MarkingConfig) -> Result<Vocabulary, ConfigError> {
+        let config = &profile::complete(config);
+        let mut levels: Vec<LevelConfig> = config.levels.clone().unwrap_or_default();
         for extra in &config.extra_levels {
             match levels
                 .iter_mut()
@@ -79,10 +82,7 @@ impl Vocabulary {
             }
         }
         if levels.is_empty() {
-            return Err((
-                "marking.levels".into(),
-                "at least one level is needed".into(),
-            ));
+            return Err(ConfigError::at("marking.levels", ConfigErrorKind::NoLevels));
         }
         let mut vocab = Vocabulary {
             levels: Vec::new(),
@@ -90,12 +90,19 @@ impl Vocabulary {
             descriptors: config
                 .descriptors
                 .iter()
+                .flatten()
                 .flat_map(|d| words_of(d))
                 .collect(),
-            line_labels: config.line_labels.iter().map(|l| words_of(l)).collect(),
+            line_labels: config
+                .line_labels
+                .iter()
+                .flatten()
+                .map(|l| words_of(l))
+                .collect(),
             everyday: config
                 .everyday_phrases
                 .iter()
+                .flatten()
                 .map(|p| words_of(p))
                 .filter(|w| !w.is_empty())
                 .collect(),
@@ -107,6 +114,7 @@ impl Vocabulary {
             confidential_qualifiers: config
                 .confidential_qualifiers
                 .iter()
+                .flatten()
                 .map(|q| q.to_uppercase())
                 .collect(),
             msip_labels: HashMap::new(),
@@ -117,28 +125,29 @@ impl Vocabulary {
         vocab.line_labels_canon = vocab
             .line_labels
             .iter()
-            .map(|w| super::resemble::canonical_words(w))
+            .map(|w| super::normalize::canonical_words(w))
             .collect();
         vocab.everyday_canon = vocab
             .everyday
             .iter()
-            .map(|w| super::resemble::canonical_words(w))
+            .map(|w| super::normalize::canonical_words(w))
             .collect();
         let mut owner: HashMap<Vec<String>, String> = HashMap::new();
         for level in &levels {
             if words_of(&level.name).is_empty() {
-                return Err((
-                    "marking.levels".into(),
-                    format!("level name {:?} has no letters", level.name),
+                return Err(ConfigError::at(
+                    "marking.levels",
+                    ConfigErrorKind::LevelWithoutLetters(level.name.clone()),
                 ));
             }
             if let Some(other) = vocab.levels.iter().find(|l| l.rank == level.rank) {
-                return Err((
-                    "marking.levels".into(),
-                    format!(
-                        "levels {} and {} share rank {}; ranks must differ",
-                        other.name, level.name, level.rank
-                    ),
+                return Err(ConfigError::at(
+                    "marking.levels",
+                    ConfigErrorKind::SharedRank {
+                        first: other.name.clone(),
+                        second: level.name.clone(),
+                        rank: level.rank,
+                    },
                 ));
             }
             let id = vocab.levels.len();
@@ -149,23 +158,27 @@ impl Vocabulary {
             for spelling in std::iter::once(&level.name).chain(&level.spellings) {
                 let words = words_of(spelling);
                 if words.is_empty() {
-                    return Err((
-                        "marking.levels".into(),
-                        format!("spelling {spelling:?} of {} has no letters", level.name),
+                    return Err(ConfigError::at(
+                        "marking.levels",
+                        ConfigErrorKind::SpellingWithoutLetters {
+                            spelling: spelling.clone(),
+                            level: level.name.clone(),
+                        },
                     ));
                 }
                 if let Some(previous) = owner.insert(words.clone(), level.name.clone())
                     && previous != level.name
                 {
-                    return Err((
-                        "marking.levels".into(),
-                        format!(
-                            "spelling {spelling:?} belongs to both {previous} and {}",
-                            level.name
-                        ),
+                    return Err(ConfigError::at(
+                        "marking.levels",
+                        ConfigErrorKind::SpellingOfTwoLevels {
+                            spelling: spelling.clone(),
+                            first: previous,
+                            second: level.name.clone(),
+                        },
                     ));
                 }
-                let canon = super::resemble::canonical_words(&words);
+                let canon = super::normalize::canonical_words(&words);
                 vocab.spellings.push(Spelling {
                     words,
                     canon,
@@ -198,9 +211,9 @@ impl Vocabulary {
         vocab.secure_from = vocab.level_by_name("marking.secure_from", &config.secure_from)?;
         vocab.default = vocab.level_by_name("marking.default", &config.default)?;
         if vocab.levels[vocab.secure_from].rank > vocab.levels[vocab.ceiling].rank {
-            return Err((
-                "marking.secure_from".into(),
-                "must not be above marking.ceiling".into(),
+            return Err(ConfigError::at(
+                "marking.secure_from",
+                ConfigErrorKind::SecureFromAboveCeiling,
             ));
         }
         for (guid, name) in &config.msip_labels {
@@ -211,16 +224,18 @@ impl Vocabulary {
     }
 
     /// The level called `name` (any spelling of its words); the error names `key`.
-    pub fn level_by_name(&self, key: &str, name: &str) -> Result<LevelId, (String, String)> {
+    pub fn level_by_name(&self, key: &str, name: &str) -> Result<LevelId, ConfigError> {
         let words = words_of(name);
         self.levels
             .iter()
             .position(|l| words_of(&l.name) == words)
             .ok_or_else(|| {
-                let known: Vec<&str> = self.levels.iter().map(|l| l.name.as_str()).collect();
-                (
-                    key.to_string(),
-                    format!("unknown level {name:?}; levels are {}", known.join(", ")),
+                ConfigError::at(
+                    key,
+                    ConfigErrorKind::UnknownLevel {
+                        name: name.into(),
+                        known: self.levels.iter().map(|l| l.name.clone()).collect(),
+                    },
                 )
             })
     }
@@ -571,9 +586,9 @@ mod tests {
             rank: 40,
             spellings: vec!["RESTRICTED".into()],
         });
-        let (key, why) = Vocabulary::from_config(&config).unwrap_err();
-        assert_eq!(key, "marking.levels");
-        assert!(why.contains("RESTRICTED"), "{why}");
+        let err = Vocabulary::from_config(&config).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("marking.levels"));
+        assert!(err.to_string().contains("RESTRICTED"), "{err}");
 
         let mut config = MarkingConfig::default();
         config.extra_levels.push(LevelConfig {
@@ -584,7 +599,7 @@ mod tests {
         assert!(
             Vocabulary::from_config(&config)
                 .unwrap_err()
-                .1
+                .to_string()
                 .contains("rank")
         );
     }

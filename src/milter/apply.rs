@@ -11,7 +11,7 @@ const BODY_CHUNK: usize = 65_535;
 /// Applies the verdict's edits (a message that goes on) and answer.
 pub(super) async fn apply(cx: &mut EomContext<Session>, verdict: &Verdict) -> Handled {
     if verdict.delivers() {
-        for edit in &verdict.edits {
+        for edit in verdict.edits() {
             match edit {
                 Edit::DeleteHeader { name, index } => {
                     cx.actions
@@ -50,7 +50,7 @@ pub(super) async fn apply(cx: &mut EomContext<Session>, verdict: &Verdict) -> Ha
                 }
             }
         }
-        if let Some(reason) = &verdict.quarantine_reason {
+        if let Some(reason) = verdict.quarantine_reason() {
             cx.actions.quarantine(c_string(reason)).await?;
         }
     }
@@ -59,12 +59,12 @@ pub(super) async fn apply(cx: &mut EomContext<Session>, verdict: &Verdict) -> Ha
 
 /// The verdict's answer, with its reply.
 pub(super) fn status_with_reply(reply: &mut SmtpReply, verdict: &Verdict) -> Handled {
-    if let Some(r) = &verdict.reply {
+    if let Some(r) = &verdict.reply() {
         reply
             .set_error_reply(&r.code, Some(&r.status), [r.text.as_str()])
             .map_err(|e| MilterError::Internal(format!("reply {r}: {e}")))?;
     }
-    Ok(match verdict.action {
+    Ok(match verdict.action() {
         Action::Reject => Status::Reject,
         Action::Tempfail => Status::Tempfail,
         Action::Accept | Action::Quarantine => Status::Accept,

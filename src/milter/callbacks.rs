@@ -11,7 +11,7 @@ use indymilter::{Callbacks, Context, EomContext, Macros, SocketInfo, Status};
 use std::ffi::{CStr, CString};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Messages of at most this many bytes held (headers, body, header lines past the bounds)
 /// are decided on the I/O thread (see [`eom`]).
@@ -82,7 +82,7 @@ async fn deadline<T>(
     engine: &Engine,
     work: impl Future<Output = Result<T, crate::store::StoreError>>,
 ) -> Result<T, MilterError> {
-    let limit = Duration::from_millis(engine.config().milter.deadline_ms);
+    let limit = engine.config().milter.deadline;
     match tokio::time::timeout(limit, work).await {
         Ok(result) => Ok(result?),
         Err(_) => Err(MilterError::Deadline(limit)),
@@ -282,7 +282,7 @@ async fn eom(cx: &mut EomContext<Session>, queue_id: Option<String>) -> Handled 
         .unwrap_or_else(|| "NOQUEUE".into());
     message.transaction.end_of_headers();
 
-    let limit = Duration::from_millis(engine.config().milter.deadline_ms);
+    let limit = engine.config().milter.deadline;
     let decide = move |engine: &Engine, message: Message| {
         let started = Instant::now();
         let outcome = message.transaction.finish(&engine.rules, &engine.smime);

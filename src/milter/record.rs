@@ -4,7 +4,7 @@
 use super::apply::status_with_reply;
 use super::{Message, MilterError, Session};
 use crate::clock::now_unix_ms;
-use crate::directory::model::AuditEvent;
+use crate::directory::model::{AuditEvent, VerdictEvent};
 use crate::engine::Engine;
 use crate::metrics::metrics;
 use crate::policy::{Action, Reason, Stage, Verdict};
@@ -32,13 +32,13 @@ pub(super) fn loggable(raw: &str) -> String {
 
 /// Counts a refusal for the metrics.
 fn count_refusal(stage: Stage, verdict: &Verdict) {
-    if matches!(verdict.action, Action::Reject | Action::Tempfail) {
+    if matches!(verdict.action(), Action::Reject | Action::Tempfail) {
         metrics()
             .refusals
             .with_label_values(&[
                 stage.as_str(),
-                verdict.action.as_str(),
-                verdict.reason.as_str(),
+                verdict.action().as_str(),
+                verdict.reason().as_str(),
             ])
             .inc();
     }
@@ -47,9 +47,9 @@ fn count_refusal(stage: Stage, verdict: &Verdict) {
 /// The action an audit entry records: the verdict's, marked when it was only reported.
 fn audit_action(engine: &Engine, verdict: &Verdict) -> String {
     if engine.enforcing() {
-        verdict.action.as_str().into()
+        verdict.action().as_str().into()
     } else {
-        format!("report-only {}", verdict.action.as_str())
+        format!("report-only {}", verdict.action().as_str())
     }
 }
 
@@ -59,7 +59,7 @@ pub(super) fn refusal(engine: &Engine, refusal: &Refusal, verdict: &Verdict) {
     let queue_id = refusal.queue_id;
     count_refusal(refusal.stage, verdict);
     let address = loggable(refusal.raw);
-    if verdict.reason == Reason::TooManyRecipients {
+    if verdict.reason() == Reason::TooManyRecipients {
         info!(queue_id = %queue_id, address = %address, "too many recipients");
         return;
     }
@@ -68,30 +68,29 @@ pub(super) fn refusal(engine: &Engine, refusal: &Refusal, verdict: &Verdict) {
             Stage::Rcpt => vec![refusal.address.to_string()],
             _ => Vec::new(),
         };
-        audit.record(AuditEvent {
+        audit.record(AuditEvent::Verdict(VerdictEvent {
             time_ms: now_unix_ms(),
-            kind: "verdict".into(),
             queue_id: Some(queue_id.to_string()),
             sender: refusal.sender.map(str::to_string),
             recipients,
             action: audit_action(engine, verdict),
-            reason: verdict.reason.as_str().into(),
-            ..AuditEvent::default()
-        });
+            reason: verdict.reason().as_str().into(),
+            ..VerdictEvent::default()
+        }));
     }
     let what = match refusal.stage {
         Stage::Mail => "sender",
         _ => "recipient",
     };
     let reply = verdict
-        .reply
+        .reply()
         .as_ref()
         .map(|r| r.to_string())
         .unwrap_or_default();
     if engine.enforcing() {
-        info!(queue_id = %queue_id, what = %what, address = %address, reason = %verdict.reason, reply = %reply, "refused");
+        info!(queue_id = %queue_id, what = %what, address = %address, reason = %verdict.reason(), reply = %reply, "refused");
     } else {
-        info!(queue_id = %queue_id, what = %what, address = %address, reason = %verdict.reason, reply = %reply, "report-only: would refuse");
+        info!(queue_id = %queue_id, what = %what, address = %address, reason = %verdict.reason(), reply = %reply, "report-only: would refuse");
     }
 }
 
@@ -106,7 +105,7 @@ pub(super) fn tempfail(
     error!(queue_id = %queue_id, error = %e, "tempfail");
     let verdict = Verdict::tempfail(e.reason());
     count_refusal(stage, &verdict);
-    audit_tempfail(session, queue_id, verdict.reason);
+    audit_tempfail(session, queue_id, verdict.reason());
     let _ = status_with_reply(reply, &verdict);
     Status::Tempfail
 }
@@ -118,9 +117,8 @@ fn audit_tempfail(session: Option<&Session>, queue_id: &str, reason: Reason) {
         return;
     };
     let transaction = session.message.as_ref().map(|m| &m.transaction);
-    audit.record(AuditEvent {
+    audit.record(AuditEvent::Verdict(VerdictEvent {
         time_ms: now_unix_ms(),
-        kind: "verdict".into(),
         queue_id: Some(queue_id.to_string()),
         sender: transaction.map(|t| t.sender.address.clone()),
         recipients: transaction
@@ -128,8 +126,8 @@ fn audit_tempfail(session: Option<&Session>, queue_id: &str, reason: Reason) {
             .unwrap_or_default(),
         action: "tempfail".into(),
         reason: reason.as_str().into(),
-        ..AuditEvent::default()
-    });
+        ..VerdictEvent::default()
+    }));
 }
 
 /// End of message: the warnings about the marking, the metrics, the audit entry and the
@@ -176,7 +174,7 @@ pub(super) fn message(
     }
     let marking = &vocab.level(classification.level).name;
     m.messages
-        .with_label_values(&[marking.as_str(), verdict.action.as_str()])
+        .with_label_values(&[marking.as_str(), verdict.action().as_str()])
         .inc();
     m.verdict_seconds.observe(verdict_time.as_secs_f64());
     for recipient in &transaction.recipients {
@@ -187,9 +185,8 @@ pub(super) fn message(
     count_refusal(Stage::Eom, verdict);
     let sender = &transaction.sender;
     if let Some(audit) = &engine.audit {
-        audit.record(AuditEvent {
+        audit.record(AuditEvent::Verdict(VerdictEvent {
             time_ms: now_unix_ms(),
-            kind: "verdict".into(),
             queue_id: Some(queue_id.to_string()),
             sender: Some(sender.address.clone()),
             recipients: transaction
@@ -199,9 +196,8 @@ pub(super) fn message(
                 .collect(),
             marking: Some(marking.clone()),
             action: audit_action(engine, verdict),
-            reason: verdict.reason.as_str().into(),
-            ..AuditEvent::default()
-        });
+            reason: verdict.reason().as_str().into(),
+        }));
     }
     let session = &transaction.session;
     info!(
@@ -216,8 +212,8 @@ pub(super) fn message(
         refused_recipients = transaction.refused.len(),
         marking = %marking,
         source = %classification.source,
-        action = %verdict.action.as_str(),
-        reason = %verdict.reason,
+        action = %verdict.action().as_str(),
+        reason = %verdict.reason(),
         enforced = engine.enforcing(),
         body_bytes = transaction.collector.body_bytes(),
         limits = %classification.limits_exceeded.join("; "),

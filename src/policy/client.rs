@@ -2,7 +2,7 @@
 //! connects from, and the TLS client certificate it presented.
 
 use super::{RegisteredCertificate, SessionFacts};
-use crate::config::{RoutingConfig, parse_network};
+use crate::config::RoutingConfig;
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -17,7 +17,7 @@ pub enum Network {
     Other,
 }
 
-/// The client's network. An unparsable range cannot be here: the config is validated.
+/// The client's network, by the ranges the config parsed on load.
 pub fn network(client: Option<IpAddr>, routing: &RoutingConfig) -> Network {
     let Some(client) = client else {
         return Network::Other;
@@ -27,12 +27,7 @@ pub fn network(client: Option<IpAddr>, routing: &RoutingConfig) -> Network {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     };
-    let within = |ranges: &[String]| {
-        ranges
-            .iter()
-            .filter_map(|r| parse_network(r).ok())
-            .any(|net| net.contains(&client))
-    };
+    let within = |ranges: &[ipnet::IpNet]| ranges.iter().any(|net| net.contains(&client));
     if within(&routing.trusted_networks) {
         Network::Trusted
     } else if within(&routing.secure_networks) {
@@ -272,8 +267,11 @@ pub(crate) mod tests {
     #[test]
     fn networks() {
         let routing = RoutingConfig {
-            trusted_networks: vec!["127.0.0.1/32".into()],
-            secure_networks: vec!["10.20.0.0/16".into(), "2001:db8::/32".into()],
+            trusted_networks: vec!["127.0.0.1/32".parse().unwrap()],
+            secure_networks: vec![
+                "10.20.0.0/16".parse().unwrap(),
+                "2001:db8::/32".parse().unwrap(),
+            ],
             ..RoutingConfig::default()
         };
         let cases = [

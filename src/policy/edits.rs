@@ -1,8 +1,7 @@
 //! The edits of an accepted message: the headers we add (and the forged copies we remove),
 //! the Subject tag, and address translation.
 
-use super::message::MessageFacts;
-use super::{Edit, Recipient, Rules, Zone};
+use super::{Edit, MessageFacts, Recipient, Rules, Zone};
 use crate::marking::Level;
 
 /// The edits of an accepted message: our marking and routing headers (forged copies removed
@@ -26,8 +25,7 @@ pub fn for_accepted(
         name: marking_header.into(),
         value: format!("{}; source={}", marking.name, message.classification.source),
     });
-    let route_header = rules.routing().route_header.as_str();
-    if !route_header.is_empty() {
+    if let Some(route_header) = rules.routing().route_header.as_deref() {
         edits.extend(Edit::delete_copies(
             route_header,
             1,
@@ -84,7 +82,13 @@ fn subject_edit(
     encrypting: bool,
 ) -> Option<Edit> {
     let tag_text = rules.routing().subject_tag.trim();
-    let neutral = rules.config.encryption.neutral_subject.trim();
+    let neutral = rules
+        .config
+        .encryption
+        .neutral_subject
+        .as_deref()
+        .unwrap_or_default()
+        .trim();
     let with_tag = |mut value: Vec<u8>| {
         if tag {
             if !value.is_empty() {
@@ -119,7 +123,17 @@ fn subject_edit(
     let raw = message.subject_raw?;
     let mut value = raw.trim_ascii().to_vec();
     let mut changed = false;
-    if remove_trigger && let Some(rest) = remove_once(&value, &rules.config.encryption.trigger) {
+    if remove_trigger
+        && let Some(rest) = remove_once(
+            &value,
+            rules
+                .config
+                .encryption
+                .trigger
+                .as_deref()
+                .unwrap_or_default(),
+        )
+    {
         value = rest;
         changed = true;
     }

@@ -1,8 +1,7 @@
 //! Encryption: who must be reached by S/MIME, and whether it can be done. The encryption
 //! itself is the shell's (it holds the escrow certificate and calls OpenSSL).
 
-use super::message::MessageFacts;
-use super::{Recipient, Rules, Verdict, name_list};
+use super::{MessageFacts, Recipient, Rules, Verdict, name_list};
 use crate::marking::Level;
 use serde::Serialize;
 
@@ -85,7 +84,7 @@ pub fn recipients_to_encrypt_for(
         let why = if requested {
             format!(
                 "Encryption was requested ({}) but there is no valid S/MIME certificate for",
-                settings.trigger
+                settings.trigger.as_deref().unwrap_or_default()
             )
         } else {
             format!(

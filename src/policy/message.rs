@@ -2,34 +2,9 @@
 //! [`decide`] is the rules in the order they apply; the first that refuses decides.
 
 use super::encryption::recipients_to_encrypt_for;
-use super::{Action, Reason, Recipient, Rules, Verdict, Zone, edits, name_list};
+use super::{Delivery, MessageFacts, Reason, Rules, Verdict, Zone, edits, name_list};
 use crate::config::OverLimit;
-use crate::marking::{Classification, Level};
-
-/// What end of message knows of the message itself (the rules come from [`Rules`]).
-#[derive(Clone, Copy)]
-pub struct MessageFacts<'a> {
-    pub recipients: &'a [Recipient],
-    pub classification: &'a Classification,
-    /// The message has a Subject header (kept or not).
-    pub subject_present: bool,
-    /// The raw value of the first Subject header, when kept.
-    pub subject_raw: Option<&'a [u8]>,
-    /// How many copies of our marking header arrived with the message.
-    pub own_headers_present: usize,
-    /// How many copies of the routing header (`routing.route_header`) arrived.
-    pub route_headers_present: usize,
-    /// The session was encrypted, or came from a secure or trusted network.
-    pub inbound_protected: bool,
-    /// Address translation of the sender: the address as sent and its secure address.
-    pub sender_translation: Option<(&'a str, &'a str)>,
-    /// The raw value of the first From header, when kept.
-    pub from_raw: Option<&'a [u8]>,
-    /// The sender's trigger (`[encrypt]`) is in the Subject.
-    pub encryption_requested: bool,
-    /// The whole message is held, so it can be encrypted.
-    pub whole: bool,
-}
+use crate::marking::Level;
 
 /// End of message: the verdict for the whole message.
 pub fn decide(rules: &Rules, message: &MessageFacts) -> Verdict {
@@ -143,39 +118,32 @@ fn accepted(
     let encrypting = !encrypt_for.is_empty();
     let edits = edits::for_accepted(rules, message, marking, encrypting);
     let limits_exceeded = &message.classification.limits_exceeded;
-    let (action, reason, quarantine_reason) = if !limits_exceeded.is_empty()
-        && rules.config.limits.on_exceeded == OverLimit::Quarantine
-    {
-        (
-            Action::Quarantine,
-            Reason::Limits,
-            Some(format!("not checked whole: {}", limits_exceeded.join("; "))),
-        )
+    let quarantined =
+        !limits_exceeded.is_empty() && rules.config.limits.on_exceeded == OverLimit::Quarantine;
+    let (reason, quarantine) = if quarantined {
+        let why = format!("not checked whole: {}", limits_exceeded.join("; "));
+        (Reason::Limits, Some(why))
+    } else if encrypting {
+        (Reason::Encrypt, None)
     } else {
-        let reason = if encrypting {
-            Reason::Encrypt
-        } else {
-            Reason::Ok
-        };
-        (Action::Accept, reason, None)
+        (Reason::Ok, None)
     };
-    Verdict {
-        action,
-        reply: None,
+    Verdict::Deliver(Delivery {
         reason,
         edits,
-        quarantine_reason,
+        quarantine,
         encrypt_for,
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::marking::Classification;
     use crate::marking::{Finding, Vocabulary};
     use crate::policy::encryption::requested;
-    use crate::policy::{DirectoryAnswer, Edit};
+    use crate::policy::{Action, DirectoryAnswer, Edit, Recipient};
 
     fn vocab() -> Vocabulary {
         rules(|_| {}).vocab
@@ -186,7 +154,7 @@ mod tests {
     pub(super) fn rules(change: impl FnOnce(&mut Config)) -> Rules {
         let mut config = Config::default();
         config.encryption.enabled = false;
-        config.routing.require_tls_from = String::new();
+        config.routing.require_tls_from = None;
         change(&mut config);
         Rules::new(config).unwrap()
     }
@@ -370,10 +338,10 @@ mod tests {
                 case.label,
                 case.rcpts.iter().map(|r| &r.address).collect::<Vec<_>>()
             );
-            assert_eq!(verdict.action, case.want, "{what}: {verdict:?}");
-            assert_eq!(verdict.reason, case.reason, "{what}");
+            assert_eq!(verdict.action(), case.want, "{what}: {verdict:?}");
+            assert_eq!(verdict.reason(), case.reason, "{what}");
             assert_eq!(
-                verdict.reply.as_ref().map(|r| r.status.as_str()),
+                verdict.reply().as_ref().map(|r| r.status.as_str()),
                 case.status,
                 "{what}"
             );
@@ -390,7 +358,7 @@ mod tests {
         let mut c = classification(&v, Some("OFFICIAL"), false);
         c.subject = decoded.map(String::from);
         // The routing header has its own test.
-        let rules = rules(|c| c.routing.route_header = String::new());
+        let rules = rules(|c| c.routing.route_header = None);
         decide(
             &rules,
             &MessageFacts {
@@ -400,7 +368,8 @@ mod tests {
                 ..facts(&c, rcpts)
             },
         )
-        .edits
+        .edits()
+        .to_vec()
     }
 
     #[test]
@@ -433,7 +402,7 @@ mod tests {
         let v = vocab();
         let c = classification(&v, Some("OFFICIAL"), false);
         // The routing header has its own test.
-        let rules = rules(|c| c.routing.route_header = String::new());
+        let rules = rules(|c| c.routing.route_header = None);
         let verdict = decide(
             &rules,
             &MessageFacts {
@@ -443,7 +412,7 @@ mod tests {
             },
         );
         assert_eq!(
-            verdict.edits[1],
+            verdict.edits()[1],
             Edit::ChangeHeader {
                 name: "Subject".into(),
                 index: 1,
@@ -479,7 +448,7 @@ mod tests {
                 ..facts(&c, &hub)
             },
         );
-        assert_eq!(verdict.edits.len(), 1, "{:?}", verdict.edits);
+        assert_eq!(verdict.edits().len(), 1, "{:?}", verdict.edits());
         // No Subject at all: one is added.
         let edits = accept_edits(&hub, None, None, 0);
         assert_eq!(
@@ -504,7 +473,7 @@ mod tests {
         ] {
             let rules = rules(|c| c.limits.on_exceeded = on);
             let verdict = decide(&rules, &facts(&c, &rcpts));
-            assert_eq!(verdict.action, want, "{on:?}");
+            assert_eq!(verdict.action(), want, "{on:?}");
         }
     }
 
@@ -671,9 +640,9 @@ mod tests {
                     ..facts(&c, &rcpts)
                 },
             );
-            assert_eq!(verdict.reason, reason, "{name}: {verdict:?}");
-            assert_eq!(verdict.encrypt_for, encrypted, "{name}");
-            let text = verdict.reply.map(|r| r.text).unwrap_or_default();
+            assert_eq!(verdict.reason(), reason, "{name}: {verdict:?}");
+            assert_eq!(verdict.encrypt_for(), encrypted, "{name}");
+            let text = verdict.reply().map(|r| r.text.clone()).unwrap_or_default();
             assert!(text.contains(reply), "{name}: {text}");
         }
     }
@@ -689,7 +658,8 @@ mod tests {
             c.subject = Some(raw.into());
             let rules = rules(|c| {
                 c.encryption.enabled = true;
-                c.encryption.neutral_subject = neutral.into();
+                c.encryption.neutral_subject =
+                    Some(neutral.to_string()).filter(|n| !n.trim().is_empty());
             });
             let verdict = decide(
                 &rules,
@@ -701,7 +671,7 @@ mod tests {
                     ..facts(&c, &rcpts)
                 },
             );
-            verdict.edits.iter().find_map(|e| match e {
+            verdict.edits().iter().find_map(|e| match e {
                 Edit::ChangeHeader { name, value, .. } if name == "Subject" => {
                     Some(String::from_utf8_lossy(value).into_owned())
                 }
@@ -758,7 +728,7 @@ mod tests {
                     ..facts(&c, rcpts)
                 },
             );
-            assert_eq!(verdict.reason, want, "{label:?} {rcpts:?} {protected}");
+            assert_eq!(verdict.reason(), want, "{label:?} {rcpts:?} {protected}");
         }
         let c = classification(&v, None, false);
         let never = decide(
@@ -768,7 +738,7 @@ mod tests {
                 ..facts(&c, &secure)
             },
         );
-        assert_eq!(never.reason, "ok");
+        assert_eq!(never.reason(), "ok");
     }
 
     #[test]
@@ -788,7 +758,7 @@ mod tests {
                 ..facts(&c, &rcpts)
             },
         );
-        let edits = &verdict.edits;
+        let edits = &verdict.edits();
         let has = |edit: Edit| assert!(edits.contains(&edit), "{edit:?} in {edits:?}");
         has(Edit::DeleteHeader {
             name: "X-CJSM-Route".into(),
@@ -813,19 +783,19 @@ mod tests {
 
         let rcpts = [rcpt("someone@gmail.com", NotAsked)];
         let open = decide(&rules, &facts(&c, &rcpts));
-        assert!(open.edits.contains(&Edit::AddHeader {
+        assert!(open.edits().contains(&Edit::AddHeader {
             name: "X-CJSM-Route".into(),
             value: "open".into(),
         }));
-        let none = super::tests::rules(|c| c.routing.route_header = String::new());
+        let none = super::tests::rules(|c| c.routing.route_header = None);
         let quiet = decide(&none, &facts(&c, &rcpts));
         assert!(
             !quiet
-                .edits
+                .edits()
                 .iter()
                 .any(|e| matches!(e, Edit::AddHeader { name, .. } if name.is_empty()))
         );
-        assert_eq!(quiet.edits.len(), 1, "{:?}", quiet.edits);
+        assert_eq!(quiet.edits().len(), 1, "{:?}", quiet.edits());
     }
 
     #[test]
@@ -836,7 +806,7 @@ mod tests {
             .map(|i| rcpt(&format!("u{i}@gmail.com"), NotAsked))
             .collect();
         let verdict = decide(&rules(|_| {}), &facts(&c, &rcpts));
-        let text = verdict.reply.unwrap().text;
+        let text = verdict.reply().unwrap().text.clone();
         assert!(text.contains("u0@gmail.com, u1@gmail.com"), "{text}");
         assert!(text.contains("and 15 more"), "{text}");
         assert!(text.contains("unmarked"), "{text}");

@@ -21,7 +21,7 @@ pub mod sender;
 
 use crate::address::{Domain, Role};
 use crate::config::{Config, ConfigError, Mode, RoutingConfig};
-use crate::marking::{LevelId, Vocabulary};
+use crate::marking::{Classification, LevelId, Vocabulary};
 use serde::Serialize;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -38,27 +38,9 @@ pub struct Rules {
 }
 
 impl Rules {
+    /// The rules of `config`: its words checked and compiled ([`vocabulary`]).
     pub fn new(config: Config) -> Result<Rules, ConfigError> {
-        let vocab =
-            Vocabulary::from_config(&config.marking).map_err(|(key, message)| ConfigError {
-                file: None,
-                line: None,
-                key: Some(key),
-                message,
-            })?;
-        let require_tls_from = match config.routing.require_tls_from.as_str() {
-            "" => None,
-            name => Some(
-                vocab
-                    .level_by_name("routing.require_tls_from", name)
-                    .map_err(|(key, message)| ConfigError {
-                        file: None,
-                        line: None,
-                        key: Some(key),
-                        message,
-                    })?,
-            ),
-        };
+        let (vocab, require_tls_from) = vocabulary(&config)?;
         Ok(Rules {
             config,
             vocab,
@@ -74,6 +56,22 @@ impl Rules {
     pub fn enforcing(&self) -> bool {
         self.config.mode == Mode::Enforce
     }
+}
+
+/// The vocabulary, and `routing.require_tls_from` as one of its levels: the settings' words
+/// checked, without reading any other file. (The directory and audit commands, which never
+/// classify or encrypt, check a config with this alone.)
+pub fn vocabulary(config: &Config) -> Result<(Vocabulary, Option<LevelId>), ConfigError> {
+    let locate = |error| config.source.locate(error);
+    let vocab = Vocabulary::from_config(&config.marking).map_err(locate)?;
+    let require_tls_from = config
+        .routing
+        .require_tls_from
+        .as_deref()
+        .map(|name| vocab.level_by_name("routing.require_tls_from", name))
+        .transpose()
+        .map_err(locate)?;
+    Ok((vocab, require_tls_from))
 }
 
 /// What the MTA told us about the SMTP session.
@@ -229,6 +227,31 @@ impl Recipient {
     }
 }
 
+/// What end of message knows of the message itself (the rules come from [`Rules`]).
+#[derive(Clone, Copy)]
+pub struct MessageFacts<'a> {
+    pub recipients: &'a [Recipient],
+    pub classification: &'a Classification,
+    /// The message has a Subject header (kept or not).
+    pub subject_present: bool,
+    /// The raw value of the first Subject header, when kept.
+    pub subject_raw: Option<&'a [u8]>,
+    /// How many copies of our marking header arrived with the message.
+    pub own_headers_present: usize,
+    /// How many copies of the routing header (`routing.route_header`) arrived.
+    pub route_headers_present: usize,
+    /// The session was encrypted, or came from a secure or trusted network.
+    pub inbound_protected: bool,
+    /// Address translation of the sender: the address as sent and its secure address.
+    pub sender_translation: Option<(&'a str, &'a str)>,
+    /// The raw value of the first From header, when kept.
+    pub from_raw: Option<&'a [u8]>,
+    /// The sender's trigger (`[encrypt]`) is in the Subject.
+    pub encryption_requested: bool,
+    /// The whole message is held, so it can be encrypted.
+    pub whole: bool,
+}
+
 /// How the sender was recognised.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -320,9 +343,10 @@ impl Stage {
 }
 
 /// Why a verdict is what it is: a fixed set, safe as a metric label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reason {
+    #[default]
     Ok,
     Encrypt,
     ReportOnly,
@@ -542,30 +566,42 @@ fn lossy_text<S: serde::Serializer>(value: &[u8], serializer: S) -> Result<S::Ok
     serializer.serialize_str(&String::from_utf8_lossy(value))
 }
 
-/// The decision for a message (or a recipient).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Verdict {
-    pub action: Action,
-    pub reply: Option<Reply>,
+/// The decision for a message (or a recipient): it goes on, with its edits, or it is refused
+/// with a reply and nothing else (a refused message is never edited).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Deliver(Delivery),
+    Refuse(Refusal),
+}
+
+/// A message that goes on: accepted, or quarantined with why.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delivery {
     pub reason: Reason,
     pub edits: Vec<Edit>,
-    /// For a quarantined message: why, for the operator.
-    pub quarantine_reason: Option<String>,
+    /// Quarantined (held by the MTA for the operator), and why.
+    pub quarantine: Option<String>,
     /// Encrypt the message for these recipients' certificates (S/MIME), done by the shell.
     pub encrypt_for: Vec<String>,
 }
 
+/// A refusal: reject or tempfail, with its reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The MTA keeps the message and retries (4xx), rather than returning it (5xx).
+    pub temporary: bool,
+    pub reason: Reason,
+    pub reply: Reply,
+}
+
 impl Verdict {
-    /// A refusal: a reply and nothing else (a refused message is never edited).
+    /// A refusal with `reply`: a reject, or with `Action::Tempfail` a tempfail.
     pub(crate) fn refuse(action: Action, reason: Reason, reply: Reply) -> Verdict {
-        Verdict {
-            action,
-            reply: Some(reply),
+        Verdict::Refuse(Refusal {
+            temporary: action == Action::Tempfail,
             reason,
-            edits: Vec::new(),
-            quarantine_reason: None,
-            encrypt_for: Vec::new(),
-        }
+            reply,
+        })
     }
 
     /// A `550 5.7.1` refusal, the answer of most rules.
@@ -588,19 +624,63 @@ impl Verdict {
 
     /// What report mode applies whatever the verdict: the message passes unchanged.
     pub fn report_only() -> Verdict {
-        Verdict {
-            action: Action::Accept,
-            reply: None,
+        Verdict::Deliver(Delivery {
             reason: Reason::ReportOnly,
-            edits: Vec::new(),
-            quarantine_reason: None,
-            encrypt_for: Vec::new(),
+            ..Delivery::default()
+        })
+    }
+
+    pub fn action(&self) -> Action {
+        match self {
+            Verdict::Deliver(d) if d.quarantine.is_some() => Action::Quarantine,
+            Verdict::Deliver(_) => Action::Accept,
+            Verdict::Refuse(r) if r.temporary => Action::Tempfail,
+            Verdict::Refuse(_) => Action::Reject,
+        }
+    }
+
+    pub fn reason(&self) -> Reason {
+        match self {
+            Verdict::Deliver(d) => d.reason,
+            Verdict::Refuse(r) => r.reason,
+        }
+    }
+
+    /// The reply of a refusal.
+    pub fn reply(&self) -> Option<&Reply> {
+        match self {
+            Verdict::Deliver(_) => None,
+            Verdict::Refuse(r) => Some(&r.reply),
+        }
+    }
+
+    /// The edits of a message that goes on (none for a refusal).
+    pub fn edits(&self) -> &[Edit] {
+        match self {
+            Verdict::Deliver(d) => &d.edits,
+            Verdict::Refuse(_) => &[],
+        }
+    }
+
+    /// Who the message is encrypted for (none for a refusal).
+    pub fn encrypt_for(&self) -> &[String] {
+        match self {
+            Verdict::Deliver(d) => &d.encrypt_for,
+            Verdict::Refuse(_) => &[],
+        }
+    }
+
+    /// Why a quarantined message is held.
+    pub fn quarantine_reason(&self) -> Option<&str> {
+        match self {
+            Verdict::Deliver(d) => d.quarantine.as_deref(),
+            Verdict::Refuse(_) => None,
         }
     }
 
     /// The message goes on (accepted or quarantined), with its edits.
     pub fn delivers(&self) -> bool {
-        matches!(self.action, Action::Accept | Action::Quarantine)
+        matches!(self, Verdict::Deliver(_))
     }
 }
 

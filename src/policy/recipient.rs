@@ -23,7 +23,9 @@ pub fn not_qualified(raw: &str) -> Verdict {
         raw,
         "a user name without a domain is accepted only from the hub's own hosts",
     );
-    verdict.reason = Reason::RecipientNotQualified;
+    if let Verdict::Refuse(refusal) = &mut verdict {
+        refusal.reason = Reason::RecipientNotQualified;
+    }
     verdict
 }
 
@@ -148,7 +150,7 @@ mod tests {
         assert_eq!(
             recipient_verdict(&rcpt("a@x.cjsm.net", Unknown))
                 .unwrap()
-                .reply
+                .reply()
                 .unwrap()
                 .status,
             "5.1.1"
@@ -156,7 +158,7 @@ mod tests {
         assert_eq!(
             recipient_verdict(&rcpt("a@x.cjsm.net", Suspended))
                 .unwrap()
-                .reply
+                .reply()
                 .unwrap()
                 .status,
             "5.2.1"
@@ -164,7 +166,7 @@ mod tests {
         assert_eq!(
             recipient_verdict(&rcpt("a@x.cjsm.net", Deleted))
                 .unwrap()
-                .reply
+                .reply()
                 .unwrap()
                 .status,
             "5.2.1"

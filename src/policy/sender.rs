@@ -307,7 +307,7 @@ pub(crate) mod tests {
     #[test]
     fn sender_rules() {
         let routing = RoutingConfig {
-            trusted_networks: vec!["127.0.0.1/32".into()],
+            trusted_networks: vec!["127.0.0.1/32".parse().unwrap()],
             ..RoutingConfig::default()
         };
         let server = || Some(org(Connection::Server, true));
@@ -499,11 +499,11 @@ pub(crate) mod tests {
             let got = outcome
                 .verdict
                 .as_ref()
-                .map_or(outcome.trust.as_str(), |v| v.reason.as_str());
+                .map_or(outcome.trust.as_str(), |v| v.reason().as_str());
             assert_eq!(got, expected, "{name}");
             assert_eq!(outcome.translated.as_deref(), translated, "{name}");
             if let Some(verdict) = &outcome.verdict {
-                let reply = verdict.reply.as_ref().unwrap();
+                let reply = verdict.reply().unwrap();
                 assert_eq!((reply.code.as_str(), &reply.status[..4]), ("550", "5.7."));
             }
         }
@@ -539,8 +539,8 @@ pub(crate) mod tests {
     #[test]
     fn the_closed_community() {
         let routing = RoutingConfig {
-            trusted_networks: vec!["127.0.0.1/32".into()],
-            secure_networks: vec!["10.20.0.0/16".into()],
+            trusted_networks: vec!["127.0.0.1/32".parse().unwrap()],
+            secure_networks: vec!["10.20.0.0/16".parse().unwrap()],
             ..RoutingConfig::default()
         };
         let at = |addr: &str| SessionFacts {
@@ -652,8 +652,8 @@ pub(crate) mod tests {
             );
             assert_eq!(verdict.is_none(), secure.is_some(), "{name}");
             if let Some(verdict) = verdict {
-                assert_eq!(verdict.reason, "sender-not-secure");
-                assert_eq!(verdict.reply.unwrap().to_string()[..9], *"550 5.7.1");
+                assert_eq!(verdict.reason(), "sender-not-secure");
+                assert_eq!(verdict.reply().unwrap().to_string()[..9], *"550 5.7.1");
             }
             // Only hub mailboxes are closed; an open community has no such rule.
             for zone in [Zone::SecureNetwork, Zone::Other] {
@@ -772,7 +772,7 @@ pub(crate) mod tests {
             let verdict = from_verdict(sender, translated, from.len(), from.first().copied());
             assert_eq!(verdict.is_none(), holds, "{sender} {from:?}: {verdict:?}");
             if let Some(verdict) = verdict {
-                assert_eq!(verdict.reason, "from-not-sender");
+                assert_eq!(verdict.reason(), "from-not-sender");
             }
         }
         // A From: past the header bounds cannot be checked: refused.

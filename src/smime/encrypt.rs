@@ -1,18 +1,7 @@
 //! CMS encryption of a MIME entity for a set of certificates, written as an S/MIME body.
 
-use serde::{Deserialize, Serialize};
-
-/// The content cipher.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Cipher {
-    /// AES-256-GCM: CMS AuthEnvelopedData (RFC 5083), `smime-type=authEnveloped-data`.
-    #[default]
-    #[serde(rename = "aes-256-gcm")]
-    Aes256Gcm,
-    /// AES-256-CBC: CMS EnvelopedData, `smime-type=enveloped-data`, for older clients.
-    #[serde(rename = "aes-256-cbc")]
-    Aes256Cbc,
-}
+/// The content cipher is a setting (`encryption.cipher`); what it means to CMS is here.
+pub use crate::config::Cipher;
 
 impl Cipher {
     /// The `smime-type` parameter of the Content-Type (RFC 8551).

@@ -5,26 +5,35 @@ pub mod cert;
 pub mod encrypt;
 
 use crate::clock::now_unix;
+use crate::config::Cipher;
 use crate::transaction::{EncryptError, Encrypted, Encryptor};
-use encrypt::Cipher;
+
+/// The hub's archive certificate (`encryption.escrow_certificate`): every encrypted message is
+/// also encrypted for it.
+#[derive(Clone, Debug)]
+pub struct Escrow {
+    pub pem: String,
+    /// When it lapses (Unix seconds): past it, encryption tempfails rather than leave the
+    /// hub's archive without a copy.
+    pub not_after: u64,
+}
 
 /// The hub's encryption: CMS with the configured cipher, every message also encrypted for the
 /// escrow certificate when there is one.
 pub struct Smime {
     pub cipher: Cipher,
-    /// The escrow certificate (PEM) and when it lapses (Unix seconds): past it, encryption
-    /// tempfails rather than leave the hub's archive without a copy.
-    pub escrow: Option<(String, u64)>,
+    /// The hub's archive certificate, when there is one.
+    pub escrow: Option<Escrow>,
 }
 
 impl Encryptor for Smime {
     fn encrypt(&self, entity: &[u8], certificates: &[&str]) -> Result<Encrypted, EncryptError> {
         let mut certificates = certificates.to_vec();
-        if let Some((pem, not_after)) = &self.escrow {
-            if now_unix() > *not_after {
-                return Err(EncryptError::EscrowExpired(cert::date(*not_after)));
+        if let Some(escrow) = &self.escrow {
+            if now_unix() > escrow.not_after {
+                return Err(EncryptError::EscrowExpired(cert::date(escrow.not_after)));
             }
-            certificates.push(pem);
+            certificates.push(&escrow.pem);
         }
         let der = encrypt::encrypt(entity, &certificates, self.cipher)
             .map_err(|e| EncryptError::Cms(Box::new(e)))?;

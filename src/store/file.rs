@@ -575,6 +575,7 @@ impl AuditTrail for FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::directory::model::{AdminEvent, VerdictEvent};
 
     #[tokio::test]
     async fn a_lost_directory_file_is_an_outage_not_an_empty_directory() {
@@ -633,18 +634,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::open_with(dir.path(), Access::ReadWrite, 10).unwrap();
         for i in 0..25 {
-            let event = AuditEvent {
+            let event = AuditEvent::Admin(AdminEvent {
                 time_ms: i,
-                kind: "admin".into(),
                 action: format!("event {i}"),
-                ..AuditEvent::default()
-            };
+                ..AdminEvent::default()
+            });
             store.append_audit(event).await.unwrap();
         }
         let events = store.audit(100).await.unwrap();
         assert!(events.len() <= 10, "{}", events.len());
-        assert_eq!(events[0].action, "event 24", "newest first");
-        let newest: Vec<u64> = events.iter().map(|e| e.time_ms).collect();
+        assert_eq!(events[0].action(), "event 24", "newest first");
+        let newest: Vec<u64> = events.iter().map(|e| e.time_ms()).collect();
         assert!(newest.windows(2).all(|w| w[0] > w[1]), "{newest:?}");
     }
 
@@ -654,11 +654,12 @@ mod tests {
         let store = FileStore::open_with(dir.path(), Access::ReadWrite, 10).unwrap();
         let events = |range: std::ops::Range<u64>| -> Vec<AuditEvent> {
             range
-                .map(|i| AuditEvent {
-                    time_ms: i,
-                    kind: "verdict".into(),
-                    action: format!("event {i}"),
-                    ..AuditEvent::default()
+                .map(|i| {
+                    AuditEvent::Verdict(VerdictEvent {
+                        time_ms: i,
+                        action: format!("event {i}"),
+                        ..VerdictEvent::default()
+                    })
                 })
                 .collect()
         };
@@ -666,7 +667,7 @@ mod tests {
         store.append_audit_batch(events(3..25)).await.unwrap();
         let got = store.audit(100).await.unwrap();
         assert_eq!(got.len(), 10, "two full halves of the retention");
-        let newest: Vec<u64> = got.iter().map(|e| e.time_ms).collect();
+        let newest: Vec<u64> = got.iter().map(|e| e.time_ms()).collect();
         assert_eq!(newest, (15..25).rev().collect::<Vec<u64>>());
     }
 }

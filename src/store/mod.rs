@@ -142,7 +142,7 @@ pub async fn open_for_milter(config: &StoreConfig) -> Result<MilterStore, StoreE
         }
         Backend::Redis => {
             let store = Arc::new(connect_redis(config).await?);
-            let ttl = std::time::Duration::from_millis(config.cache_ttl_ms);
+            let ttl = config.cache_ttl;
             let cached = CachedDirectory::new(store.clone(), ttl);
             Ok(MilterStore {
                 read: Arc::new(Instrumented::new(cached)),
@@ -173,5 +173,7 @@ async fn connect_redis(config: &StoreConfig) -> Result<RedisStore, StoreError> {
 /// A domain as the organisation-by-domain index keys it: trimmed, without a final (or
 /// leading) dot, lower case.
 fn domain_key(domain: &str) -> String {
-    domain.trim().trim_matches('.').to_ascii_lowercase()
+    crate::address::Domain::new(domain)
+        .map(|d| d.to_string())
+        .unwrap_or_default()
 }

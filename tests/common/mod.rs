@@ -11,7 +11,7 @@ pub mod redis;
 
 use cjsm_milter::config::Config;
 use cjsm_milter::directory::model::{Organisation, User, UserState};
-use cjsm_milter::engine::{Engine, Shared};
+use cjsm_milter::engine::{Engine, Shared, compile};
 use cjsm_milter::listen::{self, ListenAddr};
 use cjsm_milter::milter;
 use cjsm_milter::store::{self, Directory};
@@ -46,15 +46,14 @@ impl TestMilter {
                 dir.path().join("store").display()
             )
         };
-        let config = Config::parse(&text).unwrap();
+        let compiled = compile(Config::parse(&text).unwrap()).unwrap();
+        let config = compiled.config();
         let milter_store = store::open_for_milter(&config.store).await.unwrap();
         let store = store::open(&config.store, store::Access::ReadWrite)
             .await
             .unwrap();
         let audit = cjsm_milter::audit::AuditSink::start(milter_store.audit);
-        let engine = Engine::new(config, milter_store.read)
-            .unwrap()
-            .with_audit(Some(audit));
+        let engine = Engine::new(compiled, milter_store.read).with_audit(Some(audit));
         let shared = Shared::new(engine);
         let (listener, local) = listen::bind(
             &ListenAddr::Inet("127.0.0.1:0".parse().unwrap()),
