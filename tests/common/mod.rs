@@ -1,5 +1,9 @@
-//! Test harness: the milter served in-process on 127.0.0.1:0 with its own file store, the
-//! same `serve()` the daemon runs.
+//! The integration tests' harness, one place for each job: the milter served in-process on
+//! 127.0.0.1:0 with its own file store (the same `serve()` the daemon runs), the scenario
+//! configs of tests/scenarios, a free loopback port, and SMTP through swaks and smtp-sink.
+//! `cli` runs the binary's commands, `daemon` runs `cjsm-milter run` as a child process,
+//! `fixtures` writes the directory's records; `pki`, `postfix` and `redis` start what the tests
+//! talk to.
 #![allow(dead_code)]
 
 pub mod cli;
