@@ -3,39 +3,13 @@
 
 mod common;
 
+use common::cli::{cli, cli_add_user, onboard, run_cli};
 use common::pki::{Dates, SmimeCa};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn cjsm(config: Option<&Path>, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"));
-    if let Some(config) = config {
-        command.arg("--config").arg(config);
-    }
-    command.args(args).output().unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 fn config_in(dir: &Path) -> std::path::PathBuf {
-    let config = dir.join("cjsm.toml");
-    std::fs::write(
-        &config,
-        // The police senders of these tests are believed only from a secure-network peer
-        // (the closed community): `check` runs as from 10.20.0.1.
-        format!(
-            "[store]\npath = \"{}\"\n[routing]\nsecure_networks = [\"10.20.0.0/16\"]\n",
-            dir.join("store").display()
-        ),
-    )
-    .unwrap();
-    config
+    let store = dir.join("store").display().to_string();
+    common::scenario_file(dir, "closed_community", &[("store", &store)])
 }
 
 #[test]
@@ -50,8 +24,9 @@ fn directory_user_lifecycle_changes_the_verdict() {
     )
     .unwrap();
     let check = || {
-        let out = cjsm(
+        let out = run_cli(
             cfg,
+            b"",
             &[
                 "check",
                 "--from",
@@ -65,8 +40,8 @@ fn directory_user_lifecycle_changes_the_verdict() {
                 message.to_str().unwrap(),
             ],
         );
-        assert!(out.status.success(), "{}", stderr(&out));
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        assert!(out.status.success(), "{}", out.stderr);
+        serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()
     };
 
     let report = check();
@@ -75,53 +50,30 @@ fn directory_user_lifecycle_changes_the_verdict() {
         "{report}"
     );
 
-    for args in [
-        &[
-            "directory",
-            "org",
-            "apply",
-            "--id",
-            "smith-chambers",
-            "--name",
-            "Smith Chambers",
-            "--domain",
-            "smithchambers.cjsm.net",
-            "--connection",
-            "mailbox",
-        ][..],
-        &["directory", "org", "approve", "smith-chambers"],
-        &["directory", "org", "sign-terms", "smith-chambers"],
-        &["directory", "org", "activate", "smith-chambers"],
-    ] {
-        let out = cjsm(cfg, args);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    }
-
-    let out = cjsm(
-        cfg,
-        &[
-            "directory",
-            "user",
-            "add",
-            "Alice@SmithChambers.cjsm.net",
-            "--org",
-            "smith-chambers",
-            "--first-name",
-            "Alice",
-            "--last-name",
-            "Smith",
-        ],
+    onboard(
+        &config,
+        "smith-chambers",
+        "Smith Chambers",
+        "smithchambers.cjsm.net",
+        "mailbox",
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    cli_add_user(
+        &config,
+        "Alice@SmithChambers.cjsm.net",
+        "smith-chambers",
+        "Alice",
+        "Smith",
+    );
     let report = check();
     assert_eq!(report["action"], "accept", "{report}");
     assert_eq!(report["subject"], "OFFICIAL-SENSITIVE: case papers [CJSM]");
 
-    let out = cjsm(
+    let out = run_cli(
         cfg,
+        b"",
         &["directory", "user", "show", "alice@smithchambers.cjsm.net"],
     );
-    let user: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let user: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(user["state"], "active");
     assert_eq!(user["last_name"], "Smith");
 
@@ -130,12 +82,13 @@ fn directory_user_lifecycle_changes_the_verdict() {
         ("reactivate", "active", ""),
         ("delete", "deleted", "5.2.1"),
     ] {
-        let out = cjsm(
+        let out = run_cli(
             cfg,
+            b"",
             &["directory", "user", command, "alice@smithchambers.cjsm.net"],
         );
-        assert!(out.status.success(), "{command}: {}", stderr(&out));
-        assert!(stdout(&out).contains(state), "{}", stdout(&out));
+        assert!(out.status.success(), "{command}: {}", out.stderr);
+        assert!(out.stdout.contains(state), "{}", out.stdout);
         let report = check();
         if status.is_empty() {
             assert_eq!(report["action"], "accept", "{report}");
@@ -172,9 +125,9 @@ fn directory_refusals_exit_2_with_one_line() {
         &["directory", "org", "activate", "nobody"],
     ];
     for args in cases {
-        let out = cjsm(cfg, args);
+        let out = run_cli(cfg, b"", args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = stderr(&out);
+        let err = out.stderr;
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
         assert!(err.starts_with("cjsm-milter: error: "), "{err}");
     }
@@ -191,8 +144,8 @@ fn directory_refusals_exit_2_with_one_line() {
         "--connection",
         "mailbox",
     ];
-    let out = cjsm(cfg, &apply);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_cli(cfg, b"", &apply);
+    assert!(out.status.success(), "{}", out.stderr);
     let add = [
         "directory",
         "user",
@@ -205,14 +158,15 @@ fn directory_refusals_exit_2_with_one_line() {
         "--last-name",
         "X",
     ];
-    let out = cjsm(cfg, &add);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = cjsm(cfg, &add);
+    let out = run_cli(cfg, b"", &add);
+    assert!(out.status.success(), "{}", out.stderr);
+    let out = run_cli(cfg, b"", &add);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    assert!(out.stderr.contains("already exists"), "{}", out.stderr);
     // A duplicate application names the organisation holding the domain.
-    let out = cjsm(
+    let out = run_cli(
         cfg,
+        b"",
         &[
             "directory",
             "org",
@@ -229,9 +183,9 @@ fn directory_refusals_exit_2_with_one_line() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("x.cjsm.net is already registered to x"),
+        out.stderr.contains("x.cjsm.net is already registered to x"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
 }
 
@@ -240,8 +194,8 @@ fn config_check_names_key_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
     std::fs::write(&good, "mode = \"report\"\n[marking]\nceiling = \"OFFICIAL-SENSITIVE\"\n[marking.msip_labels]\n\"a1b2\" = \"OFFICIAL\"\n").unwrap();
-    let out = cjsm(None, &["config", "check", good.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_cli(None, b"", &["config", "check", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", out.stderr);
 
     let cases = [
         (
@@ -270,9 +224,9 @@ fn config_check_names_key_and_line() {
     for (text, line, key) in cases {
         let bad = dir.path().join("bad.toml");
         std::fs::write(&bad, text).unwrap();
-        let out = cjsm(None, &["config", "check", bad.to_str().unwrap()]);
+        let out = run_cli(None, b"", &["config", "check", bad.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(2), "{text}");
-        let err = stderr(&out);
+        let err = out.stderr;
         assert!(err.contains(line) && err.contains(key), "{text:?}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     }
@@ -305,8 +259,8 @@ fn config_check_refuses_what_run_refuses() {
     };
     let file = dir.path().join("cjsm.toml");
     std::fs::write(&file, escrow(&valid)).unwrap();
-    let out = cjsm(None, &["config", "check", file.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_cli(None, b"", &["config", "check", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", out.stderr);
     let cases = [
         (escrow(&missing), "line 3", "encryption.escrow_certificate"),
         (escrow(&expired), "line 3", "not valid now"),
@@ -318,15 +272,15 @@ fn config_check_refuses_what_run_refuses() {
     ];
     for (text, line, key) in cases {
         std::fs::write(&file, &text).unwrap();
-        let check = cjsm(None, &["config", "check", file.to_str().unwrap()]);
+        let check = run_cli(None, b"", &["config", "check", file.to_str().unwrap()]);
         assert_eq!(check.status.code(), Some(2), "{text}");
-        let err = stderr(&check);
+        let err = check.stderr;
         assert!(err.contains(line) && err.contains(key), "{text:?}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
         // `run` refuses the same file before it binds anything.
-        let run = cjsm(Some(&file), &["run"]);
+        let run = cli(&file, &["run"]);
         assert_eq!(run.status.code(), Some(2), "{text}");
-        assert!(stderr(&run).contains(key), "{text:?}: {}", stderr(&run));
+        assert!(run.stderr.contains(key), "{text:?}: {}", run.stderr);
     }
 }
 
@@ -341,12 +295,12 @@ fn directory_commands_check_the_words_but_not_the_escrow() {
         dir.path().join("store").display()
     );
     std::fs::write(&file, format!("{store}[marking]\nceiling = \"BANANA\"\n")).unwrap();
-    let out = cjsm(Some(&file), &["directory", "org", "list"]);
+    let out = cli(&file, &["directory", "org", "list"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("line 4, key `marking.ceiling`"),
+        out.stderr.contains("line 4, key `marking.ceiling`"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
     std::fs::write(
         &file,
@@ -356,8 +310,8 @@ fn directory_commands_check_the_words_but_not_the_escrow() {
         ),
     )
     .unwrap();
-    let out = cjsm(Some(&file), &["directory", "org", "list"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cli(&file, &["directory", "org", "list"]);
+    assert!(out.status.success(), "{}", out.stderr);
 }
 
 #[test]
@@ -365,8 +319,9 @@ fn check_usage_and_input_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_in(dir.path());
     let cfg = Some(config.as_path());
-    let out = cjsm(
+    let out = run_cli(
         cfg,
+        b"",
         &[
             "check",
             "--from",
@@ -377,11 +332,12 @@ fn check_usage_and_input_errors_exit_2() {
         ],
     );
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("/nonexistent/message.eml"));
-    let out = cjsm(cfg, &["check", "--rcpt", "c@d", "-"]);
+    assert!(out.stderr.contains("/nonexistent/message.eml"));
+    let out = run_cli(cfg, b"", &["check", "--rcpt", "c@d", "-"]);
     assert_eq!(out.status.code(), Some(2), "missing --from");
-    let out = cjsm(
+    let out = run_cli(
         cfg,
+        b"",
         &[
             "check",
             "--from",
@@ -396,12 +352,9 @@ fn check_usage_and_input_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "nonsense = 1\n").unwrap();
-    let out = cjsm(
-        Some(&bad),
-        &["check", "--from", "a@b", "--rcpt", "c@d", "-"],
-    );
+    let out = cli(&bad, &["check", "--from", "a@b", "--rcpt", "c@d", "-"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("nonsense"));
+    assert!(out.stderr.contains("nonsense"));
 }
 
 #[test]
@@ -410,8 +363,8 @@ fn check_takes_session_facts_as_flags() {
     let config = config_in(dir.path());
     let message = dir.path().join("m.eml");
     std::fs::write(&message, "Subject: OFFICIAL: x\r\n\r\nb\r\n").unwrap();
-    let out = cjsm(
-        Some(&config),
+    let out = cli(
+        &config,
         &[
             "check",
             "--from",
@@ -431,8 +384,8 @@ fn check_takes_session_facts_as_flags() {
             message.to_str().unwrap(),
         ],
     );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{}", out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(report["session"]["client_addr"], "192.0.2.7");
     assert_eq!(report["session"]["tls_version"], "TLSv1.3");
     assert_eq!(report["session"]["auth_user"], "A@firm.co.uk");
@@ -462,11 +415,12 @@ fn example_config_is_valid_and_states_the_defaults() {
 fn shipped_configs_are_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for file in ["contrib/cjsm-milter.toml", "cjsm-milter.example.toml"] {
-        let out = cjsm(
+        let out = run_cli(
             None,
+            b"",
             &["config", "check", root.join(file).to_str().unwrap()],
         );
-        assert!(out.status.success(), "{file}: {}", stderr(&out));
+        assert!(out.status.success(), "{file}: {}", out.stderr);
     }
 }
 
@@ -476,9 +430,9 @@ fn import_export_search_and_audit_from_the_command_line() {
     let config = config_in(dir.path());
     let cfg = Some(config.as_path());
     let ok = |args: &[&str]| {
-        let out = cjsm(cfg, args);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        stdout(&out)
+        let out = run_cli(cfg, b"", args);
+        assert!(out.status.success(), "{args:?}: {}", out.stderr);
+        out.stdout
     };
     let fingerprint = "AB:".repeat(31) + "AB";
     ok(&[
@@ -515,9 +469,13 @@ fn import_export_search_and_audit_from_the_command_line() {
          carol@hartleylaw.co.uk.cjsm.net,,Brown,hartley,York,Solicitors\n",
     )
     .unwrap();
-    let out = cjsm(cfg, &["directory", "user", "import", csv.to_str().unwrap()]);
+    let out = run_cli(
+        cfg,
+        b"",
+        &["directory", "user", "import", csv.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
+    let err = out.stderr;
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(
         lines.len(),
@@ -610,7 +568,7 @@ fn import_export_search_and_audit_from_the_command_line() {
     assert!(carol.contains("\"action\":\"user import add\""), "{carol}");
     assert!(ok(&["audit", "search", "--since", "2999-01-01"]).is_empty());
     assert_eq!(
-        cjsm(cfg, &["audit", "search", "--since", "soon"])
+        run_cli(cfg, b"", &["audit", "search", "--since", "soon"])
             .status
             .code(),
         Some(2)

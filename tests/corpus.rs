@@ -6,14 +6,15 @@
 //! directory and creates the directory users listed in `cases.toml`). Every mismatch of every
 //! case is collected and reported together; a `.eml` file without a case fails the test too.
 
+mod common;
+
+use common::cli::{cli, cli_add_user, cli_ok, onboard};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cjsm-milter");
 const MARKING_HEADER: &str = "X-CJSM-Marking";
 
 #[derive(Debug, Deserialize)]
@@ -119,25 +120,6 @@ fn corpus_dir() -> PathBuf {
         .join("corpus")
 }
 
-fn run(config: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"))
-}
-
-fn run_ok(config: &Path, args: &[&str]) {
-    let out = run(config, args);
-    assert!(
-        out.status.success(),
-        "cjsm-milter {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Writes the corpus config with a `[store]` in `dir`, and creates the directory users.
 fn prepare(dir: &Path, users: &[UserSpec]) -> PathBuf {
     let base = std::fs::read_to_string(corpus_dir().join("config.toml"))
@@ -169,25 +151,7 @@ fn prepare(dir: &Path, users: &[UserSpec]) -> PathBuf {
         } else {
             "mailbox"
         };
-        run_ok(
-            &config,
-            &[
-                "directory",
-                "org",
-                "apply",
-                "--id",
-                &id,
-                "--name",
-                &user.org,
-                "--domain",
-                &org_domain,
-                "--connection",
-                connection,
-            ],
-        );
-        for step in ["approve", "sign-terms", "activate"] {
-            run_ok(&config, &["directory", "org", step, &id]);
-        }
+        onboard(&config, &id, &user.org, &org_domain, connection);
         orgs.push((user.org.clone(), id));
     }
     for user in users {
@@ -196,25 +160,21 @@ fn prepare(dir: &Path, users: &[UserSpec]) -> PathBuf {
             .find(|(name, _)| *name == user.org)
             .expect("registered")
             .1;
-        run_ok(
+        cli_add_user(
             &config,
-            &[
-                "directory",
-                "user",
-                "add",
-                &user.address,
-                "--org",
-                org_id,
-                "--first-name",
-                &user.first_name,
-                "--last-name",
-                &user.last_name,
-            ],
+            &user.address,
+            org_id,
+            &user.first_name,
+            &user.last_name,
         );
         match user.state.as_str() {
             "active" => {}
-            "suspended" => run_ok(&config, &["directory", "user", "suspend", &user.address]),
-            "deleted" => run_ok(&config, &["directory", "user", "delete", &user.address]),
+            "suspended" => {
+                cli_ok(&config, &["directory", "user", "suspend", &user.address]);
+            }
+            "deleted" => {
+                cli_ok(&config, &["directory", "user", "delete", &user.address]);
+            }
             other => panic!("user {}: unknown state {other:?}", user.address),
         }
     }
@@ -258,20 +218,16 @@ fn run_case(config: &Path, case: &Case, mismatches: &mut Vec<Mismatch>) {
         args.extend(["--rcpt", rcpt.as_str()]);
     }
     args.push(&path_text);
-    let out = run(config, &args);
+    let out = cli(config, &args);
     if !out.status.success() {
         report.add(
             "exit status",
             0,
-            format!(
-                "{:?}: {}",
-                out.status.code(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
+            format!("{:?}: {}", out.status.code(), out.stderr.trim()),
         );
         return;
     }
-    let json: Value = match serde_json::from_slice(&out.stdout) {
+    let json: Value = match serde_json::from_str(&out.stdout) {
         Ok(json) => json,
         Err(e) => {
             report.add("json", "one JSON object", format!("{e}"));

@@ -4,30 +4,13 @@
 mod common;
 
 use common::daemon::Daemon;
+use common::free_port;
 use indymilter_test::{MacroStage, ProtoOpts, Status, TestConnection};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 
-/// `listen` goes into `[milter]` with `milter_extra`; `extra` holds top-level keys.
-fn start(listen: &str, milter_extra: &str, extra: &str) -> Daemon {
-    Daemon::start(&config_text(listen, milter_extra, extra))
-}
-
-/// The police senders of these tests are believed only from a secure-network peer (the
-/// closed community): here, the loopback client.
-const SECURE_LOOPBACK: &str = "[routing]\nsecure_networks = [\"127.0.0.0/8\"]\n";
-
-fn config_text(listen: &str, milter_extra: &str, extra: &str) -> String {
-    format!(
-        "{extra}\n[milter]\nlisten = \"{listen}\"\n{milter_extra}\n[store]\npath = \"{{dir}}/store\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n{SECURE_LOOPBACK}"
-    )
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The daemon scenario in `mode`, the milter listening on `listen`.
+fn config_text(mode: &str, listen: &str) -> String {
+    common::scenario("daemon", &[("mode", mode), ("listen", listen)])
 }
 
 async fn start_message(conn: &mut TestConnection, rcpt: &str) {
@@ -67,14 +50,13 @@ async fn verdict(addr: SocketAddr) -> Status {
 async fn sighup_reloads_and_a_bad_file_keeps_the_running_config() {
     let port = free_port();
     let listen = format!("inet:127.0.0.1:{port}");
-    let daemon = start(&listen, "", "");
+    let daemon = Daemon::start(&config_text("enforce", &listen));
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     assert!(matches!(verdict(addr).await, Status::Reject { .. }));
 
     std::fs::write(
         &daemon.config,
-        config_text(&listen, "", "mode = \"report\"")
-            .replace("{dir}", &daemon.dir.path().display().to_string()),
+        config_text("report", &listen).replace("{dir}", &daemon.dir.path().display().to_string()),
     )
     .unwrap();
     daemon.signal(libc::SIGHUP);
@@ -99,7 +81,8 @@ async fn sighup_reloads_and_a_bad_file_keeps_the_running_config() {
 #[tokio::test]
 async fn sigterm_drains_the_message_in_flight_and_refuses_new_sessions() {
     let port = free_port();
-    let mut daemon = start(&format!("inet:127.0.0.1:{port}"), "", "");
+    let listen = format!("inet:127.0.0.1:{port}");
+    let mut daemon = Daemon::start(&config_text("enforce", &listen));
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut conn = TestConnection::open(addr).await.unwrap();
     start_message(&mut conn, "b@met.pnn.police.uk").await;
@@ -133,11 +116,11 @@ async fn unix_socket_with_mode_and_stale_file_replaced() {
     let socket = dir.path().join("milter.sock");
     // A stale socket file, as a killed instance leaves behind.
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
-    let mut daemon = start(
-        &format!("unix:{}", socket.display()),
-        "socket_mode = \"0660\"\nsocket_group = \"0\"",
-        "",
-    );
+    let socket_path = socket.display().to_string();
+    let mut daemon = Daemon::start(&common::scenario(
+        "daemon_unix_socket",
+        &[("socket", &socket_path)],
+    ));
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o660);
@@ -158,14 +141,10 @@ async fn unix_socket_with_mode_and_stale_file_replaced() {
 
 #[tokio::test]
 async fn logs_to_syslog_as_json_carry_the_queue_id_and_never_the_body() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let daemon = Daemon::start(&format!(
-        "[milter]\nlisten = \"inet:127.0.0.1:{port}\"\n[store]\npath = \"{{dir}}/store\"\n\
-         [metrics]\nlisten = \"\"\n[log]\ntarget = \"syslog+stderr\"\nformat = \"json\"\n{SECURE_LOOPBACK}"
+    let port = free_port();
+    let daemon = Daemon::start(&common::scenario(
+        "daemon_syslog_json",
+        &[("port", &port.to_string())],
     ));
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut conn = TestConnection::open(addr).await.unwrap();

@@ -13,6 +13,7 @@ use cjsm_milter::directory::user::UserDetails;
 use cjsm_milter::directory::{Admin, AdminError};
 use cjsm_milter::policy::DirectoryAnswer;
 use cjsm_milter::store::{Directory, DirectoryRead, DirectoryWrite, FileStore, RedisStore};
+use common::fixtures::org;
 use common::redis::RedisServer;
 
 fn details(first: &str, last: &str) -> UserDetails {
@@ -744,21 +745,11 @@ async fn redis_tls_backend() {
     behaviour(&store).await;
 }
 
-fn organisation(id: &str, domains: &[&str]) -> Organisation {
+/// A server organisation, as the index tests store it behind the directory's back.
+fn server_org(id: &str, domains: &[&str]) -> Organisation {
     Organisation {
-        id: id.into(),
-        name: format!("{id} LLP"),
-        domains: domains.iter().map(|d| d.to_string()).collect(),
         connection: ConnectionType::Server,
-        state: OrgState::Active,
-        terms_signed: Some(1),
-        admins: vec![],
-        client_certificate: None,
-        mail_server: None,
-        approved: Some(1),
-        created: 1,
-        updated: 1,
-        revision: 1,
+        ..org(id, domains)
     }
 }
 
@@ -769,7 +760,7 @@ fn organisation(id: &str, domains: &[&str]) -> Organisation {
 async fn file_store_indexes_domains_of_a_directory_written_before() {
     let dir = tempfile::tempdir().unwrap();
     let old = serde_json::json!({
-        "orgs": { "old": organisation("old", &["old.co.uk", "Second.Example"]) },
+        "orgs": { "old": server_org("old", &["old.co.uk", "Second.Example"]) },
         "users": {},
     });
     std::fs::write(
@@ -787,7 +778,7 @@ async fn file_store_indexes_domains_of_a_directory_written_before() {
     // Another process writes: the index follows the file.
     let writer = FileStore::open(dir.path()).unwrap();
     writer
-        .put_org(organisation("new", &["new.co.uk"]))
+        .put_org(server_org("new", &["new.co.uk"]))
         .await
         .unwrap();
     assert_eq!(org_of(&store, "new.co.uk").await.as_deref(), Some("new"));
@@ -813,7 +804,7 @@ async fn redis_store_finds_organisations_written_before_the_index() {
         let mut pipe = redis::pipe();
         pipe.set(
             format!("{{old}}:org:{id}"),
-            serde_json::to_string(&organisation(id, domains)).unwrap(),
+            serde_json::to_string(&server_org(id, domains)).unwrap(),
         )
         .sadd("{old}:orgs", id)
         .set("{old}:meta", "1");
@@ -874,7 +865,7 @@ async fn redis_store_finds_organisations_written_before_the_index() {
 
     // Writes of this version index the domains they list.
     store
-        .put_org(organisation("fresh", &["Fresh.co.uk"]))
+        .put_org(server_org("fresh", &["Fresh.co.uk"]))
         .await
         .unwrap();
     let indexed: Option<String> = redis::cmd("HGET")
@@ -898,6 +889,6 @@ async fn redis_store_finds_organisations_written_before_the_index() {
         .unwrap();
     assert_eq!(
         serde_json::from_str::<Organisation>(&record).unwrap(),
-        organisation("unclaimed", &["unclaimed.co.uk"])
+        server_org("unclaimed", &["unclaimed.co.uk"])
     );
 }

@@ -648,18 +648,14 @@ fn red_team() -> Vec<Case> {
             Want::AtLeast(40),
         ));
     }
-    for (name, body) in [
-        (
-            "OFFICIAL with a descriptor of OFFICIAL-SENSITIVE",
-            "OFFICIAL LOCSEN\r\nDear Sir",
-        ),
+    #[rustfmt::skip]
+    let bodies = [
+        ("OFFICIAL with a descriptor of OFFICIAL-SENSITIVE", "OFFICIAL LOCSEN\r\nDear Sir"),
         ("OFFICIAL-PERSONAL", "OFFICIAL-PERSONAL\r\nDear Sir"),
-        (
-            "a quoted OFFICIAL",
-            "Thanks, agreed.\r\n\r\n> Dear all,\r\n> the rota\r\n> OFFICIAL",
-        ),
+        ("a quoted OFFICIAL", "Thanks, agreed.\r\n\r\n> Dear all,\r\n> the rota\r\n> OFFICIAL"),
         ("lower case official", "Dear Sir,\r\nthe rota.\r\nofficial."),
-    ] {
+    ];
+    for (name, body) in bodies {
         cases.push(case(name, with_body(body), NOT_LOWERED));
     }
     let alternative = format!(
@@ -875,7 +871,7 @@ fn check(config: &std::path::Path, message: &[u8]) -> Value {
         "--client-addr",
         "127.0.0.1",
     ];
-    common::check_message(config, &args, message)
+    common::cli::check_message(config, &args, message)
 }
 
 fn config_file(dir: &tempfile::TempDir) -> std::path::PathBuf {

@@ -8,14 +8,9 @@ use serde_json::Value;
 fn check(message: &[u8], extra_config: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{extra_config}\n[store]\npath = \"{}\"\n[routing]\nsecure_networks = [\"10.20.0.0/16\"]\n",
-            dir.path().join("store").display()
-        ),
-    )
-    .unwrap();
+    let store = dir.path().join("store").display().to_string();
+    let scenario = common::scenario("closed_community", &[("store", &store)]);
+    std::fs::write(&config, format!("{extra_config}\n{scenario}")).unwrap();
     let args = [
         "--from",
         "a@met.pnn.police.uk",
@@ -27,7 +22,7 @@ fn check(message: &[u8], extra_config: &str) -> Value {
         "--client-addr",
         "10.20.0.1",
     ];
-    common::check_message(&config, &args, message)
+    common::cli::check_message(&config, &args, message)
 }
 
 fn label(report: &Value) -> &str {

@@ -3,8 +3,11 @@
 //! parser) and OpenLDAP's `ldapadd -n` (Debian package ldap-utils), which parses the file
 //! without contacting any server. A missing reader fails the test, naming the package.
 
+mod common;
+
 use cjsm_milter::directory::export::to_ldif;
-use cjsm_milter::directory::model::{ConnectionType, OrgState, Organisation, User, UserState};
+use cjsm_milter::directory::model::{ConnectionType, Organisation, User, UserState};
+use common::fixtures::{org, user};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -37,40 +40,6 @@ for dn, attrs in parser.all_records:
 print(json.dumps(out))
 "#;
 
-fn org(id: &str, name: &str, domain: &str, connection: ConnectionType) -> Organisation {
-    Organisation {
-        id: id.to_string(),
-        name: name.to_string(),
-        domains: vec![domain.to_string()],
-        connection,
-        state: OrgState::Active,
-        terms_signed: Some(1_700_000_000),
-        admins: vec![],
-        client_certificate: None,
-        mail_server: None,
-        approved: Some(1),
-        revision: 0,
-        created: 1_700_000_000,
-        updated: 1_700_000_000,
-    }
-}
-
-fn user(address: &str, org: &str, first: &str, last: &str, town: &str, business: &str) -> User {
-    User {
-        address: address.to_string(),
-        org: org.to_string(),
-        first_name: first.to_string(),
-        last_name: last.to_string(),
-        town: town.to_string(),
-        business_type: business.to_string(),
-        state: UserState::Active,
-        created: 1_700_000_000,
-        updated: 1_700_000_000,
-        smime_certificate: None,
-        revision: 0,
-    }
-}
-
 const LONG_TOWN: &str = "Llanfairpwllgwyngyllgogerychwyrndrobwllllantysiliogogogoch \
                          (Ynys Môn), Gwynedd, Cymru — a very long town name indeed";
 const LONG_BUSINESS: &str = "Barristers' chambers, solicitors' practices and other \
@@ -82,47 +51,31 @@ type Expected = (&'static str, Vec<(&'static str, Vec<&'static str>)>);
 /// The directory the tests export, and what each exported entry must read back as.
 fn fixture() -> (Vec<User>, Vec<Organisation>, Vec<Expected>) {
     let orgs = vec![
-        org(
-            "smith-llp",
-            "Smith & Jones, Solicitors",
-            "firm.co.uk",
-            ConnectionType::Server,
-        ),
-        org(
-            "smith-chambers",
-            "Siambrau Gŵyr",
-            "smithchambers.cjsm.net",
-            ConnectionType::Mailbox,
-        ),
+        Organisation {
+            name: "Smith & Jones, Solicitors".into(),
+            connection: ConnectionType::Server,
+            ..org("smith-llp", &["firm.co.uk"])
+        },
+        Organisation {
+            name: "Siambrau Gŵyr".into(),
+            ..org("smith-chambers", &["smithchambers.cjsm.net"])
+        },
     ];
-    let mut suspended = user("dave@firm.co.uk.cjsm.net", "smith-llp", "Dave", "D", "", "");
-    suspended.state = UserState::Suspended;
+    // What the export writes of a user: address, organisation, names, town and business.
+    let person = |[address, org, first, last, town, business]: [&str; 6]| User {
+        first_name: first.into(),
+        last_name: last.into(),
+        town: town.into(),
+        business_type: business.into(),
+        ..user(address, org)
+    };
+    let dave = ["dave@firm.co.uk.cjsm.net", "smith-llp", "Dave", "D", "", ""];
+    #[rustfmt::skip]
     let users = vec![
-        user(
-            "bob@firm.co.uk.cjsm.net",
-            "smith-llp",
-            "Bob",
-            "Jones",
-            "Leeds",
-            LONG_BUSINESS,
-        ),
-        suspended,
-        user(
-            "alice+cps@firm.co.uk.cjsm.net",
-            "smith-llp",
-            "Siân",
-            "Ó Briain",
-            LONG_TOWN,
-            "Solicitors",
-        ),
-        user(
-            "carol@smithchambers.cjsm.net",
-            "smith-chambers",
-            "Carol",
-            "",
-            "",
-            "<Barristers>",
-        ),
+        person(["bob@firm.co.uk.cjsm.net", "smith-llp", "Bob", "Jones", "Leeds", LONG_BUSINESS]),
+        User { state: UserState::Suspended, ..person(dave) },
+        person(["alice+cps@firm.co.uk.cjsm.net", "smith-llp", "Siân", "Ó Briain", LONG_TOWN, "Solicitors"]),
+        person(["carol@smithchambers.cjsm.net", "smith-chambers", "Carol", "", "", "<Barristers>"]),
     ];
     let classes = vec!["top", "person", "organizationalPerson", "inetOrgPerson"];
     let expected = vec![

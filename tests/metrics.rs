@@ -4,8 +4,8 @@
 
 mod common;
 
+use common::cli::onboard;
 use common::daemon::{Daemon, http_get};
-use common::onboard;
 use indymilter_test::{MacroStage, Status, TestConnection};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -117,15 +117,13 @@ fn names_used() -> BTreeSet<String> {
 
 #[tokio::test]
 async fn counters_move_as_the_traffic_says_and_every_used_metric_is_served() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let daemon = Daemon::start(&format!(
-        // The police senders are believed only from a secure-network peer: the loopback client.
-        "[milter]\nlisten = \"inet:127.0.0.1:{port}\"\n[store]\npath = \"{{dir}}/store\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
-         [routing]\nsecure_networks = [\"127.0.0.0/8\"]\n"
+    let port = common::free_port();
+    let daemon = Daemon::start(&common::scenario(
+        "daemon",
+        &[
+            ("mode", "enforce"),
+            ("listen", &format!("inet:127.0.0.1:{port}")),
+        ],
     ));
     let milter = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let metrics = daemon.metrics_addr();
@@ -140,7 +138,7 @@ async fn counters_move_as_the_traffic_says_and_every_used_metric_is_served() {
         "smith.cjsm.net",
         "mailbox",
     );
-    common::cli_add_user(
+    common::cli::cli_add_user(
         &daemon.config,
         "alice@smith.cjsm.net",
         "smith",

@@ -5,6 +5,7 @@ mod common;
 
 use cjsm_milter::directory::model::UserState;
 use common::TestMilter;
+use common::fixtures::{org, user};
 use indymilter_test::{EomAction, MacroStage, ProtoOpts, Status, TestConnection};
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -516,49 +517,27 @@ async fn an_eight_bit_subject_keeps_its_bytes_around_the_tag() {
 /// A server-connected organisation (firm.co.uk, client certificate CN mail.firm.co.uk) with
 /// users alice and bob.
 async fn firm(milter: &TestMilter) {
-    use cjsm_milter::directory::model::{
-        ClientCertificate, ConnectionType, OrgState, Organisation, User,
+    use cjsm_milter::directory::model::{ClientCertificate, ConnectionType, Organisation, User};
+    let certificate = ClientCertificate {
+        fingerprint: "ab".repeat(32),
+        subject: "CN=mail.firm.co.uk".into(),
+        issuer: "CN=CJSM Client CA".into(),
     };
-    let store = milter.store.clone();
-    store
-        .put_org(Organisation {
-            id: "firm".into(),
-            name: "Firm LLP".into(),
-            domains: vec!["firm.co.uk".into()],
-            connection: ConnectionType::Server,
-            state: OrgState::Active,
-            terms_signed: Some(1),
-            admins: vec![],
-            client_certificate: Some(ClientCertificate {
-                fingerprint: "ab".repeat(32),
-                subject: "CN=mail.firm.co.uk".into(),
-                issuer: "CN=CJSM Client CA".into(),
-            }),
-            mail_server: None,
-            approved: Some(1),
-            created: 0,
-            updated: 0,
-            revision: 0,
-        })
-        .await
-        .unwrap();
+    let firm = Organisation {
+        name: "Firm LLP".into(),
+        connection: ConnectionType::Server,
+        client_certificate: Some(certificate),
+        ..org("firm", &["firm.co.uk"])
+    };
+    milter.store.put_org(firm).await.unwrap();
     for name in ["alice", "bob"] {
-        store
-            .put_users(vec![User {
-                address: format!("{name}@firm.co.uk.cjsm.net"),
-                org: "firm".into(),
-                first_name: name.into(),
-                last_name: "Patel".into(),
-                town: String::new(),
-                business_type: String::new(),
-                state: UserState::Active,
-                created: 0,
-                updated: 0,
-                smime_certificate: None,
-                revision: 0,
-            }])
-            .await
-            .unwrap();
+        let address = format!("{name}@firm.co.uk.cjsm.net");
+        let user = User {
+            first_name: name.into(),
+            last_name: "Patel".into(),
+            ..user(&address, "firm")
+        };
+        milter.store.put_users(vec![user]).await.unwrap();
     }
 }
 
@@ -654,13 +633,12 @@ async fn an_authenticated_client_sends_only_as_itself() {
     milter
         .add_user("mary@smithchambers.cjsm.net", UserState::Active)
         .await;
-    for (login, want) in [
+    #[rustfmt::skip]
+    let logins = [
         ("mary@smithchambers.cjsm.net", "continue"),
-        (
-            "john@smithchambers.cjsm.net",
-            "550 5.7.1 Authenticated as john@smithchambers.cjsm.net; may not send as mary@smithchambers.cjsm.net",
-        ),
-    ] {
+        ("john@smithchambers.cjsm.net", "550 5.7.1 Authenticated as john@smithchambers.cjsm.net; may not send as mary@smithchambers.cjsm.net"),
+    ];
+    for (login, want) in logins {
         let mut conn = milter.connect().await;
         conn.connect("c", SocketAddr::from((Ipv4Addr::LOCALHOST, 40002)))
             .await
@@ -753,25 +731,19 @@ async fn envelope_addresses_are_judged_as_the_mta_will_use_them() {
         .await;
     let mary = "mary@smithchambers.cjsm.net";
     // (raw MAIL argument, {mail_addr}, expected reply prefix)
-    for (raw, mta, want) in [
+    #[rustfmt::skip]
+    let mail_cases = [
         ("<mary@smithchambers.cjsm.net(x)>", Some(mary), "553 5.1.7"),
         ("<mary@smithchambers.cjsm.net (x)>", Some(mary), "553 5.1.7"),
         ("<g:mary@smithchambers.cjsm.net;>", Some(mary), "553 5.1.7"),
         ("<mary@smithchambers\\.cjsm.net>", Some(mary), "553 5.1.7"),
-        (
-            "<@relay.example:mary@smithchambers.cjsm.net>",
-            Some(mary),
-            "553 5.1.7",
-        ),
+        ("<@relay.example:mary@smithchambers.cjsm.net>", Some(mary), "553 5.1.7"),
         // Plain, but the MTA made another address of it.
         ("<dc.jones@met.pnn.police.uk>", Some(mary), "553 5.1.7"),
-        (
-            "<dc.jones@met.pnn.police.uk>",
-            Some("dc.jones@met.pnn.police.uk"),
-            "continue",
-        ),
+        ("<dc.jones@met.pnn.police.uk>", Some("dc.jones@met.pnn.police.uk"), "continue"),
         ("<>", Some(""), "continue"),
-    ] {
+    ];
+    for (raw, mta, want) in mail_cases {
         let mut conn = milter.connect().await;
         let status = mail_as(&mut conn, raw, mta).await;
         let got = if status == Status::Continue {
@@ -784,28 +756,18 @@ async fn envelope_addresses_are_judged_as_the_mta_will_use_them() {
     }
     // (raw RCPT argument, {rcpt_addr}, expected reply prefix)
     let sus = "sus@smithchambers.cjsm.net";
-    for (raw, mta, want) in [
+    #[rustfmt::skip]
+    let rcpt_cases = [
         ("<sus@smithchambers.cjsm.net(x)>", Some(sus), "553 5.1.3"),
         ("<sus@smithchambers.cjsm.net (x)>", Some(sus), "553 5.1.3"),
         ("<g:sus@smithchambers.cjsm.net;>", Some(sus), "553 5.1.3"),
-        (
-            "<sus%smithchambers.cjsm.net@met.pnn.police.uk>",
-            Some(sus),
-            "553 5.1.3",
-        ),
+        ("<sus%smithchambers.cjsm.net@met.pnn.police.uk>", Some(sus), "553 5.1.3"),
         ("<clerk@met.pnn.police.uk>", Some(sus), "553 5.1.3"),
         ("<sus@smithchambers.cjsm.net>", Some(sus), "550 5.2.1"),
-        (
-            "<clerk@met.pnn.police.uk>",
-            Some("clerk@met.pnn.police.uk"),
-            "continue",
-        ),
-        (
-            "<Mary@SmithChambers.cjsm.net>",
-            Some("Mary@SmithChambers.cjsm.net."),
-            "continue",
-        ),
-    ] {
+        ("<clerk@met.pnn.police.uk>", Some("clerk@met.pnn.police.uk"), "continue"),
+        ("<Mary@SmithChambers.cjsm.net>", Some("Mary@SmithChambers.cjsm.net."), "continue"),
+    ];
+    for (raw, mta, want) in rcpt_cases {
         let mut conn = milter.connect().await;
         assert_eq!(
             mail_as(&mut conn, "<dc.jones@met.pnn.police.uk>", None).await,

@@ -28,20 +28,7 @@ fn postfix_with_the_milter_as_the_kit_sets_it_up() {
     let hub = start_hub(lab.path(), &pki, &sink, socketmap_port, false);
     let store = lab.path().join("store");
     let milter = Daemon::start(&milter_config(&hub, &store, socketmap_port));
-    common::onboard(
-        &milter.config,
-        "smith",
-        "Smith Chambers",
-        "smithchambers.cjsm.net",
-        "mailbox",
-    );
-    common::cli_add_user(
-        &milter.config,
-        "alice@smithchambers.cjsm.net",
-        "smith",
-        "Alice",
-        "Smith",
-    );
+    common::cli::smith_chambers(&milter.config, &["alice"]);
     let tls = tls(&pki);
 
     // Marked mail to secure recipients, over TLS, is delivered, tagged and marked.
@@ -215,7 +202,7 @@ fn a_connected_organisation_server_through_the_hub_both_ways() {
     let store = lab.path().join("store");
     let milter = Daemon::start(&milter_config(&hub, &store, socketmap_port));
     let firm_server = format!("[127.0.0.1]:{firm_port}");
-    common::onboard_with(
+    common::cli::onboard_with(
         &milter.config,
         "firm",
         "Firm LLP",
@@ -233,7 +220,7 @@ fn a_connected_organisation_server_through_the_hub_both_ways() {
         ],
     );
     for user in ["alice", "bob"] {
-        common::cli_add_user(
+        common::cli::cli_add_user(
             &milter.config,
             &format!("{user}@firm.co.uk.cjsm.net"),
             "firm",
@@ -456,23 +443,8 @@ fn envelopes_that_cannot_be_forged_behind_postfix() {
     let hub = start_hub(lab.path(), &pki, &sink, socketmap_port, false);
     let store = lab.path().join("store");
     let milter = Daemon::start(&milter_config(&hub, &store, socketmap_port));
-    common::onboard(
-        &milter.config,
-        "smith",
-        "Smith Chambers",
-        "smithchambers.cjsm.net",
-        "mailbox",
-    );
-    for user in ["mary", "sus"] {
-        common::cli_add_user(
-            &milter.config,
-            &format!("{user}@smithchambers.cjsm.net"),
-            "smith",
-            user,
-            "Smith",
-        );
-    }
-    common::cli_ok(
+    common::cli::smith_chambers(&milter.config, &["mary", "sus"]);
+    common::cli::cli_ok(
         &milter.config,
         &["directory", "user", "suspend", "sus@smithchambers.cjsm.net"],
     );

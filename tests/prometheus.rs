@@ -146,10 +146,12 @@ async fn send(milter: SocketAddr, rcpt: &str, subject: &str) -> Status {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_panel_and_rule_evaluates_on_a_real_prometheus() {
     let port = common::free_port();
-    let daemon = Daemon::start(&format!(
-        // The police senders are believed only from a secure-network peer: the loopback client.
-        "[milter]\nlisten = \"inet:127.0.0.1:{port}\"\n[store]\npath = \"{{dir}}/store\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
-         [routing]\nsecure_networks = [\"127.0.0.0/8\"]\n"
+    let daemon = Daemon::start(&common::scenario(
+        "daemon",
+        &[
+            ("mode", "enforce"),
+            ("listen", &format!("inet:127.0.0.1:{port}")),
+        ],
     ));
     let milter = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let prometheus = start_prometheus(daemon.metrics_addr());

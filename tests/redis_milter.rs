@@ -4,11 +4,11 @@
 
 mod common;
 
+use common::TestMilter;
+use common::cli::{cli, cli_ok, onboard};
 use common::redis::RedisServer;
-use common::{TestMilter, cli_ok, onboard};
 use indymilter_test::{MacroStage, Status, TestConnection};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const HUB_USER: &str = "alice@hartleylaw.co.uk.cjsm.net";
@@ -203,13 +203,8 @@ async fn suspension_reaches_every_milter_and_redis_outage_means_tempfail() {
     assert_eq!(status, Status::Accept);
     let mut found = false;
     for _ in 0..100 {
-        let out = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
-            .arg("--config")
-            .arg(&config)
-            .args(["audit", "search", "--queue-id", "AUDIT1"])
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&out.stdout).contains("\"action\":\"accept\"") {
+        let out = cli(&config, &["audit", "search", "--queue-id", "AUDIT1"]);
+        if out.stdout.contains("\"action\":\"accept\"") {
             found = true;
             break;
         }
@@ -217,13 +212,8 @@ async fn suspension_reaches_every_milter_and_redis_outage_means_tempfail() {
     }
     assert!(found, "the verdict is in the audit trail");
     // Refusals at RCPT are verdicts too.
-    let out = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
-        .arg("--config")
-        .arg(&config)
-        .args(["audit", "search", "--address", HUB_USER, "-n", "1000"])
-        .output()
-        .unwrap();
-    let trail = String::from_utf8_lossy(&out.stdout);
+    let search = ["audit", "search", "--address", HUB_USER, "-n", "1000"];
+    let trail = cli(&config, &search).stdout;
     assert!(
         trail.contains("\"reason\":\"recipient-suspended\""),
         "{trail}"

@@ -255,13 +255,13 @@ impl Drop for Lab {
 }
 
 fn milter_config(lab: &Lab) -> String {
-    format!(
-        "[milter]\nlisten = \"unix:{}\"\nsocket_mode = \"0660\"\n[store]\npath = \"{}/store\"\n\
-         [metrics]\nlisten = \"\"\n[socketmap]\nlisten = \"127.0.0.1:{}\"\n\
-         [routing]\nsecure_networks = [\"127.0.0.2/32\"]\n",
-        lab.socket.display(),
-        lab.dir.path().display(),
-        lab.socketmap_port
+    common::scenario(
+        "sendmail",
+        &[
+            ("socket", &lab.socket.display().to_string()),
+            ("store", &format!("{}/store", lab.dir.path().display())),
+            ("socketmap_port", &lab.socketmap_port.to_string()),
+        ],
     )
 }
 
@@ -269,20 +269,7 @@ fn milter_config(lab: &Lab) -> String {
 fn sendmail_with_the_milter_as_the_kit_sets_it_up() {
     let lab = Lab::start();
     let milter = Daemon::start(&milter_config(&lab));
-    common::onboard(
-        &milter.config,
-        "smith",
-        "Smith Chambers",
-        "smithchambers.cjsm.net",
-        "mailbox",
-    );
-    common::cli_add_user(
-        &milter.config,
-        "alice@smithchambers.cjsm.net",
-        "smith",
-        "Alice",
-        "Smith",
-    );
+    common::cli::smith_chambers(&milter.config, &["alice"]);
 
     let dialogue = lab.swaks(
         "alice@smithchambers.cjsm.net",
@@ -325,7 +312,7 @@ fn sendmail_with_the_milter_as_the_kit_sets_it_up() {
 
     // A server-connected organisation: Sendmail reports its client certificate as whole DNs
     // with +XX escapes ({cert_subject}, {cert_issuer}) and {verify} = OK.
-    common::onboard_with(
+    common::cli::onboard_with(
         &milter.config,
         "firm",
         "Firm LLP",
@@ -343,7 +330,7 @@ fn sendmail_with_the_milter_as_the_kit_sets_it_up() {
         ],
     );
     for user in ["alice", "bob"] {
-        common::cli_add_user(
+        common::cli::cli_add_user(
             &milter.config,
             &format!("{user}@firm.co.uk.cjsm.net"),
             "firm",
@@ -418,23 +405,8 @@ fn sendmail_with_the_milter_as_the_kit_sets_it_up() {
 fn envelopes_that_cannot_be_forged_behind_sendmail() {
     let lab = Lab::start();
     let milter = Daemon::start(&milter_config(&lab));
-    common::onboard(
-        &milter.config,
-        "smith",
-        "Smith Chambers",
-        "smithchambers.cjsm.net",
-        "mailbox",
-    );
-    for user in ["mary", "sus"] {
-        common::cli_add_user(
-            &milter.config,
-            &format!("{user}@smithchambers.cjsm.net"),
-            "smith",
-            user,
-            "Smith",
-        );
-    }
-    common::cli_ok(
+    common::cli::smith_chambers(&milter.config, &["mary", "sus"]);
+    common::cli::cli_ok(
         &milter.config,
         &["directory", "user", "suspend", "sus@smithchambers.cjsm.net"],
     );
@@ -504,7 +476,7 @@ fn envelopes_that_cannot_be_forged_behind_sendmail() {
 
     // A connected organisation's server whose certificate's O value holds "/CN=": the one-line
     // {cert_subject} names two CNs and matches nothing; {cn_subject} names the server.
-    common::onboard_with(
+    common::cli::onboard_with(
         &milter.config,
         "firm",
         "Firm LLP",
@@ -519,7 +491,7 @@ fn envelopes_that_cannot_be_forged_behind_sendmail() {
             CA_CN,
         ],
     );
-    common::cli_add_user(
+    common::cli::cli_add_user(
         &milter.config,
         "alice@firm.co.uk.cjsm.net",
         "firm",

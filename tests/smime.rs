@@ -6,23 +6,15 @@
 
 mod common;
 
+use common::cli::{CliOutput, cli};
 use common::daemon::Daemon;
 use common::pki::{Dates, Pki, SmimeCa};
 use common::postfix::{SECURE_PEER, Sink, milter_config, refs, start_hub, tls};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn cjsm(config: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn import(config: &Path, address: &str, cert: &Path) -> std::process::Output {
-    cjsm(
+fn import(config: &Path, address: &str, cert: &Path) -> CliOutput {
+    cli(
         config,
         &[
             "directory",
@@ -37,15 +29,8 @@ fn import(config: &Path, address: &str, cert: &Path) -> std::process::Output {
 #[test]
 fn certificates_are_checked_on_import() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("cjsm.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\npath = \"{}\"\n",
-            dir.path().join("store").display()
-        ),
-    )
-    .unwrap();
+    let store = dir.path().join("store").display().to_string();
+    let config = common::scenario_file(dir.path(), "file_store", &[("store", &store)]);
     let ca = SmimeCa::create(&dir.path().join("ca"));
     let address = "expert@gmail.com";
     let (good, _) = ca.issue("good", Some(address), "keyEncipherment", Dates::Days(365));
@@ -82,36 +67,28 @@ fn certificates_are_checked_on_import() {
     let (nobody, _) = ca.issue("nobody", None, "keyEncipherment", Dates::Days(365));
 
     // Refused, with the reason, and nothing stored.
-    for (cert, reason) in [
+    #[rustfmt::skip]
+    let refusals = [
         (&expired, "expired on"),
         (&early, "not valid yet"),
-        (
-            &signing,
-            "allows neither key encipherment nor key agreement",
-        ),
-        (
-            &other,
-            "issued for someone@else.org, not for expert@gmail.com",
-        ),
+        (&signing, "allows neither key encipherment nor key agreement"),
+        (&other, "issued for someone@else.org, not for expert@gmail.com"),
         (&nobody, "issued for no e-mail address"),
         (&dir.path().join("cjsm.toml"), "not an X.509 certificate"),
-    ] {
+    ];
+    for (cert, reason) in refusals {
         let out = import(&config, address, cert);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = out.stderr.as_str();
         assert_eq!(out.status.code(), Some(2), "{}: {stderr}", cert.display());
         assert!(stderr.contains(reason), "{}: {stderr}", cert.display());
         assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     }
-    let out = cjsm(&config, &["directory", "cert", "show", address]);
+    let out = cli(&config, &["directory", "cert", "show", address]);
     assert_eq!(out.status.code(), Some(2), "nothing was stored");
 
     // Accepted: PEM, and DER (converted with the openssl CLI).
     let out = import(&config, address, &good);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", out.stderr.as_str());
     let der = dir.path().join("soon.der");
     let converted = Command::new("openssl")
         .args(["x509", "-in"])
@@ -122,14 +99,10 @@ fn certificates_are_checked_on_import() {
         .unwrap();
     assert!(converted.success());
     let out = import(&config, "Soon@Gmail.com", &der);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", out.stderr.as_str());
 
-    let out = cjsm(&config, &["directory", "cert", "show", address]);
-    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = cli(&config, &["directory", "cert", "show", address]);
+    let shown: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(shown["address"], address);
     assert!(
         shown["pem"]
@@ -140,20 +113,20 @@ fn certificates_are_checked_on_import() {
     assert_eq!(shown["fingerprint"].as_str().unwrap().len(), 64);
 
     // Lapsing within 30 days: only the 10-day one.
-    let out = cjsm(
+    let out = cli(
         &config,
         &["directory", "cert", "expiring", "--within", "30d"],
     );
-    let listed = String::from_utf8_lossy(&out.stdout);
+    let listed = out.stdout.as_str();
     assert!(listed.contains("soon@gmail.com"), "{listed}");
     assert!(!listed.contains(address), "{listed}");
 
-    let out = cjsm(&config, &["directory", "cert", "remove", "soon@gmail.com"]);
+    let out = cli(&config, &["directory", "cert", "remove", "soon@gmail.com"]);
     assert!(out.status.success());
-    let out = cjsm(&config, &["directory", "cert", "remove", "soon@gmail.com"]);
+    let out = cli(&config, &["directory", "cert", "remove", "soon@gmail.com"]);
     assert_eq!(out.status.code(), Some(2), "already gone");
-    let audit = cjsm(&config, &["audit", "tail"]);
-    let audit = String::from_utf8_lossy(&audit.stdout);
+    let audit = cli(&config, &["audit", "tail"]);
+    let audit = audit.stdout.as_str();
     assert!(
         audit.contains("cert import") && audit.contains("cert remove"),
         "{audit}"
@@ -227,11 +200,7 @@ fn sensitive_mail_to_certificate_holders_is_encrypted_behind_postfix() {
         ("second", "second@outlook.com"),
     ] {
         let out = import(&milter.config, address, &keys[name].cert);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", out.stderr.as_str());
     }
     let send = |to: &[&str], subject: &str| {
         let file = lab.path().join("message.eml");
@@ -369,16 +338,8 @@ fn lapse(store: &Path, address: &str) {
 #[test]
 fn a_neutral_subject_hides_every_copy_of_the_real_one() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("cjsm.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\npath = \"{}\"\n[encryption]\nneutral_subject = \"Secure message\"\n\
-             [routing]\nsecure_networks = [\"10.20.0.0/16\"]\n",
-            dir.path().join("store").display()
-        ),
-    )
-    .unwrap();
+    let store = dir.path().join("store").display().to_string();
+    let config = common::scenario_file(dir.path(), "neutral_subject", &[("store", &store)]);
     let ca = SmimeCa::create(&dir.path().join("ca"));
     let (cert, _) = ca.issue(
         "expert",
@@ -398,7 +359,7 @@ fn a_neutral_subject_hides_every_copy_of_the_real_one() {
     )
     .unwrap();
     let check = |rcpt: &str| -> serde_json::Value {
-        let out = cjsm(
+        let out = cli(
             &config,
             &[
                 "check",
@@ -413,7 +374,7 @@ fn a_neutral_subject_hides_every_copy_of_the_real_one() {
             ],
         );
         assert!(out.status.success(), "{out:?}");
-        serde_json::from_slice(&out.stdout).unwrap()
+        serde_json::from_str(&out.stdout).unwrap()
     };
     let report = check("expert@gmail.com");
     assert_eq!(report["decision"]["reason"], "encrypt", "{report}");

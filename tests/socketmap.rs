@@ -8,6 +8,16 @@ use std::path::Path;
 use std::process::Command;
 
 /// `postmap -q` against the socketmap: (exit code, output).
+/// A socketmap scenario config with the milter on `milter_port` and the socketmap on `port`.
+fn ports_scenario(name: &str, milter_port: u16, port: u16, more: &[(&str, &str)]) -> String {
+    let (milter_port, port) = (milter_port.to_string(), port.to_string());
+    let ports = [
+        ("milter_port", milter_port.as_str()),
+        ("port", port.as_str()),
+    ];
+    common::scenario(name, &[&ports[..], more].concat())
+}
+
 fn postmap(conf: &Path, port: u16, key: &str) -> (i32, String) {
     let out = Command::new("postmap")
         .arg("-c")
@@ -26,21 +36,10 @@ fn postmap(conf: &Path, port: u16, key: &str) -> (i32, String) {
 
 #[test]
 fn tls_policy_answers_for_organisations_and_secure_networks() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let milter_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let daemon = Daemon::start(&format!(
-        "[milter]\nlisten = \"inet:127.0.0.1:{milter_port}\"\n[store]\npath = \"{{dir}}/store\"\n\
-         [metrics]\nlisten = \"\"\n[socketmap]\nlisten = \"127.0.0.1:{port}\"\n"
-    ));
-    common::onboard(
+    let port = common::free_port();
+    let milter_port = common::free_port();
+    let daemon = Daemon::start(&ports_scenario("socketmap", milter_port, port, &[]));
+    common::cli::onboard(
         &daemon.config,
         "hartley",
         "Hartley Law LLP",
@@ -69,7 +68,7 @@ fn tls_policy_answers_for_organisations_and_secure_networks() {
     assert_eq!((code, text.as_str()), (1, ""), "not found");
 
     // A suspended organisation no longer gets the policy.
-    common::cli_ok(&daemon.config, &["directory", "org", "suspend", "hartley"]);
+    common::cli::cli_ok(&daemon.config, &["directory", "org", "suspend", "hartley"]);
     let (code, text) = postmap(&conf, port, "hartleylaw.co.uk");
     assert_eq!((code, text.as_str()), (1, ""));
 
@@ -114,11 +113,13 @@ fn ask(stream: &mut std::net::TcpStream, request: &str) -> String {
 fn sendmail_maps_and_bounds_over_the_wire() {
     let port = common::free_port();
     let milter_port = common::free_port();
-    let daemon = Daemon::start(&format!(
-        "[milter]\nlisten = \"inet:127.0.0.1:{milter_port}\"\n[store]\npath = \"{{dir}}/store\"\n\
-         [metrics]\nlisten = \"\"\n[socketmap]\nlisten = \"127.0.0.1:{port}\"\nsendmail_mailer = \"relay\"\n"
+    let daemon = Daemon::start(&ports_scenario(
+        "socketmap_sendmail_relay",
+        milter_port,
+        port,
+        &[],
     ));
-    common::onboard_with(
+    common::cli::onboard_with(
         &daemon.config,
         "firm",
         "Firm LLP",
@@ -186,10 +187,11 @@ fn a_redis_that_lost_its_data_answers_temp() {
     let mut redis = common::redis::RedisServer::start();
     let port = common::free_port();
     let milter_port = common::free_port();
-    let daemon = Daemon::start(&format!(
-        "[milter]\nlisten = \"inet:127.0.0.1:{milter_port}\"\n[store]\nbackend = \"redis\"\n\
-         url = \"{}\"\n[metrics]\nlisten = \"\"\n[socketmap]\nlisten = \"127.0.0.1:{port}\"\n",
-        redis.url()
+    let daemon = Daemon::start(&ports_scenario(
+        "socketmap_redis",
+        milter_port,
+        port,
+        &[("redis_url", &redis.url())],
     ));
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
@@ -198,7 +200,7 @@ fn a_redis_that_lost_its_data_answers_temp() {
     // Before anything is written, the directory is not there yet either.
     let empty = ask(&mut stream, "transport bob@firm.co.uk");
     assert!(empty.starts_with("TEMP"), "{empty}");
-    common::onboard_with(
+    common::cli::onboard_with(
         &daemon.config,
         "firm",
         "Firm LLP",

@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::cli_ok;
+use common::cli::{cli, cli_ok};
 use std::path::Path;
-use std::process::Command;
 
 const FIRM_CERT: [&str; 4] = [
     "--cert-subject",
@@ -16,17 +15,9 @@ const FIRM_CERT: [&str; 4] = [
 ];
 
 fn setup(dir: &Path) -> std::path::PathBuf {
-    let config = dir.join("cjsm.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\npath = \"{}\"\n[routing]\nsecure_networks = [\"10.20.0.0/16\"]\n\
-             trusted_networks = [\"192.0.2.0/24\"]\n",
-            dir.join("store").display()
-        ),
-    )
-    .unwrap();
-    common::onboard_with(
+    let store = dir.join("store").display().to_string();
+    let config = common::scenario_file(dir, "trusted_network", &[("store", &store)]);
+    common::cli::onboard_with(
         &config,
         "firm",
         "Firm LLP",
@@ -41,7 +32,7 @@ fn setup(dir: &Path) -> std::path::PathBuf {
             "/O=Hub/CN=CJSM Client CA",
         ],
     );
-    common::onboard(
+    common::cli::onboard(
         &config,
         "smith",
         "Smith Chambers",
@@ -54,7 +45,7 @@ fn setup(dir: &Path) -> std::path::PathBuf {
         ("carol@firm.co.uk.cjsm.net", "firm"),
         ("mary@smithchambers.cjsm.net", "smith"),
     ] {
-        common::cli_add_user(&config, address, org, "A", "B");
+        common::cli::cli_add_user(&config, address, org, "A", "B");
     }
     cli_ok(
         &config,
@@ -70,19 +61,10 @@ fn check(
     rcpt: &str,
     flags: &[&str],
 ) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
-        .args(["--config", config.to_str().unwrap(), "check"])
-        .args(["--from", from, "--rcpt", rcpt])
-        .args(flags)
-        .arg(message)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let args = [&["check", "--from", from, "--rcpt", rcpt], flags].concat();
+    let out = cli(config, &[&args[..], &[message.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap()
 }
 
 #[test]
@@ -120,159 +102,27 @@ fn every_sender_rule_offline() {
     let police = "dc.jones@met.pnn.police.uk";
     // (case, from, rcpt, flags, decision reason, sender trust)
     type Case<'a> = (&'a str, &'a str, &'a str, Vec<&'a str>, &'a str, &'a str);
+    #[rustfmt::skip]
     let cases: Vec<Case> = vec![
-        (
-            "organisation's server, Postfix's CNs",
-            "alice@firm.co.uk",
-            police,
-            with(&FIRM_CERT),
-            "ok",
-            "certificate",
-        ),
-        (
-            "organisation's server, Sendmail's DNs",
-            "alice@firm.co.uk",
-            police,
-            with(&sendmail_cert),
-            "ok",
-            "certificate",
-        ),
-        (
-            "certificate that did not verify",
-            "alice@firm.co.uk",
-            police,
-            with(&sendmail_failed),
-            "sender-not-authorised",
-            "none",
-        ),
-        (
-            "the firm's domain without its certificate",
-            "alice@firm.co.uk",
-            police,
-            with(&[]),
-            "sender-not-authorised",
-            "none",
-        ),
-        (
-            "the firm's secure addresses without its certificate",
-            "alice@firm.co.uk.cjsm.net",
-            police,
-            with(&[]),
-            "sender-not-authorised",
-            "none",
-        ),
-        (
-            "unregistered user from the firm's server",
-            "mallory@firm.co.uk",
-            police,
-            with(&FIRM_CERT),
-            "sender-unknown",
-            "none",
-        ),
-        (
-            "suspended user from the firm's server",
-            "carol@firm.co.uk",
-            police,
-            with(&FIRM_CERT),
-            "sender-suspended",
-            "none",
-        ),
-        (
-            "the firm's secure address, root-anchored: not a plain address",
-            "alice@firm.co.uk.cjsm.net.",
-            police,
-            with(&[]),
-            "sender-syntax",
-            "none",
-        ),
-        (
-            "a hosted mailbox, root-anchored: not a plain address",
-            "mary@smithchambers.cjsm.net.",
-            police,
-            with(&[]),
-            "sender-syntax",
-            "none",
-        ),
-        (
-            "an address under the secure suffix the directory does not know",
-            "nobody@unclaimed.cjsm.net",
-            police,
-            with(&[]),
-            "sender-unknown",
-            "none",
-        ),
-        (
-            "the secure suffix itself",
-            "postmaster@cjsm.net",
-            police,
-            with(&[]),
-            "sender-unknown",
-            "none",
-        ),
-        (
-            "an unqualified sender",
-            "postmaster",
-            police,
-            with(&[]),
-            "sender-not-qualified",
-            "none",
-        ),
-        (
-            "an unqualified sender from the hub's own host",
-            "postmaster",
-            police,
-            vec!["--client-addr", "192.0.2.5"],
-            "ok",
-            "trusted-network",
-        ),
-        (
-            "hosted mailbox, logged in",
-            "mary@smithchambers.cjsm.net",
-            police,
-            with(&["--auth", "mary@smithchambers.cjsm.net"]),
-            "ok",
-            "smtp-auth",
-        ),
-        (
-            "hosted mailbox without SMTP AUTH",
-            "mary@smithchambers.cjsm.net",
-            police,
-            with(&[]),
-            "sender-not-authenticated",
-            "none",
-        ),
-        (
-            "logged in as someone else",
-            "mary@smithchambers.cjsm.net",
-            police,
-            with(&["--auth", "john@smithchambers.cjsm.net"]),
-            "sender-not-own-address",
-            "none",
-        ),
-        (
-            "the hub's own host",
-            "alice@firm.co.uk",
-            police,
-            vec!["--client-addr", "192.0.2.5"],
-            "ok",
-            "trusted-network",
-        ),
-        (
-            "OFFICIAL-SENSITIVE to a secure address without TLS",
-            "someone@gmail.com",
-            police,
-            vec![],
-            "no-inbound-tls",
-            "none",
-        ),
-        (
-            "the same from a secure network",
-            police,
-            "bob@firm.co.uk.cjsm.net",
-            vec!["--client-addr", "10.20.1.1"],
-            "ok",
-            "none",
-        ),
+        ("organisation's server, Postfix's CNs", "alice@firm.co.uk", police, with(&FIRM_CERT), "ok", "certificate"),
+        ("organisation's server, Sendmail's DNs", "alice@firm.co.uk", police, with(&sendmail_cert), "ok", "certificate"),
+        ("certificate that did not verify", "alice@firm.co.uk", police, with(&sendmail_failed), "sender-not-authorised", "none"),
+        ("the firm's domain without its certificate", "alice@firm.co.uk", police, with(&[]), "sender-not-authorised", "none"),
+        ("the firm's secure addresses without its certificate", "alice@firm.co.uk.cjsm.net", police, with(&[]), "sender-not-authorised", "none"),
+        ("unregistered user from the firm's server", "mallory@firm.co.uk", police, with(&FIRM_CERT), "sender-unknown", "none"),
+        ("suspended user from the firm's server", "carol@firm.co.uk", police, with(&FIRM_CERT), "sender-suspended", "none"),
+        ("the firm's secure address, root-anchored: not a plain address", "alice@firm.co.uk.cjsm.net.", police, with(&[]), "sender-syntax", "none"),
+        ("a hosted mailbox, root-anchored: not a plain address", "mary@smithchambers.cjsm.net.", police, with(&[]), "sender-syntax", "none"),
+        ("an address under the secure suffix the directory does not know", "nobody@unclaimed.cjsm.net", police, with(&[]), "sender-unknown", "none"),
+        ("the secure suffix itself", "postmaster@cjsm.net", police, with(&[]), "sender-unknown", "none"),
+        ("an unqualified sender", "postmaster", police, with(&[]), "sender-not-qualified", "none"),
+        ("an unqualified sender from the hub's own host", "postmaster", police, vec!["--client-addr", "192.0.2.5"], "ok", "trusted-network"),
+        ("hosted mailbox, logged in", "mary@smithchambers.cjsm.net", police, with(&["--auth", "mary@smithchambers.cjsm.net"]), "ok", "smtp-auth"),
+        ("hosted mailbox without SMTP AUTH", "mary@smithchambers.cjsm.net", police, with(&[]), "sender-not-authenticated", "none"),
+        ("logged in as someone else", "mary@smithchambers.cjsm.net", police, with(&["--auth", "john@smithchambers.cjsm.net"]), "sender-not-own-address", "none"),
+        ("the hub's own host", "alice@firm.co.uk", police, vec!["--client-addr", "192.0.2.5"], "ok", "trusted-network"),
+        ("OFFICIAL-SENSITIVE to a secure address without TLS", "someone@gmail.com", police, vec![], "no-inbound-tls", "none"),
+        ("the same from a secure network", police, "bob@firm.co.uk.cjsm.net", vec!["--client-addr", "10.20.1.1"], "ok", "none"),
     ];
     for (name, from, rcpt, flags, reason, trust) in cases {
         // Each sender writes as itself (a hub sender's From: must be its own address).
@@ -478,103 +328,20 @@ fn hub_mailboxes_receive_only_from_the_secure_community() {
     let bob = "bob@firm.co.uk.cjsm.net";
     // (case, from, rcpt, flags, decision reason, reply)
     type Case<'a> = (&'a str, &'a str, &'a str, Vec<&'a str>, &'a str, &'a str);
+    #[rustfmt::skip]
     let cases: Vec<Case> = vec![
-        (
-            "an internet sender to a hub mailbox",
-            "someone@gmail.com",
-            mary,
-            with(&[]),
-            "sender-not-secure",
-            "550 5.7.1",
-        ),
-        (
-            "an internet sender to a connected organisation's user",
-            "someone@gmail.com",
-            bob,
-            with(&[]),
-            "sender-not-secure",
-            "550 5.7.1",
-        ),
-        (
-            "an internet sender to a secure-network address: the marking rules decide",
-            "someone@gmail.com",
-            police,
-            with(&[]),
-            "ok",
-            "- -",
-        ),
-        (
-            "a police address from an internet client",
-            police,
-            police,
-            with(&[]),
-            "sender-not-on-secure-network",
-            "550 5.7.1",
-        ),
-        (
-            "a police address from an internet client, to a hub mailbox",
-            police,
-            mary,
-            with(&[]),
-            "sender-not-on-secure-network",
-            "550 5.7.1",
-        ),
-        (
-            "a police address from a secure-network peer",
-            police,
-            mary,
-            with(&["--client-addr", "10.20.1.1"]),
-            "ok",
-            "- -",
-        ),
-        (
-            "a police address from the hub's own host",
-            police,
-            mary,
-            with(&["--client-addr", "192.0.2.5"]),
-            "ok",
-            "- -",
-        ),
-        (
-            "an authenticated hub user",
-            mary,
-            bob,
-            with(&["--auth", mary]),
-            "ok",
-            "- -",
-        ),
-        (
-            "a connected organisation's server",
-            "alice@firm.co.uk",
-            mary,
-            with(&FIRM_CERT),
-            "ok",
-            "- -",
-        ),
-        (
-            "a bounce from an internet client",
-            "<>",
-            mary,
-            with(&[]),
-            "sender-not-secure",
-            "550 5.7.1",
-        ),
-        (
-            "a bounce from a secure-network peer",
-            "<>",
-            mary,
-            with(&["--client-addr", "10.20.1.1"]),
-            "ok",
-            "- -",
-        ),
-        (
-            "a bounce from a connected organisation's server (its verified certificate)",
-            "<>",
-            mary,
-            with(&FIRM_CERT),
-            "ok",
-            "- -",
-        ),
+        ("an internet sender to a hub mailbox", "someone@gmail.com", mary, with(&[]), "sender-not-secure", "550 5.7.1"),
+        ("an internet sender to a connected organisation's user", "someone@gmail.com", bob, with(&[]), "sender-not-secure", "550 5.7.1"),
+        ("an internet sender to a secure-network address: the marking rules decide", "someone@gmail.com", police, with(&[]), "ok", "- -"),
+        ("a police address from an internet client", police, police, with(&[]), "sender-not-on-secure-network", "550 5.7.1"),
+        ("a police address from an internet client, to a hub mailbox", police, mary, with(&[]), "sender-not-on-secure-network", "550 5.7.1"),
+        ("a police address from a secure-network peer", police, mary, with(&["--client-addr", "10.20.1.1"]), "ok", "- -"),
+        ("a police address from the hub's own host", police, mary, with(&["--client-addr", "192.0.2.5"]), "ok", "- -"),
+        ("an authenticated hub user", mary, bob, with(&["--auth", mary]), "ok", "- -"),
+        ("a connected organisation's server", "alice@firm.co.uk", mary, with(&FIRM_CERT), "ok", "- -"),
+        ("a bounce from an internet client", "<>", mary, with(&[]), "sender-not-secure", "550 5.7.1"),
+        ("a bounce from a secure-network peer", "<>", mary, with(&["--client-addr", "10.20.1.1"]), "ok", "- -"),
+        ("a bounce from a connected organisation's server (its verified certificate)", "<>", mary, with(&FIRM_CERT), "ok", "- -"),
     ];
     for (name, from, rcpt, flags, reason, reply) in cases {
         let header = if from == "<>" {
@@ -623,91 +390,20 @@ fn a_hub_sender_writes_as_itself_in_from() {
     firm.extend_from_slice(&FIRM_CERT);
     // (case, sender, session, the From: lines, decision reason)
     type Case<'a> = (&'a str, &'a str, Vec<&'a str>, &'a str, &'a str);
+    #[rustfmt::skip]
     let cases: Vec<Case> = vec![
-        (
-            "mary as mary",
-            mary,
-            mary_auth.clone(),
-            "From: Mary Smith <Mary@SmithChambers.cjsm.net>\r\n",
-            "ok",
-        ),
-        (
-            "mary as a police officer",
-            mary,
-            mary_auth.clone(),
-            "From: DC Jones <dc.jones@met.pnn.police.uk>\r\n",
-            "from-not-sender",
-        ),
-        (
-            "mary and a police officer",
-            mary,
-            mary_auth.clone(),
-            "From: mary@smithchambers.cjsm.net, dc.jones@met.pnn.police.uk\r\n",
-            "from-not-sender",
-        ),
-        (
-            "mary, with a police address as her display name",
-            mary,
-            mary_auth.clone(),
-            "From: \"dc.jones@met.pnn.police.uk\" <mary@smithchambers.cjsm.net>\r\n",
-            "from-not-sender",
-        ),
-        (
-            "two From: headers",
-            mary,
-            mary_auth.clone(),
-            "From: mary@smithchambers.cjsm.net\r\nFrom: dc.jones@met.pnn.police.uk\r\n",
-            "from-not-sender",
-        ),
-        (
-            "no From: header",
-            mary,
-            mary_auth.clone(),
-            "",
-            "from-not-sender",
-        ),
-        (
-            "a group",
-            mary,
-            mary_auth.clone(),
-            "From: team: mary@smithchambers.cjsm.net;\r\n",
-            "from-not-sender",
-        ),
-        (
-            "the organisation's server, alice as alice",
-            "alice@firm.co.uk",
-            firm.clone(),
-            "From: Alice Patel <alice@firm.co.uk>\r\n",
-            "ok",
-        ),
-        (
-            "the organisation's server, alice as her secure address",
-            "alice@firm.co.uk",
-            firm.clone(),
-            "From: alice@firm.co.uk.cjsm.net\r\n",
-            "ok",
-        ),
-        (
-            "the organisation's server, alice as bob",
-            "alice@firm.co.uk",
-            firm.clone(),
-            "From: Bob Patel <bob@firm.co.uk>\r\n",
-            "from-not-sender",
-        ),
-        (
-            "not a hub sender: a police officer from a secure network",
-            police,
-            vec!["--client-addr", "10.20.1.1"],
-            "From: Duty Inspector <duty.inspector@met.pnn.police.uk>\r\n",
-            "ok",
-        ),
-        (
-            "the hub's own host is taken at its word",
-            "alice@firm.co.uk",
-            vec!["--client-addr", "192.0.2.5"],
-            "From: root@hub.example\r\n",
-            "ok",
-        ),
+        ("mary as mary", mary, mary_auth.clone(), "From: Mary Smith <Mary@SmithChambers.cjsm.net>\r\n", "ok"),
+        ("mary as a police officer", mary, mary_auth.clone(), "From: DC Jones <dc.jones@met.pnn.police.uk>\r\n", "from-not-sender"),
+        ("mary and a police officer", mary, mary_auth.clone(), "From: mary@smithchambers.cjsm.net, dc.jones@met.pnn.police.uk\r\n", "from-not-sender"),
+        ("mary, with a police address as her display name", mary, mary_auth.clone(), "From: \"dc.jones@met.pnn.police.uk\" <mary@smithchambers.cjsm.net>\r\n", "from-not-sender"),
+        ("two From: headers", mary, mary_auth.clone(), "From: mary@smithchambers.cjsm.net\r\nFrom: dc.jones@met.pnn.police.uk\r\n", "from-not-sender"),
+        ("no From: header", mary, mary_auth.clone(), "", "from-not-sender"),
+        ("a group", mary, mary_auth.clone(), "From: team: mary@smithchambers.cjsm.net;\r\n", "from-not-sender"),
+        ("the organisation's server, alice as alice", "alice@firm.co.uk", firm.clone(), "From: Alice Patel <alice@firm.co.uk>\r\n", "ok"),
+        ("the organisation's server, alice as her secure address", "alice@firm.co.uk", firm.clone(), "From: alice@firm.co.uk.cjsm.net\r\n", "ok"),
+        ("the organisation's server, alice as bob", "alice@firm.co.uk", firm.clone(), "From: Bob Patel <bob@firm.co.uk>\r\n", "from-not-sender"),
+        ("not a hub sender: a police officer from a secure network", police, vec!["--client-addr", "10.20.1.1"], "From: Duty Inspector <duty.inspector@met.pnn.police.uk>\r\n", "ok"),
+        ("the hub's own host is taken at its word", "alice@firm.co.uk", vec!["--client-addr", "192.0.2.5"], "From: root@hub.example\r\n", "ok"),
     ];
     for (name, from, flags, headers, reason) in cases {
         let message = dir.path().join("from.eml");

@@ -1,14 +1,20 @@
-//! Test harness: the milter served in-process on 127.0.0.1:0 with its own file store, the
-//! same `serve()` the daemon runs.
+//! The integration tests' harness, one place for each job: the milter served in-process on
+//! 127.0.0.1:0 with its own file store (the same `serve()` the daemon runs), the scenario
+//! configs of tests/scenarios, a free loopback port, and SMTP through swaks and smtp-sink.
+//! `cli` runs the binary's commands, `daemon` runs `cjsm-milter run` as a child process,
+//! `fixtures` writes the directory's records; `pki`, `postfix` and `redis` start what the tests
+//! talk to.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod daemon;
+pub mod fixtures;
 pub mod pki;
 pub mod postfix;
 pub mod redis;
 
 use cjsm_milter::config::Config;
-use cjsm_milter::directory::model::{ConnectionType, OrgState, Organisation, User, UserState};
+use cjsm_milter::directory::model::{Organisation, User, UserState};
 use cjsm_milter::engine::{Engine, Shared, compile};
 use cjsm_milter::listen::{self, ListenAddr};
 use cjsm_milter::milter;
@@ -98,113 +104,21 @@ impl TestMilter {
 
 /// Adds a user to a store, with an active organisation for its domain.
 pub async fn add_user(store: &dyn Directory, address: &str, state: UserState) {
-    let domain = address.rsplit_once('@').unwrap().1.to_string();
+    let domain = address.rsplit_once('@').unwrap().1;
     let org_id = format!("org-{domain}");
     if store.org(&org_id).await.unwrap().is_none() {
-        store
-            .put_org(Organisation {
-                id: org_id.clone(),
-                name: format!("Organisation of {domain}"),
-                domains: vec![domain],
-                connection: ConnectionType::Mailbox,
-                state: OrgState::Active,
-                terms_signed: Some(1),
-                admins: vec![],
-                client_certificate: None,
-                mail_server: None,
-                approved: Some(1),
-                revision: 0,
-                created: 0,
-                updated: 0,
-            })
-            .await
-            .unwrap();
+        let name = format!("Organisation of {domain}");
+        let org = Organisation {
+            name,
+            ..fixtures::org(&org_id, &[domain])
+        };
+        store.put_org(org).await.unwrap();
     }
-    store
-        .put_users(vec![User {
-            address: address.into(),
-            org: org_id,
-            first_name: "Test".into(),
-            last_name: "User".into(),
-            town: String::new(),
-            business_type: String::new(),
-            state,
-            created: 0,
-            updated: 0,
-            smime_certificate: None,
-            revision: 0,
-        }])
-        .await
-        .unwrap();
-}
-
-/// Runs `cjsm-milter --config CONFIG ARGS…` and asserts it succeeds; its standard output.
-pub fn cli_ok(config: &std::path::Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cjsm-milter {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Registers an organisation and switches it on, through the admin commands.
-pub fn onboard(config: &std::path::Path, id: &str, name: &str, domain: &str, connection: &str) {
-    onboard_with(config, id, name, domain, connection, &[]);
-}
-
-/// [`onboard`] with more `org apply` options (a client certificate, a mail server).
-pub fn onboard_with(
-    config: &std::path::Path,
-    id: &str,
-    name: &str,
-    domain: &str,
-    connection: &str,
-    options: &[&str],
-) {
-    let mut apply = vec![
-        "directory",
-        "org",
-        "apply",
-        "--id",
-        id,
-        "--name",
-        name,
-        "--domain",
-        domain,
-        "--connection",
-        connection,
-    ];
-    apply.extend_from_slice(options);
-    cli_ok(config, &apply);
-    for step in ["approve", "sign-terms", "activate"] {
-        cli_ok(config, &["directory", "org", step, id]);
-    }
-}
-
-/// `directory user add` for `address` in organisation `org`.
-pub fn cli_add_user(config: &std::path::Path, address: &str, org: &str, first: &str, last: &str) {
-    cli_ok(
-        config,
-        &[
-            "directory",
-            "user",
-            "add",
-            address,
-            "--org",
-            org,
-            "--first-name",
-            first,
-            "--last-name",
-            last,
-        ],
-    );
+    let user = User {
+        state,
+        ..fixtures::user(address, &org_id)
+    };
+    store.put_users(vec![user]).await.unwrap();
 }
 
 /// The messages smtp-sink (`-d DIR/…`) wrote into `dir`, once at least `count` are there and
@@ -240,6 +154,49 @@ pub fn sink_messages(
         }
         before = now;
     }
+}
+
+/// The scenario config `tests/scenarios/NAME.toml` with each `{key}` of `values` replaced by
+/// its value. Only `{dir}` may be left, for [`daemon::Daemon::start`] to fill in.
+pub fn scenario(name: &str, values: &[(&str, &str)]) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios")
+        .join(format!("{name}.toml"));
+    let mut text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for (key, value) in values {
+        let placeholder = format!("{{{key}}}");
+        assert!(
+            text.contains(&placeholder),
+            "{} has no {placeholder}",
+            path.display()
+        );
+        text = text.replace(&placeholder, value);
+    }
+    let unfilled = text.match_indices('{').find_map(|(at, _)| {
+        let name = text[at + 1..].split('}').next()?;
+        let is_placeholder =
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+        (is_placeholder && name != "dir").then_some(name)
+    });
+    assert_eq!(
+        unfilled,
+        None,
+        "{}: a placeholder left unfilled",
+        path.display()
+    );
+    text
+}
+
+/// Writes the scenario config (see [`scenario`]) to `DIR/cjsm.toml`; its path.
+pub fn scenario_file(
+    dir: &std::path::Path,
+    name: &str,
+    values: &[(&str, &str)],
+) -> std::path::PathBuf {
+    let config = dir.join("cjsm.toml");
+    std::fs::write(&config, scenario(name, values)).unwrap();
+    config
 }
 
 /// A loopback port free right now (binding it later may still race; callers retry or fail).
@@ -293,36 +250,4 @@ pub fn swaks_with(
         .output()
         .expect("swaks (Debian package swaks)");
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
-/// `cjsm-milter --config CONFIG check ARGS… -` with `message` on its standard input: the
-/// JSON report. The process must succeed and never panic, whatever the message.
-pub fn check_message(config: &std::path::Path, args: &[&str], message: &[u8]) -> serde_json::Value {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
-        .args(["--config", config.to_str().unwrap(), "check"])
-        .args(args)
-        .arg("-")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = message.to_vec();
-    // Written from a thread: a large message would fill the pipe before the report is read.
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let output = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "exit {:?}: {stderr}",
-        output.status
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    serde_json::from_slice(&output.stdout).expect("one JSON object")
 }

@@ -328,12 +328,13 @@ pub fn start_hub(
 /// [`SECURE_PEER`]'s address are on the government secure networks (`secure_networks`); from
 /// 127.0.0.1 (swaks' default, and local submission), the internet.
 pub fn milter_config(hub: &Postfix, store: &Path, socketmap_port: u16) -> String {
-    format!(
-        "[milter]\nlisten = \"unix:{}/cjsm-milter/milter.sock\"\nsocket_mode = \"0660\"\nsocket_group = \"postfix\"\n\
-         [store]\npath = \"{}\"\n[metrics]\nlisten = \"\"\n[socketmap]\nlisten = \"127.0.0.1:{socketmap_port}\"\n\
-         [routing]\nsecure_networks = [\"127.0.0.2/32\"]\n",
-        hub.spool().display(),
-        store.display()
+    super::scenario(
+        "postfix",
+        &[
+            ("spool", &hub.spool().display().to_string()),
+            ("store", &store.display().to_string()),
+            ("socketmap_port", &socketmap_port.to_string()),
+        ],
     )
 }
 

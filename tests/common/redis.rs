@@ -1,6 +1,7 @@
 //! A real redis-server for a test: started on a free loopback port, no persistence, stopped
 //! by PID. A missing redis-server fails the test with the package to install.
 
+use super::free_port;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -12,14 +13,6 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     /// Keep the data across a restart (append-only file, synced on every write).
     persistent: bool,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn ping(port: u16) -> bool {
