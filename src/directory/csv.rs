@@ -5,6 +5,7 @@
 //! problem they find, by physical line of the file, so an administrator can fix the whole file
 //! in one go; the caller loads nothing unless both come back clean.
 
+use super::export::restore_formula;
 use super::model::{Organisation, User, UserState};
 use super::rules::{
     MAX_FIELD_CHARS, address_in_org, check_address, check_text, outside_org_message, shown,
@@ -291,7 +292,7 @@ fn check_row(
         })
     };
 
-    let address = fields[0].trim().to_ascii_lowercase();
+    let address = restore_formula(fields[0].trim()).to_ascii_lowercase();
     match check_address(&address) {
         Err(reason) => push(IMPORT_HEADER[0], reason),
         Ok(()) => {
@@ -309,12 +310,8 @@ fn check_row(
     let mut values: [String; 5] = Default::default();
     for (i, value) in values.iter_mut().enumerate() {
         let name = IMPORT_HEADER[i + 1];
-        let text = fields[i + 1].trim();
         // The export's guard against spreadsheet formulas (`'=…`) comes off again.
-        let text = match text.strip_prefix('\'') {
-            Some(rest) if rest.starts_with(['=', '+', '-', '@']) => rest,
-            _ => text,
-        };
+        let text = restore_formula(fields[i + 1].trim());
         // first_name, last_name and organisation are required; town and business_type not.
         let required = i < 3;
         let problem = if required && text.is_empty() {

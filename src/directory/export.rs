@@ -23,14 +23,26 @@ fn active_users<'u>(users: &'u [User], orgs: &[Organisation]) -> Vec<&'u User> {
     active
 }
 
+/// What a spreadsheet reads as the start of a formula.
+pub const FORMULA_SIGNS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
 /// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR) gets a leading
 /// `'`: users write their own names, and the file goes into other organisations' spreadsheets.
-/// `user import` removes it again, so the export still loads back unchanged.
+/// So does a cell that begins with `'` itself, so that [`restore_formula`] (which `user import`
+/// applies) gives back exactly what was exported.
 pub fn neutralise_formula(cell: &str) -> std::borrow::Cow<'_, str> {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    if cell.starts_with(FORMULA_SIGNS) || cell.starts_with('\'') {
         std::borrow::Cow::Owned(format!("'{cell}"))
     } else {
         std::borrow::Cow::Borrowed(cell)
+    }
+}
+
+/// The inverse of [`neutralise_formula`]: the guard `'` comes off a cell that needed one.
+pub fn restore_formula(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(FORMULA_SIGNS) || rest.starts_with('\'') => rest,
+        _ => cell,
     }
 }
 
@@ -631,8 +643,25 @@ mod tests {
     fn export_then_import_is_the_identity() {
         use crate::directory::rules::{check_address, checked_text};
         let pieces = [
-            "=", "+", "-", "@", "'", "''", "\"", ",", ";", " ", "a", "Z", "9", "é", "O'Neil",
-            "=HYPERLINK(\"x\")", "'=x", "''+1", "\\",
+            "=",
+            "+",
+            "-",
+            "@",
+            "'",
+            "''",
+            "\"",
+            ",",
+            ";",
+            " ",
+            "a",
+            "Z",
+            "9",
+            "é",
+            "O'Neil",
+            "=HYPERLINK(\"x\")",
+            "'=x",
+            "''+1",
+            "\\",
         ];
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = |n: usize| {
@@ -641,9 +670,11 @@ mod tests {
             seed ^= seed << 17;
             (seed % n as u64) as usize
         };
-        let mut text = |next: &mut dyn FnMut(usize) -> usize| {
+        let text = |next: &mut dyn FnMut(usize) -> usize| {
             let len = 1 + next(4);
-            (0..len).map(|_| pieces[next(pieces.len())]).collect::<String>()
+            (0..len)
+                .map(|_| pieces[next(pieces.len())])
+                .collect::<String>()
         };
         let mut users = Vec::new();
         let mut tried = 0;
@@ -652,7 +683,12 @@ mod tests {
             assert!(tried < 100_000, "the generator finds accepted values");
             let local: String = ["a", "o'neil", "x.y", "'q", "b-c", "d=e", "f+g"][next(7)].into();
             let address = format!("{local}{}@firm.co.uk.cjsm.net", users.len());
-            let fields = [text(&mut next), text(&mut next), text(&mut next), text(&mut next)];
+            let fields = [
+                text(&mut next),
+                text(&mut next),
+                text(&mut next),
+                text(&mut next),
+            ];
             // Only what the directory accepts: the checks of `user add` and `user import`.
             let checked: Vec<String> = fields
                 .iter()
@@ -662,7 +698,13 @@ mod tests {
             if check_address(&address).is_err() || checked.len() < 4 {
                 continue;
             }
-            users.push(user(&address, &checked[0], &checked[1], &checked[2], &checked[3]));
+            users.push(user(
+                &address,
+                &checked[0],
+                &checked[1],
+                &checked[2],
+                &checked[3],
+            ));
         }
         let orgs = [org("smith-llp", "Smith LLP")];
         let rows = parse_csv(to_csv(&users, &orgs).as_bytes()).unwrap();

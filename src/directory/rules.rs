@@ -61,6 +61,13 @@ pub fn check_address(address: &str) -> Result<(), String> {
     if address.contains(char::is_whitespace) {
         return Err(format!("`{}` contains a space", shown(address)));
     }
+    // A spreadsheet would run it as a formula wherever the address is exported or pasted.
+    if let Some(sign) = address.chars().next().filter(|&c| "=+-".contains(c)) {
+        return Err(format!(
+            "`{}` begins with `{sign}`, which a spreadsheet would run as a formula",
+            shown(address)
+        ));
+    }
     let Some((local, domain)) = address.split_once('@') else {
         return Err(format!("`{}` has no @", shown(address)));
     };
