@@ -3,9 +3,11 @@
 
 mod common;
 
-use common::cli::{cli, cli_add_user, onboard, run_cli};
+use common::cli::{cli, cli_add_user, cli_ok, onboard, run_cli};
 use common::pki::{Dates, SmimeCa};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::process::Command;
 
 fn config_in(dir: &Path) -> std::path::PathBuf {
     let store = dir.join("store").display().to_string();
@@ -573,4 +575,52 @@ fn import_export_search_and_audit_from_the_command_line() {
             .code(),
         Some(2)
     );
+}
+
+/// What a careless administrator types is refused at the door (an Organisation
+/// Administrator's address with a line break, not an address, or 5,000 characters long), and
+/// the audit trail names who changed the directory even when no `USER` is set (cron, systemd):
+/// by uid.
+#[test]
+fn careless_input_is_refused_and_every_change_has_an_author() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_in(dir.path());
+    let apply = |admin: &str| {
+        let args = [
+            "directory",
+            "org",
+            "apply",
+            "--id",
+            "hartley",
+            "--name",
+            "Hartley Law LLP",
+            "--domain",
+            "hartleylaw.co.uk",
+            "--connection",
+            "server",
+            "--admin",
+            admin,
+        ];
+        cli(&config, &args)
+    };
+    let long = format!("{}@hartleylaw.co.uk", "a".repeat(5_000));
+    for admin in ["clerk@hartleylaw.co.uk\nforged line", "not an address", long.as_str()] {
+        let out = apply(admin);
+        assert!(!out.status.success(), "{admin:?} accepted");
+        assert!(out.stderr.contains("--admin"), "{admin:?}: {}", out.stderr);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
+        .arg("--config")
+        .arg(&config)
+        .args(["directory", "org", "apply", "--id", "hartley", "--name", "Hartley Law LLP"])
+        .args(["--domain", "hartleylaw.co.uk", "--connection", "server"])
+        .args(["--admin", "clerk@hartleylaw.co.uk"])
+        .env_remove("USER")
+        .env_remove("SUDO_USER")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tail = cli_ok(&config, &["audit", "tail", "-n", "1"]);
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap();
+    assert!(tail.contains(&format!("\"actor\":\"uid {uid}\"")), "{tail}");
 }
