@@ -218,10 +218,23 @@ pub enum AuditCommand {
     },
 }
 
+/// Who runs the command, for the audit trail: the user `sudo` names, or the login; without
+/// either (cron, a systemd unit) the uid, so that no change is recorded without an author.
 fn actor() -> Option<String> {
-    std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .ok()
+    use std::os::unix::fs::MetadataExt;
+    let named = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .filter(|name| !name.trim().is_empty())
+    };
+    named("SUDO_USER")
+        .or_else(|| named("USER"))
+        // /proc/self belongs to the process's effective uid.
+        .or_else(|| {
+            std::fs::metadata("/proc/self")
+                .ok()
+                .map(|m| format!("uid {}", m.uid()))
+        })
 }
 
 fn json(value: &impl serde::Serialize) -> Result<String> {

@@ -604,7 +604,11 @@ fn careless_input_is_refused_and_every_change_has_an_author() {
         cli(&config, &args)
     };
     let long = format!("{}@hartleylaw.co.uk", "a".repeat(5_000));
-    for admin in ["clerk@hartleylaw.co.uk\nforged line", "not an address", long.as_str()] {
+    for admin in [
+        "clerk@hartleylaw.co.uk\nforged line",
+        "not an address",
+        long.as_str(),
+    ] {
         let out = apply(admin);
         assert!(!out.status.success(), "{admin:?} accepted");
         assert!(out.stderr.contains("--admin"), "{admin:?}: {}", out.stderr);
@@ -612,14 +616,26 @@ fn careless_input_is_refused_and_every_change_has_an_author() {
     let out = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
         .arg("--config")
         .arg(&config)
-        .args(["directory", "org", "apply", "--id", "hartley", "--name", "Hartley Law LLP"])
+        .args([
+            "directory",
+            "org",
+            "apply",
+            "--id",
+            "hartley",
+            "--name",
+            "Hartley Law LLP",
+        ])
         .args(["--domain", "hartleylaw.co.uk", "--connection", "server"])
         .args(["--admin", "clerk@hartleylaw.co.uk"])
         .env_remove("USER")
         .env_remove("SUDO_USER")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tail = cli_ok(&config, &["audit", "tail", "-n", "1"]);
     let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap();
     assert!(tail.contains(&format!("\"actor\":\"uid {uid}\"")), "{tail}");

@@ -3,8 +3,8 @@
 
 use super::model::{ClientCertificate, ConnectionType, OrgState, Organisation};
 use super::rules::{
-    allowed_domains, checked_fingerprint, checked_mail_server, checked_text, duplicate_message,
-    is_mail_domain,
+    allowed_domains, check_address, checked_fingerprint, checked_mail_server, checked_text,
+    duplicate_message, is_mail_domain,
 };
 use super::{ATTEMPTS, Admin, AdminError, refused};
 use crate::address::normalize_address;
@@ -84,6 +84,15 @@ impl Admin<'_> {
             (_, Some(server)) => Some(checked_mail_server(server)?),
             (_, None) => None,
         };
+        // The Organisation Administrators' addresses: real addresses, like any user's.
+        let mut admins = Vec::new();
+        for admin in &application.admins {
+            let address = normalize_address(admin);
+            if let Err(why) = check_address(&address) {
+                return refused(format!("--admin {why}"));
+            }
+            admins.push(address);
+        }
         let now = now_unix();
         let org = Organisation {
             id: id.clone(),
@@ -92,11 +101,7 @@ impl Admin<'_> {
             connection: application.connection,
             state: OrgState::Applied,
             terms_signed: None,
-            admins: application
-                .admins
-                .iter()
-                .map(|a| normalize_address(a))
-                .collect(),
+            admins,
             client_certificate,
             mail_server,
             approved: None,
