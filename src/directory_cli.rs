@@ -247,7 +247,15 @@ fn admin_error(e: AdminError) -> anyhow::Error {
         for row in rows {
             eprintln!("{row}");
         }
-        return anyhow::anyhow!("{} bad rows; nothing was imported", rows.len());
+        let mut lines: Vec<usize> = rows.iter().map(|row| row.line).collect();
+        lines.sort_unstable();
+        lines.dedup();
+        let problems = if rows.len() > lines.len() {
+            format!(" ({} problems)", rows.len())
+        } else {
+            String::new()
+        };
+        return anyhow::anyhow!("{} bad rows; nothing was imported{problems}", lines.len());
     }
     anyhow::Error::new(e)
 }

@@ -647,20 +647,48 @@ fn careless_input_is_refused_and_every_change_has_an_author() {
 fn an_import_report_counts_rows_and_reads_past_bad_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_in(dir.path());
-    onboard(&config, "hartley", "Hartley Law LLP", "hartleylaw.co.uk", "server");
+    onboard(
+        &config,
+        "hartley",
+        "Hartley Law LLP",
+        "hartleylaw.co.uk",
+        "server",
+    );
     let mut csv = b"secure_address,first_name,last_name,organisation,town,business_type\n".to_vec();
     csv.extend_from_slice(b"a@hartleylaw.co.uk.cjsm.net,Al\xffce,Jones,hartley,York,Solicitors\n");
     csv.extend_from_slice(b"b@elsewhere.cjsm.net,Bob,Smith,hartley,York,Solicitors\n");
     csv.extend_from_slice(b"c@hartleylaw.co.uk.cjsm.net,,,hartley,York,Solicitors\n");
     let file = dir.path().join("users.csv");
     std::fs::write(&file, &csv).unwrap();
-    let out = cli(&config, &["directory", "user", "import", file.to_str().unwrap()]);
+    let out = cli(
+        &config,
+        &["directory", "user", "import", file.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
     let lines: Vec<&str> = out.stderr.lines().collect();
-    assert!(lines[0].starts_with("line 2, field first_name"), "{}", out.stderr);
-    assert!(lines.iter().any(|l| l.starts_with("line 3, field secure_address")), "{}", out.stderr);
-    assert!(lines.iter().any(|l| l.starts_with("line 4, field last_name")), "{}", out.stderr);
+    assert!(
+        lines[0].starts_with("line 2, field first_name"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("line 3, field secure_address")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("line 4, field last_name")),
+        "{}",
+        out.stderr
+    );
     let summary = lines.last().unwrap();
-    assert!(summary.contains("3 bad rows; nothing was imported"), "{summary}");
+    assert!(
+        summary.contains("3 bad rows; nothing was imported"),
+        "{summary}"
+    );
     assert!(summary.contains("4 problems"), "{summary}");
 }

@@ -148,14 +148,17 @@ pub fn parse_rows(bytes: &[u8]) -> Result<(Vec<ImportRow>, Vec<RowError>), Impor
         for (i, field) in record.iter().enumerate() {
             match std::str::from_utf8(field) {
                 Ok(text) => fields.push(text),
+                // One more problem of this row; the report goes on to the others.
                 Err(_) => {
-                    return Err(ImportError::Csv {
+                    let name = IMPORT_HEADER
+                        .get(i)
+                        .map_or_else(|| format!("{}", i + 1), |name| name.to_string());
+                    errors.push(RowError {
                         line,
-                        message: format!(
-                            "field {} is not UTF-8 text (save the file as \"CSV UTF-8\")",
-                            i + 1
-                        ),
+                        field: name,
+                        reason: "is not UTF-8 text (save the file as \"CSV UTF-8\")".into(),
                     });
+                    return Ok(());
                 }
             }
         }
