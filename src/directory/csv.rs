@@ -845,11 +845,12 @@ mod tests {
     fn not_utf8() {
         let mut bytes = file(&["a@firm.cjsm.net,A,B,org,,"]);
         bytes.extend_from_slice(b"b@firm.cjsm.net,Ren\xe9,B,org,,\n");
+        // One row's problem, not the end of the report.
         let error = parse(&bytes).unwrap_err();
-        assert!(
-            matches!(error, ImportError::Csv { line: 3, .. }),
-            "{error:?}"
-        );
+        let ImportError::Rows(rows) = &error else {
+            panic!("{error:?}");
+        };
+        assert_eq!((rows[0].line, rows[0].field.as_str()), (3, "first_name"));
         assert!(error.to_string().contains("UTF-8"), "{error}");
     }
 
