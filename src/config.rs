@@ -267,7 +267,8 @@ pub enum Backend {
     Redis,
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+/// `Debug` is written out, not derived: the URL is shown with its password hidden.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     pub backend: Backend,
@@ -286,6 +287,20 @@ pub struct StoreConfig {
     /// also pushed to every milter at once (Redis pub/sub); this bounds a missed push.
     #[serde(rename = "cache_ttl_ms", deserialize_with = "de::millis")]
     pub cache_ttl: Duration,
+}
+
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("backend", &self.backend)
+            .field("path", &self.path)
+            .field("url", &self.url.as_deref().map(crate::store::redact_url))
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("key_prefix", &self.key_prefix)
+            .field("audit_retention", &self.audit_retention)
+            .field("cache_ttl", &self.cache_ttl)
+            .finish()
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -551,6 +566,12 @@ pub enum ConfigErrorKind {
     KeyPrefix(String),
     #[error("the redis backend needs `url`")]
     RedisWithoutUrl,
+    /// The URL itself is not repeated: it may hold a password.
+    #[error(
+        "a Sentinel URL names the Sentinels and the master's service: {}",
+        crate::store::SENTINEL_FORM
+    )]
+    SentinelWithoutService,
     #[error("at least one level is needed")]
     NoLevels,
     #[error("level name {0:?} has no letters")]
@@ -733,6 +754,12 @@ impl Config {
         if self.store.backend == Backend::Redis && self.store.url.is_none() {
             return fail("store.url", RedisWithoutUrl);
         }
+        if let Some(url) = &self.store.url
+            && url.starts_with("redis+sentinel://")
+            && crate::store::sentinel_parts(url).is_none()
+        {
+            return fail("store.url", SentinelWithoutService);
+        }
         Ok(())
     }
 }
@@ -904,6 +931,19 @@ mod tests {
         assert_eq!(err.key.as_deref(), Some("store.key_prefix"), "{err}");
         assert_eq!(err.line, Some(2), "{err}");
         assert!(err.to_string().contains("a b"), "{err}");
+    }
+
+    #[test]
+    fn a_sentinel_url_without_its_service_is_refused_without_its_password() {
+        let text = "[store]\nbackend = \"redis\"\nurl = \"redis+sentinel://:secret@host:26379\"\n";
+        let err = Config::parse(text).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("store.url"), "{err}");
+        assert_eq!(err.line, Some(3), "{err}");
+        assert!(!err.to_string().contains("secret"), "{err}");
+        assert!(!format!("{err:?}").contains("secret"), "{err:?}");
+        let config = Config::parse("[store]\nbackend = \"redis\"\nurl = \"redis+sentinel://:secret@host:26379/mymaster\"\n")
+            .unwrap();
+        assert!(!format!("{config:?}").contains("secret"));
     }
 
     #[test]

@@ -692,3 +692,109 @@ fn an_import_report_counts_rows_and_reads_past_bad_bytes() {
     );
     assert!(summary.contains("4 problems"), "{summary}");
 }
+
+/// A Redis password in `[store] url` is never printed: `config check` refuses a Sentinel URL
+/// without its service name without echoing the URL.
+#[test]
+fn config_check_refuses_a_sentinel_url_without_its_service_and_hides_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "mode = \"report\"\n[store]\nbackend = \"redis\"\nurl = \"redis+sentinel://:secret@host:26379\"\n",
+    )
+    .unwrap();
+    let out = run_cli(None, b"", &["config", "check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("store.url"), "{}", out.stderr);
+    assert!(out.stderr.contains("line 4"), "{}", out.stderr);
+    assert!(!out.stderr.contains("secret"), "{}", out.stderr);
+    assert!(!out.stdout.contains("secret"), "{}", out.stdout);
+}
+
+/// `run` with this config, stopped by its PID after `limit` if it has not exited by then.
+fn run_daemon_for(config: &Path, limit: std::time::Duration) -> common::cli::CliOutput {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cjsm-milter runs");
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < limit {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if child.try_wait().unwrap().is_none() {
+        // Still running: stopped by its own id, so its output can be read.
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().unwrap();
+    common::cli::CliOutput {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Against a Redis (or a Sentinel) that does not answer, `run` and the admin commands say
+/// which server failed, never the password in the URL.
+#[test]
+fn an_unreachable_redis_is_named_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    for scheme in [
+        "redis://:secret@127.0.0.1:{port}",
+        "redis+sentinel://:secret@127.0.0.1:{port}/mymaster",
+        "redis://admin:secret@127.0.0.1:{port}/0",
+    ] {
+        let port = common::free_port();
+        let url = scheme.replace("{port}", &port.to_string());
+        let config = dir.path().join("redis.toml");
+        let milter_port = common::free_port();
+        std::fs::write(
+            &config,
+            format!(
+                "mode = \"report\"\n[milter]\nlisten = \"inet:127.0.0.1:{milter_port}\"\n[store]\nbackend = \"redis\"\nurl = \"{url}\"\n"
+            ),
+        )
+        .unwrap();
+        let checked = run_cli(None, b"", &["config", "check", config.to_str().unwrap()]);
+        assert!(checked.status.success(), "{url}: {}", checked.stderr);
+        for args in [
+            &["directory", "user", "show", "a@b.example"][..],
+            &["directory", "org", "list"][..],
+            &["audit", "tail"][..],
+        ] {
+            let out = cli(&config, args);
+            assert!(!out.status.success(), "{url} {args:?}: {}", out.stdout);
+            assert!(
+                out.stderr.contains(&format!("127.0.0.1:{port}")),
+                "{url} {args:?}: names the server: {}",
+                out.stderr
+            );
+            assert!(
+                !out.stderr.contains("secret"),
+                "{url} {args:?}: {}",
+                out.stderr
+            );
+            assert!(
+                !out.stdout.contains("secret"),
+                "{url} {args:?}: {}",
+                out.stdout
+            );
+            assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+        }
+        let out = run_daemon_for(&config, std::time::Duration::from_secs(20));
+        assert!(!out.status.success(), "{url}: run should fail");
+        assert!(
+            out.stderr.contains(&format!("127.0.0.1:{port}")),
+            "{url}: names the server: {}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("secret"), "{url}: {}", out.stderr);
+        assert!(!out.stdout.contains("secret"), "{url}: {}", out.stdout);
+    }
+}

@@ -16,7 +16,8 @@ pub use cache::CachedDirectory;
 pub use file::{Access, FileStore};
 pub use instrumented::Instrumented;
 pub(crate) use instrumented::append_audit_measured;
-pub use redis::{Keys, RedisStore};
+pub use redis::{Keys, RedisStore, redact_url};
+pub(crate) use redis::{SENTINEL_FORM, sentinel_parts};
 
 use crate::config::{Backend, StoreConfig};
 use crate::directory::model::{AuditEvent, Certificate, Lookup, Organisation, User};

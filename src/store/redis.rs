@@ -19,7 +19,8 @@
 //!
 //! URLs: `redis://` and `rediss://` (TLS through rustls) for one server; several of them
 //! separated by commas for a Cluster; `redis+sentinel://HOST:PORT[,HOST:PORT…]/SERVICE` for
-//! the master a set of Sentinels names.
+//! the master a set of Sentinels names. A URL is only ever shown through [`redact_url`]
+//! (user name and password as `***`), and connection errors are scrubbed of the password.
 
 use super::{AuditTrail, DirectoryRead, DirectoryWrite, StoreError, StoreFuture, domain_key};
 use crate::address::normalize_address;
@@ -209,6 +210,113 @@ end
 return {org_of(redis.call('HGET', KEYS[2], ARGV[2])), org_of(redis.call('HGET', KEYS[3], ARGV[2]))}
 "#;
 
+const SENTINEL_SCHEME: &str = "redis+sentinel://";
+
+/// How a Sentinel URL is written, for the errors that refuse one.
+pub(crate) const SENTINEL_FORM: &str = "redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE";
+
+/// A `redis+sentinel://` URL's Sentinels (`HOST:PORT[,HOST:PORT…]`, with any userinfo) and
+/// the service naming the master; `None` for another URL or one without a service name.
+pub(crate) fn sentinel_parts(url: &str) -> Option<(&str, &str)> {
+    url.strip_prefix(SENTINEL_SCHEME)?
+        .split_once('/')
+        .filter(|(hosts, service)| !hosts.is_empty() && !service.is_empty())
+}
+
+/// Where the userinfo (`user:password`, `:password`, `user`) of each URL in `url` lies: a
+/// single URL, a comma-separated Cluster list, or a Sentinel URL whose hosts may each carry
+/// one. The userinfo ends at the last `@` of a URL (a password may hold a raw `@`). A piece
+/// with an `@` but no scheme, after one without an `@`, is taken as the rest of a password
+/// holding a raw comma, so the span reaches back over both: too much is hidden rather than
+/// part of a password shown.
+fn userinfo_spans(url: &str) -> Vec<std::ops::Range<usize>> {
+    let mut spans = Vec::new();
+    // Where the userinfo of the pieces without an `@` since the last URL would start.
+    let mut open: Option<usize> = None;
+    let mut offset = 0;
+    for piece in url.split(',') {
+        let scheme_end = piece.find("://").map(|i| i + 3);
+        let start = offset + scheme_end.unwrap_or(0);
+        let from = match scheme_end {
+            Some(_) => start,
+            None => open.unwrap_or(start),
+        };
+        // Only an `@` after the scheme: a span never ends before it starts.
+        match url[start..offset + piece.len()].rfind('@') {
+            Some(at) => {
+                spans.push(from..start + at);
+                open = None;
+            }
+            None => open = Some(from),
+        }
+        offset += piece.len() + 1;
+    }
+    spans
+}
+
+/// A Redis URL (or a Cluster list of them) as it may be shown in an error, a log line or a
+/// metric: every userinfo, the password and any user name with it, replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let mut shown = String::with_capacity(url.len());
+    let mut last = 0;
+    for span in userinfo_spans(url) {
+        shown.push_str(&url[last..span.start]);
+        shown.push_str("***");
+        last = span.end;
+    }
+    shown.push_str(&url[last..]);
+    shown
+}
+
+/// `message` with every secret of `url` in it (its userinfo and passwords, as written and
+/// percent-decoded, and the URL itself) replaced: a last guard for text from elsewhere (the
+/// redis crate) that might repeat what it was given.
+pub(crate) fn scrub(message: &str, url: &str) -> String {
+    let mut secrets: Vec<String> = Vec::new();
+    for span in userinfo_spans(url) {
+        let userinfo = &url[span];
+        let password = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
+        for secret in [userinfo, password] {
+            secrets.push(secret.to_string());
+            secrets.push(percent_decode(secret));
+        }
+    }
+    secrets.retain(|s| !s.is_empty());
+    // The longest first, so a password inside a userinfo does not leave the user name half
+    // replaced.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut scrubbed = message.replace(url, &redact_url(url));
+    for secret in &secrets {
+        scrubbed = scrubbed.replace(secret.as_str(), "***");
+    }
+    scrubbed
+}
+
+/// `%XX` decoded, as the redis crate decodes a URL's password; anything else kept.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {e}"))
 }
@@ -261,15 +369,32 @@ impl RedisStore {
         audit_retention: usize,
         tls_ca: Option<&std::path::Path>,
     ) -> Result<RedisStore, StoreError> {
-        let (target, pubsub_clients) = if let Some(rest) = url.strip_prefix("redis+sentinel://") {
-            let (hosts, service) = rest
-                .split_once('/')
-                .filter(|(_, s)| !s.is_empty())
-                .ok_or_else(|| {
-                    StoreError::Unavailable(format!(
-                        "{url}: expected redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE"
-                    ))
-                })?;
+        // Every failure names the server (or the Sentinels and their service) as the URL
+        // reads with its password hidden, and is scrubbed of the password should the redis
+        // crate ever echo it.
+        RedisStore::open(url, prefix, audit_retention, tls_ca)
+            .await
+            .map_err(|e| match e {
+                StoreError::Unavailable(message) => {
+                    StoreError::Unavailable(scrub(&format!("{}: {message}", redact_url(url)), url))
+                }
+                StoreError::Corrupt { path, message } => StoreError::Corrupt {
+                    path: scrub(&path, url),
+                    message: scrub(&message, url),
+                },
+                StoreError::Refused(message) => StoreError::Refused(scrub(&message, url)),
+            })
+    }
+
+    async fn open(
+        url: &str,
+        prefix: &str,
+        audit_retention: usize,
+        tls_ca: Option<&std::path::Path>,
+    ) -> Result<RedisStore, StoreError> {
+        let (target, pubsub_clients) = if url.starts_with(SENTINEL_SCHEME) {
+            let (hosts, service) = sentinel_parts(url)
+                .ok_or_else(|| StoreError::Unavailable(format!("expected {SENTINEL_FORM}")))?;
             let sentinels: Vec<String> = hosts.split(',').map(|h| format!("redis://{h}")).collect();
             let sentinel = redis::sentinel::SentinelClient::build(
                 sentinels,
@@ -761,5 +886,89 @@ impl AuditTrail for RedisStore {
                 .collect();
             Ok(events)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_url_hides_every_userinfo() {
+        let cases = [
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            ("redis://:secret@host:6379/0", "redis://***@host:6379/0"),
+            ("redis://admin:secret@host:6379", "redis://***@host:6379"),
+            ("redis://admin@host", "redis://***@host"),
+            (
+                "rediss://:secret@tls.example:6380",
+                "rediss://***@tls.example:6380",
+            ),
+            (
+                "redis+sentinel://:secret@s1:26379,:secret@s2:26379/mymaster",
+                "redis+sentinel://***@s1:26379,***@s2:26379/mymaster",
+            ),
+            (
+                "redis+sentinel://:secret@host:26379",
+                "redis+sentinel://***@host:26379",
+            ),
+            (
+                "redis://:secret@n1:7000, redis://u:secret@n2:7001,redis://n3:7002",
+                "redis://***@n1:7000, redis://***@n2:7001,redis://n3:7002",
+            ),
+            // Raw `@` and `,` in a password (not percent-encoded): still hidden whole.
+            ("redis://:se@cret@host", "redis://***@host"),
+            ("redis://:sec,ret@host", "redis://***@host"),
+            (
+                "redis+sentinel://s1:1,:secret@s2:2/m",
+                "redis+sentinel://***@s2:2/m",
+            ),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown, "{url}");
+            assert!(!redact_url(url).contains("secret"), "{url}");
+            assert!(!redact_url(url).contains("cret"), "{url}");
+        }
+    }
+
+    /// Every short string of the characters that matter never panics either helper.
+    #[test]
+    fn odd_urls_never_panic() {
+        let alphabet = ['a', '@', ',', ':', '/', '%'];
+        for n in 0..=6u32 {
+            for mut i in 0..alphabet.len().pow(n) {
+                let mut url = String::new();
+                for _ in 0..n {
+                    url.push(alphabet[i % alphabet.len()]);
+                    i /= alphabet.len();
+                }
+                let shown = redact_url(&url);
+                let _ = scrub(&url, &url);
+                assert_eq!(redact_url(&shown).len(), shown.len(), "{url:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn scrub_removes_the_password_however_written() {
+        let url = "redis://admin:s%40cret@host:6379";
+        let message = format!("failed {url}; auth admin:s@cret; password s%40cret or s@cret");
+        let scrubbed = scrub(&message, url);
+        assert!(!scrubbed.contains("cret"), "{scrubbed}");
+        assert!(scrubbed.contains("redis://***@host:6379"), "{scrubbed}");
+        assert_eq!(scrub("Connection refused", url), "Connection refused");
+        assert_eq!(scrub("x", "a@b://c,@"), "x");
+    }
+
+    #[test]
+    fn sentinel_urls_need_their_service() {
+        assert_eq!(
+            sentinel_parts("redis+sentinel://:p@h:26379/mymaster"),
+            Some((":p@h:26379", "mymaster"))
+        );
+        assert_eq!(sentinel_parts("redis+sentinel://:p@h:26379"), None);
+        assert_eq!(sentinel_parts("redis+sentinel://:p@h:26379/"), None);
+        assert_eq!(sentinel_parts("redis+sentinel:///mymaster"), None);
+        assert_eq!(sentinel_parts("redis://h:6379/0"), None);
     }
 }
