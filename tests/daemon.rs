@@ -78,6 +78,42 @@ async fn sighup_reloads_and_a_bad_file_keeps_the_running_config() {
     );
 }
 
+/// A config path swapped for a FIFO: SIGHUP refuses it at once (reading would block until a
+/// writer appears), and the milter, /healthz and SIGTERM go on answering meanwhile.
+#[tokio::test]
+async fn sighup_on_a_fifo_is_refused_and_the_milter_keeps_answering() {
+    let port = free_port();
+    let listen = format!("inet:127.0.0.1:{port}");
+    let mut daemon = Daemon::start(&config_text("enforce", &listen));
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let metrics = daemon.metrics_addr();
+
+    std::fs::remove_file(&daemon.config).unwrap();
+    let path = std::ffi::CString::new(daemon.config.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path in the daemon's temporary directory.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    for _ in 0..3 {
+        daemon.signal(libc::SIGHUP);
+    }
+    let bounded = std::time::Duration::from_secs(5);
+    for _ in 0..3 {
+        let status = tokio::time::timeout(bounded, verdict(addr))
+            .await
+            .expect("the milter answers while a reload is pending");
+        assert!(matches!(status, Status::Reject { .. }), "{status:?}");
+    }
+    let (code, _) = tokio::task::spawn_blocking(move || common::daemon::http_get(metrics, "/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    daemon.wait_for_log("config reload failed");
+    assert!(daemon.log().contains("not a regular file"), "{}", daemon.log());
+
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait_exit();
+    assert!(status.success(), "{status:?}; log:\n{}", daemon.log());
+}
+
 #[tokio::test]
 async fn sigterm_drains_the_message_in_flight_and_refuses_new_sessions() {
     let port = free_port();
