@@ -649,7 +649,10 @@ fn config_check_bounds_the_file_and_the_values_it_quotes() {
     drop(file);
     let (code, err) = run_bounded(&["config", "check", big.to_str().unwrap()], 10);
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("big.toml") && err.contains("larger than"), "{err}");
+    assert!(
+        err.contains("big.toml") && err.contains("larger than"),
+        "{err}"
+    );
 
     let long = format!("inet:{}", "9".repeat(5000));
     let bad = dir.path().join("bad.toml");

@@ -102,12 +102,17 @@ async fn sighup_on_a_fifo_is_refused_and_the_milter_keeps_answering() {
             .expect("the milter answers while a reload is pending");
         assert!(matches!(status, Status::Reject { .. }), "{status:?}");
     }
-    let (code, _) = tokio::task::spawn_blocking(move || common::daemon::http_get(metrics, "/healthz"))
-        .await
-        .unwrap();
+    let (code, _) =
+        tokio::task::spawn_blocking(move || common::daemon::http_get(metrics, "/healthz"))
+            .await
+            .unwrap();
     assert_eq!(code, 200);
     daemon.wait_for_log("config reload failed");
-    assert!(daemon.log().contains("not a regular file"), "{}", daemon.log());
+    assert!(
+        daemon.log().contains("not a regular file"),
+        "{}",
+        daemon.log()
+    );
 
     daemon.signal(libc::SIGTERM);
     let status = daemon.wait_exit();
@@ -211,4 +216,55 @@ async fn logs_to_syslog_as_json_carry_the_queue_id_and_never_the_body() {
     assert_eq!(json["fields"]["marking"], "OFFICIAL-SENSITIVE");
     assert!(!log.contains("BODY-CANARY"), "{log}");
     assert!(!log.contains("lunch plans"), "no subjects either: {log}");
+}
+
+/// A queue ID (from the MTA's `i` macro) or an address holding a newline cannot write a line
+/// of its own into the plain log: control characters in every logged field are escaped.
+#[tokio::test]
+async fn control_characters_in_logged_fields_cannot_forge_a_log_line() {
+    let port = free_port();
+    let listen = format!("inet:127.0.0.1:{port}");
+    let mut daemon = Daemon::start(&config_text("enforce", &listen));
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let forged = "FORGED action=accept reason=none";
+    let mut conn = TestConnection::open(addr).await.unwrap();
+    conn.connect("client", SocketAddr::from((Ipv4Addr::LOCALHOST, 4000)))
+        .await
+        .unwrap();
+    conn.macros(
+        MacroStage::Mail,
+        [("i", format!("Q1\n{forged}\r").as_str())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        conn.mail(["a@met.pnn.police.uk"]).await.unwrap(),
+        Status::Continue
+    );
+    assert_eq!(conn.rcpt(["x@gmail.com"]).await.unwrap(), Status::Continue);
+    assert!(matches!(
+        finish_message(&mut conn, "lunch").await,
+        Status::Reject { .. }
+    ));
+    conn.close().await.unwrap();
+    // A recipient address with a newline in it, refused or not, is logged on one line too.
+    let mut conn = TestConnection::open(addr).await.unwrap();
+    conn.connect("client", SocketAddr::from((Ipv4Addr::LOCALHOST, 4000)))
+        .await
+        .unwrap();
+    conn.macros(MacroStage::Mail, [("i", "Q2")]).await.unwrap();
+    let _ = conn.mail(["a@met.pnn.police.uk"]).await;
+    let _ = conn.rcpt([format!("x@gmail.com\n{forged}").as_str()]).await;
+    drop(conn);
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait_exit().success(), "{}", daemon.log());
+    let log = daemon.log();
+    assert!(
+        log.contains("queue_id=Q1\\n"),
+        "the queue id is logged, escaped: {log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.starts_with("FORGED")),
+        "no line of the client's making: {log}"
+    );
 }
