@@ -85,7 +85,7 @@ fn plain_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Se
 }
 
 /// `text` with every control character written as an escape (`\n`, `\r`, `\t`, `\u{1b}`).
-pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(char::is_control) {
         return text.into();
     }
@@ -231,18 +231,17 @@ async fn reload(path: Option<&Path>, shared: &Arc<Shared>) {
     let old = shared.current();
     let m = metrics();
     // Compiled before anything is said of it: a refused file says only why.
-    // Read and compiled on a blocking thread: the file (or the escrow certificate it names)
-    // may be slow or never end, and the milter, the socketmap and /healthz share this runtime.
+    // Read and compiled on a blocking thread: reading the file or the escrow certificate it
+    // names can be slow (a network file system), and the milter, the socketmap and /healthz
+    // share this runtime.
     let file = path.to_path_buf();
-    let loaded = tokio::task::spawn_blocking(move || Config::load(&file).and_then(compile)).await;
+    let loaded = tokio::task::spawn_blocking(move || Config::load(&file).and_then(compile))
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|compiled| compiled.map_err(anyhow::Error::from));
     let compiled = match loaded {
-        Ok(Ok(compiled)) => compiled,
+        Ok(compiled) => compiled,
         Err(e) => {
-            m.config_reloads.with_label_values(&["failed"]).inc();
-            error!(error = %e, "config reload failed; keeping the running config");
-            return;
-        }
-        Ok(Err(e)) => {
             m.config_reloads.with_label_values(&["failed"]).inc();
             error!(error = %e, "config reload failed; keeping the running config");
             return;
