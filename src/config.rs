@@ -496,20 +496,45 @@ impl fmt::Display for ListenAddr {
     }
 }
 
+/// How much of a value an error shows: enough to find it in the file, never a whole
+/// (possibly huge, possibly hostile) value on the admin's terminal or in the log.
+const SHOWN_CHARS: usize = 80;
+
+/// At most [`SHOWN_CHARS`] characters of `text`, then "…" when there were more.
+fn short(text: &str) -> String {
+    cut(text, SHOWN_CHARS)
+}
+
+/// At most `chars` characters of `text`, then "…" when there were more.
+fn cut(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+/// `text` quoted and escaped as Rust writes a string, cut to [`SHOWN_CHARS`] characters first.
+fn quoted(text: &str) -> String {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        Some((end, _)) => format!("{:?}…", &text[..end]),
+        None => format!("{text:?}"),
+    }
+}
+
 /// A value the file writes as text that does not parse as what its key needs.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BadValue {
-    #[error("{0:?}: expected inet:ADDRESS:PORT, e.g. inet:127.0.0.1:7357")]
+    #[error("{}: expected inet:ADDRESS:PORT, e.g. inet:127.0.0.1:7357", quoted(.0))]
     InetAddress(String),
-    #[error("{0:?}: the unix socket path is empty")]
+    #[error("{}: the unix socket path is empty", quoted(.0))]
     EmptySocketPath(String),
-    #[error("{0:?}: expected inet:ADDRESS:PORT or unix:/path/to/socket")]
+    #[error("{}: expected inet:ADDRESS:PORT or unix:/path/to/socket", quoted(.0))]
     ListenAddress(String),
-    #[error("{0:?}: expected ADDRESS:PORT such as 127.0.0.1:9357, or \"\" for none")]
+    #[error("{}: expected ADDRESS:PORT such as 127.0.0.1:9357, or \"\" for none", quoted(.0))]
     SocketAddress(String),
-    #[error("{0:?} is not an octal file mode such as \"0660\"")]
+    #[error("{} is not an octal file mode such as \"0660\"", quoted(.0))]
     FileMode(String),
-    #[error("{0:?}: expected an address range such as 192.0.2.0/24")]
+    #[error("{}: expected an address range such as 192.0.2.0/24", quoted(.0))]
     Network(String),
     #[error("must be one line")]
     NotOneLine,
@@ -547,8 +572,9 @@ pub enum ConfigErrorKind {
     #[error("cannot read: {0}")]
     Unreadable(std::io::Error),
     /// Not TOML, an unknown key, a value of the wrong type or one that does not parse
-    /// ([`BadValue`]): toml's own words.
-    #[error("{0}")]
+    /// ([`BadValue`]): toml's own words, which may quote a value of any length; cut long
+    /// enough to keep the list of keys or values it expects.
+    #[error("{}", cut(.0, 8 * SHOWN_CHARS))]
     Toml(String),
     #[error("must be above 0")]
     NotAboveZero,
@@ -556,13 +582,13 @@ pub enum ConfigErrorKind {
     Empty,
     #[error("must be non-empty text on one line")]
     NotOneNonEmptyLine,
-    #[error("{0:?} is not a header name")]
+    #[error("{} is not a header name", quoted(.0))]
     NotAHeaderName(String),
     #[error(
         "at most 1000: a suspension must reach every milter within a second even when a change notice is missed"
     )]
     CacheTooLong,
-    #[error("{0:?}: use letters, digits, '-', '_', '.' or ':'")]
+    #[error("{}: use letters, digits, '-', '_', '.' or ':'", quoted(.0))]
     KeyPrefix(String),
     #[error("the redis backend needs `url`")]
     RedisWithoutUrl,
@@ -574,28 +600,28 @@ pub enum ConfigErrorKind {
     SentinelWithoutService,
     #[error("at least one level is needed")]
     NoLevels,
-    #[error("level name {0:?} has no letters")]
+    #[error("level name {} has no letters", quoted(.0))]
     LevelWithoutLetters(String),
-    #[error("spelling {spelling:?} of {level} has no letters")]
+    #[error("spelling {} of {} has no letters", quoted(.spelling), short(.level))]
     SpellingWithoutLetters { spelling: String, level: String },
-    #[error("levels {first} and {second} share rank {rank}; ranks must differ")]
+    #[error("levels {} and {} share rank {rank}; ranks must differ", short(.first), short(.second))]
     SharedRank {
         first: String,
         second: String,
         rank: u32,
     },
-    #[error("spelling {spelling:?} belongs to both {first} and {second}")]
+    #[error("spelling {} belongs to both {} and {}", quoted(.spelling), short(.first), short(.second))]
     SpellingOfTwoLevels {
         spelling: String,
         first: String,
         second: String,
     },
-    #[error("unknown level {name:?}; levels are {}", known.join(", "))]
+    #[error("unknown level {}; levels are {}", quoted(.name), short(&known.join(", ")))]
     UnknownLevel { name: String, known: Vec<String> },
     #[error("must not be above marking.ceiling")]
     SecureFromAboveCeiling,
     /// A certificate file that cannot be read, parsed or used (the escrow certificate).
-    #[error("{}: {problem}", path.display())]
+    #[error("{}: {problem}", short(&path.display().to_string()))]
     Certificate { path: PathBuf, problem: String },
 }
 
@@ -621,10 +647,39 @@ impl fmt::Display for ConfigError {
             write!(f, ", line {line}")?;
         }
         if let Some(key) = &self.key {
-            write!(f, ", key `{key}`")?;
+            // A key is the file's text too: a long one is cut like a value.
+            write!(f, ", key `{}`", cut(key, 2 * SHOWN_CHARS))?;
         }
         write!(f, ": {}", self.kind)
     }
+}
+
+/// The largest config file read: real ones are a few kilobytes, and a path pointing at a huge
+/// file or a device must not grow the daemon's memory without bound.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The bytes of a file the config names or is, refusing what is not a regular file or is
+/// larger than `limit`. Opened without blocking (a FIFO would wait for a writer) and judged by
+/// the opened file's own metadata, so a swap of the path after the check changes nothing.
+pub fn read_regular_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read as _};
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {limit} bytes"),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Where a config was read: the file, and the line of every key in it (from toml's spans), so
@@ -655,11 +710,18 @@ impl Source {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let unreadable = |e| ConfigError {
             file: Some(path.into()),
             line: None,
             key: None,
             kind: Box::new(ConfigErrorKind::Unreadable(e)),
+        };
+        let bytes = read_regular_file(path, MAX_CONFIG_BYTES).map_err(unreadable)?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            unreadable(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            ))
         })?;
         let with_file = |mut e: ConfigError| {
             e.file = Some(path.into());
@@ -915,6 +977,17 @@ mod tests {
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
         Config::parse("").unwrap();
+    }
+
+    #[test]
+    fn errors_quote_only_the_start_of_a_long_value() {
+        let long = format!("10.0.0.0/{}", "\u{e9}".repeat(500));
+        let shown = parse_network(&long).unwrap_err().to_string();
+        assert!(shown.starts_with("\"10.0.0.0/\u{e9}"), "{shown}");
+        assert!(shown.contains("\"…: expected"), "{shown}");
+        assert!(shown.chars().count() < 200, "{shown}");
+        let short = parse_network("banana").unwrap_err().to_string();
+        assert!(short.starts_with("\"banana\": "), "{short}");
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub fn init_logging(log: &LogConfig) {
                 .with_target(false);
             match log.format {
                 LogFormat::Json => builder.json().try_init(),
-                LogFormat::Plain => builder.try_init(),
+                LogFormat::Plain => builder.fmt_fields(plain_fields()).try_init(),
             }
         }
         None => {
@@ -60,10 +60,44 @@ pub fn init_logging(log: &LogConfig) {
                 .with_target(false);
             match log.format {
                 LogFormat::Json => builder.json().try_init(),
-                LogFormat::Plain => builder.try_init(),
+                LogFormat::Plain => builder.fmt_fields(plain_fields()).try_init(),
             }
         }
     };
+}
+
+/// The plain format's fields, as tracing writes them by default (`message`, then `name=value`
+/// separated by spaces) but with control characters escaped: a queue ID, address or header
+/// value from the MTA or the client that holds a newline must not start a log line of its own.
+/// (JSON escapes them already.)
+fn plain_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static
+{
+    use tracing_subscriber::field::MakeExt as _;
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let value = format!("{value:?}");
+        let text = escape_controls(&value);
+        match field.name() {
+            "message" => write!(writer, "{text}"),
+            name => write!(writer, "{name}={text}"),
+        }
+    })
+    .delimited(" ")
+}
+
+/// `text` with every control character written as an escape (`\n`, `\r`, `\t`, `\u{1b}`).
+fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped.into()
 }
 
 /// Runs the milter until SIGTERM or SIGINT.
@@ -128,7 +162,7 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
         let shared = shared.clone();
         tokio::spawn(async move {
             while hangup.recv().await.is_some() {
-                reload(config_path.as_deref(), &shared);
+                reload(config_path.as_deref(), &shared).await;
             }
         })
     };
@@ -189,7 +223,7 @@ async fn watch_store(store: Arc<dyn crate::store::DirectoryRead>) {
 }
 
 /// Reloads the config; a bad file keeps the running config and says why.
-fn reload(path: Option<&Path>, shared: &Arc<Shared>) {
+async fn reload(path: Option<&Path>, shared: &Arc<Shared>) {
     let Some(path) = path else {
         warn!("SIGHUP: running on built-in defaults, no config file to reload");
         return;
@@ -197,7 +231,15 @@ fn reload(path: Option<&Path>, shared: &Arc<Shared>) {
     let old = shared.current();
     let m = metrics();
     // Compiled before anything is said of it: a refused file says only why.
-    let compiled = match Config::load(path).and_then(compile) {
+    // Read and compiled on a blocking thread: reading the file or the escrow certificate it
+    // names can be slow (a network file system), and the milter, the socketmap and /healthz
+    // share this runtime.
+    let file = path.to_path_buf();
+    let loaded = tokio::task::spawn_blocking(move || Config::load(&file).and_then(compile))
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|compiled| compiled.map_err(anyhow::Error::from));
+    let compiled = match loaded {
         Ok(compiled) => compiled,
         Err(e) => {
             m.config_reloads.with_label_values(&["failed"]).inc();
@@ -229,4 +271,18 @@ fn reload(path: Option<&Path>, shared: &Arc<Shared>) {
     m.config_reloads.with_label_values(&["ok"]).inc();
     m.config_last_reload.set(now_unix() as f64);
     info!(file = %path.display(), "config reloaded");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(escape_controls("Q1 é ✓"), "Q1 é ✓");
+        assert_eq!(
+            escape_controls("Q1\nFORGED\r\t\u{1b}[0m\u{85}"),
+            "Q1\\nFORGED\\r\\t\\u{1b}[0m\\u{85}"
+        );
+    }
 }

@@ -58,7 +58,9 @@ fn load_escrow(path: &Path) -> Result<Escrow, ConfigErrorKind> {
         path: path.into(),
         problem,
     };
-    let bytes = std::fs::read(path).map_err(|e| problem(e.to_string()))?;
+    // A certificate is a few kilobytes; a FIFO or device here must not stall `run` or SIGHUP.
+    let bytes = crate::config::read_regular_file(path, crate::config::MAX_CONFIG_BYTES)
+        .map_err(|e| problem(e.to_string()))?;
     let parsed = smime::cert::parse(&bytes).map_err(|e| problem(e.to_string()))?;
     if let Some(unusable) = &parsed.unusable_for_encryption {
         return Err(problem(format!(

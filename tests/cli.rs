@@ -798,3 +798,92 @@ fn an_unreachable_redis_is_named_without_its_password() {
         assert!(!out.stdout.contains("secret"), "{url}: {}", out.stdout);
     }
 }
+
+/// `cjsm-milter ARGS…` under a 1 GiB address-space limit, killed by its PID if it has not
+/// exited within `seconds`: a hang or unbounded read fails the test instead of stalling it.
+fn run_bounded(args: &[&str], seconds: u64) -> (Option<i32>, String) {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"));
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit(2) only, between fork and exec; it allocates nothing.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 1 << 30,
+                rlim_max: 1 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("cjsm-milter runs");
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(seconds) {
+        if child.try_wait().unwrap().is_some() {
+            let output = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            return (output.status.code(), stderr);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("cjsm-milter {args:?} still running after {seconds} s");
+}
+
+/// A config path that names a FIFO or a device is refused at once with a one-line error naming
+/// the file: reading it would block until a writer appears, or never end.
+#[test]
+fn config_check_refuses_a_fifo_and_a_device_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("cjsm.toml");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path in our own temporary directory.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    for file in [fifo.to_str().unwrap(), "/dev/zero"] {
+        let (code, err) = run_bounded(&["config", "check", file], 10);
+        assert_eq!(code, Some(2), "{file}: {err}");
+        assert!(
+            err.contains(file) && err.contains("not a regular file"),
+            "{file}: {err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        // `run` loads through the same door.
+        let (code, err) = run_bounded(&["--config", file, "run"], 10);
+        assert_eq!(code, Some(2), "{file}: {err}");
+        assert!(err.contains("not a regular file"), "{file}: {err}");
+    }
+}
+
+/// A regular file too large to be a config is refused without being read into memory, and an
+/// error quotes only the start of a long bad value.
+#[test]
+fn config_check_bounds_the_file_and_the_values_it_quotes() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.toml");
+    let file = std::fs::File::create(&big).unwrap();
+    file.set_len(64 << 30).unwrap();
+    drop(file);
+    let (code, err) = run_bounded(&["config", "check", big.to_str().unwrap()], 10);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("big.toml") && err.contains("larger than"),
+        "{err}"
+    );
+
+    let long = format!("inet:{}", "9".repeat(5000));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, format!("[milter]\nlisten = \"{long}\"\n")).unwrap();
+    let out = run_cli(None, b"", &["config", "check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("line 2"), "{}", out.stderr);
+    assert!(out.stderr.contains("…"), "{}", out.stderr);
+    assert!(out.stderr.len() < 400, "{}", out.stderr);
+}

@@ -78,6 +78,47 @@ async fn sighup_reloads_and_a_bad_file_keeps_the_running_config() {
     );
 }
 
+/// A config path swapped for a FIFO: SIGHUP refuses it at once (reading would block until a
+/// writer appears), and the milter, /healthz and SIGTERM go on answering meanwhile.
+#[tokio::test]
+async fn sighup_on_a_fifo_is_refused_and_the_milter_keeps_answering() {
+    let port = free_port();
+    let listen = format!("inet:127.0.0.1:{port}");
+    let mut daemon = Daemon::start(&config_text("enforce", &listen));
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let metrics = daemon.metrics_addr();
+
+    std::fs::remove_file(&daemon.config).unwrap();
+    let path = std::ffi::CString::new(daemon.config.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path in the daemon's temporary directory.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    for _ in 0..3 {
+        daemon.signal(libc::SIGHUP);
+    }
+    let bounded = std::time::Duration::from_secs(5);
+    for _ in 0..3 {
+        let status = tokio::time::timeout(bounded, verdict(addr))
+            .await
+            .expect("the milter answers while a reload is pending");
+        assert!(matches!(status, Status::Reject { .. }), "{status:?}");
+    }
+    let (code, _) =
+        tokio::task::spawn_blocking(move || common::daemon::http_get(metrics, "/healthz"))
+            .await
+            .unwrap();
+    assert_eq!(code, 200);
+    daemon.wait_for_log("config reload failed");
+    assert!(
+        daemon.log().contains("not a regular file"),
+        "{}",
+        daemon.log()
+    );
+
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait_exit();
+    assert!(status.success(), "{status:?}; log:\n{}", daemon.log());
+}
+
 #[tokio::test]
 async fn sigterm_drains_the_message_in_flight_and_refuses_new_sessions() {
     let port = free_port();
@@ -175,4 +216,55 @@ async fn logs_to_syslog_as_json_carry_the_queue_id_and_never_the_body() {
     assert_eq!(json["fields"]["marking"], "OFFICIAL-SENSITIVE");
     assert!(!log.contains("BODY-CANARY"), "{log}");
     assert!(!log.contains("lunch plans"), "no subjects either: {log}");
+}
+
+/// A queue ID (from the MTA's `i` macro) or an address holding a newline cannot write a line
+/// of its own into the plain log: control characters in every logged field are escaped.
+#[tokio::test]
+async fn control_characters_in_logged_fields_cannot_forge_a_log_line() {
+    let port = free_port();
+    let listen = format!("inet:127.0.0.1:{port}");
+    let mut daemon = Daemon::start(&config_text("enforce", &listen));
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let forged = "FORGED action=accept reason=none";
+    let mut conn = TestConnection::open(addr).await.unwrap();
+    conn.connect("client", SocketAddr::from((Ipv4Addr::LOCALHOST, 4000)))
+        .await
+        .unwrap();
+    conn.macros(
+        MacroStage::Mail,
+        [("i", format!("Q1\n{forged}\r").as_str())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        conn.mail(["a@met.pnn.police.uk"]).await.unwrap(),
+        Status::Continue
+    );
+    assert_eq!(conn.rcpt(["x@gmail.com"]).await.unwrap(), Status::Continue);
+    assert!(matches!(
+        finish_message(&mut conn, "lunch").await,
+        Status::Reject { .. }
+    ));
+    conn.close().await.unwrap();
+    // A recipient address with a newline in it, refused or not, is logged on one line too.
+    let mut conn = TestConnection::open(addr).await.unwrap();
+    conn.connect("client", SocketAddr::from((Ipv4Addr::LOCALHOST, 4000)))
+        .await
+        .unwrap();
+    conn.macros(MacroStage::Mail, [("i", "Q2")]).await.unwrap();
+    let _ = conn.mail(["a@met.pnn.police.uk"]).await;
+    let _ = conn.rcpt([format!("x@gmail.com\n{forged}").as_str()]).await;
+    drop(conn);
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait_exit().success(), "{}", daemon.log());
+    let log = daemon.log();
+    assert!(
+        log.contains("queue_id=Q1\\n"),
+        "the queue id is logged, escaped: {log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.starts_with("FORGED")),
+        "no line of the client's making: {log}"
+    );
 }
