@@ -3,11 +3,12 @@
 
 mod common;
 
-use common::cli::{cli, cli_add_user, cli_ok, onboard, run_cli};
+use common::cli::{cli, cli_add_user, cli_ok, onboard, run_cli, run_for};
 use common::pki::{Dates, SmimeCa};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 fn config_in(dir: &Path) -> std::path::PathBuf {
     let store = dir.join("store").display().to_string();
@@ -712,34 +713,6 @@ fn config_check_refuses_a_sentinel_url_without_its_service_and_hides_the_passwor
     assert!(!out.stdout.contains("secret"), "{}", out.stdout);
 }
 
-/// `run` with this config, stopped by its PID after `limit` if it has not exited by then.
-fn run_daemon_for(config: &Path, limit: std::time::Duration) -> common::cli::CliOutput {
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
-        .arg("--config")
-        .arg(config)
-        .arg("run")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cjsm-milter runs");
-    let started = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() && started.elapsed() < limit {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    if child.try_wait().unwrap().is_none() {
-        // Still running: stopped by its own id, so its output can be read.
-        let _ = child.kill();
-    }
-    let output = child.wait_with_output().unwrap();
-    common::cli::CliOutput {
-        status: output.status,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
 /// Against a Redis (or a Sentinel) that does not answer, `run` and the admin commands say
 /// which server failed, never the password in the URL.
 #[test]
@@ -787,7 +760,8 @@ fn an_unreachable_redis_is_named_without_its_password() {
             );
             assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
         }
-        let out = run_daemon_for(&config, std::time::Duration::from_secs(20));
+        let args = ["--config", config.to_str().unwrap(), "run"];
+        let (out, _) = run_for(&args, Duration::from_secs(20), None);
         assert!(!out.status.success(), "{url}: run should fail");
         assert!(
             out.stderr.contains(&format!("127.0.0.1:{port}")),
@@ -799,43 +773,15 @@ fn an_unreachable_redis_is_named_without_its_password() {
     }
 }
 
-/// `cjsm-milter ARGS…` under a 1 GiB address-space limit, killed by its PID if it has not
-/// exited within `seconds`: a hang or unbounded read fails the test instead of stalling it.
+/// `cjsm-milter ARGS…` under a 1 GiB address-space limit, which must exit within `seconds`:
+/// its exit code and standard error.
 fn run_bounded(args: &[&str], seconds: u64) -> (Option<i32>, String) {
-    use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"));
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    // SAFETY: setrlimit(2) only, between fork and exec; it allocates nothing.
-    unsafe {
-        command.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: 1 << 30,
-                rlim_max: 1 << 30,
-            };
-            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = command.spawn().expect("cjsm-milter runs");
-    let started = std::time::Instant::now();
-    while started.elapsed() < std::time::Duration::from_secs(seconds) {
-        if child.try_wait().unwrap().is_some() {
-            let output = child.wait_with_output().unwrap();
-            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-            return (output.status.code(), stderr);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("cjsm-milter {args:?} still running after {seconds} s");
+    let (out, exited) = run_for(args, Duration::from_secs(seconds), Some(1 << 30));
+    assert!(
+        exited,
+        "cjsm-milter {args:?} still running after {seconds} s"
+    );
+    (out.status.code(), out.stderr)
 }
 
 /// A config path that names a FIFO or a device is refused at once with a one-line error naming

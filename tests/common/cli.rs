@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 /// What one run of the binary left: its exit status and both outputs as text.
 #[derive(Debug)]
@@ -61,6 +62,52 @@ pub fn run_cli(config: Option<&Path>, stdin: &[u8], args: &[&str]) -> CliOutput 
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
+}
+
+/// `cjsm-milter ARGS…` with nothing on its standard input, stopped by its PID after `limit`
+/// if it has not exited by then, and with `memory` (bytes), when given, as its address-space
+/// limit: a hang or an unbounded read fails its test instead of stalling or filling the
+/// machine. The output, and whether it exited on its own.
+pub fn run_for(args: &[&str], limit: Duration, memory: Option<u64>) -> (CliOutput, bool) {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"));
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(bytes) = memory {
+        // SAFETY: setrlimit(2) only, between fork and exec; it allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: bytes,
+                };
+                if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = command.spawn().expect("cjsm-milter runs");
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let exited = child.try_wait().unwrap().is_some();
+    if !exited {
+        // Still running: stopped by its own id, so its output can be read.
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().unwrap();
+    let output = CliOutput {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    (output, exited)
 }
 
 /// `cjsm-milter --config CONFIG ARGS…`, nothing on its standard input.
