@@ -45,7 +45,7 @@ pub struct Collector {
     /// Marking headers past the header bounds, one per line, for the raw scan only.
     pub(crate) overflow: Vec<u8>,
     own_header_name: String,
-    route_header_name: String,
+    route_header_name: Option<String>,
     max_headers: usize,
     max_header_bytes: usize,
     max_scan_bytes: usize,
@@ -78,7 +78,7 @@ impl Collector {
             limits_exceeded: Vec::new(),
             overflow: Vec::new(),
             own_header_name: config.marking.header.clone(),
-            route_header_name: config.routing.route_header.clone().unwrap_or_default(),
+            route_header_name: config.routing.route_header.clone(),
             max_headers: config.limits.max_headers,
             max_header_bytes: config.limits.max_header_bytes,
             max_scan_bytes: config.limits.max_scan_bytes,
@@ -122,8 +122,8 @@ impl Collector {
         if name.eq_ignore_ascii_case(self.own_header_name.as_bytes()) {
             self.own_headers += 1;
         }
-        if !self.route_header_name.is_empty()
-            && name.eq_ignore_ascii_case(self.route_header_name.as_bytes())
+        if let Some(route_header) = &self.route_header_name
+            && name.eq_ignore_ascii_case(route_header.as_bytes())
         {
             self.route_headers += 1;
         }

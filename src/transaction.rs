@@ -264,12 +264,7 @@ impl Transaction {
             encryption_requested: requested(
                 subject_raw,
                 classification.subject.as_deref(),
-                rules
-                    .config
-                    .encryption
-                    .trigger
-                    .as_deref()
-                    .unwrap_or_default(),
+                rules.config.encryption.trigger.as_deref(),
             ),
             whole: message.is_whole(),
         };

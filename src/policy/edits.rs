@@ -82,13 +82,9 @@ fn subject_edit(
     encrypting: bool,
 ) -> Option<Edit> {
     let tag_text = rules.routing().subject_tag.trim();
-    let neutral = rules
-        .config
-        .encryption
-        .neutral_subject
-        .as_deref()
-        .unwrap_or_default()
-        .trim();
+    let neutral = (rules.config.encryption.neutral_subject.as_deref())
+        .map(str::trim)
+        .filter(|n| !n.is_empty());
     let with_tag = |mut value: Vec<u8>| {
         if tag {
             if !value.is_empty() {
@@ -98,7 +94,7 @@ fn subject_edit(
         }
         value
     };
-    if encrypting && !neutral.is_empty() {
+    if encrypting && let Some(neutral) = neutral {
         let value = with_tag(neutral.as_bytes().to_vec());
         return Some(if message.subject_present {
             Edit::ChangeHeader {
@@ -124,15 +120,8 @@ fn subject_edit(
     let mut value = raw.trim_ascii().to_vec();
     let mut changed = false;
     if remove_trigger
-        && let Some(rest) = remove_once(
-            &value,
-            rules
-                .config
-                .encryption
-                .trigger
-                .as_deref()
-                .unwrap_or_default(),
-        )
+        && let Some(trigger) = rules.config.encryption.trigger.as_deref()
+        && let Some(rest) = remove_once(&value, trigger)
     {
         value = rest;
         changed = true;

@@ -26,11 +26,17 @@ pub fn validity(not_before: u64, not_after: u64, now: u64) -> Validity {
 }
 
 /// The Subject asks for encryption: the trigger in its raw or decoded text.
-pub fn requested(subject_raw: Option<&[u8]>, subject_decoded: Option<&str>, trigger: &str) -> bool {
-    let trigger = trigger.trim().to_ascii_lowercase();
-    if trigger.is_empty() {
+pub fn requested(
+    subject_raw: Option<&[u8]>,
+    subject_decoded: Option<&str>,
+    trigger: Option<&str>,
+) -> bool {
+    let Some(trigger) = trigger
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+    else {
         return false;
-    }
+    };
     subject_decoded.is_some_and(|s| s.to_ascii_lowercase().contains(&trigger))
         || subject_raw.is_some_and(|raw| {
             raw.windows(trigger.len())

@@ -697,10 +697,11 @@ mod tests {
             subject("OFFICIAL: accounts [encrypt]", "Encrypted message").as_deref(),
             Some("Encrypted message")
         );
-        assert!(requested(None, Some("RE: [ENCRYPT] x"), "[encrypt]"));
-        assert!(requested(Some(b"x [encrypt]"), None, "[encrypt]"));
-        assert!(!requested(Some(b"x encrypt"), None, "[encrypt]"));
-        assert!(!requested(Some(b"x [encrypt]"), None, ""));
+        assert!(requested(None, Some("RE: [ENCRYPT] x"), Some("[encrypt]")));
+        assert!(requested(Some(b"x [encrypt]"), None, Some("[encrypt]")));
+        assert!(!requested(Some(b"x encrypt"), None, Some("[encrypt]")));
+        assert!(!requested(Some(b"x [encrypt]"), None, Some("")));
+        assert!(!requested(Some(b"x [encrypt]"), None, None));
     }
 
     #[test]
