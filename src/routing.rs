@@ -282,23 +282,13 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<crate::engine:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directory::model::ConnectionType;
+    use crate::directory::model::{ConnectionType, test_org};
 
     fn org(domain: &str, state: OrgState, connection: ConnectionType) -> Organisation {
         Organisation {
-            id: domain.into(),
-            name: domain.into(),
-            domains: vec![domain.into()],
-            connection,
             state,
-            terms_signed: Some(1),
-            admins: vec![],
-            client_certificate: None,
-            mail_server: None,
-            approved: Some(1),
-            created: 0,
-            updated: 0,
             revision: 1,
+            ..test_org(domain, domain, &[domain], connection)
         }
     }
 

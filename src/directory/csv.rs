@@ -512,7 +512,7 @@ fn same_details(a: &User, b: &User) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directory::model::{ConnectionType, OrgState};
+    use crate::directory::model::ConnectionType;
 
     const HEADER: &str = "secure_address,first_name,last_name,organisation,town,business_type\n";
 
@@ -544,23 +544,7 @@ mod tests {
         }
     }
 
-    fn org(id: &str, name: &str, domains: &[&str], connection: ConnectionType) -> Organisation {
-        Organisation {
-            id: id.to_string(),
-            name: name.to_string(),
-            domains: domains.iter().map(|d| d.to_string()).collect(),
-            connection,
-            state: OrgState::Active,
-            terms_signed: Some(1),
-            admins: vec![],
-            client_certificate: None,
-            mail_server: None,
-            approved: Some(1),
-            revision: 0,
-            created: 1,
-            updated: 1,
-        }
-    }
+    use crate::directory::model::test_org as org;
 
     #[test]
     fn good_file() {

@@ -224,24 +224,10 @@ fn base64(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::directory::csv::parse as parse_csv;
-    use crate::directory::model::{ConnectionType, OrgState};
+    use crate::directory::model::{ConnectionType, test_org};
 
     fn org(id: &str, name: &str) -> Organisation {
-        Organisation {
-            id: id.to_string(),
-            name: name.to_string(),
-            domains: vec!["firm.co.uk".to_string()],
-            connection: ConnectionType::Server,
-            state: OrgState::Active,
-            terms_signed: Some(1),
-            admins: vec![],
-            client_certificate: None,
-            mail_server: None,
-            approved: Some(1),
-            revision: 0,
-            created: 1,
-            updated: 1,
-        }
+        test_org(id, name, &["firm.co.uk"], ConnectionType::Server)
     }
 
     fn user(address: &str, first: &str, last: &str, town: &str, business: &str) -> User {

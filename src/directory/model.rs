@@ -244,6 +244,31 @@ impl AuditEvent {
     }
 }
 
+/// The organisation the unit tests build on: active, terms signed, approved.
+#[cfg(test)]
+pub(crate) fn test_org(
+    id: &str,
+    name: &str,
+    domains: &[&str],
+    connection: ConnectionType,
+) -> Organisation {
+    Organisation {
+        id: id.into(),
+        name: name.into(),
+        domains: domains.iter().map(|d| d.to_string()).collect(),
+        connection,
+        state: OrgState::Active,
+        terms_signed: Some(1),
+        admins: vec![],
+        client_certificate: None,
+        mail_server: None,
+        approved: Some(1),
+        revision: 0,
+        created: 1,
+        updated: 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -252,25 +252,9 @@ pub fn address_in_org(address: &str, org: &Organisation, secure_suffix: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directory::model::{ConnectionType, OrgState};
+    use crate::directory::model::ConnectionType;
 
-    fn org(id: &str, name: &str, domains: &[&str], connection: ConnectionType) -> Organisation {
-        Organisation {
-            id: id.into(),
-            name: name.into(),
-            domains: domains.iter().map(|d| d.to_string()).collect(),
-            connection,
-            state: OrgState::Active,
-            terms_signed: Some(1),
-            admins: vec![],
-            client_certificate: None,
-            mail_server: None,
-            approved: Some(1),
-            created: 0,
-            updated: 0,
-            revision: 0,
-        }
-    }
+    use crate::directory::model::test_org as org;
 
     #[test]
     fn address_in_org_rules() {
