@@ -107,6 +107,11 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
     // Everything `config check` checks, before anything is opened or bound.
     let compiled = compile(config)?;
     let config = compiled.config();
+    let open_files = listen::raise_open_files_limit();
+    let (caps, warning) = listen::connection_caps(open_files, config.milter.max_connections);
+    if let Some(warning) = warning {
+        warn!("{warning}");
+    }
     let store = store::open_for_milter(&config.store)
         .await
         .context("opening the directory store")?;
@@ -122,7 +127,7 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
     let metrics_server = match config.metrics.listen {
         None => None,
         Some(addr) => {
-            let (local, serve) = crate::metrics::http::bind(addr)
+            let (local, serve) = crate::metrics::http::bind(addr, caps.metrics)
                 .await
                 .with_context(|| format!("binding the metrics endpoint {addr}"))?;
             info!(listen = %local, "metrics endpoint: /metrics /healthz /readyz");
@@ -143,6 +148,7 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
             Some(tokio::spawn(crate::routing::serve(
                 listener,
                 shared.clone(),
+                caps.socketmap,
             )))
         }
     };

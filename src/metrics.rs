@@ -12,7 +12,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -26,6 +26,16 @@ pub struct Metrics {
     pub obfuscated_markings: IntCounterVec,
     pub verdict_seconds: Histogram,
     pub sessions_active: IntGauge,
+    /// Connections accepted and open now, negotiated or not, by listener.
+    pub connections_open: IntGaugeVec,
+    /// Accepts that failed (out of open files, …), by listener: the listener backs off and
+    /// goes on.
+    pub accept_errors: IntCounterVec,
+    /// Connections closed for sending nothing in time (no negotiation, an unfinished request),
+    /// by listener.
+    pub connections_timed_out: IntCounterVec,
+    /// The milter's connection slots (`[milter] max_connections`).
+    pub milter_connection_slots: IntGauge,
     pub store_operations: IntCounterVec,
     pub store_errors: IntCounterVec,
     pub store_seconds: HistogramVec,
@@ -45,6 +55,8 @@ pub struct Metrics {
     /// Readiness parts, set by the daemon.
     pub store_reachable: AtomicBool,
     pub milter_listening: AtomicBool,
+    /// The milter's connection slots, for readiness (0 until the milter serves).
+    pub milter_slots: AtomicUsize,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -93,7 +105,25 @@ impl Metrics {
                 .expect("unique metric");
             metric
         };
-        let sessions_active = gauge("cjsm_milter_sessions_active", "MTA connections open now.");
+        let sessions_active = gauge(
+            "cjsm_milter_sessions_active",
+            "MTA connections that negotiated and are open now.",
+        );
+        let milter_connection_slots = gauge(
+            "cjsm_milter_connection_slots",
+            "MTA connections the milter serves at once ([milter] max_connections).",
+        );
+        let connections_open = IntGaugeVec::new(
+            Opts::new(
+                "cjsm_connections_open",
+                "Connections accepted and open now, by listener (milter, socketmap, metrics).",
+            ),
+            &["listener"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(connections_open.clone()))
+            .expect("unique metric");
         let directory_users = gauge("cjsm_directory_users", "Users in the directory.");
         let directory_organisations = gauge(
             "cjsm_directory_organisations",
@@ -194,6 +224,19 @@ impl Metrics {
                 "Directory store operations that failed, by operation.",
                 &["op"],
             ),
+            accept_errors: counter_vec(
+                &registry,
+                "cjsm_accept_errors_total",
+                "Accepts that failed (e.g. out of open files), by listener; it backs off and \
+                 goes on.",
+                &["listener"],
+            ),
+            connections_timed_out: counter_vec(
+                &registry,
+                "cjsm_connections_timed_out_total",
+                "Connections closed for sending nothing in time, by listener.",
+                &["listener"],
+            ),
             config_reloads: counter_vec(
                 &registry,
                 "cjsm_config_reloads_total",
@@ -202,6 +245,8 @@ impl Metrics {
             ),
             verdict_seconds,
             sessions_active,
+            connections_open,
+            milter_connection_slots,
             store_seconds,
             directory_users,
             directory_organisations,
@@ -213,6 +258,7 @@ impl Metrics {
             registry,
             store_reachable: AtomicBool::new(false),
             milter_listening: AtomicBool::new(false),
+            milter_slots: AtomicUsize::new(0),
         }
     }
 
@@ -245,6 +291,32 @@ impl Metrics {
         for result in ["ok", "failed"] {
             self.config_reloads.with_label_values(&[result]);
         }
+        for listener in Listener::ALL {
+            self.connections_open
+                .with_label_values(&[listener.as_str()]);
+            self.accept_errors.with_label_values(&[listener.as_str()]);
+            self.connections_timed_out
+                .with_label_values(&[listener.as_str()]);
+        }
+    }
+
+    /// Counts a connection accepted by `listener` as open while the guard lives.
+    pub fn connection_opened(&'static self, listener: Listener) -> OpenConnection {
+        self.connections_open
+            .with_label_values(&[listener.as_str()])
+            .inc();
+        OpenConnection(listener)
+    }
+
+    /// The milter's connection slots are all taken: the next MTA connection waits.
+    fn milter_slots_full(&self) -> bool {
+        let slots = self.milter_slots.load(Ordering::Acquire);
+        slots > 0
+            && self
+                .connections_open
+                .with_label_values(&[Listener::Milter.as_str()])
+                .get()
+                >= slots as i64
     }
 
     /// The text exposition of every metric.
@@ -266,7 +338,42 @@ impl Metrics {
         if !self.milter_listening.load(Ordering::Acquire) {
             reasons.push("milter not listening");
         }
+        if self.milter_slots_full() {
+            reasons.push("milter connection slots full");
+        }
         reasons
+    }
+}
+
+/// The daemon's listening sockets, as metric labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    Milter,
+    Socketmap,
+    Metrics,
+}
+
+impl Listener {
+    pub const ALL: [Listener; 3] = [Listener::Milter, Listener::Socketmap, Listener::Metrics];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Listener::Milter => "milter",
+            Listener::Socketmap => "socketmap",
+            Listener::Metrics => "metrics",
+        }
+    }
+}
+
+/// One open connection of a listener, counted in `cjsm_connections_open` until dropped.
+pub struct OpenConnection(Listener);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        metrics()
+            .connections_open
+            .with_label_values(&[self.0.as_str()])
+            .dec();
     }
 }
 
@@ -279,15 +386,14 @@ pub fn metrics() -> &'static Metrics {
 pub mod http {
     //! The small HTTP server for `/metrics`, `/healthz` and `/readyz`.
 
-    use super::metrics;
+    use super::{Listener, metrics};
     use http_body_util::Full;
     use hyper::body::{Bytes, Incoming};
     use hyper::{Method, Request, Response, StatusCode};
-    use hyper_util::rt::TokioIo;
+    use hyper_util::rt::{TokioIo, TokioTimer};
     use std::convert::Infallible;
     use std::net::SocketAddr;
     use tokio::net::TcpListener;
-    use tracing::warn;
 
     fn response(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
         Response::builder()
@@ -328,27 +434,44 @@ pub mod http {
         })
     }
 
-    /// Binds the metrics address; the returned future serves it until dropped.
+    /// How long a client may take to send a request's headers, and how long one connection
+    /// may stay open in all (a scrape takes milliseconds; a client that sends nothing must
+    /// not hold one of the few connections).
+    const HEADER_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+    const CONNECTION_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+    /// Binds the metrics address; the returned future serves it, at most `max_connections`
+    /// at once, until dropped.
     pub async fn bind(
         addr: SocketAddr,
+        max_connections: usize,
     ) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = ()>)> {
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
         let serve = async move {
             loop {
-                let (stream, _) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        warn!(error = %e, "metrics: accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        continue;
-                    }
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
                 };
+                let stream = crate::listen::accept(&listener, Listener::Metrics).await;
+                let open = metrics().connection_opened(Listener::Metrics);
                 tokio::spawn(async move {
+                    let _held = (slot, open);
                     let service = hyper::service::service_fn(handle);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_LIMIT)
+                        .serve_connection(TokioIo::new(stream), service);
+                    if tokio::time::timeout(CONNECTION_LIMIT, connection)
+                        .await
+                        .is_err()
+                    {
+                        metrics()
+                            .connections_timed_out
+                            .with_label_values(&[Listener::Metrics.as_str()])
+                            .inc();
+                    }
                 });
             }
         };

@@ -14,8 +14,10 @@
 use crate::address::Domain;
 use crate::config::{RoutingConfig, SocketmapConfig};
 use crate::directory::model::{ConnectionType, OrgState, Organisation};
+use crate::metrics::{Listener, metrics};
 use crate::store::DirectoryRead;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::warn;
 
@@ -225,25 +227,47 @@ pub async fn answer(
     }
 }
 
-/// Serves socketmap connections until the listener fails.
-pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<crate::engine::Shared>) {
+/// How long a connection may stay idle between requests (Postfix closes its own after 10 s;
+/// Sendmail keeps one open, and opens a new one when this closes it).
+const IDLE_LIMIT: Duration = Duration::from_secs(300);
+
+/// How long a request, once begun, may take to arrive whole.
+const REQUEST_LIMIT: Duration = Duration::from_secs(10);
+
+/// Serves socketmap connections, at most `max_connections` at once: more wait in the
+/// listen queue until one closes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<crate::engine::Shared>,
+    max_connections: usize,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            continue;
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
         };
+        let mut stream = crate::listen::accept(&listener, Listener::Socketmap).await;
+        let open = metrics().connection_opened(Listener::Socketmap);
         let shared = shared.clone();
         tokio::spawn(async move {
+            let _held = (slot, open);
             let mut buffer = Vec::with_capacity(256);
             let mut chunk = [0u8; 1024];
             loop {
-                let read = tokio::time::timeout(
-                    std::time::Duration::from_secs(300),
-                    stream.read(&mut chunk),
-                )
-                .await;
-                let n = match read {
-                    Ok(Ok(0)) | Err(_) | Ok(Err(_)) => return,
+                let limit = if buffer.is_empty() {
+                    IDLE_LIMIT
+                } else {
+                    REQUEST_LIMIT
+                };
+                let n = match tokio::time::timeout(limit, stream.read(&mut chunk)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return,
+                    Err(_) => {
+                        metrics()
+                            .connections_timed_out
+                            .with_label_values(&[Listener::Socketmap.as_str()])
+                            .inc();
+                        return;
+                    }
                     Ok(Ok(n)) => n,
                 };
                 buffer.extend_from_slice(&chunk[..n]);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::daemon::Daemon;
+use common::daemon::{Daemon, finish_message, start_message, verdict};
 use common::free_port;
 use indymilter_test::{MacroStage, ProtoOpts, Status, TestConnection};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -11,39 +11,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 /// The daemon scenario in `mode`, the milter listening on `listen`.
 fn config_text(mode: &str, listen: &str) -> String {
     common::scenario("daemon", &[("mode", mode), ("listen", listen)])
-}
-
-async fn start_message(conn: &mut TestConnection, rcpt: &str) {
-    conn.connect("client", SocketAddr::from((Ipv4Addr::LOCALHOST, 4000)))
-        .await
-        .unwrap();
-    conn.macros(MacroStage::Mail, [("i", "ABC123")])
-        .await
-        .unwrap();
-    assert_eq!(
-        conn.mail(["a@met.pnn.police.uk"]).await.unwrap(),
-        Status::Continue
-    );
-    assert_eq!(conn.rcpt([rcpt]).await.unwrap(), Status::Continue);
-}
-
-async fn finish_message(conn: &mut TestConnection, subject: &str) -> Status {
-    if !conn.negotiated_opts().contains(ProtoOpts::NO_DATA) {
-        conn.data().await.unwrap();
-    }
-    conn.header("Subject", subject).await.unwrap();
-    conn.eoh().await.unwrap();
-    conn.body(b"hello\r\n".to_vec()).await.unwrap();
-    conn.eom().await.unwrap().1
-}
-
-/// One unmarked message to the internet: rejected when enforcing, accepted in report mode.
-async fn verdict(addr: SocketAddr) -> Status {
-    let mut conn = TestConnection::open(addr).await.unwrap();
-    start_message(&mut conn, "x@gmail.com").await;
-    let status = finish_message(&mut conn, "lunch").await;
-    conn.close().await.unwrap();
-    status
 }
 
 #[tokio::test]

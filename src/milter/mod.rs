@@ -142,10 +142,7 @@ pub async fn serve(
     shared: Arc<Shared>,
     shutdown: impl Future,
 ) -> io::Result<()> {
-    let listener = GatedListener {
-        inner: listener,
-        closed: shared.draining.clone(),
-    };
+    let listener = GatedListener::new(listener, shared.draining.clone());
     let drained = {
         let shared = shared.clone();
         async move {
@@ -165,8 +162,11 @@ pub async fn serve(
         }
     };
     let engine = shared.current();
+    let slots = engine.config().milter.max_connections;
+    metrics().milter_connection_slots.set(slots as i64);
+    metrics().milter_slots.store(slots, Ordering::Release);
     let config = indymilter::Config {
-        max_connections: engine.config().milter.max_connections,
+        max_connections: slots,
         actions: NEEDED_ACTIONS,
         // Idle MTA connections are closed after the SMTP session timeouts would have fired.
         connection_timeout: Duration::from_secs(600),

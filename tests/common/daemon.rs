@@ -1,7 +1,9 @@
 //! The daemon as a child process: `cjsm-milter --config FILE run`, its stderr collected, stopped
 //! by PID.
 
+use indymilter_test::{MacroStage, ProtoOpts, Status, TestConnection};
 use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -18,6 +20,31 @@ impl Daemon {
     /// Writes `config_text` (with `{dir}` replaced by a fresh temporary directory) and runs
     /// the milter on it, waiting until it listens.
     pub fn start(config_text: &str) -> Daemon {
+        Daemon::start_with(config_text, |_| {})
+    }
+
+    /// The same, with at most `limit` open files (soft and hard), as a systemd unit's
+    /// `LimitNOFILE` would give it.
+    pub fn start_with_open_files(config_text: &str, limit: u64) -> Daemon {
+        use std::os::unix::process::CommandExt;
+        Daemon::start_with(config_text, |command| {
+            // SAFETY: setrlimit(2) is async-signal-safe; the closure allocates nothing.
+            unsafe {
+                command.pre_exec(move || {
+                    let rlimit = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        })
+    }
+
+    fn start_with(config_text: &str, configure: impl FnOnce(&mut Command)) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("cjsm.toml");
         std::fs::write(
@@ -25,11 +52,12 @@ impl Daemon {
             config_text.replace("{dir}", &dir.path().display().to_string()),
         )
         .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cjsm-milter"));
+        command
             .args(["--config", config.to_str().unwrap(), "run"])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        configure(&mut command);
+        let mut child = command.spawn().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
@@ -90,6 +118,11 @@ impl Daemon {
         addr.parse().unwrap()
     }
 
+    /// Whether the daemon is still running (it has not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         for _ in 0..400 {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -127,4 +160,38 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .map_or("", |(_, b)| b)
         .to_string();
     (status, body)
+}
+
+/// MAIL from a police sender (from loopback) to `rcpt`, under queue ID ABC123.
+pub async fn start_message(conn: &mut TestConnection, rcpt: &str) {
+    conn.connect("client", SocketAddr::from((Ipv4Addr::LOCALHOST, 4000)))
+        .await
+        .unwrap();
+    conn.macros(MacroStage::Mail, [("i", "ABC123")])
+        .await
+        .unwrap();
+    assert_eq!(
+        conn.mail(["a@met.pnn.police.uk"]).await.unwrap(),
+        Status::Continue
+    );
+    assert_eq!(conn.rcpt([rcpt]).await.unwrap(), Status::Continue);
+}
+
+pub async fn finish_message(conn: &mut TestConnection, subject: &str) -> Status {
+    if !conn.negotiated_opts().contains(ProtoOpts::NO_DATA) {
+        conn.data().await.unwrap();
+    }
+    conn.header("Subject", subject).await.unwrap();
+    conn.eoh().await.unwrap();
+    conn.body(b"hello\r\n".to_vec()).await.unwrap();
+    conn.eom().await.unwrap().1
+}
+
+/// One unmarked message to the internet: rejected when enforcing, accepted in report mode.
+pub async fn verdict(addr: SocketAddr) -> Status {
+    let mut conn = TestConnection::open(addr).await.unwrap();
+    start_message(&mut conn, "x@gmail.com").await;
+    let status = finish_message(&mut conn, "lunch").await;
+    conn.close().await.unwrap();
+    status
 }
