@@ -16,7 +16,7 @@ pub use cache::CachedDirectory;
 pub use file::{Access, FileStore};
 pub use instrumented::Instrumented;
 pub(crate) use instrumented::append_audit_measured;
-pub use redis::{Keys, RedisStore, redact_url};
+pub use redis::{Keys, RedisCredentials, RedisStore, redact_url};
 pub(crate) use redis::{SENTINEL_FORM, sentinel_parts};
 
 use crate::config::{Backend, StoreConfig};
@@ -162,13 +162,74 @@ async fn connect_redis(config: &StoreConfig) -> Result<RedisStore, StoreError> {
         .url
         .as_deref()
         .ok_or_else(|| StoreError::Unavailable("[store] url is not set".into()))?;
-    RedisStore::connect_with_ca(
+    let credentials = redis_credentials(config)?;
+    RedisStore::connect_with(
         url,
         &config.key_prefix,
         config.audit_retention,
-        config.tls_ca_file.as_deref(),
+        &credentials,
     )
     .await
+}
+
+/// The largest password, certificate or key file read: real ones are a few kilobytes.
+const MAX_SECRET_BYTES: u64 = 64 * 1024;
+
+/// The login and TLS material `[store]` names, read from their files: each a bounded regular
+/// file, the password and the key also refused when open to every user. An error names the
+/// setting and the file, never what is in it.
+pub fn redis_credentials(config: &StoreConfig) -> Result<RedisCredentials, StoreError> {
+    use crate::config::{read_regular_file, read_secret_file};
+    let failed = |key: &str, path: &std::path::Path, e: std::io::Error| {
+        StoreError::Unavailable(format!("[store] {key} {}: {e}", path.display()))
+    };
+    let mut credentials = RedisCredentials {
+        username: config.username.clone(),
+        ..RedisCredentials::default()
+    };
+    if let Some(path) = &config.password_file {
+        let bytes = read_secret_file(path, MAX_SECRET_BYTES)
+            .map_err(|e| failed("password_file", path, e))?;
+        credentials.password = Some(password_from(bytes).map_err(|problem| {
+            StoreError::Unavailable(format!(
+                "[store] password_file {}: {problem}",
+                path.display()
+            ))
+        })?);
+        credentials.password_file = Some(path.clone());
+    }
+    if let Some(path) = &config.tls_ca_file {
+        credentials.ca = Some(
+            read_regular_file(path, MAX_SECRET_BYTES)
+                .map_err(|e| failed("tls_ca_file", path, e))?,
+        );
+    }
+    if let (Some(cert_path), Some(key_path)) = (&config.tls_cert_file, &config.tls_key_file) {
+        let cert = read_regular_file(cert_path, MAX_SECRET_BYTES)
+            .map_err(|e| failed("tls_cert_file", cert_path, e))?;
+        let key = read_secret_file(key_path, MAX_SECRET_BYTES)
+            .map_err(|e| failed("tls_key_file", key_path, e))?;
+        credentials.client_cert = Some((cert, key));
+        credentials.client_cert_file = Some(cert_path.clone());
+    }
+    Ok(credentials)
+}
+
+/// The password a file holds: its one line, without the line end. What is wrong is said
+/// without quoting any of it.
+fn password_from(bytes: Vec<u8>) -> Result<String, &'static str> {
+    let text = String::from_utf8(bytes).map_err(|_| "not UTF-8 text")?;
+    let password = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text);
+    if password.is_empty() {
+        return Err("empty: the file must hold the password");
+    }
+    if password.contains(['\r', '\n']) {
+        return Err("more than one line: the file must hold the password alone");
+    }
+    Ok(password.to_string())
 }
 
 /// A domain as the organisation-by-domain index keys it: trimmed, without a final (or
