@@ -1112,6 +1112,79 @@ mod tests {
         assert!(err.to_string().contains("unix:/path/to/socket"), "{err}");
     }
 
+    /// The Redis login and client certificate settings: both halves of a certificate, TLS for
+    /// a certificate, a password for a user name, and the credentials in one place only (the
+    /// URL is not repeated in the error: it would hold the other password).
+    #[test]
+    fn redis_login_settings_are_checked() {
+        let redis = "[store]\nbackend = \"redis\"\n";
+        let cases = [
+            (
+                "url = \"rediss://h/\"\ntls_cert_file = \"/c\"\n",
+                "store.tls_key_file",
+            ),
+            (
+                "url = \"rediss://h/\"\ntls_key_file = \"/k\"\n",
+                "store.tls_cert_file",
+            ),
+            (
+                "url = \"redis://h/\"\ntls_cert_file = \"/c\"\ntls_key_file = \"/k\"\n",
+                "store.tls_cert_file",
+            ),
+            (
+                "url = \"redis://h/\"\nusername = \"cjsm\"\n",
+                "store.username",
+            ),
+            (
+                "url = \"redis://h/\"\nusername = \"a b\"\npassword_file = \"/p\"\n",
+                "store.username",
+            ),
+            (
+                "url = \"redis://:hunter2@h/\"\npassword_file = \"/p\"\n",
+                "store.password_file",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = Config::parse(&format!("{redis}{text}")).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some(key), "{text}: {err}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+        let config = Config::parse(&format!(
+            "{redis}url = \"rediss://h/\"\nusername = \"cjsm-milter\"\n\
+             password_file = \"/etc/cjsm-milter/redis.pass\"\ntls_cert_file = \"/c\"\n\
+             tls_key_file = \"/k\"\n"
+        ))
+        .unwrap();
+        assert_eq!(config.store.username.as_deref(), Some("cjsm-milter"));
+        // A Sentinel URL takes a client certificate for its master.
+        Config::parse(&format!(
+            "{redis}url = \"redis+sentinel://h:26379/m\"\ntls_cert_file = \"/c\"\ntls_key_file = \"/k\"\n"
+        ))
+        .unwrap();
+    }
+
+    /// A secret file open to every user is refused, naming its mode, never its content; one
+    /// shared with a group is read.
+    #[test]
+    fn secret_files_must_not_be_open_to_every_user() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("redis.pass");
+        std::fs::write(&path, "hunter2\n").unwrap();
+        for mode in [0o644, 0o604, 0o602, 0o601] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = read_secret_file(&path, 64).unwrap_err().to_string();
+            assert!(err.contains("every user"), "{mode:o}: {err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        for mode in [0o600, 0o640, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(read_secret_file(&path, 64).unwrap(), b"hunter2\n");
+        }
+        assert!(read_secret_file(&path, 4).is_err());
+        assert!(read_secret_file(dir.path(), 64).is_err());
+    }
+
     #[test]
     fn values_are_parsed_on_load() {
         let config = Config::parse(

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::cli::{cli, cli_ok, onboard, run_for};
+use common::cli::{cli, cli_ok, onboard, run_cli, run_for};
 use common::daemon::{Daemon, http_get};
 use common::pki::RedisPki;
 use common::redis::RedisProcess;
@@ -413,8 +413,104 @@ fn a_wrong_login_stops_the_milter_and_the_cli_at_start() {
     assert!(out.stderr.contains("open.pass"), "{}", out.stderr);
     assert!(out.stderr.contains("every user"), "{}", out.stderr);
     assert_no_password("a refused password file", &out.stderr);
+    // `config check` reads the files too, and says so before any start.
+    let checked = run_cli(None, b"", &["config", "check", config.to_str().unwrap()]);
+    assert!(!checked.status.success(), "{}", checked.stdout);
+    assert!(
+        checked.stderr.contains("open.pass") && checked.stderr.contains("every user"),
+        "{}",
+        checked.stderr
+    );
+    assert_no_password("config check", &checked.stderr);
+    let good = hub.path("good.toml");
+    std::fs::write(
+        &good,
+        hub.store_section("cjsm-milter", &hub.path("milter.pass"), hub.client_cert()),
+    )
+    .unwrap();
+    run_cli(None, b"", &["config", "check", good.to_str().unwrap()]).success();
 
     // The right login still works on the same server: the failures were the login's.
     let listed = cli_ok(&hub.admin_config(), &["directory", "org", "list"]);
     assert_no_password("org list", &listed);
+}
+
+/// A Sentinel URL: the master the Sentinel names is reached over TLS with the client
+/// certificate and logged into as the milter's user (with `+role`, which the client asks to
+/// be sure it reached the master); a wrong password fails naming the file.
+#[tokio::test]
+async fn the_master_a_sentinel_names_is_reached_with_the_login_and_the_certificate() {
+    use cjsm_milter::config::Config;
+    use cjsm_milter::store::{self, Access};
+    let hub = Hub::start();
+    let admin = hub.admin_config();
+    onboard(
+        &admin,
+        "hartley",
+        "Hartley Law LLP",
+        "hartleylaw.co.uk",
+        "server",
+    );
+    cli_ok(
+        &admin,
+        &[
+            "directory",
+            "user",
+            "add",
+            HUB_USER,
+            "--org",
+            "hartley",
+            "--first-name",
+            "Alice",
+            "--last-name",
+            "Jones",
+        ],
+    );
+    assert_eq!(
+        hub.root(&["ACL", "SETUSER", "cjsm-milter", "+role"]).trim(),
+        "OK"
+    );
+    // The Sentinel itself monitors the master over TLS, as a user of its own.
+    let sentinel = RedisProcess::start(
+        Some(&format!(
+            "port {{port}}\nbind 127.0.0.1\ndir {{dir}}\n\
+             tls-replication yes\ntls-cert-file {}\ntls-key-file {}\n\
+             tls-client-cert-file {}\ntls-client-key-file {}\ntls-ca-cert-file {}\n\
+             sentinel monitor cjsm 127.0.0.1 {} 1\n\
+             sentinel auth-user cjsm root\nsentinel auth-pass cjsm {ROOT_PASSWORD}\n\
+             sentinel down-after-milliseconds cjsm 5000\n",
+            hub.pki.server_cert.display(),
+            hub.pki.server_key.display(),
+            hub.pki.client_cert.display(),
+            hub.pki.client_key.display(),
+            hub.pki.ca.display(),
+            hub.redis.port
+        )),
+        &["--sentinel"],
+    );
+    let section = |password: &Path| {
+        hub.store_section("cjsm-milter", password, hub.client_cert())
+            .replace(
+                &format!("rediss://127.0.0.1:{}/", hub.redis.port),
+                &format!("redis+sentinel://127.0.0.1:{}/cjsm", sentinel.port),
+            )
+    };
+    let config = Config::parse(&section(&hub.path("milter.pass"))).unwrap();
+    let directory = store::open(&config.store, Access::ReadOnly).await.unwrap();
+    let found = directory.lookup(HUB_USER).await.unwrap();
+    assert_eq!(found.user.map(|u| u.address).as_deref(), Some(HUB_USER));
+
+    let wrong = hub.path("wrong.pass");
+    private_file(&wrong, "not-the-Pa55word\n");
+    let config = Config::parse(&section(&wrong)).unwrap();
+    let err = match store::open(&config.store, Access::ReadOnly).await {
+        Ok(directory) => directory.lookup(HUB_USER).await.unwrap_err().to_string(),
+        Err(e) => e.to_string(),
+    };
+    eprintln!("through the Sentinel, a wrong password: {err}");
+    assert!(
+        err.contains("wrong.pass") && err.contains("cjsm-milter"),
+        "{err}"
+    );
+    assert_no_password("a Sentinel error", &err);
 }

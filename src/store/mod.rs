@@ -239,3 +239,59 @@ fn domain_key(domain: &str) -> String {
         .map(|d| d.to_string())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_file_holds_one_line() {
+        assert_eq!(password_from(b"s3cret\n".to_vec()).unwrap(), "s3cret");
+        assert_eq!(password_from(b"s3cret\r\n".to_vec()).unwrap(), "s3cret");
+        assert_eq!(password_from(b"s3cret".to_vec()).unwrap(), "s3cret");
+        assert_eq!(password_from(b" sp ace ".to_vec()).unwrap(), " sp ace ");
+        for bad in [
+            &b""[..],
+            b"\n",
+            b"s3cret\nmore\n",
+            b"s3\rcret",
+            b"\xffs3cret",
+        ] {
+            let problem = password_from(bad.to_vec()).unwrap_err();
+            assert!(!problem.contains("s3"), "{problem}");
+        }
+    }
+
+    /// The credentials read from the files `[store]` names; a missing file is named with its
+    /// setting; the password is never shown by `Debug`.
+    #[test]
+    fn credentials_are_read_from_their_files() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("redis.pass");
+        std::fs::write(&password, "hunter2\n").unwrap();
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let mut config = StoreConfig {
+            backend: Backend::Redis,
+            url: Some("rediss://h/".into()),
+            username: Some("cjsm-milter".into()),
+            password_file: Some(password.clone()),
+            ..StoreConfig::default()
+        };
+        let credentials = redis_credentials(&config).unwrap();
+        assert_eq!(credentials.password.as_deref(), Some("hunter2"));
+        assert_eq!(credentials.username.as_deref(), Some("cjsm-milter"));
+        let shown = format!("{credentials:?} {config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("redis.pass"), "{shown}");
+
+        config.tls_key_file = Some(dir.path().join("missing.key"));
+        config.tls_cert_file = Some(password.clone());
+        let err = redis_credentials(&config).unwrap_err().to_string();
+        assert!(
+            err.contains("tls_key_file") && err.contains("missing.key"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}
