@@ -32,7 +32,7 @@ const MILTER_ACL: &str = "resetkeys ~{hub}:* resetchannels &{hub}:changes -@all 
 /// The admin CLI's: the milter's, and the writes.
 const ADMIN_ACL: &str = "resetkeys ~{hub}:* resetchannels &{hub}:changes -@all \
      +ping +get +mget +exists +scard +smembers +hget +hexists +evalsha +script|load +xadd \
-     +subscribe +xrevrange +set +del +sadd +srem +hset +hsetnx +publish +multi +exec";
+     +xrevrange +set +del +sadd +srem +hset +hsetnx +publish +multi +exec";
 
 /// The server, its certificates and the files the milter and the admin CLI read.
 struct Hub {
