@@ -524,7 +524,8 @@ impl RedisStore {
     ) -> Result<RedisStore, StoreError> {
         let mut credentials = RedisCredentials::default();
         if let Some(path) = tls_ca {
-            credentials.ca = Some(std::fs::read(path).map_err(|e| {
+            let limit = crate::config::MAX_CONFIG_BYTES;
+            credentials.ca = Some(crate::config::read_regular_file(path, limit).map_err(|e| {
                 StoreError::Unavailable(format!("tls_ca_file {}: {e}", path.display()))
             })?);
         }
