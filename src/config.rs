@@ -279,6 +279,16 @@ pub struct StoreConfig {
     pub url: Option<String>,
     /// `rediss://`: the CA (PEM) that issued the server's certificate, for a private CA.
     pub tls_ca_file: Option<PathBuf>,
+    /// `rediss://` with a client certificate (mutual TLS): the certificate (PEM, the chain
+    /// after it) and its private key (PEM). Both or neither.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// The Redis ACL user the milter logs in as (`AUTH username password`); the server's
+    /// `default` user when unset. Needs `password_file`.
+    pub username: Option<String>,
+    /// A file holding the Redis password alone (one line): read at start, never shown. Kept
+    /// out of the URL, which appears in logs and on command lines.
+    pub password_file: Option<PathBuf>,
     /// Prefix of every Redis key, so several deployments can share one Redis.
     pub key_prefix: String,
     /// Audit entries kept (Redis stream length, or file store log lines).
@@ -296,6 +306,10 @@ impl fmt::Debug for StoreConfig {
             .field("path", &self.path)
             .field("url", &self.url.as_deref().map(crate::store::redact_url))
             .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
+            .field("username", &self.username)
+            .field("password_file", &self.password_file)
             .field("key_prefix", &self.key_prefix)
             .field("audit_retention", &self.audit_retention)
             .field("cache_ttl", &self.cache_ttl)
@@ -428,6 +442,10 @@ impl Default for StoreConfig {
             path: PathBuf::from("/var/lib/cjsm-milter"),
             url: None,
             tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            username: None,
+            password_file: None,
             key_prefix: "cjsm".into(),
             audit_retention: 100_000,
             cache_ttl: Duration::from_millis(1000),
@@ -598,6 +616,19 @@ pub enum ConfigErrorKind {
         crate::store::SENTINEL_FORM
     )]
     SentinelWithoutService,
+    #[error("set both `tls_cert_file` and `tls_key_file`, or neither")]
+    CertWithoutKey,
+    #[error("a client certificate needs a TLS URL: `rediss://…` (or a Sentinel URL)")]
+    CertWithoutTls,
+    #[error("`username` needs `password_file`")]
+    UsernameWithoutPassword,
+    /// The URL is not repeated: it holds the other password.
+    #[error(
+        "the URL carries a user or password too: keep the credentials in `username` and `password_file` alone"
+    )]
+    CredentialsTwice,
+    #[error("must be a user name on one line, without spaces")]
+    BadUsername,
     #[error("at least one level is needed")]
     NoLevels,
     #[error("level name {} has no letters", quoted(.0))]
@@ -662,14 +693,34 @@ pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// larger than `limit`. Opened without blocking (a FIFO would wait for a writer) and judged by
 /// the opened file's own metadata, so a swap of the path after the check changes nothing.
 pub fn read_regular_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    read_file_checked(path, limit, false)
+}
+
+/// As [`read_regular_file`], for a file holding a secret (a password, a private key): also
+/// refused when every user on the machine may read or change it (any "other" permission bit),
+/// judged on the opened file. Group access is allowed: `root:cjsm-milter 0640` is how the
+/// daemon and the administrators share it. Errors never quote the content.
+pub fn read_secret_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    read_file_checked(path, limit, true)
+}
+
+fn read_file_checked(path: &Path, limit: u64, secret: bool) -> std::io::Result<Vec<u8>> {
     use std::io::{Error, ErrorKind, Read as _};
-    use std::os::unix::fs::OpenOptionsExt as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)?;
-    if !file.metadata()?.is_file() {
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
         return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mode = metadata.permissions().mode() & 0o7777;
+    if secret && mode & 0o007 != 0 {
+        return Err(Error::new(
+            ErrorKind::PermissionDenied,
+            format!("open to every user (mode {mode:04o}): a secret must not be; chmod o-rwx it"),
+        ));
     }
     let mut bytes = Vec::new();
     file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
@@ -821,6 +872,40 @@ impl Config {
             && crate::store::sentinel_parts(url).is_none()
         {
             return fail("store.url", SentinelWithoutService);
+        }
+        let store = &self.store;
+        if store.tls_cert_file.is_some() != store.tls_key_file.is_some() {
+            let key = if store.tls_cert_file.is_some() {
+                "store.tls_key_file"
+            } else {
+                "store.tls_cert_file"
+            };
+            return fail(key, CertWithoutKey);
+        }
+        if store.tls_cert_file.is_some()
+            && let Some(url) = &store.url
+            && !url
+                .split(',')
+                .all(|u| u.trim().starts_with("rediss://") || u.starts_with("redis+sentinel://"))
+        {
+            return fail("store.tls_cert_file", CertWithoutTls);
+        }
+        if let Some(username) = &store.username {
+            if username.is_empty()
+                || username.len() > 256
+                || !username.chars().all(|c| c.is_ascii_graphic())
+            {
+                return fail("store.username", BadUsername);
+            }
+            if store.password_file.is_none() {
+                return fail("store.username", UsernameWithoutPassword);
+            }
+        }
+        if store.password_file.is_some()
+            && let Some(url) = &store.url
+            && crate::store::redact_url(url) != *url
+        {
+            return fail("store.password_file", CredentialsTwice);
         }
         Ok(())
     }
@@ -1025,6 +1110,79 @@ mod tests {
         assert_eq!(err.key.as_deref(), Some("milter.listen"));
         assert_eq!(err.line, Some(2));
         assert!(err.to_string().contains("unix:/path/to/socket"), "{err}");
+    }
+
+    /// The Redis login and client certificate settings: both halves of a certificate, TLS for
+    /// a certificate, a password for a user name, and the credentials in one place only (the
+    /// URL is not repeated in the error: it would hold the other password).
+    #[test]
+    fn redis_login_settings_are_checked() {
+        let redis = "[store]\nbackend = \"redis\"\n";
+        let cases = [
+            (
+                "url = \"rediss://h/\"\ntls_cert_file = \"/c\"\n",
+                "store.tls_key_file",
+            ),
+            (
+                "url = \"rediss://h/\"\ntls_key_file = \"/k\"\n",
+                "store.tls_cert_file",
+            ),
+            (
+                "url = \"redis://h/\"\ntls_cert_file = \"/c\"\ntls_key_file = \"/k\"\n",
+                "store.tls_cert_file",
+            ),
+            (
+                "url = \"redis://h/\"\nusername = \"cjsm\"\n",
+                "store.username",
+            ),
+            (
+                "url = \"redis://h/\"\nusername = \"a b\"\npassword_file = \"/p\"\n",
+                "store.username",
+            ),
+            (
+                "url = \"redis://:hunter2@h/\"\npassword_file = \"/p\"\n",
+                "store.password_file",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = Config::parse(&format!("{redis}{text}")).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some(key), "{text}: {err}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+        let config = Config::parse(&format!(
+            "{redis}url = \"rediss://h/\"\nusername = \"cjsm-milter\"\n\
+             password_file = \"/etc/cjsm-milter/redis.pass\"\ntls_cert_file = \"/c\"\n\
+             tls_key_file = \"/k\"\n"
+        ))
+        .unwrap();
+        assert_eq!(config.store.username.as_deref(), Some("cjsm-milter"));
+        // A Sentinel URL takes a client certificate for its master.
+        Config::parse(&format!(
+            "{redis}url = \"redis+sentinel://h:26379/m\"\ntls_cert_file = \"/c\"\ntls_key_file = \"/k\"\n"
+        ))
+        .unwrap();
+    }
+
+    /// A secret file open to every user is refused, naming its mode, never its content; one
+    /// shared with a group is read.
+    #[test]
+    fn secret_files_must_not_be_open_to_every_user() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("redis.pass");
+        std::fs::write(&path, "hunter2\n").unwrap();
+        for mode in [0o644, 0o604, 0o602, 0o601] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = read_secret_file(&path, 64).unwrap_err().to_string();
+            assert!(err.contains("every user"), "{mode:o}: {err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        for mode in [0o600, 0o640, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(read_secret_file(&path, 64).unwrap(), b"hunter2\n");
+        }
+        assert!(read_secret_file(&path, 4).is_err());
+        assert!(read_secret_file(dir.path(), 64).is_err());
     }
 
     #[test]

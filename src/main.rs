@@ -175,8 +175,13 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {
-            // Everything `run` checks before it starts, the escrow certificate included.
-            compile(Config::load(&file)?)?;
+            // Everything `run` checks before it starts, the escrow certificate and the Redis
+            // password and TLS files included (read, not used: no connection is made).
+            let compiled = compile(Config::load(&file)?)?;
+            let store = &compiled.config().store;
+            if store.backend == cjsm_milter::config::Backend::Redis {
+                store::redis_credentials(store).context("reading the Redis credentials")?;
+            }
             println!("{}: ok", file.display());
             Ok(())
         }

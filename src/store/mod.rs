@@ -16,7 +16,7 @@ pub use cache::CachedDirectory;
 pub use file::{Access, FileStore};
 pub use instrumented::Instrumented;
 pub(crate) use instrumented::append_audit_measured;
-pub use redis::{Keys, RedisStore, redact_url};
+pub use redis::{Keys, RedisCredentials, RedisStore, redact_url};
 pub(crate) use redis::{SENTINEL_FORM, sentinel_parts};
 
 use crate::config::{Backend, StoreConfig};
@@ -162,13 +162,74 @@ async fn connect_redis(config: &StoreConfig) -> Result<RedisStore, StoreError> {
         .url
         .as_deref()
         .ok_or_else(|| StoreError::Unavailable("[store] url is not set".into()))?;
-    RedisStore::connect_with_ca(
+    let credentials = redis_credentials(config)?;
+    RedisStore::connect_with(
         url,
         &config.key_prefix,
         config.audit_retention,
-        config.tls_ca_file.as_deref(),
+        &credentials,
     )
     .await
+}
+
+/// The largest password, certificate or key file read: real ones are a few kilobytes.
+const MAX_SECRET_BYTES: u64 = 64 * 1024;
+
+/// The login and TLS material `[store]` names, read from their files: each a bounded regular
+/// file, the password and the key also refused when open to every user. An error names the
+/// setting and the file, never what is in it.
+pub fn redis_credentials(config: &StoreConfig) -> Result<RedisCredentials, StoreError> {
+    use crate::config::{read_regular_file, read_secret_file};
+    let failed = |key: &str, path: &std::path::Path, e: std::io::Error| {
+        StoreError::Unavailable(format!("[store] {key} {}: {e}", path.display()))
+    };
+    let mut credentials = RedisCredentials {
+        username: config.username.clone(),
+        ..RedisCredentials::default()
+    };
+    if let Some(path) = &config.password_file {
+        let bytes = read_secret_file(path, MAX_SECRET_BYTES)
+            .map_err(|e| failed("password_file", path, e))?;
+        credentials.password = Some(password_from(bytes).map_err(|problem| {
+            StoreError::Unavailable(format!(
+                "[store] password_file {}: {problem}",
+                path.display()
+            ))
+        })?);
+        credentials.password_file = Some(path.clone());
+    }
+    if let Some(path) = &config.tls_ca_file {
+        credentials.ca = Some(
+            read_regular_file(path, MAX_SECRET_BYTES)
+                .map_err(|e| failed("tls_ca_file", path, e))?,
+        );
+    }
+    if let (Some(cert_path), Some(key_path)) = (&config.tls_cert_file, &config.tls_key_file) {
+        let cert = read_regular_file(cert_path, MAX_SECRET_BYTES)
+            .map_err(|e| failed("tls_cert_file", cert_path, e))?;
+        let key = read_secret_file(key_path, MAX_SECRET_BYTES)
+            .map_err(|e| failed("tls_key_file", key_path, e))?;
+        credentials.client_cert = Some((cert, key));
+        credentials.client_cert_file = Some(cert_path.clone());
+    }
+    Ok(credentials)
+}
+
+/// The password a file holds: its one line, without the line end. What is wrong is said
+/// without quoting any of it.
+fn password_from(bytes: Vec<u8>) -> Result<String, &'static str> {
+    let text = String::from_utf8(bytes).map_err(|_| "not UTF-8 text")?;
+    let password = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text);
+    if password.is_empty() {
+        return Err("empty: the file must hold the password");
+    }
+    if password.contains(['\r', '\n']) {
+        return Err("more than one line: the file must hold the password alone");
+    }
+    Ok(password.to_string())
 }
 
 /// A domain as the organisation-by-domain index keys it: trimmed, without a final (or
@@ -177,4 +238,60 @@ fn domain_key(domain: &str) -> String {
     crate::address::Domain::new(domain)
         .map(|d| d.to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_file_holds_one_line() {
+        assert_eq!(password_from(b"s3cret\n".to_vec()).unwrap(), "s3cret");
+        assert_eq!(password_from(b"s3cret\r\n".to_vec()).unwrap(), "s3cret");
+        assert_eq!(password_from(b"s3cret".to_vec()).unwrap(), "s3cret");
+        assert_eq!(password_from(b" sp ace ".to_vec()).unwrap(), " sp ace ");
+        for bad in [
+            &b""[..],
+            b"\n",
+            b"s3cret\nmore\n",
+            b"s3\rcret",
+            b"\xffs3cret",
+        ] {
+            let problem = password_from(bad.to_vec()).unwrap_err();
+            assert!(!problem.contains("s3"), "{problem}");
+        }
+    }
+
+    /// The credentials read from the files `[store]` names; a missing file is named with its
+    /// setting; the password is never shown by `Debug`.
+    #[test]
+    fn credentials_are_read_from_their_files() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("redis.pass");
+        std::fs::write(&password, "hunter2\n").unwrap();
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let mut config = StoreConfig {
+            backend: Backend::Redis,
+            url: Some("rediss://h/".into()),
+            username: Some("cjsm-milter".into()),
+            password_file: Some(password.clone()),
+            ..StoreConfig::default()
+        };
+        let credentials = redis_credentials(&config).unwrap();
+        assert_eq!(credentials.password.as_deref(), Some("hunter2"));
+        assert_eq!(credentials.username.as_deref(), Some("cjsm-milter"));
+        let shown = format!("{credentials:?} {config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("redis.pass"), "{shown}");
+
+        config.tls_key_file = Some(dir.path().join("missing.key"));
+        config.tls_cert_file = Some(password.clone());
+        let err = redis_credentials(&config).unwrap_err().to_string();
+        assert!(
+            err.contains("tls_key_file") && err.contains("missing.key"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+    }
 }

@@ -27,8 +27,107 @@ use crate::address::normalize_address;
 use crate::directory::model::{AuditEvent, Certificate, Lookup, Organisation, User};
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncCommands, Client, Script};
+use redis::{AsyncCommands, Client, IntoConnectionInfo, RedisResult, Script};
+use std::path::PathBuf;
 use tokio::sync::Mutex;
+
+/// What the client presents besides the URL: an ACL login (`AUTH username password`) and the
+/// TLS material for a private CA and a client certificate (mutual TLS), as read from the files
+/// `[store]` names. `Debug` is written out: the password and the key are never shown.
+#[derive(Clone, Default)]
+pub struct RedisCredentials {
+    /// The ACL user; the server's `default` user when unset.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Where the password was read: errors name the file, never its content.
+    pub password_file: Option<PathBuf>,
+    /// The CA (PEM) the server's certificate must chain to; the system's and the Web PKI
+    /// roots when unset.
+    pub ca: Option<Vec<u8>>,
+    /// The client certificate chain and its private key (PEM).
+    pub client_cert: Option<(Vec<u8>, Vec<u8>)>,
+    /// Where the client certificate was read, for errors.
+    pub client_cert_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for RedisCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCredentials")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("password_file", &self.password_file)
+            .field("ca", &self.ca.as_ref().map(|_| "PEM"))
+            .field("client_cert", &self.client_cert.as_ref().map(|_| "***"))
+            .field("client_cert_file", &self.client_cert_file)
+            .finish()
+    }
+}
+
+impl RedisCredentials {
+    /// Certificates for rustls, when there is anything beyond the default roots.
+    fn tls(&self) -> Option<redis::TlsCertificates> {
+        if self.ca.is_none() && self.client_cert.is_none() {
+            return None;
+        }
+        Some(redis::TlsCertificates {
+            client_tls: self
+                .client_cert
+                .as_ref()
+                .map(|(cert, key)| redis::ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.clone(),
+                }),
+            root_cert: self.ca.clone(),
+        })
+    }
+
+    /// `info` with the login added (the URL itself carries none when a password file is set:
+    /// the config refuses both).
+    fn login(&self, mut info: redis::RedisConnectionInfo) -> redis::RedisConnectionInfo {
+        if let Some(password) = &self.password {
+            info = info.set_password(password);
+            if let Some(username) = &self.username {
+                info = info.set_username(username);
+            }
+        }
+        info
+    }
+
+    /// A client for one server's URL, with the login and the TLS material.
+    fn client(&self, url: &str) -> RedisResult<Client> {
+        let info = url.into_connection_info()?;
+        let redis = self.login(info.redis_settings().clone());
+        let info = info.set_redis_settings(redis);
+        match self.tls() {
+            Some(certs) => Client::build_with_tls(info, certs),
+            None => Client::open(info),
+        }
+    }
+
+    /// How the connection was made, for an error: the user and the files, never a secret.
+    fn describe(&self) -> String {
+        let mut shown = String::new();
+        if let Some(file) = &self.password_file {
+            shown.push_str(&format!(
+                " as user {} (password from {})",
+                self.username.as_deref().unwrap_or("default"),
+                file.display()
+            ));
+        }
+        if let Some(file) = &self.client_cert_file {
+            shown.push_str(&format!(" with client certificate {}", file.display()));
+        }
+        shown
+    }
+
+    /// `message` without the password, however it got there.
+    fn scrub(&self, message: String) -> String {
+        match &self.password {
+            Some(password) if !password.is_empty() => message.replace(password.as_str(), "***"),
+            _ => message,
+        }
+    }
+}
 
 /// How the server is reached.
 enum Target {
@@ -223,6 +322,60 @@ pub(crate) fn sentinel_parts(url: &str) -> Option<(&str, &str)> {
         .filter(|(hosts, service)| !hosts.is_empty() && !service.is_empty())
 }
 
+/// The client of a set of Sentinels (`HOST:PORT[,HOST:PORT…]`, each with any userinfo, which
+/// is the Sentinels' own login) for the master of `service`, which is logged into with
+/// `credentials` and, when they hold TLS material, reached over TLS with it. The Sentinels
+/// themselves are reached in plain TCP: the URL form has no way to ask for TLS to them.
+fn sentinel_client(
+    hosts: &str,
+    service: &str,
+    credentials: &RedisCredentials,
+) -> RedisResult<redis::sentinel::SentinelClient> {
+    let sentinels: Vec<String> = hosts.split(',').map(|h| format!("redis://{h}")).collect();
+    if credentials.password.is_none() && credentials.tls().is_none() {
+        return redis::sentinel::SentinelClient::build(
+            sentinels,
+            service,
+            None,
+            redis::sentinel::SentinelServerType::Master,
+        );
+    }
+    let mut addresses = Vec::new();
+    let mut sentinel_login: Option<redis::RedisConnectionInfo> = None;
+    for sentinel in &sentinels {
+        let info = sentinel.as_str().into_connection_info()?;
+        if sentinel_login.is_none() && info.redis_settings().password().is_some() {
+            sentinel_login = Some(info.redis_settings().clone());
+        }
+        addresses.push(info.addr().clone());
+    }
+    let mut builder = redis::sentinel::SentinelClientBuilder::new(
+        addresses,
+        service,
+        redis::sentinel::SentinelServerType::Master,
+    )?;
+    if let Some(login) = sentinel_login {
+        if let Some(password) = login.password() {
+            builder = builder.set_client_to_sentinel_password(password);
+        }
+        if let Some(username) = login.username() {
+            builder = builder.set_client_to_sentinel_username(username);
+        }
+    }
+    if let Some(password) = &credentials.password {
+        builder = builder.set_client_to_redis_password(password);
+        if let Some(username) = &credentials.username {
+            builder = builder.set_client_to_redis_username(username);
+        }
+    }
+    if let Some(certs) = credentials.tls() {
+        builder = builder
+            .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+            .set_client_to_redis_certificates(certs);
+    }
+    builder.build()
+}
+
 /// Where the userinfo (`user:password`, `:password`, `user`) of each URL in `url` lies: a
 /// single URL, a comma-separated Cluster list, or a Sentinel URL whose hosts may each carry
 /// one. The userinfo ends at the last `@` of a URL (a password may hold a raw `@`). A piece
@@ -369,20 +522,40 @@ impl RedisStore {
         audit_retention: usize,
         tls_ca: Option<&std::path::Path>,
     ) -> Result<RedisStore, StoreError> {
+        let mut credentials = RedisCredentials::default();
+        if let Some(path) = tls_ca {
+            let limit = crate::config::MAX_CONFIG_BYTES;
+            credentials.ca = Some(crate::config::read_regular_file(path, limit).map_err(|e| {
+                StoreError::Unavailable(format!("tls_ca_file {}: {e}", path.display()))
+            })?);
+        }
+        RedisStore::connect_with(url, prefix, audit_retention, &credentials).await
+    }
+
+    /// As `connect`, logging in and verifying TLS with `credentials`.
+    pub async fn connect_with(
+        url: &str,
+        prefix: &str,
+        audit_retention: usize,
+        credentials: &RedisCredentials,
+    ) -> Result<RedisStore, StoreError> {
         // Every failure names the server (or the Sentinels and their service) as the URL
-        // reads with its password hidden, and is scrubbed of the password should the redis
-        // crate ever echo it.
-        RedisStore::open(url, prefix, audit_retention, tls_ca)
+        // reads with its password hidden, and the user and files it logged in with; it is
+        // scrubbed of the passwords should the redis crate ever echo one.
+        let clean = |message: &str| credentials.scrub(scrub(message, url));
+        RedisStore::open(url, prefix, audit_retention, credentials)
             .await
             .map_err(|e| match e {
-                StoreError::Unavailable(message) => {
-                    StoreError::Unavailable(scrub(&format!("{}: {message}", redact_url(url)), url))
-                }
+                StoreError::Unavailable(message) => StoreError::Unavailable(clean(&format!(
+                    "{}{}: {message}",
+                    redact_url(url),
+                    credentials.describe()
+                ))),
                 StoreError::Corrupt { path, message } => StoreError::Corrupt {
-                    path: scrub(&path, url),
-                    message: scrub(&message, url),
+                    path: clean(&path),
+                    message: clean(&message),
                 },
-                StoreError::Refused(message) => StoreError::Refused(scrub(&message, url)),
+                StoreError::Refused(message) => StoreError::Refused(clean(&message)),
             })
     }
 
@@ -390,19 +563,12 @@ impl RedisStore {
         url: &str,
         prefix: &str,
         audit_retention: usize,
-        tls_ca: Option<&std::path::Path>,
+        credentials: &RedisCredentials,
     ) -> Result<RedisStore, StoreError> {
         let (target, pubsub_clients) = if url.starts_with(SENTINEL_SCHEME) {
             let (hosts, service) = sentinel_parts(url)
                 .ok_or_else(|| StoreError::Unavailable(format!("expected {SENTINEL_FORM}")))?;
-            let sentinels: Vec<String> = hosts.split(',').map(|h| format!("redis://{h}")).collect();
-            let sentinel = redis::sentinel::SentinelClient::build(
-                sentinels,
-                service,
-                None,
-                redis::sentinel::SentinelServerType::Master,
-            )
-            .map_err(unavailable)?;
+            let sentinel = sentinel_client(hosts, service, credentials).map_err(unavailable)?;
             let target = Target::Sentinel {
                 sentinel: Box::new(Mutex::new(sentinel)),
                 master: Mutex::new(None),
@@ -410,30 +576,29 @@ impl RedisStore {
             (target, Vec::new())
         } else if url.contains(',') {
             let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
-            let cluster = redis::cluster::ClusterClient::new(nodes.clone())
+            let mut builder = redis::cluster::ClusterClientBuilder::new(nodes.clone());
+            if let Some(password) = &credentials.password {
+                builder = builder.password(password);
+                if let Some(username) = &credentials.username {
+                    builder = builder.username(username);
+                }
+            }
+            if let Some(certs) = credentials.tls() {
+                builder = builder.certs(certs);
+            }
+            let cluster = builder
+                .build()
                 .map_err(unavailable)?
                 .get_async_connection()
                 .await
                 .map_err(unavailable)?;
             let clients = nodes
                 .iter()
-                .map(|node| Client::open(*node).map_err(unavailable))
+                .map(|node| credentials.client(node).map_err(unavailable))
                 .collect::<Result<Vec<_>, _>>()?;
             (Target::Cluster(cluster), clients)
         } else {
-            let client = match tls_ca {
-                Some(path) => {
-                    let pem = std::fs::read(path).map_err(|e| {
-                        StoreError::Unavailable(format!("tls_ca_file {}: {e}", path.display()))
-                    })?;
-                    let certs = redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(pem),
-                    };
-                    Client::build_with_tls(url, certs).map_err(unavailable)?
-                }
-                None => Client::open(url).map_err(unavailable)?,
-            };
+            let client = credentials.client(url).map_err(unavailable)?;
             let config = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
                 .set_response_timeout(Some(std::time::Duration::from_secs(2)))

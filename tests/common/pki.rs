@@ -88,31 +88,77 @@ fn issue(dir: &Path, name: &str, subject: &str, extensions: &str) {
     );
 }
 
+/// A self-signed CA `ca.crt` / `ca.key` in `dir` named `cn`.
+fn new_ca(dir: &Path, cn: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/O=Test/CN={cn}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+}
+
+/// A private CA for a TLS-only Redis: its server certificate (for 127.0.0.1) and a client
+/// certificate for mutual TLS. The keys are private to their owner (mode 0600), as the
+/// milter wants a key file.
+pub struct RedisPki {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl RedisPki {
+    pub fn create(dir: &Path, ca_cn: &str) -> RedisPki {
+        use std::os::unix::fs::PermissionsExt;
+        new_ca(dir, ca_cn);
+        issue(
+            dir,
+            "redis-server",
+            "/O=Test/CN=127.0.0.1",
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
+        );
+        issue(
+            dir,
+            "redis-client",
+            "/O=Test/CN=cjsm-milter",
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        );
+        for key in ["ca.key", "redis-server.key", "redis-client.key"] {
+            std::fs::set_permissions(dir.join(key), std::fs::Permissions::from_mode(0o600))
+                .unwrap();
+        }
+        RedisPki {
+            ca: dir.join("ca.crt"),
+            server_cert: dir.join("redis-server.crt"),
+            server_key: dir.join("redis-server.key"),
+            client_cert: dir.join("redis-client.crt"),
+            client_key: dir.join("redis-client.key"),
+        }
+    }
+}
+
 impl Pki {
     pub fn create(dir: &Path) -> Pki {
-        std::fs::create_dir_all(dir).unwrap();
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "2",
-                "-subj",
-                &format!("/O=Test/CN={CA_CN}"),
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
-        );
+        new_ca(dir, CA_CN);
         let server = |dns: &str| {
             format!(
                 "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
