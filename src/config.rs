@@ -788,7 +788,10 @@ impl Config {
             return fail("milter.max_connections", NotAboveZero);
         }
         for (key, name) in [
-            ("milter.user", self.milter.user.as_deref().filter(|u| !u.is_empty())),
+            (
+                "milter.user",
+                self.milter.user.as_deref().filter(|u| !u.is_empty()),
+            ),
             ("milter.group", self.milter.group.as_deref()),
         ] {
             if let Some(name) = name

@@ -138,8 +138,8 @@ pub fn plan(milter: &MilterConfig) -> Result<Plan, PrivilegeError> {
     }
     let (group, gid) = match milter.group.as_deref() {
         Some(name) => {
-            let gid = group_by_name(name)?
-                .ok_or_else(|| PrivilegeError::UnknownGroup(name.into()))?;
+            let gid =
+                group_by_name(name)?.ok_or_else(|| PrivilegeError::UnknownGroup(name.into()))?;
             (name.to_string(), gid)
         }
         // A login group without a name in /etc/group is shown by its number.
@@ -281,7 +281,8 @@ fn user_by_name(name: &str) -> Result<Option<(u32, u32)>, PrivilegeError> {
         name: name.into(),
         error,
     };
-    let c_name = CString::new(name).map_err(|e| lookup(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+    let c_name =
+        CString::new(name).map_err(|e| lookup(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
     with_buffer(|buf| {
         // SAFETY: getpwnam_r(3) with a NUL-terminated name, a zeroed passwd it fills, and a
         // buffer of the length given, which its strings point into.
@@ -296,7 +297,10 @@ fn user_by_name(name: &str) -> Result<Option<(u32, u32)>, PrivilegeError> {
                 &mut found,
             )
         };
-        (rc, (!found.is_null()).then_some((entry.pw_uid, entry.pw_gid)))
+        (
+            rc,
+            (!found.is_null()).then_some((entry.pw_uid, entry.pw_gid)),
+        )
     })
     .map_err(lookup)
 }
@@ -308,7 +312,8 @@ fn group_by_name(name: &str) -> Result<Option<u32>, PrivilegeError> {
         name: name.into(),
         error,
     };
-    let c_name = CString::new(name).map_err(|e| lookup(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+    let c_name =
+        CString::new(name).map_err(|e| lookup(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
     with_buffer(|buf| {
         // SAFETY: getgrnam_r(3), as getpwnam_r above.
         let mut entry: libc::group = unsafe { std::mem::zeroed() };

@@ -17,8 +17,16 @@ pub struct Daemon {
 impl Daemon {
     /// Writes `config_text` (with `{dir}` replaced by a fresh temporary directory) and runs
     /// the milter on it, waiting until it listens.
+    ///
+    /// The suite runs as root: a config that says nothing of the account to run as gets
+    /// `allow_root = true`, so the daemon stays root as these tests expect (its own temporary
+    /// directories are root's); tests/privilege.rs tests the drop itself.
     pub fn start(config_text: &str) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
+        Daemon::start_in(tempfile::tempdir().unwrap(), &root_allowed(config_text))
+    }
+
+    /// [`Daemon::start`] in the directory given, on the config text as it is.
+    pub fn start_in(dir: tempfile::TempDir, config_text: &str) -> Daemon {
         let config = dir.path().join("cjsm.toml");
         std::fs::write(
             &config,
@@ -56,6 +64,10 @@ impl Daemon {
         // SAFETY: kill(2) with a PID of our own child process and a valid signal number.
         let rc = unsafe { libc::kill(pid, signal) };
         assert_eq!(rc, 0, "kill({pid}, {signal})");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn log(&self) -> String {
@@ -108,6 +120,29 @@ impl Drop for Daemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// `text` with `allow_root = true` in its `[milter]` table, unless it sets `user`, `group` or
+/// `allow_root` there itself.
+pub fn root_allowed(text: &str) -> String {
+    let sets_account = text.lines().any(|line| {
+        let line = line.trim_start();
+        ["user", "group", "allow_root"].iter().any(|key| {
+            line.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+    });
+    if sets_account {
+        return text.to_string();
+    }
+    match text.lines().position(|line| line.trim() == "[milter]") {
+        Some(at) => {
+            let mut lines: Vec<&str> = text.lines().collect();
+            lines.insert(at + 1, "allow_root = true");
+            lines.join("\n") + "\n"
+        }
+        None => format!("{text}\n[milter]\nallow_root = true\n"),
     }
 }
 
