@@ -273,3 +273,29 @@ async fn the_default_account_falls_back_to_nobody_with_a_warning() {
         );
     }
 }
+
+/// The shipped unit starts the daemon unprivileged (so `run` drops nothing) with no
+/// capabilities, and systemd's own measure of its exposure stays where the README states it:
+/// `systemd-analyze security --threshold=20` fails above 2.0.
+#[test]
+fn the_shipped_unit_runs_unprivileged_and_hardened() {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/cjsm-milter.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for line in ["User=cjsm-milter", "CapabilityBoundingSet=", "NoNewPrivileges=yes"] {
+        assert!(lines.contains(&line), "{line} not in the unit");
+    }
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--threshold=20"])
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze (Debian package systemd)");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exposure above 2.0: {}{}",
+        report.lines().last().unwrap_or(""),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("Overall exposure level"), "{report}");
+}
