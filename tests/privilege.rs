@@ -282,7 +282,11 @@ fn the_shipped_unit_runs_unprivileged_and_hardened() {
     let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/cjsm-milter.service");
     let text = std::fs::read_to_string(&unit).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    for line in ["User=cjsm-milter", "CapabilityBoundingSet=", "NoNewPrivileges=yes"] {
+    for line in [
+        "User=cjsm-milter",
+        "CapabilityBoundingSet=",
+        "NoNewPrivileges=yes",
+    ] {
         assert!(lines.contains(&line), "{line} not in the unit");
     }
     let out = std::process::Command::new("systemd-analyze")
