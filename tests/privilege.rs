@@ -133,6 +133,18 @@ async fn root_binds_then_runs_as_the_configured_user() {
     );
     assert_eq!(status_field(pid, "Uid"), vec![uid.to_string(); 4]);
     assert_eq!(status_field(pid, "Gid"), vec![gid.to_string(); 4]);
+    // Every thread (the runtime's workers were started before the drop), not only the first.
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    for thread in threads.map(|t| t.unwrap().path()) {
+        let status = std::fs::read_to_string(thread.join("status")).unwrap();
+        let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert_eq!(
+            uids,
+            format!("Uid:{}", format!("\t{uid}").repeat(4)),
+            "{}",
+            thread.display()
+        );
+    }
     let groups = status_field(pid, "Groups");
     assert!(!groups.contains(&"0".to_string()), "groups {groups:?}");
     assert_eq!(status_field(pid, "CapEff"), ["0000000000000000"]);
