@@ -11,7 +11,13 @@ target=${CARGO_TARGET_DIR:-target}
 traces=$(mktemp -d)
 trap 'rm -rf "$traces"' EXIT
 for test in daemon privilege socketmap metrics; do
-    binary=$(ls -t "$target"/debug/deps/"$test"-* | grep -v '\.d$' | head -n 1)
+    # The newest build of the test binary (cargo keeps older ones, and .d files, beside it).
+    binary=""
+    for candidate in "$target"/debug/deps/"$test"-*; do
+        [[ -x $candidate && ! -d $candidate ]] || continue
+        [[ -z $binary || $candidate -nt $binary ]] && binary=$candidate
+    done
+    [ -n "$binary" ] || { echo "syscalls.sh: no $test test binary: cargo test --no-run" >&2; exit 1; }
     strace -f -ff -qq -o "$traces/$test" "$binary" >/dev/null 2>&1 || {
         echo "syscalls.sh: $test failed under strace" >&2
         exit 1
