@@ -18,10 +18,11 @@ cd "$(dirname "$0")/.."
 # "vendored" feature). openssl: the CLI the tests make certificates with and decrypt with.
 # binutils: strip, objdump and readelf for scripts/package.sh (tests/package.rs builds the
 # Debian package, installs it with dpkg and purges it); man-db: man, which must render the man
-# pages without a warning.
+# pages without a warning. systemd: systemd-analyze, which measures the shipped unit's exposure
+# offline (tests/privilege.rs; no running systemd needed).
 PACKAGES=(gcc libc6-dev make perl redis-server python3-ldap ldap-utils prometheus postfix swaks
           libnet-ssleay-perl libio-socket-ssl-perl liblockfile1 libwrap0 m4 openssl binutils
-          man-db)
+          man-db systemd)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
@@ -83,6 +84,7 @@ preflight "strip, objdump or readelf does not run (install binutils)" \
     sh -c 'strip --version && objdump --version && readelf --version'
 preflight "man cannot read a page from a file (install man-db)" \
     sh -c 'printf ".TH T 1\n.SH NAME\nt\n" >"${TMPDIR:-/tmp}/cjsm-preflight.1" && man -l "${TMPDIR:-/tmp}/cjsm-preflight.1"; r=$?; rm -f "${TMPDIR:-/tmp}/cjsm-preflight.1"; exit $r'
+preflight "systemd-analyze does not run (install systemd)" systemd-analyze --version
 preflight "the package test installs with dpkg and must run as root" test "$(id -u)" -eq 0
 if dpkg-query -W -f='${db:Status-Abbrev}' cjsm-milter 2>/dev/null | grep -q '^[^u]'; then
     echo "test.sh: cjsm-milter is installed by dpkg here; tests/package.rs would replace and purge it (dpkg --purge cjsm-milter first)" >&2

@@ -146,6 +146,15 @@ pub struct MilterConfig {
     #[serde(rename = "deadline_ms", deserialize_with = "de::millis")]
     pub deadline: Duration,
     pub max_connections: usize,
+    /// Started as root, the account `run` becomes once its sockets are bound. Unset (`None`):
+    /// `cjsm-milter`, or `nobody` with a warning where that account does not exist. `""`:
+    /// none, so root is refused unless `allow_root`. Unused when started unprivileged.
+    pub user: Option<String>,
+    /// The group it becomes; unset: the user's own (login) group.
+    pub group: Option<String>,
+    /// Started as root, stay root (no `user`, no `group`): for a host that cannot give the
+    /// milter an account of its own. Off, root without a usable user is refused.
+    pub allow_root: bool,
 }
 
 /// One protective-marking level of the vocabulary.
@@ -375,6 +384,9 @@ impl Default for MilterConfig {
             socket_group: None,
             deadline: Duration::from_millis(10_000),
             max_connections: 500,
+            user: None,
+            group: None,
+            allow_root: false,
         }
     }
 }
@@ -596,6 +608,12 @@ pub enum ConfigErrorKind {
     Toml(String),
     #[error("must be above 0")]
     NotAboveZero,
+    #[error("{} is not a user or group name (letters, digits, '.', '_', '-'; at most 32)", quoted(.0))]
+    NotAnAccountName(String),
+    #[error("allow_root = true keeps root: leave out user and group (or set allow_root = false)")]
+    RootAndAccount,
+    #[error("a group needs a user: user = \"\" means no user to run as")]
+    GroupWithoutUser,
     #[error("must not be empty")]
     Empty,
     #[error("must be non-empty text on one line")]
@@ -820,6 +838,30 @@ impl Config {
         if self.milter.max_connections == 0 {
             return fail("milter.max_connections", NotAboveZero);
         }
+        for (key, name) in [
+            (
+                "milter.user",
+                self.milter.user.as_deref().filter(|u| !u.is_empty()),
+            ),
+            ("milter.group", self.milter.group.as_deref()),
+        ] {
+            if let Some(name) = name
+                && !is_account_name(name)
+            {
+                return fail(key, NotAnAccountName(name.to_string()));
+            }
+        }
+        if self.milter.allow_root {
+            if self.milter.user.as_deref().is_some_and(|u| !u.is_empty()) {
+                return fail("milter.allow_root", RootAndAccount);
+            }
+            if self.milter.group.is_some() {
+                return fail("milter.allow_root", RootAndAccount);
+            }
+        }
+        if self.milter.user.as_deref() == Some("") && self.milter.group.is_some() {
+            return fail("milter.group", GroupWithoutUser);
+        }
         if let Some(route_header) = &self.routing.route_header
             && !is_header_name(route_header)
         {
@@ -909,6 +951,16 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A user or group name as `useradd` and `groupadd` accept one (at most 32 characters,
+/// no `:` or white space), so that what the password database is asked for is short and plain.
+fn is_account_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-$".contains(&b))
 }
 
 fn is_header_name(name: &str) -> bool {
@@ -1230,6 +1282,18 @@ mod tests {
             ),
             ("[milter]\nsocket_mode = 660\n", "milter.socket_mode", 2),
             ("[milter]\ndeadline_ms = 0\n", "milter.deadline_ms", 2),
+            ("[milter]\nuser = \"a b\"\n", "milter.user", 2),
+            ("[milter]\ngroup = \"\"\n", "milter.group", 2),
+            (
+                "[milter]\nuser = \"nobody\"\nallow_root = true\n",
+                "milter.allow_root",
+                3,
+            ),
+            (
+                "[milter]\nuser = \"\"\ngroup = \"nogroup\"\n",
+                "milter.group",
+                3,
+            ),
             ("[metrics]\nlisten = \"localhost\"\n", "metrics.listen", 2),
             ("[socketmap]\nlisten = \" \"\n", "socketmap.listen", 2),
             (

@@ -7,6 +7,7 @@ use crate::engine::{Engine, Shared, compile};
 use crate::listen::{self, ListenAddr};
 use crate::metrics::metrics;
 use crate::milter;
+use crate::privilege::{self, Account, Plan};
 use crate::store;
 use anyhow::{Context as _, Result};
 use std::path::{Path, PathBuf};
@@ -107,23 +108,20 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
     // Everything `config check` checks, before anything is opened or bound.
     let compiled = compile(config)?;
     let config = compiled.config();
+    // Who it runs as is settled before anything is bound: an account that does not exist
+    // stops it here.
+    let plan = privilege::plan(&config.milter)?;
     let open_files = listen::raise_open_files_limit();
     let (caps, warning) = listen::connection_caps(open_files, config.milter.max_connections);
     if let Some(warning) = warning {
         warn!("{warning}");
     }
-    let store = store::open_for_milter(&config.store)
-        .await
-        .context("opening the directory store")?;
     let (listener, local) = listen::bind(
         &config.milter.listen,
         config.milter.socket_mode,
         config.milter.socket_group.as_deref(),
     )
     .await?;
-    let m = metrics();
-    m.config_last_reload.set(now_unix() as f64);
-    m.milter_listening.store(true, Ordering::Release);
     let metrics_server = match config.metrics.listen {
         None => None,
         Some(addr) => {
@@ -134,16 +132,34 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
             Some(tokio::spawn(serve))
         }
     };
+    let socketmap_listener = match config.socketmap.listen {
+        None => None,
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the socketmap {addr}"))?,
+        ),
+    };
+    // The store's password and TLS key are files for root (and the service group): read
+    // while still root.
+    let credentials =
+        store::milter_credentials(&config.store).context("opening the directory store")?;
+    // Everything bound: from here on it runs as the service account, and opens the store as it.
+    if let Plan::Become(account) = &plan {
+        drop_privileges(account, config, &local, config_path.as_deref()).await?;
+    }
+    let store = store::open_for_milter(&config.store, credentials.as_ref())
+        .await
+        .context("opening the directory store")?;
+    let m = metrics();
+    m.config_last_reload.set(now_unix() as f64);
+    m.milter_listening.store(true, Ordering::Release);
     let monitor = tokio::spawn(watch_store(store.read.clone()));
-    let socketmap_listen = config.socketmap.listen;
     let audit = AuditSink::start(store.audit.clone());
     let shared = Shared::new(Engine::new(compiled, store.read).with_audit(Some(audit.clone())));
-    let socketmap = match socketmap_listen {
+    let socketmap = match socketmap_listener {
         None => None,
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the socketmap {addr}"))?;
+        Some(listener) => {
             info!(listen = %listener.local_addr()?, maps = %crate::routing::MAPS.join(" "), "socketmap");
             Some(tokio::spawn(crate::routing::serve(
                 listener,
@@ -195,6 +211,48 @@ pub async fn run(config_path: Option<PathBuf>) -> Result<()> {
     }
     info!("stopped");
     Ok(result?)
+}
+
+/// Started as root: the store directory and the unix socket are given to the account, the
+/// process becomes it, and the config is read once more as it, so that a file only root can
+/// read is found now rather than at the first SIGHUP.
+async fn drop_privileges(
+    account: &Account,
+    config: &Config,
+    local: &ListenAddr,
+    config_path: Option<&Path>,
+) -> Result<()> {
+    if config.store.backend == crate::config::Backend::File {
+        privilege::prepare_directory(&config.store.path, account)
+            .context("preparing the directory store for the service account")?;
+    }
+    if let ListenAddr::Unix(path) = local {
+        privilege::give_socket(path, account, config.milter.socket_group.is_some())?;
+    }
+    privilege::become_account(account)?;
+    info!(
+        user = %account.user,
+        uid = account.uid,
+        group = %account.group,
+        gid = account.gid,
+        "dropped root: running as the service account"
+    );
+    if let Some(path) = config_path {
+        let file = path.to_path_buf();
+        let reread = tokio::task::spawn_blocking(move || Config::load(&file).and_then(compile))
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|compiled| compiled.map_err(anyhow::Error::from));
+        if let Err(e) = reread {
+            warn!(
+                user = %account.user,
+                error = %e,
+                "the config cannot be read as the service account: a SIGHUP reload will fail \
+                 until it can (make the file and its certificates readable by its group)"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Every few seconds: is the store reachable (readiness), and how big is the directory.
@@ -260,6 +318,12 @@ async fn reload(path: Option<&Path>, shared: &Arc<Shared>) {
         || new.milter.max_connections != old.config().milter.max_connections
     {
         warn!("milter socket settings changed: restart needed for them to apply");
+    }
+    if new.milter.user != old.config().milter.user
+        || new.milter.group != old.config().milter.group
+        || new.milter.allow_root != old.config().milter.allow_root
+    {
+        warn!("milter account settings changed: restart needed for them to apply");
     }
     if new.store != old.config().store {
         warn!("store settings changed: restart needed for them to apply; keeping the open store");

@@ -29,6 +29,7 @@ pub mod marking;
 pub mod metrics;
 pub mod milter;
 pub mod policy;
+pub mod privilege;
 pub mod routing;
 pub mod smime;
 pub mod store;

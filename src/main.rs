@@ -35,6 +35,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the milter daemon.
+    ///
+    /// Started as root, it binds its sockets and then becomes the [milter] user (by default
+    /// cjsm-milter, else nobody) for good; it refuses to stay root unless [milter] allow_root
+    /// = true.
     Run,
     /// Run a message through the milter's pipeline offline and print the verdict as JSON.
     Check(CheckArgs),

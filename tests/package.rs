@@ -174,6 +174,49 @@ fn repository_files(dir: &str) -> Vec<PathBuf> {
     files
 }
 
+/// `/usr/sbin/cjsm-milter run` started as root (this test's user) on a config in `dir` that
+/// leaves `[milter] user` out, on a free loopback port: its `Uid:` and `Gid:` lines of
+/// /proc/PID/status once it listens, and its log. Stopped by its PID.
+fn started_as_root(dir: &Path) -> (Vec<String>, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port();
+    let config = dir.join("run-as-root.toml");
+    std::fs::write(
+        &config,
+        format!("[milter]\nlisten = \"inet:127.0.0.1:{port}\"\n[metrics]\nlisten = \"\"\n"),
+    )
+    .expect("writing the config");
+    let log_path = dir.join("run-as-root.log");
+    let log_file = std::fs::File::create(&log_path).expect("creating the log");
+    let mut child = Command::new("/usr/sbin/cjsm-milter")
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .stderr(log_file)
+        .spawn()
+        .expect("running the installed binary");
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let started = std::time::Instant::now();
+    while !log().contains("cjsm-milter listening")
+        && child.try_wait().expect("the daemon's status").is_none()
+        && started.elapsed() < std::time::Duration::from_secs(10)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let ids = status
+        .lines()
+        .filter(|l| l.starts_with("Uid:") || l.starts_with("Gid:"))
+        .map(String::from)
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    (ids, log())
+}
+
 #[test]
 fn the_debian_package_installs_runs_and_purges() {
     assert_machine_is_clear();
@@ -327,6 +370,25 @@ fn the_debian_package_installs_runs_and_purges() {
         ],
     );
     assert!(kit_config.trim().ends_with(": ok"), "{kit_config}");
+
+    // Started as root on a config that names no account, the installed daemon becomes the
+    // service account the package created, and writes its store in the state directory as it.
+    let (ids, log) = started_as_root(out.path());
+    assert_eq!(
+        ids,
+        [
+            format!("Uid:{}", format!("\t{uid}").repeat(4)),
+            format!("Gid:{}", format!("\t{gid}").repeat(4))
+        ],
+        "{log}"
+    );
+    let store = std::fs::metadata(Path::new(STATE_DIR).join("directory.json"))
+        .unwrap_or_else(|e| panic!("the store: {e}\n{log}"));
+    assert_eq!(
+        (store.uid(), store.gid()),
+        (uid, gid),
+        "the store is the user's"
+    );
 
     // The man pages are gzipped roff that man reads.
     for page in ["cjsm-milter.8", "cjsm-milter.toml.5"] {

@@ -245,6 +245,7 @@ impl Inner {
             .write(true)
             .mode(0o640)
             .open(&lock_path)
+            .and_then(|file| owned_like_dir(file, &self.dir))
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", lock_path.display())))?;
         lock.lock()
             .map_err(|e| StoreError::Unavailable(format!("lock {}: {e}", lock_path.display())))?;
@@ -260,7 +261,8 @@ impl Inner {
                 .create(true)
                 .truncate(true)
                 .mode(0o640)
-                .open(&tmp)?;
+                .open(&tmp)
+                .and_then(|file| owned_like_dir(file, &self.dir))?;
             serde_json::to_writer_pretty(&mut file, users)?;
             file.write_all(b"\n")?;
             file.sync_all()?;
@@ -349,6 +351,7 @@ impl Inner {
                 .create(true)
                 .mode(0o640)
                 .open(self.audit_path())
+                .and_then(|file| owned_like_dir(file, &self.dir))
                 .map_err(|e| {
                     StoreError::Unavailable(format!("{}: {e}", self.audit_path().display()))
                 })?;
@@ -374,6 +377,22 @@ impl Inner {
         events.truncate(limit);
         Ok(events)
     }
+}
+
+/// A file of the store as this process opened (maybe created) it; when root opened it (an
+/// administrator's command run as root), given to the store directory's owner and group if
+/// it is not theirs, as the service account would have created it: the milter, running as
+/// that account, must still read the directory file and append to the audit log.
+fn owned_like_dir(file: File, dir: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::MetadataExt;
+    if !crate::privilege::is_root() {
+        return Ok(file);
+    }
+    let (dir, own) = (fs::metadata(dir)?, file.metadata()?);
+    if (own.uid(), own.gid()) != (dir.uid(), dir.gid()) {
+        std::os::unix::fs::fchown(&file, Some(dir.uid()), Some(dir.gid()))?;
+    }
+    Ok(file)
 }
 
 /// Lines in a file (0 when it does not exist).
@@ -603,6 +622,41 @@ mod tests {
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path) & 0o007, 0, "directory");
         assert_eq!(mode(&path.join(USERS_FILE)) & 0o007, 0, "directory file");
+    }
+
+    /// An administrator's command run as root must not leave the directory file, the lock or
+    /// the audit log to root alone: the milter, running as the service account that owns the
+    /// store directory, has to keep reading and appending to them.
+    #[tokio::test]
+    async fn files_written_by_root_keep_the_owner_of_the_store() {
+        use std::os::unix::fs::MetadataExt;
+        if !crate::privilege::is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        fs::create_dir(&path).unwrap();
+        // nobody:nogroup on Debian; any ids other than root's do.
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        let store = FileStore::open(&path).unwrap();
+        store
+            .put_org(crate::directory::model::test_org(
+                "o1",
+                "Firm",
+                &["firm.example"],
+                crate::directory::model::ConnectionType::Server,
+            ))
+            .await
+            .unwrap();
+        let event = AuditEvent::Admin(AdminEvent {
+            action: "root's change".into(),
+            ..AdminEvent::default()
+        });
+        store.append_audit(event).await.unwrap();
+        for file in [USERS_FILE, LOCK_FILE, AUDIT_FILE] {
+            let meta = fs::metadata(path.join(file)).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), (65534, 65534), "{file}");
+        }
     }
 
     #[tokio::test]

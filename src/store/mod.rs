@@ -118,7 +118,9 @@ impl<T: DirectoryRead + DirectoryWrite + AuditTrail + ?Sized> Directory for T {}
 pub async fn open(config: &StoreConfig, access: Access) -> Result<Arc<dyn Directory>, StoreError> {
     match config.backend {
         Backend::File => Ok(Arc::new(open_file(config, access)?)),
-        Backend::Redis => Ok(Arc::new(connect_redis(config).await?)),
+        Backend::Redis => Ok(Arc::new(
+            connect_redis(config, &redis_credentials(config)?).await?,
+        )),
     }
 }
 
@@ -132,7 +134,21 @@ pub struct MilterStore {
     pub audit: Arc<dyn AuditTrail>,
 }
 
-pub async fn open_for_milter(config: &StoreConfig) -> Result<MilterStore, StoreError> {
+/// The login and TLS material the milter's store needs, read from their files now: the
+/// daemon reads them before it drops root, since they are usually readable by root (and the
+/// service group) only. None for the file store.
+pub fn milter_credentials(config: &StoreConfig) -> Result<Option<RedisCredentials>, StoreError> {
+    match config.backend {
+        Backend::File => Ok(None),
+        Backend::Redis => redis_credentials(config).map(Some),
+    }
+}
+
+/// Opens the store for the milter, with the credentials read by [`milter_credentials`].
+pub async fn open_for_milter(
+    config: &StoreConfig,
+    credentials: Option<&RedisCredentials>,
+) -> Result<MilterStore, StoreError> {
     match config.backend {
         Backend::File => {
             let store = open_file(config, Access::ReadWrite)?;
@@ -142,7 +158,11 @@ pub async fn open_for_milter(config: &StoreConfig) -> Result<MilterStore, StoreE
             })
         }
         Backend::Redis => {
-            let store = Arc::new(connect_redis(config).await?);
+            let credentials = match credentials {
+                Some(credentials) => credentials,
+                None => &redis_credentials(config)?,
+            };
+            let store = Arc::new(connect_redis(config, credentials).await?);
             let ttl = config.cache_ttl;
             let cached = CachedDirectory::new(store.clone(), ttl);
             Ok(MilterStore {
@@ -157,19 +177,15 @@ fn open_file(config: &StoreConfig, access: Access) -> Result<FileStore, StoreErr
     FileStore::open_with(&config.path, access, config.audit_retention)
 }
 
-async fn connect_redis(config: &StoreConfig) -> Result<RedisStore, StoreError> {
+async fn connect_redis(
+    config: &StoreConfig,
+    credentials: &RedisCredentials,
+) -> Result<RedisStore, StoreError> {
     let url = config
         .url
         .as_deref()
         .ok_or_else(|| StoreError::Unavailable("[store] url is not set".into()))?;
-    let credentials = redis_credentials(config)?;
-    RedisStore::connect_with(
-        url,
-        &config.key_prefix,
-        config.audit_retention,
-        &credentials,
-    )
-    .await
+    RedisStore::connect_with(url, &config.key_prefix, config.audit_retention, credentials).await
 }
 
 /// The largest password, certificate or key file read: real ones are a few kilobytes.

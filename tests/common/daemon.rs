@@ -19,33 +19,53 @@ pub struct Daemon {
 impl Daemon {
     /// Writes `config_text` (with `{dir}` replaced by a fresh temporary directory) and runs
     /// the milter on it, waiting until it listens.
+    ///
+    /// The suite runs as root: a config that says nothing of the account to run as gets
+    /// `allow_root = true`, so the daemon stays root as these tests expect (its own temporary
+    /// directories are root's); tests/privilege.rs tests the drop itself.
     pub fn start(config_text: &str) -> Daemon {
-        Daemon::start_with(config_text, |_| {})
+        Daemon::start_with(
+            tempfile::tempdir().unwrap(),
+            &root_allowed(config_text),
+            |_| {},
+        )
     }
 
-    /// The same, with at most `limit` open files (soft and hard), as a systemd unit's
+    /// [`Daemon::start`] in the directory given, on the config text as it is.
+    pub fn start_in(dir: tempfile::TempDir, config_text: &str) -> Daemon {
+        Daemon::start_with(dir, config_text, |_| {})
+    }
+
+    /// [`Daemon::start`] with at most `limit` open files (soft and hard), as a systemd unit's
     /// `LimitNOFILE` would give it.
     pub fn start_with_open_files(config_text: &str, limit: u64) -> Daemon {
         use std::os::unix::process::CommandExt;
-        Daemon::start_with(config_text, |command| {
-            // SAFETY: setrlimit(2) is async-signal-safe; the closure allocates nothing.
-            unsafe {
-                command.pre_exec(move || {
-                    let rlimit = libc::rlimit {
-                        rlim_cur: limit,
-                        rlim_max: limit,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        })
+        Daemon::start_with(
+            tempfile::tempdir().unwrap(),
+            &root_allowed(config_text),
+            |command| {
+                // SAFETY: setrlimit(2) is async-signal-safe; the closure allocates nothing.
+                unsafe {
+                    command.pre_exec(move || {
+                        let rlimit = libc::rlimit {
+                            rlim_cur: limit,
+                            rlim_max: limit,
+                        };
+                        if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+            },
+        )
     }
 
-    fn start_with(config_text: &str, configure: impl FnOnce(&mut Command)) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
+    fn start_with(
+        dir: tempfile::TempDir,
+        config_text: &str,
+        configure: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let config = dir.path().join("cjsm.toml");
         std::fs::write(
             &config,
@@ -84,6 +104,10 @@ impl Daemon {
         // SAFETY: kill(2) with a PID of our own child process and a valid signal number.
         let rc = unsafe { libc::kill(pid, signal) };
         assert_eq!(rc, 0, "kill({pid}, {signal})");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn log(&self) -> String {
@@ -141,6 +165,29 @@ impl Drop for Daemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// `text` with `allow_root = true` in its `[milter]` table, unless it sets `user`, `group` or
+/// `allow_root` there itself.
+pub fn root_allowed(text: &str) -> String {
+    let sets_account = text.lines().any(|line| {
+        let line = line.trim_start();
+        ["user", "group", "allow_root"].iter().any(|key| {
+            line.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+    });
+    if sets_account {
+        return text.to_string();
+    }
+    match text.lines().position(|line| line.trim() == "[milter]") {
+        Some(at) => {
+            let mut lines: Vec<&str> = text.lines().collect();
+            lines.insert(at + 1, "allow_root = true");
+            lines.join("\n") + "\n"
+        }
+        None => format!("{text}\n[milter]\nallow_root = true\n"),
     }
 }
 

@@ -52,7 +52,7 @@ impl TestMilter {
         };
         let compiled = compile(Config::parse(&text).unwrap()).unwrap();
         let config = compiled.config();
-        let milter_store = store::open_for_milter(&config.store).await.unwrap();
+        let milter_store = store::open_for_milter(&config.store, None).await.unwrap();
         let store = store::open(&config.store, store::Access::ReadWrite)
             .await
             .unwrap();
