@@ -13,9 +13,9 @@
 //! `CJSM_FAULT_MESSAGES=2000 scripts/faults.sh` (see RELIABILITY.md), and
 //! `CJSM_FAULT_ROWS=redis-kill,sentinel` runs only the rows named.
 
-mod common;
 #[path = "faults/backends.rs"]
 mod backends;
+mod common;
 #[path = "faults/smtp.rs"]
 mod smtp;
 
@@ -213,7 +213,10 @@ impl Lab {
         let started = Instant::now();
         let mut flushed = Instant::now() - Duration::from_secs(10);
         loop {
-            let copies = smtp::copies(&smtp::read_sink(&self.sink.dir, &mut self.seen.borrow_mut()), key);
+            let copies = smtp::copies(
+                &smtp::read_sink(&self.sink.dir, &mut self.seen.borrow_mut()),
+                key,
+            );
             let missing = expected.iter().filter(|k| !copies.contains_key(*k)).count();
             if missing == 0 || started.elapsed() > Duration::from_secs(60) {
                 break;
@@ -400,7 +403,10 @@ fn milter_rows(lab: &mut Lab) {
             |_| {
                 let daemon = milter.as_ref().unwrap();
                 // Not a level of the vocabulary: the reload must refuse it and keep running.
-                let bad = config.replace("[routing]", "[marking]\nceiling = \"NO-SUCH-LEVEL\"\n\n[routing]");
+                let bad = config.replace(
+                    "[routing]",
+                    "[marking]\nceiling = \"NO-SUCH-LEVEL\"\n\n[routing]",
+                );
                 let started = Instant::now();
                 let mut hups = 0;
                 while started.elapsed() < Duration::from_secs(3) {
@@ -471,7 +477,6 @@ fn disk_full_row(lab: &mut Lab) {
                 key: "disk-full",
                 fault: "file store: disk full when a change is written",
                 how: format!("not run: cannot mount a tmpfs ({why})"),
-                notes: vec![format!("not run: {why}")],
                 ..Row::default()
             });
             return;
@@ -617,10 +622,8 @@ fn redis_rows(lab: &mut Lab) {
 
     if lab.wanted("redis-slow") {
         let proxy = SlowProxy::start(redis.port, Duration::from_millis(50));
-        let slow_config = config.replace(
-            &redis.url(),
-            &format!("redis://127.0.0.1:{}/", proxy.port),
-        );
+        let slow_config =
+            config.replace(&redis.url(), &format!("redis://127.0.0.1:{}/", proxy.port));
         restart_milter(&mut milter, &slow_config);
         let prober = lab.prober();
         lab.row(
@@ -665,10 +668,14 @@ fn sentinel_row(lab: &mut Lab) {
         )),
         &["--sentinel"],
     );
-    until("the Sentinel knows the replica", Duration::from_secs(30), || {
-        backends::redis_query(sentinel.port, &["SENTINEL", "REPLICAS", "faults"])
-            .is_some_and(|r| r.contains(&replica.port.to_string()))
-    });
+    until(
+        "the Sentinel knows the replica",
+        Duration::from_secs(30),
+        || {
+            backends::redis_query(sentinel.port, &["SENTINEL", "REPLICAS", "faults"])
+                .is_some_and(|r| r.contains(&replica.port.to_string()))
+        },
+    );
     let store = format!(
         "[store]\nbackend = \"redis\"\nurl = \"redis+sentinel://127.0.0.1:{}/faults\"\n\
          key_prefix = \"faults\"\ncache_ttl_ms = 1000\n",
@@ -676,10 +683,17 @@ fn sentinel_row(lab: &mut Lab) {
     );
     let config = lab.config(&store);
     lab.provision("sentinel", &config);
-    until("the directory on the replica", Duration::from_secs(15), || {
-        backends::redis_query(replica.port, &["EXISTS", "{faults}:user:alice@smithchambers.cjsm.net"])
+    until(
+        "the directory on the replica",
+        Duration::from_secs(15),
+        || {
+            backends::redis_query(
+                replica.port,
+                &["EXISTS", "{faults}:user:alice@smithchambers.cjsm.net"],
+            )
             .is_some_and(|r| r == "1")
-    });
+        },
+    );
     let milter = Daemon::start(&config);
     let prober = lab.prober();
     let replica_port = replica.port.to_string();
@@ -755,6 +769,10 @@ fn fault_matrix_under_load() {
     }
     assert!(!lab.rows.is_empty(), "CJSM_FAULT_ROWS named no row");
     let mut failures = Vec::new();
+    // Every accepted message was delivered: nothing is left waiting in Postfix's queue.
+    if !lab.hub.queue_is_empty() {
+        failures.push(format!("left in Postfix's queue:\n{}", lab.hub.queue()));
+    }
     for row in &lab.rows {
         let mut fail = |what: String| failures.push(format!("{}: {what}", row.key));
         for note in &row.notes {

@@ -93,7 +93,11 @@ impl Redis {
     /// Starts again on the same port, in `dir` (the old one: from its AOF; a new one: empty).
     pub fn restart_in(&mut self, dir: &Path) {
         self.dir = dir.to_path_buf();
-        assert!(self.spawn(), "redis-server did not restart on {}", self.port);
+        assert!(
+            self.spawn(),
+            "redis-server did not restart on {}",
+            self.port
+        );
     }
 }
 
@@ -115,7 +119,8 @@ pub fn redis_query(port: u16, args: &[&str]) -> Option<String> {
     let mut conn = client
         .get_connection_with_timeout(Duration::from_millis(500))
         .ok()?;
-    conn.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    conn.set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
     let mut cmd = redis::cmd(args[0]);
     for arg in &args[1..] {
         cmd.arg(*arg);
@@ -162,7 +167,11 @@ impl SlowProxy {
                     continue;
                 };
                 let _ = client.set_nonblocking(false);
-                pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), None);
+                pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    None,
+                );
                 pipe(server, client, Some((s.clone(), delay)));
             }
         });
@@ -236,7 +245,11 @@ impl Tmpfs {
         let chunk = vec![0u8; 4096];
         // Bounded: a tmpfs of a few MiB is full long before this.
         for _ in 0..1_000_000 {
-            if file.write_all(&chunk).and_then(|()| file.sync_all()).is_err() {
+            if file
+                .write_all(&chunk)
+                .and_then(|()| file.sync_all())
+                .is_err()
+            {
                 return;
             }
         }

@@ -107,16 +107,14 @@ fn connect(port: u16) -> std::io::Result<TcpStream> {
 }
 
 /// One transaction: EHLO, STARTTLS, EHLO, MAIL, RCPT…, DATA.
-pub fn transaction(
-    tls: &SslConnector,
-    port: u16,
-    recipients: &[&str],
-    message: &str,
-) -> Outcome {
+pub fn transaction(tls: &SslConnector, port: u16, recipients: &[&str], message: &str) -> Outcome {
     let run = || -> Result<(), Outcome> {
         let mut plain = BufReader::new(connect(port).map_err(io)?);
         want(reply(&mut plain).map_err(io)?, 2)?;
-        want(command(&mut plain, "EHLO client.faults.test\r\n").map_err(io)?, 2)?;
+        want(
+            command(&mut plain, "EHLO client.faults.test\r\n").map_err(io)?,
+            2,
+        )?;
         want(command(&mut plain, "STARTTLS\r\n").map_err(io)?, 2)?;
         let tcp = plain.into_inner();
         let ssl = tls
@@ -127,10 +125,19 @@ pub fn transaction(
             .connect("hub", tcp)
             .map_err(io)?;
         let mut s = BufReader::new(ssl);
-        want(command(&mut s, "EHLO client.faults.test\r\n").map_err(io)?, 2)?;
-        want(command(&mut s, &format!("MAIL FROM:<{SENDER}>\r\n")).map_err(io)?, 2)?;
+        want(
+            command(&mut s, "EHLO client.faults.test\r\n").map_err(io)?,
+            2,
+        )?;
+        want(
+            command(&mut s, &format!("MAIL FROM:<{SENDER}>\r\n")).map_err(io)?,
+            2,
+        )?;
         for rcpt in recipients {
-            want(command(&mut s, &format!("RCPT TO:<{rcpt}>\r\n")).map_err(io)?, 2)?;
+            want(
+                command(&mut s, &format!("RCPT TO:<{rcpt}>\r\n")).map_err(io)?,
+                2,
+            )?;
         }
         want(command(&mut s, "DATA\r\n").map_err(io)?, 3)?;
         // No line of ours begins with a dot: nothing to stuff.
@@ -321,10 +328,12 @@ pub fn read_sink(dir: &Path, cache: &mut HashMap<std::path::PathBuf, Delivered>)
                 })
                 .collect()
         };
-        let Some(id) = header("Message-ID")
-            .first()
-            .and_then(|v| v.trim_matches(['<', '>']).split('@').next().map(String::from))
-        else {
+        let Some(id) = header("Message-ID").first().and_then(|v| {
+            v.trim_matches(['<', '>'])
+                .split('@')
+                .next()
+                .map(String::from)
+        }) else {
             continue;
         };
         let recipients = header("X-Rcpt-Args")
