@@ -30,6 +30,9 @@ use std::time::{Duration, Instant};
 
 /// The milter's stage deadline in the matrix: short, so that a paused Redis is noticed.
 const DEADLINE_MS: u64 = 1000;
+/// The longest a socketmap query may take during a fault: the deadline, and a margin for
+/// starting postmap on a busy machine.
+const SOCKETMAP_LIMIT: Duration = Duration::from_millis(DEADLINE_MS + 700);
 /// The most a row may take from the fault cleared to the first accepted message.
 const RECOVERY_LIMIT: Duration = Duration::from_secs(2);
 
@@ -81,9 +84,14 @@ struct Row {
     wrongly_refused: usize,
     gave_up: usize,
     recovery: Option<Duration>,
+    /// The longest single SMTP transaction of the row.
+    longest: Duration,
     probe: Option<Probe>,
     /// Whether the fault must hold mail back (a 4xx while it lasts).
     blocks: bool,
+    /// Whether the directory is out of reach while the fault lasts (the socketmap must say
+    /// TEMP at least once).
+    outage: bool,
     notes: Vec<String>,
 }
 
@@ -193,6 +201,7 @@ impl Lab {
         row.how = how.to_string();
         row.probe = probe;
         row.blocks = blocks;
+        row.outage = probe.is_some() && (blocks || key == "redis-stop");
         row.notes = notes;
         eprintln!("faults: {}", line(&row));
         self.rows.push(row);
@@ -281,6 +290,7 @@ impl Lab {
                 .inspect(|r| eprintln!("faults: {key}: gave up on {}: {:?}", r.id, r.gave_up))
                 .count(),
             recovery,
+            longest: records.iter().map(|r| r.longest).max().unwrap_or_default(),
             ..Row::default()
         }
     }
@@ -288,13 +298,19 @@ impl Lab {
 
 fn line(row: &Row) -> String {
     let probe = row.probe.map_or("–".to_string(), |p| {
-        format!("{} right, {} temp, {} wrong", p.right, p.temp, p.wrong)
+        format!(
+            "{} right, {} temp, {} wrong; slowest {:.1} s",
+            p.right,
+            p.temp,
+            p.wrong,
+            p.slowest.as_secs_f64()
+        )
     });
     let recovery = row
         .recovery
         .map_or("none".to_string(), |d| format!("{:.2} s", d.as_secs_f64()));
     format!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s | {} |",
         row.fault,
         row.how,
         row.messages,
@@ -306,14 +322,15 @@ fn line(row: &Row) -> String {
         row.wrongly_refused,
         row.gave_up,
         recovery,
+        row.longest.as_secs_f64(),
         probe
     )
 }
 
 fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| fault | how | messages | accepted | 4xx answers | lost | unchecked | duplicated | wrongly refused | gave up | recovery | socketmap during the fault |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| fault | how | messages | accepted | 4xx answers | lost | unchecked | duplicated | wrongly refused | gave up | recovery | longest transaction | socketmap during the fault |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in rows {
         out.push_str(&line(row));
@@ -604,7 +621,10 @@ fn redis_rows(lab: &mut Lab) {
             "redis-stop",
             "Redis paused longer than deadline_ms",
             "SIGSTOP by PID for 3 s (deadline_ms = 1000), then SIGCONT",
-            true,
+            // Mail may only be slowed: a client held in DATA behind Postfix's resolver (which
+            // waits for the socketmap's TEMP) meets no 4xx. The socketmap's TEMP, within the
+            // deadline, is the evidence the fault took effect.
+            false,
             |_| {
                 redis.signal(libc::SIGSTOP);
                 std::thread::sleep(Duration::from_secs(3));
@@ -805,8 +825,16 @@ fn fault_matrix_under_load() {
             if probe.wrong > 0 {
                 fail(format!("{} wrong socketmap answers", probe.wrong));
             }
-            if row.blocks && probe.temp == 0 {
+            if row.outage && probe.temp == 0 {
                 fail("the socketmap never answered TEMP during the outage".into());
+            }
+            // Postfix waits for the socketmap in its shared address resolver: an answer
+            // (TEMP at worst) must come within the milter's deadline, not when Redis returns.
+            if probe.slowest > SOCKETMAP_LIMIT {
+                fail(format!(
+                    "a socketmap answer took {:?}, over {SOCKETMAP_LIMIT:?}",
+                    probe.slowest
+                ));
             }
         }
         // A duplicate is a copy delivered twice: an MTA retrying after a lost 250. None of

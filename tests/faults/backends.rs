@@ -274,6 +274,9 @@ pub struct Probe {
     pub right: usize,
     pub temp: usize,
     pub wrong: usize,
+    /// The longest the socketmap took to answer a query on the wire (postmap's own time
+    /// after a TEMP, a second or more of waiting and retrying, is not the milter's).
+    pub slowest: Duration,
 }
 
 pub fn postmap(etc: &Path, key: &str, table: &str) -> (bool, String, String) {
@@ -290,10 +293,37 @@ pub fn postmap(etc: &Path, key: &str, table: &str) -> (bool, String, String) {
     )
 }
 
+/// How long the socketmap on `port` takes to answer `request` (one netstring each way); a
+/// connection error or no answer within 30 s counts as 30 s.
+fn wire_query(port: u16, request: &str) -> Duration {
+    let started = Instant::now();
+    let limit = Duration::from_secs(30);
+    let answered = (|| -> std::io::Result<()> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(limit))?;
+        write!(stream, "{}:{request},", request.len())?;
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        // A reply is a short netstring: it ends at its comma (bounded, should it not).
+        while reply.len() < 100_000 {
+            stream.read_exact(&mut byte)?;
+            reply.push(byte[0]);
+            if byte[0] == b',' && reply.contains(&b':') {
+                return Ok(());
+            }
+        }
+        Err(std::io::Error::other("no end of netstring"))
+    })();
+    match answered {
+        Ok(()) => started.elapsed(),
+        Err(_) => limit,
+    }
+}
+
 pub struct Prober {
     done: Arc<AtomicBool>,
     counts: Arc<Mutex<Probe>>,
-    thread: std::thread::JoinHandle<()>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Prober {
@@ -302,12 +332,17 @@ impl Prober {
         let done = Arc::new(AtomicBool::new(false));
         let counts = Arc::new(Mutex::new(Probe::default()));
         let (d, c) = (done.clone(), counts.clone());
+        let key_for_wire = key.to_string();
         let (etc, key, table, expected) = (
             etc.to_path_buf(),
             key.to_string(),
             table.to_string(),
             expected.to_string(),
         );
+        // socketmap:inet:127.0.0.1:PORT:MAP
+        let mut parts = table.rsplitn(3, ':');
+        let map = parts.next().unwrap().to_string();
+        let port: u16 = parts.next().unwrap().parse().unwrap();
         let thread = std::thread::spawn(move || {
             while !d.load(Ordering::SeqCst) {
                 let started = Instant::now();
@@ -326,16 +361,31 @@ impl Prober {
                 std::thread::sleep(Duration::from_millis(200).saturating_sub(started.elapsed()));
             }
         });
+        // The time to answer, asked on the wire beside postmap (whose own retrying after a
+        // TEMP would hide it).
+        let (d, c) = (done.clone(), counts.clone());
+        let request = format!("{map} {key_for_wire}");
+        let timer = std::thread::spawn(move || {
+            while !d.load(Ordering::SeqCst) {
+                let waited = wire_query(port, &request);
+                let mut counts = c.lock().unwrap();
+                counts.slowest = counts.slowest.max(waited);
+                drop(counts);
+                std::thread::sleep(Duration::from_millis(200).saturating_sub(waited));
+            }
+        });
         Prober {
             done,
             counts,
-            thread,
+            threads: vec![thread, timer],
         }
     }
 
     pub fn stop(self) -> Probe {
         self.done.store(true, Ordering::SeqCst);
-        self.thread.join().unwrap();
+        for thread in self.threads {
+            thread.join().unwrap();
+        }
         *self.counts.lock().unwrap()
     }
 }

@@ -190,6 +190,8 @@ pub struct Record {
     pub refused: Option<String>,
     pub gave_up: Option<String>,
     pub attempts: u32,
+    /// The longest single attempt: how long the hub kept the client waiting for an answer.
+    pub longest: Duration,
 }
 
 /// Clients sending until told to stop; each message retried on 4xx as an MTA would.
@@ -230,10 +232,14 @@ impl Stream {
                             refused: None,
                             gave_up: None,
                             attempts: 0,
+                            longest: Duration::ZERO,
                         };
                         loop {
                             record.attempts += 1;
-                            match transaction(&tls, port, &to, &text) {
+                            let attempt = Instant::now();
+                            let outcome = transaction(&tls, port, &to, &text);
+                            record.longest = record.longest.max(attempt.elapsed());
+                            match outcome {
                                 Outcome::Accepted => {
                                     record.accepted_at = Some(Instant::now());
                                     break;
