@@ -85,6 +85,7 @@ preflight "strip, objdump or readelf does not run (install binutils)" \
 preflight "man cannot read a page from a file (install man-db)" \
     sh -c 'printf ".TH T 1\n.SH NAME\nt\n" >"${TMPDIR:-/tmp}/cjsm-preflight.1" && man -l "${TMPDIR:-/tmp}/cjsm-preflight.1"; r=$?; rm -f "${TMPDIR:-/tmp}/cjsm-preflight.1"; exit $r'
 preflight "systemd-analyze does not run (install systemd)" systemd-analyze --version
+# tests/faults.rs (about a minute) also needs root: it mounts a small tmpfs to fill.
 preflight "the package test installs with dpkg and must run as root" test "$(id -u)" -eq 0
 if dpkg-query -W -f='${db:Status-Abbrev}' cjsm-milter 2>/dev/null | grep -q '^[^u]'; then
     echo "test.sh: cjsm-milter is installed by dpkg here; tests/package.rs would replace and purge it (dpkg --purge cjsm-milter first)" >&2

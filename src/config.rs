@@ -141,7 +141,8 @@ pub struct MilterConfig {
     pub socket_mode: Option<u32>,
     /// Group that owns a unix socket (e.g. "postfix"), so the MTA can connect.
     pub socket_group: Option<String>,
-    /// Internal deadline for one milter stage, in milliseconds; past it the answer is tempfail.
+    /// Internal deadline for one milter stage (and one socketmap query), in milliseconds; past
+    /// it the answer is tempfail (TEMP for the socketmap).
     /// Keep it well under Postfix's `milter_command_timeout` (30 s) and `milter_content_timeout`.
     #[serde(rename = "deadline_ms", deserialize_with = "de::millis")]
     pub deadline: Duration,

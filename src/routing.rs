@@ -278,13 +278,27 @@ pub async fn serve(
                             // changes the secure networks or domains applies here too.
                             let engine = shared.current();
                             let config = engine.config();
-                            let reply = answer(
-                                request,
-                                engine.store.as_ref(),
-                                &config.routing,
-                                &config.socketmap,
+                            // The MTA waits for this answer in its shared address resolver
+                            // (Postfix's trivial-rewrite): a directory that hangs (a paused
+                            // Redis) must give TEMP at the milter's deadline, as a milter
+                            // stage does, not hold every lookup until it returns.
+                            let limit = config.milter.deadline;
+                            let reply = tokio::time::timeout(
+                                limit,
+                                answer(
+                                    request,
+                                    engine.store.as_ref(),
+                                    &config.routing,
+                                    &config.socketmap,
+                                ),
                             )
-                            .await;
+                            .await
+                            .unwrap_or_else(|_| {
+                                format!(
+                                    "TEMP directory unavailable: no answer within {} ms (deadline_ms)",
+                                    limit.as_millis()
+                                )
+                            });
                             if stream.write_all(&netstring(&reply)).await.is_err() {
                                 return;
                             }

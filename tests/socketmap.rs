@@ -2,6 +2,10 @@
 //! is the lookup `smtp_tls_policy_maps = socketmap:inet:127.0.0.1:PORT:tlspolicy` makes.
 
 mod common;
+// The fault matrix's redis-server, which a test can pause by PID.
+#[allow(dead_code)]
+#[path = "faults/backends.rs"]
+mod backends;
 
 use common::daemon::Daemon;
 use std::path::Path;
@@ -231,4 +235,60 @@ fn a_redis_that_lost_its_data_answers_temp() {
     );
     let other = ask(&mut stream, "tlspolicy firm.co.uk");
     assert!(other.starts_with("TEMP"), "{other}");
+}
+
+#[test]
+fn a_paused_redis_answers_temp_at_the_deadline() {
+    let data = tempfile::tempdir().unwrap();
+    let redis = backends::Redis::start(data.path(), &[]);
+    let port = common::free_port();
+    let milter_port = common::free_port();
+    // Shorter than the Redis client's own response timeout (2 s): the deadline must be what
+    // answers.
+    let config = ports_scenario(
+        "socketmap_redis",
+        milter_port,
+        port,
+        &[("redis_url", &redis.url())],
+    )
+    .replace("[milter]\n", "[milter]\ndeadline_ms = 300\n");
+    let daemon = Daemon::start(&config);
+    common::cli::onboard_with(
+        &daemon.config,
+        "firm",
+        "Firm LLP",
+        "firm.co.uk",
+        "server",
+        &["--mail-server", "[192.0.2.25]:2525"],
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(
+        ask(&mut stream, "transport bob@firm.co.uk"),
+        "OK smtp:[192.0.2.25]:2525"
+    );
+
+    redis.signal(libc::SIGSTOP);
+    let started = std::time::Instant::now();
+    let answer = ask(&mut stream, "transport bob@firm.co.uk");
+    let took = started.elapsed();
+    redis.signal(libc::SIGCONT);
+    assert!(answer.starts_with("TEMP directory unavailable"), "{answer}");
+    assert!(
+        took < std::time::Duration::from_millis(1000),
+        "the answer took {took:?} with deadline_ms = 300"
+    );
+
+    // Redis resumed: the right answer again.
+    let mut answer = String::new();
+    for _ in 0..50 {
+        answer = ask(&mut stream, "transport bob@firm.co.uk");
+        if answer.starts_with("OK") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(answer, "OK smtp:[192.0.2.25]:2525");
 }
