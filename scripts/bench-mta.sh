@@ -71,8 +71,8 @@ SM_ROOT=$ROOT/target/sendmail/root
 SM=$SM_ROOT/usr/libexec/sendmail/sendmail
 CF_DIR=$SM_ROOT/usr/share/sendmail/cf
 cargo build --release --quiet --bin cjsm-milter --example noop_milter
-CJSM=$ROOT/target/release/cjsm-milter
-NOOP=$ROOT/target/release/examples/noop_milter
+CJSM=${CARGO_TARGET_DIR:-$ROOT/target}/release/cjsm-milter
+NOOP=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/noop_milter
 
 LAB=$(mktemp -d /tmp/bench-mta.XXXXXX)
 chmod 755 "$LAB"   # smtpd runs as postfix and must reach the unix sockets below

@@ -22,7 +22,7 @@
 #          MTA session and the number open at an instant moves); and at rest after the run (no
 #          session open) the milter holds no more than 2 descriptors more than before it.
 #   p99:   the verdict p99 of the whole run is within the budget, 0.5 ms for a 10 KB message
-#          (BENCHMARKS.md §5, the classify-and-decide cost this histogram measures; 0.5 ms is
+#          (BENCHMARKS.md §6, the classify-and-decide cost this histogram measures; 0.5 ms is
 #          one of its bucket bounds, so the check is exact: ≥ 99 % of verdicts in buckets up to
 #          it). Intervals over the budget are counted and shown, not failed on their own: on a
 #          shared machine one busy interval is the neighbours', not a trend.
@@ -201,8 +201,8 @@ while :; do
 done
 
 # --- drain -------------------------------------------------------------------------------------
-sent=$(source_count); sent=${sent:-0}
 stop_pid "$SOURCE_PID"
+sent=$(source_count); sent=${sent:-0}
 # Postfix delivers what it took: until the sink's count stops moving for 5 s (at most 60 s).
 last=-1; still=0
 for _ in $(seq 1 600); do
