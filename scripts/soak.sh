@@ -9,7 +9,7 @@
 #
 #   scripts/soak.sh                                   # 30 minutes, 200 sessions
 #   scripts/soak.sh 30 200 --png docs/soak.png --csv docs/soak-samples.csv   # RELIABILITY.md's run
-#   scripts/soak.sh 1 50 --interval 5                 # the short form scripts/test.sh runs
+#   scripts/soak.sh 1 50 --interval 5 --p99-budget-ms 100   # the short form scripts/test.sh runs
 #
 # Options: --interval S (default 10), --out DIR (samples.csv, soak.png, summary.txt; default
 # target/soak), --png FILE and --csv FILE (copies of the graph and samples), --tolerance PCT
@@ -31,7 +31,7 @@
 # The graph is drawn by gnuplot (gnuplot-nox, installed when missing): one Debian package, no
 # new crate in every build and no Python libraries, and a declarative plot kept in this script.
 # Loopback only; every process started here is stopped by its PID. Needs root (Postfix,
-# smtp-sink -u). Installs postfix and gnuplot-nox when missing.
+# smtp-sink -u). Installs postfix, gnuplot-nox and curl when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -56,7 +56,7 @@ while (($#)); do
         --tolerance) TOLERANCE=$2; shift 2 ;;
         --p99-budget-ms) BUDGET_MS=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
         -*) echo "soak.sh: unknown option $1" >&2; exit 2 ;;
         *) positional+=("$1"); shift ;;
     esac
