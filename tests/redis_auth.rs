@@ -8,9 +8,10 @@
 
 mod common;
 
-use common::cli::{cli, cli_ok, onboard, run_cli, run_for};
+use common::cli::{cli, cli_add_user, cli_ok, onboard, run_cli, run_for};
 use common::daemon::{Daemon, http_get};
 use common::pki::RedisPki;
+use common::rcpt_status;
 use common::redis::RedisProcess;
 use indymilter_test::{MacroStage, Status, TestConnection};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -20,6 +21,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const HUB_USER: &str = "alice@hartleylaw.co.uk.cjsm.net";
+const SENDER: &str = "dc@met.pnn.police.uk";
 const MILTER_PASSWORD: &str = "milter-Pa55word-7f3a91";
 const ADMIN_PASSWORD: &str = "admin-Pa55word-c01d42";
 const ROOT_PASSWORD: &str = "root-Pa55word-99e1b0";
@@ -159,24 +161,6 @@ impl Hub {
     }
 }
 
-/// The RCPT answer for the hub user on a fresh session with the milter at `addr`.
-async fn rcpt_status(addr: SocketAddr) -> Status {
-    let mut conn = TestConnection::open(addr).await.unwrap();
-    conn.connect("c", SocketAddr::from((Ipv4Addr::LOCALHOST, 4000)))
-        .await
-        .unwrap();
-    conn.macros(MacroStage::Mail, [("i", "RQ1")]).await.unwrap();
-    let status = conn.mail(["dc@met.pnn.police.uk"]).await.unwrap();
-    if status != Status::Continue {
-        let _ = conn.close().await;
-        return status;
-    }
-    let status = conn.rcpt([HUB_USER]).await.unwrap();
-    let _ = conn.abort().await;
-    let _ = conn.close().await;
-    status
-}
-
 fn is_tempfail(status: &Status) -> bool {
     matches!(status, Status::Tempfail { .. })
 }
@@ -232,7 +216,7 @@ async fn mail_is_checked_through_an_authenticated_tls_redis() {
          [routing]\nsecure_networks = [\"127.0.0.0/8\"]\n{milter_store}"
     ));
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    assert_eq!(rcpt_status(addr).await, Status::Continue);
+    assert_eq!(rcpt_status(addr, SENDER, HUB_USER).await, Status::Continue);
     // An unknown hub user is refused: the answer really comes from the directory.
     let unknown = {
         let mut conn = TestConnection::open(addr).await.unwrap();
@@ -309,7 +293,7 @@ async fn mail_is_checked_through_an_authenticated_tls_redis() {
     hub.root(&["CLIENT", "KILL", "USER", "cjsm-milter"]);
     let started = Instant::now();
     loop {
-        let status = rcpt_status(addr).await;
+        let status = rcpt_status(addr, SENDER, HUB_USER).await;
         if is_tempfail(&status) {
             break;
         }
@@ -323,7 +307,7 @@ async fn mail_is_checked_through_an_authenticated_tls_redis() {
     }
     eprintln!("tempfail {:?} after the password change", started.elapsed());
     for _ in 0..5 {
-        assert!(is_tempfail(&rcpt_status(addr).await));
+        assert!(is_tempfail(&rcpt_status(addr, SENDER, HUB_USER).await));
     }
     let (_, metrics) = http_get(daemon.metrics_addr(), "/metrics");
     assert_no_password("/metrics", &metrics);
@@ -451,21 +435,7 @@ async fn the_master_a_sentinel_names_is_reached_with_the_login_and_the_certifica
         "hartleylaw.co.uk",
         "server",
     );
-    cli_ok(
-        &admin,
-        &[
-            "directory",
-            "user",
-            "add",
-            HUB_USER,
-            "--org",
-            "hartley",
-            "--first-name",
-            "Alice",
-            "--last-name",
-            "Jones",
-        ],
-    );
+    cli_add_user(&admin, HUB_USER, "hartley", "Alice", "Jones");
     assert_eq!(
         hub.root(&["ACL", "SETUSER", "cjsm-milter", "+role"]).trim(),
         "OK"

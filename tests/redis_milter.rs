@@ -4,33 +4,15 @@
 
 mod common;
 
-use common::TestMilter;
-use common::cli::{cli, cli_ok, onboard};
+use common::cli::{cli, cli_add_user, cli_ok, onboard};
 use common::redis::RedisServer;
+use common::{TestMilter, rcpt_status};
 use indymilter_test::{MacroStage, Status, TestConnection};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 const HUB_USER: &str = "alice@hartleylaw.co.uk.cjsm.net";
-
-/// The RCPT answer for the hub user on a fresh session.
-async fn rcpt_status(milter: &TestMilter) -> Status {
-    let mut conn = TestConnection::open(milter.addr).await.unwrap();
-    conn.connect("c", SocketAddr::from((Ipv4Addr::LOCALHOST, 4000)))
-        .await
-        .unwrap();
-    conn.macros(MacroStage::Mail, [("i", "RQ1")]).await.unwrap();
-    // The sender's own lookup comes first: with Redis away, MAIL is already refused.
-    let status = conn.mail(["dc@met.pnn.police.uk"]).await.unwrap();
-    if status != Status::Continue {
-        let _ = conn.close().await;
-        return status;
-    }
-    let status = conn.rcpt([HUB_USER]).await.unwrap();
-    let _ = conn.abort().await;
-    let _ = conn.close().await;
-    status
-}
+const SENDER: &str = "dc@met.pnn.police.uk";
 
 fn code(status: &Status) -> String {
     match status {
@@ -48,7 +30,7 @@ async fn until_all(milters: &[&TestMilter], want: &str, limit: Duration) -> Dura
     loop {
         let mut answers = Vec::new();
         for milter in milters {
-            answers.push(code(&rcpt_status(milter).await));
+            answers.push(code(&rcpt_status(milter.addr, SENDER, HUB_USER).await));
         }
         if answers.iter().all(|a| a == want) {
             return started.elapsed();
@@ -80,21 +62,7 @@ async fn suspension_reaches_every_milter_and_redis_outage_means_tempfail() {
         "hartleylaw.co.uk",
         "server",
     );
-    cli_ok(
-        &config,
-        &[
-            "directory",
-            "user",
-            "add",
-            HUB_USER,
-            "--org",
-            "hartley",
-            "--first-name",
-            "Alice",
-            "--last-name",
-            "Jones",
-        ],
-    );
+    cli_add_user(&config, HUB_USER, "hartley", "Alice", "Jones");
 
     let one = TestMilter::start(&store_section).await;
     let two = TestMilter::start(&store_section).await;
@@ -156,7 +124,7 @@ async fn suspension_reaches_every_milter_and_redis_outage_means_tempfail() {
         .await
         .unwrap();
     assert_eq!(
-        code(&rcpt_status(&one).await),
+        code(&rcpt_status(one.addr, SENDER, HUB_USER).await),
         "continue",
         "answered from the cache"
     );

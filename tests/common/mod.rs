@@ -19,8 +19,8 @@ use cjsm_milter::engine::{Engine, Shared, compile};
 use cjsm_milter::listen::{self, ListenAddr};
 use cjsm_milter::milter;
 use cjsm_milter::store::{self, Directory};
-use indymilter_test::TestConnection;
-use std::net::SocketAddr;
+use indymilter_test::{MacroStage, Status, TestConnection};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -100,6 +100,26 @@ impl TestMilter {
             task.await.unwrap().unwrap();
         }
     }
+}
+
+/// The RCPT answer for `rcpt` on a fresh session with the milter at `addr`, after MAIL from
+/// `sender`. The sender's own lookup comes first, so a refused MAIL (a store away, say) is the
+/// answer itself and RCPT is never sent.
+pub async fn rcpt_status(addr: SocketAddr, sender: &str, rcpt: &str) -> Status {
+    let mut conn = TestConnection::open(addr).await.unwrap();
+    conn.connect("c", SocketAddr::from((Ipv4Addr::LOCALHOST, 4000)))
+        .await
+        .unwrap();
+    conn.macros(MacroStage::Mail, [("i", "RQ1")]).await.unwrap();
+    let status = conn.mail([sender]).await.unwrap();
+    if status != Status::Continue {
+        let _ = conn.close().await;
+        return status;
+    }
+    let status = conn.rcpt([rcpt]).await.unwrap();
+    let _ = conn.abort().await;
+    let _ = conn.close().await;
+    status
 }
 
 /// Adds a user to a store, with an active organisation for its domain.
