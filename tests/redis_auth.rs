@@ -127,6 +127,20 @@ impl Hub {
         path
     }
 
+    /// [`Hub::admin_config`], with the hub user's organisation (Hartley Law) onboarded
+    /// through it.
+    fn admin_config_with_hartley(&self) -> PathBuf {
+        let admin = self.admin_config();
+        onboard(
+            &admin,
+            "hartley",
+            "Hartley Law LLP",
+            "hartleylaw.co.uk",
+            "server",
+        );
+        admin
+    }
+
     /// redis-cli over TLS with the client certificate, as `user` (the password given through
     /// the environment, not the command line); its output, or its error.
     fn redis_cli(&self, user: &str, password: &str, args: &[&str]) -> String {
@@ -177,14 +191,7 @@ fn assert_no_password(what: &str, text: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_is_checked_through_an_authenticated_tls_redis() {
     let hub = Hub::start();
-    let admin = hub.admin_config();
-    onboard(
-        &admin,
-        "hartley",
-        "Hartley Law LLP",
-        "hartleylaw.co.uk",
-        "server",
-    );
+    let admin = hub.admin_config_with_hartley();
     let added = cli(
         &admin,
         &[
@@ -427,14 +434,7 @@ async fn the_master_a_sentinel_names_is_reached_with_the_login_and_the_certifica
     use cjsm_milter::config::Config;
     use cjsm_milter::store::{self, Access};
     let hub = Hub::start();
-    let admin = hub.admin_config();
-    onboard(
-        &admin,
-        "hartley",
-        "Hartley Law LLP",
-        "hartleylaw.co.uk",
-        "server",
-    );
+    let admin = hub.admin_config_with_hartley();
     cli_add_user(&admin, HUB_USER, "hartley", "Alice", "Jones");
     assert_eq!(
         hub.root(&["ACL", "SETUSER", "cjsm-milter", "+role"]).trim(),
