@@ -88,6 +88,28 @@ fn tls_policy_answers_for_organisations_and_secure_networks() {
     assert!(text.contains("query error"), "{text}");
 }
 
+/// Onboards Firm LLP (firm.co.uk), whose mail goes to its own server at 192.0.2.25:2525.
+fn onboard_firm(config: &Path) {
+    common::cli::onboard_with(
+        config,
+        "firm",
+        "Firm LLP",
+        "firm.co.uk",
+        "server",
+        &["--mail-server", "[192.0.2.25]:2525"],
+    );
+}
+
+/// A connection to the socketmap server on `port`, with a read timeout so that a server that
+/// never answers fails the test instead of hanging it.
+fn socketmap_client(port: u16) -> std::net::TcpStream {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
 /// One request over the socketmap protocol, as Sendmail's socket map client sends it.
 fn ask(stream: &mut std::net::TcpStream, request: &str) -> String {
     use std::io::{Read, Write};
@@ -123,18 +145,8 @@ fn sendmail_maps_and_bounds_over_the_wire() {
         port,
         &[],
     ));
-    common::cli::onboard_with(
-        &daemon.config,
-        "firm",
-        "Firm LLP",
-        "firm.co.uk",
-        "server",
-        &["--mail-server", "[192.0.2.25]:2525"],
-    );
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
+    onboard_firm(&daemon.config);
+    let mut stream = socketmap_client(port);
     let cases = [
         ("mailertable firm.co.uk", "OK relay:[192.0.2.25]"),
         ("mailertable .co.uk", "NOTFOUND "),
@@ -197,21 +209,11 @@ fn a_redis_that_lost_its_data_answers_temp() {
         port,
         &[("redis_url", &redis.url())],
     ));
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
+    let mut stream = socketmap_client(port);
     // Before anything is written, the directory is not there yet either.
     let empty = ask(&mut stream, "transport bob@firm.co.uk");
     assert!(empty.starts_with("TEMP"), "{empty}");
-    common::cli::onboard_with(
-        &daemon.config,
-        "firm",
-        "Firm LLP",
-        "firm.co.uk",
-        "server",
-        &["--mail-server", "[192.0.2.25]:2525"],
-    );
+    onboard_firm(&daemon.config);
     assert_eq!(
         ask(&mut stream, "transport bob@firm.co.uk"),
         "OK smtp:[192.0.2.25]:2525"
@@ -253,18 +255,8 @@ fn a_paused_redis_answers_temp_at_the_deadline() {
     )
     .replace("[milter]\n", "[milter]\ndeadline_ms = 300\n");
     let daemon = Daemon::start(&config);
-    common::cli::onboard_with(
-        &daemon.config,
-        "firm",
-        "Firm LLP",
-        "firm.co.uk",
-        "server",
-        &["--mail-server", "[192.0.2.25]:2525"],
-    );
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
+    onboard_firm(&daemon.config);
+    let mut stream = socketmap_client(port);
     assert_eq!(
         ask(&mut stream, "transport bob@firm.co.uk"),
         "OK smtp:[192.0.2.25]:2525"
