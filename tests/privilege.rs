@@ -6,9 +6,8 @@
 mod common;
 
 use common::cli::run_for;
-use common::daemon::Daemon;
-use indymilter_test::{MacroStage, ProtoOpts, Status, TestConnection};
-use std::net::{Ipv4Addr, SocketAddr};
+use common::daemon::{Daemon, unmarked_message_verdict};
+use indymilter_test::{Status, TestConnection};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
@@ -75,27 +74,21 @@ fn config(mode: &str, milter: &str) -> String {
 
 /// One unmarked message to the internet over the unix socket: its verdict.
 async fn verdict(socket: &Path) -> Status {
-    let mut conn = TestConnection::configure().open_unix(socket).await.unwrap();
-    conn.connect("client", SocketAddr::from((Ipv4Addr::LOCALHOST, 4000)))
-        .await
-        .unwrap();
-    conn.macros(MacroStage::Mail, [("i", "PRIV1")])
-        .await
-        .unwrap();
-    assert_eq!(
-        conn.mail(["a@met.pnn.police.uk"]).await.unwrap(),
-        Status::Continue
+    let conn = TestConnection::configure().open_unix(socket).await.unwrap();
+    unmarked_message_verdict(conn, "PRIV1").await
+}
+
+/// `cjsm-milter --config FILE run`, which must stop by itself within 10 s with exit status 2
+/// (a configuration refused at start): its standard error.
+fn run_refused(file: &Path) -> String {
+    let (out, exited) = run_for(
+        &["--config", file.to_str().unwrap(), "run"],
+        Duration::from_secs(10),
+        None,
     );
-    assert_eq!(conn.rcpt(["x@gmail.com"]).await.unwrap(), Status::Continue);
-    if !conn.negotiated_opts().contains(ProtoOpts::NO_DATA) {
-        conn.data().await.unwrap();
-    }
-    conn.header("Subject", "lunch").await.unwrap();
-    conn.eoh().await.unwrap();
-    conn.body(b"hello\r\n".to_vec()).await.unwrap();
-    let status = conn.eom().await.unwrap().1;
-    conn.close().await.unwrap();
-    status
+    assert!(exited, "still running: {}", out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    out.stderr
 }
 
 /// Waits (at most 5 s) until `path` exists.
@@ -206,21 +199,14 @@ fn an_unknown_user_is_refused_at_start() {
     );
     let file = dir.path().join("cjsm.toml");
     std::fs::write(&file, text).unwrap();
-    let (out, exited) = run_for(
-        &["--config", file.to_str().unwrap(), "run"],
-        Duration::from_secs(10),
-        None,
-    );
-    assert!(exited, "still running: {}", out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    let stderr = run_refused(&file);
     assert!(
-        out.stderr
-            .contains("[milter] user \"no-such-cjsm-user\" does not exist")
-            && out.stderr.contains("useradd --system"),
+        stderr.contains("[milter] user \"no-such-cjsm-user\" does not exist")
+            && stderr.contains("useradd --system"),
         "{}",
-        out.stderr
+        stderr
     );
-    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert!(!stderr.contains("panicked"), "{}", stderr);
     assert!(!dir.path().join("store").exists(), "nothing was created");
 }
 
@@ -236,19 +222,12 @@ async fn root_without_an_account_runs_only_when_allowed() {
         config("enforce", "user = \"\"").replace("{dir}", &dir.path().display().to_string()),
     )
     .unwrap();
-    let (out, exited) = run_for(
-        &["--config", file.to_str().unwrap(), "run"],
-        Duration::from_secs(10),
-        None,
-    );
-    assert!(exited, "still running: {}", out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    let stderr = run_refused(&file);
     assert!(
-        out.stderr
-            .contains("started as root with no account to run as")
-            && out.stderr.contains("allow_root = true"),
+        stderr.contains("started as root with no account to run as")
+            && stderr.contains("allow_root = true"),
         "{}",
-        out.stderr
+        stderr
     );
     assert!(!dir.path().join("run/milter.sock").exists());
 

@@ -211,10 +211,15 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 
 /// MAIL from a police sender (from loopback) to `rcpt`, under queue ID ABC123.
 pub async fn start_message(conn: &mut TestConnection, rcpt: &str) {
+    start_message_as(conn, "ABC123", rcpt).await
+}
+
+/// [`start_message`] under the queue ID given, for tests that find the message by it.
+pub async fn start_message_as(conn: &mut TestConnection, queue_id: &str, rcpt: &str) {
     conn.connect("client", SocketAddr::from((Ipv4Addr::LOCALHOST, 4000)))
         .await
         .unwrap();
-    conn.macros(MacroStage::Mail, [("i", "ABC123")])
+    conn.macros(MacroStage::Mail, [("i", queue_id)])
         .await
         .unwrap();
     assert_eq!(
@@ -236,8 +241,14 @@ pub async fn finish_message(conn: &mut TestConnection, subject: &str) -> Status 
 
 /// One unmarked message to the internet: rejected when enforcing, accepted in report mode.
 pub async fn verdict(addr: SocketAddr) -> Status {
-    let mut conn = TestConnection::open(addr).await.unwrap();
-    start_message(&mut conn, "x@gmail.com").await;
+    let conn = TestConnection::open(addr).await.unwrap();
+    unmarked_message_verdict(conn, "ABC123").await
+}
+
+/// One unmarked message to the internet on an open `conn` (TCP or unix), under `queue_id`:
+/// its verdict.
+pub async fn unmarked_message_verdict(mut conn: TestConnection, queue_id: &str) -> Status {
+    start_message_as(&mut conn, queue_id, "x@gmail.com").await;
     let status = finish_message(&mut conn, "lunch").await;
     conn.close().await.unwrap();
     status
