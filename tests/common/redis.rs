@@ -26,6 +26,28 @@ fn ping(port: u16) -> bool {
         && &reply == b"+PONG\r\n"
 }
 
+/// Waits, `tries` times 10 ms at most, until the redis-server just spawned as `child` answers
+/// (`answers`): the child then; `None` if it exits first (a port taken meanwhile, say) or
+/// never answers, when it is killed by PID and reaped.
+pub fn wait_until_serving(
+    mut child: Child,
+    tries: u32,
+    answers: impl Fn() -> bool,
+) -> Option<Child> {
+    for _ in 0..tries {
+        if answers() {
+            return Some(child);
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
 impl RedisServer {
     pub fn start() -> RedisServer {
         RedisServer::start_with(false)
@@ -76,7 +98,7 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
-        let mut child = match child {
+        let child = match child {
             Ok(child) => child,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
                 "redis-server is not installed: the Redis tests need Debian's redis-server package \
@@ -84,19 +106,13 @@ impl RedisServer {
             ),
             Err(e) => panic!("cannot start redis-server: {e}"),
         };
-        for _ in 0..200 {
-            if ping(self.port) {
+        match wait_until_serving(child, 200, || ping(self.port)) {
+            Some(child) => {
                 self.child = Some(child);
-                return true;
+                true
             }
-            if let Ok(Some(_)) = child.try_wait() {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+            None => false,
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
     }
 
     pub fn url(&self) -> String {
@@ -168,28 +184,20 @@ impl RedisProcess {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn();
-            let mut child = match child {
+            let child = match child {
                 Ok(child) => child,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
                     "redis-server is not installed: the Redis tests need Debian's redis-server package"
                 ),
                 Err(e) => panic!("cannot start redis-server: {e}"),
             };
-            for _ in 0..300 {
-                if ready(port) {
-                    return RedisProcess {
-                        child,
-                        port,
-                        _dir: dir,
-                    };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
+            if let Some(child) = wait_until_serving(child, 300, || ready(port)) {
+                return RedisProcess {
+                    child,
+                    port,
+                    _dir: dir,
+                };
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
         panic!("redis-server {args:?} did not start after 5 tries");
     }

@@ -39,7 +39,7 @@ impl Redis {
 
     fn spawn(&mut self) -> bool {
         std::fs::create_dir_all(&self.dir).unwrap();
-        let mut child = Command::new("redis-server")
+        let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--logfile", "", "--appendonly", "yes"])
             .args(["--appendfsync", "always"])
@@ -50,19 +50,13 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server (Debian package redis-server)");
-        for _ in 0..500 {
-            if self.ping() {
+        match crate::common::redis::wait_until_serving(child, 500, || self.ping()) {
+            Some(child) => {
                 self.child = Some(child);
-                return true;
+                true
             }
-            if let Ok(Some(_)) = child.try_wait() {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+            None => false,
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
     }
 
     pub fn url(&self) -> String {
