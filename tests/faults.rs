@@ -102,6 +102,29 @@ struct Fault {
     notes: Vec<String>,
 }
 
+impl Fault {
+    /// A fault cleared now, not watched through the socketmap.
+    fn cleared_now(notes: Vec<String>) -> Fault {
+        Fault {
+            cleared: Instant::now(),
+            probe: None,
+            notes,
+        }
+    }
+
+    /// A fault cleared now and watched through the socketmap: the prober goes on for `settle`
+    /// to see the recovery, then stops.
+    fn probed_until_settled(prober: Prober, settle: Duration) -> Fault {
+        let cleared = Instant::now();
+        std::thread::sleep(settle);
+        Fault {
+            cleared,
+            probe: Some(prober.stop()),
+            notes: vec![],
+        }
+    }
+}
+
 struct Lab {
     root: PathBuf,
     sink: Sink,
@@ -356,6 +379,22 @@ fn restart_milter(milter: &mut Option<Daemon>, config: &str) {
     *milter = Some(Daemon::start(config));
 }
 
+/// Sends the running milter `signal` by PID, waits for it to exit, leaves it down for `down`,
+/// then starts it again on `config`: how the old one exited.
+fn signal_and_restart(
+    milter: &mut Option<Daemon>,
+    signal: libc::c_int,
+    down: Duration,
+    config: &str,
+) -> std::process::ExitStatus {
+    let mut old = milter.take().unwrap();
+    old.signal(signal);
+    let status = old.wait_exit();
+    std::thread::sleep(down);
+    *milter = Some(Daemon::start(config));
+    status
+}
+
 fn milter_rows(lab: &mut Lab) {
     let config = lab.config(&format!(
         "[store]\nbackend = \"file\"\npath = \"{}\"\n",
@@ -371,16 +410,8 @@ fn milter_rows(lab: &mut Lab) {
             "SIGKILL by PID, down 1 s, started again",
             true,
             |_| {
-                let mut old = milter.take().unwrap();
-                old.signal(libc::SIGKILL);
-                old.wait_exit();
-                std::thread::sleep(Duration::from_secs(1));
-                milter = Some(Daemon::start(&config));
-                Fault {
-                    cleared: Instant::now(),
-                    probe: None,
-                    notes: vec![],
-                }
+                signal_and_restart(&mut milter, libc::SIGKILL, Duration::from_secs(1), &config);
+                Fault::cleared_now(vec![])
             },
         );
     }
@@ -392,21 +423,14 @@ fn milter_rows(lab: &mut Lab) {
             "SIGTERM by PID (drain), down 1 s, started again",
             true,
             |_| {
-                let mut old = milter.take().unwrap();
-                old.signal(libc::SIGTERM);
-                let status = old.wait_exit();
+                let status =
+                    signal_and_restart(&mut milter, libc::SIGTERM, Duration::from_secs(1), &config);
                 let notes = if status.success() {
                     vec![]
                 } else {
                     vec![format!("the drained milter exited {status}")]
                 };
-                std::thread::sleep(Duration::from_secs(1));
-                milter = Some(Daemon::start(&config));
-                Fault {
-                    cleared: Instant::now(),
-                    probe: None,
-                    notes,
-                }
+                Fault::cleared_now(notes)
             },
         );
     }
@@ -469,11 +493,7 @@ fn milter_rows(lab: &mut Lab) {
                 std::fs::write(&file, garbage).unwrap();
                 std::thread::sleep(Duration::from_secs(1));
                 std::fs::write(&file, &good).unwrap();
-                Fault {
-                    cleared: Instant::now(),
-                    probe: None,
-                    notes: vec![],
-                }
+                Fault::cleared_now(vec![])
             },
         );
     }
@@ -578,13 +598,7 @@ fn redis_rows(lab: &mut Lab) {
                 redis.kill();
                 std::thread::sleep(Duration::from_secs(2));
                 redis.restart_in(&data);
-                let cleared = Instant::now();
-                std::thread::sleep(Duration::from_secs(1));
-                Fault {
-                    cleared,
-                    probe: Some(prober.stop()),
-                    notes: vec![],
-                }
+                Fault::probed_until_settled(prober, Duration::from_secs(1))
             },
         );
     }
@@ -604,13 +618,7 @@ fn redis_rows(lab: &mut Lab) {
                 // The operator restores the data (here: the server on its old directory).
                 redis.kill();
                 redis.restart_in(&data);
-                let cleared = Instant::now();
-                std::thread::sleep(Duration::from_secs(1));
-                Fault {
-                    cleared,
-                    probe: Some(prober.stop()),
-                    notes: vec![],
-                }
+                Fault::probed_until_settled(prober, Duration::from_secs(1))
             },
         );
     }
@@ -629,13 +637,7 @@ fn redis_rows(lab: &mut Lab) {
                 redis.signal(libc::SIGSTOP);
                 std::thread::sleep(Duration::from_secs(3));
                 redis.signal(libc::SIGCONT);
-                let cleared = Instant::now();
-                std::thread::sleep(Duration::from_secs(1));
-                Fault {
-                    cleared,
-                    probe: Some(prober.stop()),
-                    notes: vec![],
-                }
+                Fault::probed_until_settled(prober, Duration::from_secs(1))
             },
         );
     }
@@ -655,12 +657,7 @@ fn redis_rows(lab: &mut Lab) {
                 proxy.slow.store(true, std::sync::atomic::Ordering::SeqCst);
                 std::thread::sleep(Duration::from_secs(3));
                 proxy.slow.store(false, std::sync::atomic::Ordering::SeqCst);
-                let cleared = Instant::now();
-                Fault {
-                    cleared,
-                    probe: Some(prober.stop()),
-                    notes: vec![],
-                }
+                Fault::probed_until_settled(prober, Duration::ZERO)
             },
         );
         restart_milter(&mut milter, &config);
@@ -733,13 +730,7 @@ fn sentinel_row(lab: &mut Lab) {
                     && backends::redis_query(replica.port, &["ROLE"])
                         .is_some_and(|r| r.starts_with("master"))
             });
-            let cleared = Instant::now();
-            std::thread::sleep(Duration::from_secs(1));
-            Fault {
-                cleared,
-                probe: Some(prober.stop()),
-                notes: vec![],
-            }
+            Fault::probed_until_settled(prober, Duration::from_secs(1))
         },
     );
     drop(milter);
