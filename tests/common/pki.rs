@@ -88,8 +88,8 @@ fn issue(dir: &Path, name: &str, subject: &str, extensions: &str) {
     );
 }
 
-/// A self-signed CA `ca.crt` / `ca.key` in `dir` named `cn`.
-fn new_ca(dir: &Path, cn: &str) {
+/// A self-signed CA `ca.crt` / `ca.key` in `dir` named `cn`, valid for `days`.
+fn new_ca(dir: &Path, cn: &str, days: u32) {
     std::fs::create_dir_all(dir).unwrap();
     openssl(
         dir,
@@ -104,7 +104,7 @@ fn new_ca(dir: &Path, cn: &str) {
             "-out",
             "ca.crt",
             "-days",
-            "2",
+            &days.to_string(),
             "-subj",
             &format!("/O=Test/CN={cn}"),
             "-addext",
@@ -129,7 +129,7 @@ pub struct RedisPki {
 impl RedisPki {
     pub fn create(dir: &Path, ca_cn: &str) -> RedisPki {
         use std::os::unix::fs::PermissionsExt;
-        new_ca(dir, ca_cn);
+        new_ca(dir, ca_cn, 2);
         issue(
             dir,
             "redis-server",
@@ -158,7 +158,7 @@ impl RedisPki {
 
 impl Pki {
     pub fn create(dir: &Path) -> Pki {
-        new_ca(dir, CA_CN);
+        new_ca(dir, CA_CN, 2);
         let server = |dns: &str| {
             format!(
                 "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
@@ -255,28 +255,7 @@ impl SmimeCa {
              emailAddress = optional\norganizationName = optional\n",
         )
         .unwrap();
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "30",
-                "-subj",
-                "/O=Test/CN=Test SMIME CA",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
-        );
+        new_ca(dir, "Test SMIME CA", 30);
         SmimeCa {
             dir: dir.to_path_buf(),
         }
