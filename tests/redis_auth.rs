@@ -141,10 +141,11 @@ impl Hub {
         admin
     }
 
-    /// redis-cli over TLS with the client certificate, as `user` (the password given through
-    /// the environment, not the command line); its output, or its error.
-    fn redis_cli(&self, user: &str, password: &str, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
+    /// redis-cli to the hub's Redis over TLS, trusting its CA but showing no client
+    /// certificate.
+    fn redis_cli_without_certificate(&self) -> Command {
+        let mut command = Command::new("redis-cli");
+        command
             .args([
                 "--tls",
                 "-h",
@@ -153,7 +154,15 @@ impl Hub {
                 &self.redis.port.to_string(),
             ])
             .arg("--cacert")
-            .arg(&self.pki.ca)
+            .arg(&self.pki.ca);
+        command
+    }
+
+    /// redis-cli over TLS with the client certificate, as `user` (the password given through
+    /// the environment, not the command line); its output, or its error.
+    fn redis_cli(&self, user: &str, password: &str, args: &[&str]) -> String {
+        let out = self
+            .redis_cli_without_certificate()
             .arg("--cert")
             .arg(&self.pki.client_cert)
             .arg("--key")
@@ -265,16 +274,8 @@ async fn mail_is_checked_through_an_authenticated_tls_redis() {
     let write = hub.redis_cli("cjsm-milter", MILTER_PASSWORD, &["SET", "{hub}:meta", "x"]);
     assert!(write.contains("NOPERM"), "{write}");
     // Nor a client without a certificate from the CA, even with the password.
-    let no_cert = Command::new("redis-cli")
-        .args([
-            "--tls",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &hub.redis.port.to_string(),
-        ])
-        .arg("--cacert")
-        .arg(&hub.pki.ca)
+    let no_cert = hub
+        .redis_cli_without_certificate()
         .args(["--user", "cjsm-milter"])
         .env("REDISCLI_AUTH", MILTER_PASSWORD)
         .args(["GET", "{hub}:meta"])
