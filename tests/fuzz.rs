@@ -203,7 +203,8 @@ fn mutate(
 /// none) and where it is saved.
 static STARTED_MS: AtomicU64 = AtomicU64::new(0);
 static WATCHDOG: AtomicBool = AtomicBool::new(false);
-static CURRENT: Mutex<Option<PathBuf>> = Mutex::new(None);
+/// The input running now and the file the watchdog writes it to.
+static CURRENT: Mutex<(Vec<u8>, Option<PathBuf>)> = Mutex::new((Vec::new(), None));
 
 fn epoch() -> Instant {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -226,10 +227,19 @@ fn start_watchdog() {
             }
             let now = epoch().elapsed().as_millis() as u64;
             if now.saturating_sub(started) > HANG_LIMIT.as_millis() as u64 {
-                let path = CURRENT.lock().map(|p| p.clone()).unwrap_or_default();
+                // The lock may be held by the hung thread only between inputs: never now.
+                let shown = match CURRENT.try_lock() {
+                    Ok(current) => match &current.1 {
+                        Some(path) => match std::fs::write(path, &current.0) {
+                            Ok(()) => path.display().to_string(),
+                            Err(e) => format!("(not written: {e})"),
+                        },
+                        None => String::new(),
+                    },
+                    Err(_) => "(not written: locked)".into(),
+                };
                 eprintln!(
-                    "fuzz: an input has run for more than {HANG_LIMIT:?} (a hang); it is in {}",
-                    path.map(|p| p.display().to_string()).unwrap_or_default()
+                    "fuzz: an input has run for more than {HANG_LIMIT:?} (a hang); it is in {shown}"
                 );
                 std::process::abort();
             }
@@ -299,8 +309,9 @@ impl Run<'_> {
             slowest: Duration::ZERO,
             peak_heap: 0,
         };
-        let saved = failures_dir().join(format!("{}-current", self.name));
-        *CURRENT.lock().unwrap() = Some(saved.clone());
+        let saved = failures_dir().join(format!("{}-hang", self.name));
+        CURRENT.lock().unwrap().1 = Some(saved);
+        let mut corpus_bytes: usize = corpus.iter().map(Vec::len).sum();
         let started = Instant::now();
         let mut replay: Vec<Vec<u8>> = fixed.drain(..).chain(corpus.iter().cloned()).collect();
         replay.reverse();
@@ -313,8 +324,12 @@ impl Run<'_> {
                     mutate(&mut rng, base, &corpus, &self.dict, self.max_len)
                 }
             };
-            // Saved before it runs, so that a hang (the watchdog aborts) leaves it behind.
-            std::fs::write(&saved, &input).unwrap();
+            // Kept where the watchdog finds it, should it hang.
+            {
+                let mut current = CURRENT.lock().unwrap();
+                current.0.clear();
+                current.0.extend_from_slice(&input);
+            }
             let before = LIVE.load(Ordering::SeqCst);
             PEAK.store(before, Ordering::SeqCst);
             STARTED_MS.store(
@@ -350,11 +365,16 @@ impl Run<'_> {
                 );
             }
             let outcome = result.unwrap();
-            if seen.insert(outcome) && !corpus.contains(&input) && corpus.len() < 10_000 {
+            // Bounded: at most 10,000 entries and 64 MiB.
+            if seen.insert(outcome)
+                && corpus.len() < 10_000
+                && corpus_bytes + input.len() <= 64 << 20
+                && !corpus.contains(&input)
+            {
+                corpus_bytes += input.len();
                 corpus.push(input);
             }
         }
-        let _ = std::fs::remove_file(&saved);
         stats.corpus = corpus.len();
         let hwm = vm_hwm_kb();
         let secs = started.elapsed().as_secs_f64();

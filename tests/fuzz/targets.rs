@@ -225,6 +225,7 @@ const FORMS: &[(&str, &str)] = &[
     ("", ""),
     ("[", "]"),
     ("Classification: ", ""),
+    // (Only after OFFICIAL-SENSITIVE; see `marked`.)
     ("", " PERSONAL"),
 ];
 
@@ -234,7 +235,12 @@ pub fn marked(data: &[u8]) -> (Vec<u8>, String, &'static str) {
     let mut choices = Choices::new(data);
     let markings = vocabulary_markings();
     let marking = choices.pick(&markings).clone();
-    let (before, after) = *choices.pick(FORMS);
+    let (before, mut after) = *choices.pick(FORMS);
+    // A descriptor goes with OFFICIAL-SENSITIVE only: "OFFICIAL PERSONAL" is no marking of
+    // the scheme, and is rightly read as unmarked.
+    if marking != "OFFICIAL-SENSITIVE" {
+        after = after.trim_start_matches(" PERSONAL");
+    }
     let place = *choices.pick(&["subject", "body-first-line", "body-last-line"]);
     let subject_rest = one_line(choices.bytes(80));
     let body = choices.rest();
@@ -522,7 +528,7 @@ impl MilterRig {
     pub fn socketmap(&self, data: &[u8]) -> u64 {
         let mut choices = Choices::new(data);
         let chunk = 1 + choices.below(64);
-        let stream_bytes = choices.rest();
+        let stream_bytes = sendable(choices.rest(), MAX_SOCKETMAP_REQUEST);
         // What the server should answer, from the reader on its own.
         let (requests, malformed) = netstrings(stream_bytes, MAX_SOCKETMAP_REQUEST);
         let expected = requests + usize::from(malformed);
@@ -600,6 +606,27 @@ fn netstrings(bytes: &[u8], max: usize) -> (usize, bool) {
             }
             Ok(None) => return (count, false),
             Err(_) => return (count, true),
+        }
+    }
+}
+
+/// The bytes up to the first malformed netstring's first byte that shows it malformed: the
+/// server answers PERM and closes there, and bytes sent past that point would make the
+/// kernel reset the connection, discarding replies not yet read (that is TCP, not the
+/// server).
+fn sendable(bytes: &[u8], max: usize) -> &[u8] {
+    let mut start = 0;
+    loop {
+        let rest = &bytes[start..];
+        match cjsm_milter::routing::parse_netstring(rest, max) {
+            Ok(Some((_, used))) => start += used,
+            Ok(None) => return bytes,
+            Err(_) => {
+                let bad = (1..=rest.len())
+                    .find(|&n| cjsm_milter::routing::parse_netstring(&rest[..n], max).is_err())
+                    .unwrap_or(rest.len());
+                return &bytes[..start + bad];
+            }
         }
     }
 }
