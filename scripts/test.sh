@@ -93,6 +93,8 @@ cargo fmt --all -- --check
 promtool check rules dashboards/cjsm-rules.yml
 promtool test rules dashboards/cjsm-rules.test.yml
 cargo clippy --locked --all-targets -- -D warnings
+# Includes tests/fuzz.rs: every parser fuzzed for CJSM_FUZZ_SECONDS (default 15) per target,
+# about 2 minutes in all (RELIABILITY.md, "Fuzzing", has the long run).
 cargo test --locked
 cargo bench --locked --no-run
 echo "test.sh: all checks passed"
