@@ -699,3 +699,18 @@ fn fuzz_certificate() {
     }
     .go(targets::certificate);
 }
+
+/// Found by `classifier-marked`: a malformed multipart with attached messages after which the
+/// MIME parser returned no Subject at all, and a TOP SECRET Subject was read as unmarked
+/// (the default). The Subject of the message's own header block must count.
+#[test]
+fn a_subject_marking_survives_a_parser_that_loses_the_subject() {
+    let rig = targets::ClassifierRig::new();
+    let message = std::fs::read(repo("tests/regressions/mail-parser-lost-subject.eml")).unwrap();
+    let c = rig.classify(&message);
+    assert_ne!(c.source, cjsm_milter::marking::Origin::Default, "{c:?}");
+    let top_secret = rig
+        .classify(b"Subject: TOP SECRET: x\r\n\r\nbody\r\n")
+        .level;
+    assert_eq!(c.level, top_secret, "{c:?}");
+}

@@ -313,6 +313,12 @@ pub fn classify(
             .ambiguous
             .push("the message could not be parsed".into()),
     }
+    // Some malformed structures (attached messages inside a broken multipart) make the parser
+    // return a message without the Subject its own header block has: the raw scan reads it.
+    if subject.is_none() && has_subject_line(parse_input) {
+        scan.ambiguous
+            .push("the parser lost the message's Subject".into());
+    }
     // Where the structured reading skipped part of what it was given (past `max_parts`,
     // below `max_depth`, a parser failure) or cannot be trusted (an ambiguous structure), the
     // raw bytes are scanned too; header lines past the header bounds never reached the parser
@@ -359,6 +365,20 @@ pub fn classify(
         warnings: scan.warnings,
         subject,
     }
+}
+
+/// Whether the message's own header block (up to the first empty line) has a Subject line.
+fn has_subject_line(raw: &[u8]) -> bool {
+    for line in raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return false;
+        }
+        if line.len() >= 8 && line[..8].eq_ignore_ascii_case(b"subject:") {
+            return true;
+        }
+    }
+    false
 }
 
 struct Scan<'a> {

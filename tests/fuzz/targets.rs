@@ -153,7 +153,7 @@ impl ClassifierRig {
         }
     }
 
-    fn classify(&self, message: &[u8]) -> cjsm_milter::marking::Classification {
+    pub fn classify(&self, message: &[u8]) -> cjsm_milter::marking::Classification {
         let mut transaction = self.template.clone();
         feed(&mut transaction, message);
         transaction
@@ -193,14 +193,14 @@ impl ClassifierRig {
     pub fn marked_message(&self, data: &[u8]) -> u64 {
         let (message, marking, place) = marked(data);
         let c = self.classify(&message);
-        // The rules read no lowering marking in the body after quoted or forwarded text
-        // begins (from there on the lines are another message's: they may raise, never
-        // lower); such a message rightly keeps the default. The quote starts as the rules
-        // know them: `>`, `On … wrote:`, `Original Message`, `Forwarded message`.
+        // Asserted for the markings that keep or raise a message (at or above the default):
+        // missing one of those would let mail out below its marking. A lowering marking
+        // needs its exact form where it marks this message, and the rules decline it in
+        // places by design (in the body after quoted or forwarded text begins), so a
+        // message keeping the default there errs the safe way; see RELIABILITY.md.
         let vocab = &self.engine.rules.vocab;
-        let lowering = level_rank(&marking) < vocab.level(vocab.default).rank;
-        if lowering && place != "subject" && has_quote(&message) {
-            return signature((place, "after a quote", c.source.to_string()));
+        if level_rank(&marking) < vocab.level(vocab.default).rank {
+            return signature((place, "lowering", c.source.to_string()));
         }
         assert_ne!(
             c.source,
@@ -230,19 +230,6 @@ fn level_rank(marking: &str) -> u32 {
         .into_iter()
         .find(|level| level.name == word || level.spellings.iter().any(|s| s == word))
         .map_or(u32::MAX, |level| level.rank)
-}
-
-/// Whether a line of the body could start quoted or forwarded text (generously).
-fn has_quote(message: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(message).to_lowercase();
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-    body.lines().any(|line| {
-        let line = line.trim();
-        line.starts_with('>')
-            || line.contains("wrote:")
-            || line.contains("original message")
-            || line.contains("forwarded message")
-    })
 }
 
 /// Every name and spelling of a level of the CJSM profile.
