@@ -706,11 +706,21 @@ fn fuzz_certificate() {
 #[test]
 fn a_subject_marking_survives_a_parser_that_loses_the_subject() {
     let rig = targets::ClassifierRig::new();
-    let message = std::fs::read(repo("tests/regressions/mail-parser-lost-subject.eml")).unwrap();
-    let c = rig.classify(&message);
-    assert_ne!(c.source, cjsm_milter::marking::Origin::Default, "{c:?}");
     let top_secret = rig
         .classify(b"Subject: TOP SECRET: x\r\n\r\nbody\r\n")
         .level;
-    assert_eq!(c.level, top_secret, "{c:?}");
+    // Also: the parser returned an attached message's Subject ("FW:") as the message's own.
+    for name in [
+        "mail-parser-lost-subject.eml",
+        "mail-parser-other-subject.eml",
+    ] {
+        let message = std::fs::read(repo("tests/regressions").join(name)).unwrap();
+        let c = rig.classify(&message);
+        assert_ne!(
+            c.source,
+            cjsm_milter::marking::Origin::Default,
+            "{name}: {c:?}"
+        );
+        assert_eq!(c.level, top_secret, "{name}: {c:?}");
+    }
 }
