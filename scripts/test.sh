@@ -101,6 +101,8 @@ cargo fmt --all -- --check
 promtool check rules dashboards/cjsm-rules.yml
 promtool test rules dashboards/cjsm-rules.test.yml
 cargo clippy --locked --all-targets -- -D warnings
+# Includes tests/fuzz.rs: every parser fuzzed for CJSM_FUZZ_SECONDS (default 15) per target,
+# about 2 minutes in all (RELIABILITY.md, "Fuzzing", has the long run).
 cargo test --locked
 cargo bench --locked --no-run
 # The soak's short form (about 75 s: 1 minute of 50 sessions through Postfix, then the drain

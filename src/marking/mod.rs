@@ -313,6 +313,13 @@ pub fn classify(
             .ambiguous
             .push("the message could not be parsed".into()),
     }
+    // Some malformed structures (attached messages inside a broken multipart) make the parser
+    // return a message without the Subject its own header block has, or with another's: the
+    // raw scan reads it.
+    if subject_lost(parse_input, subject.as_deref()) {
+        scan.ambiguous
+            .push("the parser lost the message's Subject".into());
+    }
     // Where the structured reading skipped part of what it was given (past `max_parts`,
     // below `max_depth`, a parser failure) or cannot be trusted (an ambiguous structure), the
     // raw bytes are scanned too; header lines past the header bounds never reached the parser
@@ -359,6 +366,39 @@ pub fn classify(
         warnings: scan.warnings,
         subject,
     }
+}
+
+/// Whether the parser's Subject is not the one the message's own header block (up to the
+/// first empty line) starts with: missing, or another. Compared by words, as a prefix (the
+/// line may be folded), up to the first encoded word or 8-bit byte.
+fn subject_lost(raw: &[u8], parsed: Option<&str>) -> bool {
+    let mut first_line = None;
+    for line in raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line.len() >= 8 && line[..8].eq_ignore_ascii_case(b"subject:") {
+            first_line = Some(&line[8..]);
+            break;
+        }
+    }
+    let Some(line) = first_line else {
+        return false;
+    };
+    let Some(parsed) = parsed else {
+        return true;
+    };
+    // The plain ASCII start of the line: the parser decodes what follows (encoded words,
+    // 8-bit text) in ways of its own.
+    let plain = line
+        .iter()
+        .enumerate()
+        .position(|(i, &b)| !b.is_ascii() || line[i..].starts_with(b"=?"))
+        .map_or(line, |end| &line[..end]);
+    let words = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let raw = words(&String::from_utf8_lossy(plain));
+    !words(parsed).starts_with(&raw)
 }
 
 struct Scan<'a> {

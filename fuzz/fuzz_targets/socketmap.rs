@@ -1,0 +1,13 @@
+//! cargo-fuzz target: the socketmap server's netstring reader and queries (the harness is shared with the stable driver, tests/fuzz.rs).
+#![no_main]
+
+#[path = "../../tests/fuzz/targets.rs"]
+mod targets;
+
+thread_local! {
+    static RIG: targets::MilterRig = targets::MilterRig::new();
+}
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    RIG.with(|rig| rig.socketmap(data));
+});
