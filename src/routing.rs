@@ -253,11 +253,13 @@ pub async fn serve(
             let _held = (slot, open);
             let mut buffer = Vec::with_capacity(256);
             let mut chunk = [0u8; 1024];
+            // When the request now in the buffer began: it has REQUEST_LIMIT in all, however
+            // slowly its bytes come.
+            let mut began: Option<std::time::Instant> = None;
             loop {
-                let limit = if buffer.is_empty() {
-                    IDLE_LIMIT
-                } else {
-                    REQUEST_LIMIT
+                let limit = match began {
+                    None => IDLE_LIMIT,
+                    Some(began) => REQUEST_LIMIT.saturating_sub(began.elapsed()),
                 };
                 let n = match tokio::time::timeout(limit, stream.read(&mut chunk)).await {
                     Ok(Ok(0)) | Ok(Err(_)) => return,
@@ -271,6 +273,7 @@ pub async fn serve(
                     Ok(Ok(n)) => n,
                 };
                 buffer.extend_from_slice(&chunk[..n]);
+                began.get_or_insert_with(std::time::Instant::now);
                 loop {
                     match parse_netstring(&buffer, MAX_REQUEST) {
                         Ok(Some((request, used))) => {
@@ -303,6 +306,7 @@ pub async fn serve(
                                 return;
                             }
                             buffer.drain(..used);
+                            began = (!buffer.is_empty()).then(std::time::Instant::now);
                         }
                         Ok(None) => break,
                         Err(e) => {

@@ -158,6 +158,33 @@ fn closed_within(mut stream: TcpStream, limit: Duration) -> Duration {
     }
 }
 
+/// Sends a socketmap request a byte a second (each read well within any per-read timeout)
+/// until the daemon closes the connection; how long that took (at most `limit`).
+fn trickled_until_closed(addr: SocketAddr, limit: Duration) -> Duration {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(1000)))
+        .unwrap();
+    let started = Instant::now();
+    let request = b"100:transport firm.example";
+    for byte in request.iter().cycle() {
+        if stream.write_all(&[*byte]).is_err() {
+            return started.elapsed();
+        }
+        let mut buffer = [0u8; 64];
+        match stream.read(&mut buffer) {
+            Ok(0) => return started.elapsed(),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return started.elapsed();
+            }
+            _ => {}
+        }
+        assert!(started.elapsed() < limit, "still open after {limit:?}");
+    }
+    unreachable!("the request cycles forever")
+}
+
 #[tokio::test]
 async fn unfinished_socketmap_and_metrics_requests_are_closed_within_seconds() {
     use std::io::Write;
@@ -174,9 +201,15 @@ async fn unfinished_socketmap_and_metrics_requests_are_closed_within_seconds() {
     let silent = TcpStream::connect(metrics).unwrap();
 
     let (query, headers, silence) = std::thread::scope(|scope| {
+        let trickle = scope.spawn(|| trickled_until_closed(socketmap, Duration::from_secs(25)));
         let query = scope.spawn(|| closed_within(partial_query, Duration::from_secs(20)));
         let headers = scope.spawn(|| closed_within(partial_headers, Duration::from_secs(20)));
         let silence = scope.spawn(|| closed_within(silent, Duration::from_secs(40)));
+        let trickle = trickle.join().unwrap();
+        assert!(
+            trickle <= Duration::from_secs(12),
+            "socketmap, a byte a second: {trickle:?}"
+        );
         (
             query.join().unwrap(),
             headers.join().unwrap(),
