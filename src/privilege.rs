@@ -3,7 +3,8 @@
 //! Started as root (by hand, or by an init system without `User=`), the daemon binds what may
 //! need root (a unix socket in a root-owned directory, a port below 1024), gives the socket to
 //! the service account, and then becomes that account for good: supplementary groups, group,
-//! user, in that order (once the user is changed, the groups can no longer be). What it opens
+//! user, in that order (once the user is changed, the groups can no longer be). The Redis
+//! password and TLS files are read before, while root may still read them; what it opens
 //! afterwards (the store, the audit log, the config and certificates on SIGHUP) it opens as
 //! that account, so a fault in the code that reads hostile mail holds no more than the
 //! account's rights. Started unprivileged (systemd's `User=`), nothing here runs.
