@@ -12,7 +12,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -55,8 +55,6 @@ pub struct Metrics {
     /// Readiness parts, set by the daemon.
     pub store_reachable: AtomicBool,
     pub milter_listening: AtomicBool,
-    /// The milter's connection slots, for readiness (0 until the milter serves).
-    pub milter_slots: AtomicUsize,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -258,7 +256,6 @@ impl Metrics {
             registry,
             store_reachable: AtomicBool::new(false),
             milter_listening: AtomicBool::new(false),
-            milter_slots: AtomicUsize::new(0),
         }
     }
 
@@ -310,13 +307,14 @@ impl Metrics {
 
     /// The milter's connection slots are all taken: the next MTA connection waits.
     fn milter_slots_full(&self) -> bool {
-        let slots = self.milter_slots.load(Ordering::Acquire);
+        // 0 until the milter serves.
+        let slots = self.milter_connection_slots.get();
         slots > 0
             && self
                 .connections_open
                 .with_label_values(&[Listener::Milter.as_str()])
                 .get()
-                >= slots as i64
+                >= slots
     }
 
     /// The text exposition of every metric.

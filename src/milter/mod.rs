@@ -164,7 +164,6 @@ pub async fn serve(
     let engine = shared.current();
     let slots = engine.config().milter.max_connections;
     metrics().milter_connection_slots.set(slots as i64);
-    metrics().milter_slots.store(slots, Ordering::Release);
     let config = indymilter::Config {
         max_connections: slots,
         actions: NEEDED_ACTIONS,
