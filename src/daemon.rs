@@ -3,7 +3,7 @@
 use crate::audit::AuditSink;
 use crate::clock::now_unix;
 use crate::config::{Config, LogConfig, LogFormat, LogTarget};
-use crate::engine::{Engine, Shared, compile};
+use crate::engine::{Compiled, Engine, Shared, compile};
 use crate::listen::{self, ListenAddr};
 use crate::metrics::metrics;
 use crate::milter;
@@ -238,11 +238,7 @@ async fn drop_privileges(
         "dropped root: running as the service account"
     );
     if let Some(path) = config_path {
-        let file = path.to_path_buf();
-        let reread = tokio::task::spawn_blocking(move || Config::load(&file).and_then(compile))
-            .await
-            .map_err(anyhow::Error::from)
-            .and_then(|compiled| compiled.map_err(anyhow::Error::from));
+        let reread = load_and_compile(path).await;
         if let Err(e) = reread {
             warn!(
                 user = %account.user,
@@ -286,6 +282,17 @@ async fn watch_store(store: Arc<dyn crate::store::DirectoryRead>) {
     }
 }
 
+/// Reads and compiles the config file on a blocking thread: reading it, or the escrow
+/// certificate it names, can be slow (a network file system), and the milter, the socketmap
+/// and /healthz share this runtime.
+async fn load_and_compile(path: &Path) -> Result<Compiled> {
+    let file = path.to_path_buf();
+    tokio::task::spawn_blocking(move || Config::load(&file).and_then(compile))
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|compiled| compiled.map_err(anyhow::Error::from))
+}
+
 /// Reloads the config; a bad file keeps the running config and says why.
 async fn reload(path: Option<&Path>, shared: &Arc<Shared>) {
     let Some(path) = path else {
@@ -295,14 +302,7 @@ async fn reload(path: Option<&Path>, shared: &Arc<Shared>) {
     let old = shared.current();
     let m = metrics();
     // Compiled before anything is said of it: a refused file says only why.
-    // Read and compiled on a blocking thread: reading the file or the escrow certificate it
-    // names can be slow (a network file system), and the milter, the socketmap and /healthz
-    // share this runtime.
-    let file = path.to_path_buf();
-    let loaded = tokio::task::spawn_blocking(move || Config::load(&file).and_then(compile))
-        .await
-        .map_err(anyhow::Error::from)
-        .and_then(|compiled| compiled.map_err(anyhow::Error::from));
+    let loaded = load_and_compile(path).await;
     let compiled = match loaded {
         Ok(compiled) => compiled,
         Err(e) => {
