@@ -392,6 +392,30 @@ async fn behaviour(store: &dyn Directory) {
     let again = admin.user_import(csv.as_bytes()).await.unwrap();
     assert_eq!((again.added, again.updated, again.unchanged), (0, 0, 500));
     assert_eq!(store.users().await.unwrap().len(), 502);
+    // Paging walks the same users, in address order, a page at a time.
+    let all: Vec<String> = store
+        .users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.address)
+        .collect();
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..100 {
+        let page = store.users_page(after.as_deref(), 64).await.unwrap();
+        assert!(page.len() <= 64);
+        let Some(last) = page.last() else { break };
+        after = Some(last.address.clone());
+        paged.extend(page.into_iter().map(|u| u.address));
+    }
+    assert_eq!(paged, all);
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(all, sorted, "users() is ordered by address");
+    let last = all.last().unwrap();
+    assert!(store.users_page(Some(last), 10).await.unwrap().is_empty());
+    assert!(store.users_page(None, 0).await.unwrap().is_empty());
     let too_many = csv.clone() + "user500@hartleylaw.co.uk.cjsm.net,F,L,hartley,Leeds,Solicitors\n";
     let err = admin
         .user_import(too_many.as_bytes())

@@ -137,6 +137,14 @@ impl DirectoryRead for CachedDirectory {
         self.inner.users()
     }
 
+    fn users_page<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<User>> {
+        self.inner.users_page(after, limit)
+    }
+
     fn org<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Organisation>> {
         self.inner.org(id)
     }

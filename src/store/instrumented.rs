@@ -65,6 +65,14 @@ impl<D: DirectoryRead> DirectoryRead for Instrumented<D> {
         measured("users", self.inner.users())
     }
 
+    fn users_page<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<User>> {
+        measured("users_page", self.inner.users_page(after, limit))
+    }
+
     fn org<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Organisation>> {
         measured("org", self.inner.org(id))
     }

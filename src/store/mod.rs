@@ -45,6 +45,23 @@ pub trait DirectoryRead: Send + Sync {
     fn user<'a>(&'a self, address: &'a str) -> StoreFuture<'a, Option<User>>;
     /// Every user, ordered by address.
     fn users(&self) -> StoreFuture<'_, Vec<User>>;
+    /// At most `limit` users whose address sorts after `after` (from the first when `None`),
+    /// ordered by address: a walk over the whole directory in bounded memory (search, export).
+    /// This default reads every user; a backend at hub scale answers from an ordered index.
+    fn users_page<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<User>> {
+        Box::pin(async move {
+            let users = self.users().await?;
+            Ok(users
+                .into_iter()
+                .filter(|u| after.is_none_or(|a| u.address.as_str() > a))
+                .take(limit)
+                .collect())
+        })
+    }
     fn org<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Organisation>>;
     /// Every organisation, ordered by id.
     fn orgs(&self) -> StoreFuture<'_, Vec<Organisation>>;
