@@ -641,6 +641,15 @@ fn scenarios(scale: f64) -> Vec<Scenario> {
             mix: mix(),
         },
         Scenario {
+            name: "1m-unix",
+            what: "1 MB (marked/unmarked to a secure recipient), 10 sessions, unix",
+            socket: Socket::Unix,
+            sessions: 10,
+            messages: n(400),
+            per_connection: 1,
+            mix: vec![message(1 << 20, true, true), message(1 << 20, false, true)],
+        },
+        Scenario {
             name: "100k-200-sessions",
             what: "100 KB, 200 concurrent sessions, inet",
             socket: Socket::Inet,
