@@ -28,6 +28,8 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
         })
         .on_connect(|cx, _host, socket| {
             Box::pin(async move {
+                // Nothing here can fail (an error would be recorded at MAIL, the first stage
+                // with a reply of its own).
                 connect(cx, socket);
                 reply_or_remember(cx, ProtoOpts::NOREPLY_CONNECT, Stage::Mail, Ok(()))
             })
