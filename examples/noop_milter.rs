@@ -1,10 +1,11 @@
 //! A no-op milter: the baseline the benchmarks compare cjsm-milter against.
 //!
-//! It negotiates as cjsm-milter does (the same actions, the same macros per stage, every
+//! It asks for what cjsm-milter asks for (the same actions, the same macros per stage, every
 //! callback registered so the MTA sends every stage, body included), listens through the
 //! same listener (`TCP_NODELAY`, `TCP_QUICKACK` re-armed around reads), and answers
 //! continue to everything and accept at end of message. What is left is the price of the
-//! milter protocol in indymilter: the ratio cjsm-milter / no-op is the cost of the policy.
+//! milter protocol in indymilter. Without `--noreply` it is the baseline "negotiated the
+//! usual way" (a reply awaited at every stage), which cjsm-milter no longer is.
 //!
 //! ```sh
 //! cargo build --release --example noop_milter
@@ -12,8 +13,9 @@
 //! target/release/examples/noop_milter --noreply inet:127.0.0.1:7358
 //! ```
 //! `--noreply` also asks the MTA not to wait for a reply to CONNECT, each header, end of
-//! headers and each body chunk (the answer there is always "continue"): an experiment on
-//! what the protocol's round trips cost the MTA.
+//! headers and each body chunk (the answer there is always "continue"), the same no-reply
+//! stages cjsm-milter asks for (src/milter/mod.rs `NO_REPLY`): the no-op with cjsm-milter's
+//! round trips.
 //! It prints `listening on ADDR` once bound, and exits on SIGTERM or SIGINT.
 
 use cjsm_milter::listen::{self, ListenAddr};
@@ -22,7 +24,7 @@ use std::ffi::CString;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 
-/// The macros cjsm-milter asks for (src/milter.rs `MACROS`), so the MTA sends as much.
+/// The macros cjsm-milter asks for (src/milter/mod.rs `MACROS`), so the MTA sends as much.
 const MACROS: &[(MacroStage, &str)] = &[
     (MacroStage::Connect, "j {client_addr}"),
     (

@@ -1,19 +1,22 @@
 //! The milter protocol, stage by stage, with indymilter-test: replies at RCPT and at end of
-//! message, and the edits made.
+//! message, and the edits made; which stages the MTA is asked not to wait on (or not to
+//! send), and that nothing is ever answered there.
 
 mod common;
 
 use cjsm_milter::directory::model::UserState;
 use common::TestMilter;
 use common::fixtures::{org, user};
+use indymilter::message::reply::Reply;
 use indymilter_test::{EomAction, MacroStage, ProtoOpts, Status, TestConnection};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 async fn envelope(conn: &mut TestConnection, from: &str, rcpts: &[&str]) -> Vec<Status> {
     let client = SocketAddr::from((Ipv4Addr::LOCALHOST, 40000));
     assert_eq!(
         conn.connect("client.example", client).await.unwrap(),
-        Status::Continue
+        quiet(conn, ProtoOpts::NOREPLY_CONNECT)
     );
     helo(conn).await;
     conn.macros(
@@ -28,6 +31,17 @@ async fn envelope(conn: &mut TestConnection, from: &str, rcpts: &[&str]) -> Vec<
         statuses.push(conn.rcpt([*rcpt]).await.unwrap());
     }
     statuses
+}
+
+/// What a stage where the milter has nothing to say gets: no reply at all where the MTA
+/// agreed not to wait for one (indymilter-test reads none then: a stray reply would be read
+/// as the answer to the next command that has one), continue otherwise.
+fn quiet(conn: &TestConnection, stage: ProtoOpts) -> Status {
+    if conn.negotiated_opts().contains(stage) {
+        Status::Noreply
+    } else {
+        Status::Continue
+    }
 }
 
 /// HELO and DATA go to the milter only when it negotiated them, as in a real MTA.
@@ -50,14 +64,19 @@ async fn message(
 ) -> (indymilter_test::EomActions, Status) {
     data(conn).await;
     for (name, value) in headers {
-        assert_eq!(conn.header(*name, *value).await.unwrap(), Status::Continue);
+        assert_eq!(
+            conn.header(*name, *value).await.unwrap(),
+            quiet(conn, ProtoOpts::NOREPLY_HEADER)
+        );
     }
-    assert_eq!(conn.eoh().await.unwrap(), Status::Continue);
+    assert_eq!(
+        conn.eoh().await.unwrap(),
+        quiet(conn, ProtoOpts::NOREPLY_EOH)
+    );
     if !body.is_empty() {
-        let status = conn.body(body.to_vec()).await.unwrap();
-        assert!(
-            matches!(status, Status::Continue | Status::Skip),
-            "{status:?}"
+        assert_eq!(
+            conn.body(body.to_vec()).await.unwrap(),
+            quiet(conn, ProtoOpts::NOREPLY_BODY)
         );
     }
     conn.macros(MacroStage::Eom, [("i", "4XQ1AB2C3D")])
@@ -361,7 +380,7 @@ async fn oversized_body_is_read_up_to_the_bound_and_treated_as_the_ceiling() {
     conn.header("Subject", "OFFICIAL: big file").await.unwrap();
     conn.eoh().await.unwrap();
     let status = conn.body(vec![b'a'; 4000]).await.unwrap();
-    assert_eq!(status, Status::Continue);
+    assert_eq!(status, quiet(&conn, ProtoOpts::NOREPLY_BODY));
     let (_, status) = conn.eom().await.unwrap();
     // OFFICIAL in the subject, but the unread rest may say more: secure recipients only.
     let text = reply(&status);
@@ -860,6 +879,287 @@ async fn an_authenticated_hub_user_may_not_write_as_someone_else() {
         };
         assert!(got.starts_with(want), "{from}: {got}");
         conn.close().await.unwrap();
+    }
+    milter.stop().await;
+}
+
+/// The stages where the milter has nothing to say before end of message.
+const NO_REPLY: ProtoOpts = ProtoOpts::NOREPLY_CONNECT
+    .union(ProtoOpts::NOREPLY_HEADER)
+    .union(ProtoOpts::NOREPLY_EOH)
+    .union(ProtoOpts::NOREPLY_BODY);
+
+/// The stages the milter has no use for.
+const SKIPPED: ProtoOpts = ProtoOpts::NO_HELO
+    .union(ProtoOpts::NO_DATA)
+    .union(ProtoOpts::NO_UNKNOWN);
+
+/// One marked message to a hub user and one unmarked to the internet on one connection: the
+/// verdicts are the end-of-message answers, so a reply sent at a stage where `conn` reads none
+/// would be taken for one of them (and the second message would read the first one's).
+async fn two_messages(milter: &TestMilter) -> TestConnection {
+    let mut conn = milter.connect().await;
+    envelope(
+        &mut conn,
+        "dc.jones@met.pnn.police.uk",
+        &["carol@smithchambers.cjsm.net"],
+    )
+    .await;
+    let (actions, status) = message(
+        &mut conn,
+        &[
+            ("Subject", "OFFICIAL: rota"),
+            ("From", "dc.jones@met.pnn.police.uk"),
+        ],
+        b"Dear Carol,\r\n",
+    )
+    .await;
+    assert_eq!(status, Status::Accept);
+    assert!(
+        actions.has_add_header("X-CJSM-Marking", "OFFICIAL; source=subject"),
+        "{actions:?}"
+    );
+    conn.macros(MacroStage::Mail, [("i", "4XQ1AB2C3E")])
+        .await
+        .unwrap();
+    assert_eq!(
+        conn.mail(["dc.jones@met.pnn.police.uk"]).await.unwrap(),
+        Status::Continue
+    );
+    assert_eq!(conn.rcpt(["x@gmail.com"]).await.unwrap(), Status::Continue);
+    let (_, status) = message(&mut conn, &[("Subject", "lunch")], b"hi\r\n").await;
+    assert!(reply(&status).starts_with("550 5.7.1"), "{status:?}");
+    conn
+}
+
+#[tokio::test]
+async fn the_mta_is_not_kept_waiting_where_the_milter_has_nothing_to_say() {
+    let milter = start("").await;
+    milter
+        .add_user("carol@smithchambers.cjsm.net", UserState::Active)
+        .await;
+    // indymilter-test offers every option, as Postfix 3.x and Sendmail 8.14+ do.
+    let conn = two_messages(&milter).await;
+    let opts = conn.negotiated_opts();
+    assert!(opts.contains(NO_REPLY), "{opts:?}");
+    assert!(opts.contains(SKIPPED), "{opts:?}");
+    // MAIL and RCPT have answers; the client address and the end of the headers still come.
+    for needed in [
+        ProtoOpts::NOREPLY_MAIL,
+        ProtoOpts::NOREPLY_RCPT,
+        ProtoOpts::NO_CONNECT,
+        ProtoOpts::NO_MAIL,
+        ProtoOpts::NO_RCPT,
+        ProtoOpts::NO_HEADER,
+        ProtoOpts::NO_EOH,
+        ProtoOpts::NO_BODY,
+    ] {
+        assert!(!opts.contains(needed), "{needed:?} in {opts:?}");
+    }
+    conn.close().await.unwrap();
+    milter.stop().await;
+}
+
+#[tokio::test]
+async fn an_mta_without_the_options_is_negotiated_as_before() {
+    let milter = start("").await;
+    milter
+        .add_user("carol@smithchambers.cjsm.net", UserState::Active)
+        .await;
+    // Every option but the no-reply ones: each stage is answered, as before.
+    let without = ProtoOpts::all() - NO_REPLY - ProtoOpts::NOREPLY_HELO;
+    let mut conn = TestConnection::configure()
+        .available_opts(without)
+        .open_tcp(milter.addr)
+        .await
+        .unwrap();
+    let opts = conn.negotiated_opts();
+    assert!(!opts.intersects(NO_REPLY), "{opts:?}");
+    assert!(opts.contains(SKIPPED), "{opts:?}");
+    envelope(
+        &mut conn,
+        "a@met.pnn.police.uk",
+        &["carol@smithchambers.cjsm.net"],
+    )
+    .await;
+    let (_, status) = message(&mut conn, &[("Subject", "OFFICIAL: x")], b"x\r\n").await;
+    assert_eq!(status, Status::Accept);
+    conn.close().await.unwrap();
+    // An MTA of milter protocol version 2 offers no skipping of DATA or unknown commands:
+    // only what it offers is asked for, and DATA gets its continue.
+    let v2 = ProtoOpts::NO_CONNECT
+        | ProtoOpts::NO_HELO
+        | ProtoOpts::NO_MAIL
+        | ProtoOpts::NO_RCPT
+        | ProtoOpts::NO_BODY
+        | ProtoOpts::NO_HEADER
+        | ProtoOpts::NO_EOH;
+    let mut conn = TestConnection::configure()
+        .protocol_version(2)
+        .available_opts(v2)
+        .open_tcp(milter.addr)
+        .await
+        .expect("an MTA of protocol version 2 is served");
+    let opts = conn.negotiated_opts();
+    assert!(v2.contains(opts), "{opts:?}");
+    assert!(!opts.contains(ProtoOpts::NO_DATA), "{opts:?}");
+    envelope(
+        &mut conn,
+        "a@met.pnn.police.uk",
+        &["carol@smithchambers.cjsm.net"],
+    )
+    .await;
+    let (_, status) = message(&mut conn, &[("Subject", "OFFICIAL: x")], b"x\r\n").await;
+    assert_eq!(status, Status::Accept);
+    conn.close().await.unwrap();
+    milter.stop().await;
+}
+
+/// A milter client written packet by packet, for what indymilter-test will not send: the
+/// commands an MTA sends after an unrecognised SMTP command (`U`, then DATA or a body chunk
+/// without MAIL), which reach the header, end-of-headers and body stages with no message.
+struct RawMta {
+    stream: tokio::net::TcpStream,
+}
+
+impl RawMta {
+    /// Connects and negotiates with `offered` options; the options the milter asked for.
+    async fn open(addr: SocketAddr, offered: ProtoOpts) -> (RawMta, ProtoOpts) {
+        use indymilter::message::command::{Command, OptNegPayload};
+        let mut raw = RawMta {
+            stream: tokio::net::TcpStream::connect(addr).await.unwrap(),
+        };
+        raw.send(Command::OptNeg(OptNegPayload {
+            version: 6,
+            actions: indymilter::Actions::all(),
+            // indymilter-test is built on indymilter 0.2: the same bits, another type.
+            opts: indymilter::ProtoOpts::from_bits_retain(offered.bits()),
+        }))
+        .await;
+        let Some(Reply::OptNeg { opts, .. }) = raw.reply().await else {
+            panic!("no negotiation reply");
+        };
+        (raw, ProtoOpts::from_bits_truncate(opts.bits()))
+    }
+
+    async fn send(&mut self, command: indymilter::message::command::Command) {
+        indymilter::message::write(&mut self.stream, command.into_message())
+            .await
+            .unwrap();
+    }
+
+    /// The next reply, or `None` when none comes within 2 s (or the milter closed).
+    async fn reply(&mut self) -> Option<Reply> {
+        let read = indymilter::message::read(&mut self.stream);
+        match tokio::time::timeout(Duration::from_secs(2), read).await {
+            Ok(Ok(message)) => Some(Reply::parse_reply(message).unwrap()),
+            _ => None,
+        }
+    }
+
+    /// Quits; every reply the milter sent before closing (there should be none left).
+    async fn quit(mut self) -> Vec<Reply> {
+        use indymilter::message::command::Command;
+        self.send(Command::Quit).await;
+        let mut left = Vec::new();
+        while let Some(reply) = self.reply().await {
+            left.push(reply);
+        }
+        left
+    }
+}
+
+/// Command sequences that reach a stage without a message, by the first such stage: `U`
+/// (answered), DATA (answered: an MTA that skips DATA does not send it), then the stages
+/// with nothing to say.
+fn without_a_message(first: &str) -> Vec<indymilter::message::command::Command> {
+    use indymilter::message::command::{Command, HeaderPayload, UnknownPayload};
+    let unknown = Command::Unknown(UnknownPayload {
+        arg: c"XYZZY".into(),
+    });
+    let header = Command::Header(HeaderPayload {
+        name: c"Subject".into(),
+        value: c"OFFICIAL: x".into(),
+    });
+    let body = Command::BodyChunk(b"x\r\n".to_vec().into());
+    match first {
+        "header" => vec![unknown, Command::Data, header, Command::Eoh, body],
+        "eoh" => vec![unknown, Command::Data, Command::Eoh, body],
+        _ => vec![unknown, body],
+    }
+}
+
+/// How many of [`without_a_message`]'s commands come before the first stage with nothing to
+/// say (each of them answered continue).
+fn answered_before(first: &str) -> usize {
+    if first == "body" { 1 } else { 2 }
+}
+
+fn is_tempfail(reply: &Option<Reply>) -> bool {
+    matches!(reply, Some(Reply::ReplyCode { reply }) if reply.to_string_lossy().starts_with("451 4.7.1"))
+}
+
+fn data_stage_errors() -> u64 {
+    cjsm_milter::metrics::metrics()
+        .refusals
+        .with_label_values(&["data", "tempfail", "internal-error"])
+        .get()
+}
+
+/// An error at a stage the MTA does not wait on is answered at end of message, never where it
+/// happened (the MTA would read that reply as the answer to a later command); without the
+/// options, it is answered at once, as before. (The one test for both: the counter of
+/// data-stage errors is the process's.)
+#[tokio::test]
+async fn an_error_where_the_mta_does_not_wait_is_answered_at_end_of_message() {
+    use indymilter::message::command::{Command, MacroPayload};
+    let milter = start("").await;
+    for first in ["header", "eoh", "body"] {
+        let counted = data_stage_errors();
+        let (mut mta, opts) = RawMta::open(milter.addr, ProtoOpts::all()).await;
+        assert!(opts.contains(NO_REPLY), "{opts:?}");
+        for (at, command) in without_a_message(first).into_iter().enumerate() {
+            mta.send(command).await;
+            if at < answered_before(first) {
+                assert_eq!(
+                    mta.reply().await,
+                    Some(Reply::Continue),
+                    "{first}: command {at}"
+                );
+            }
+        }
+        mta.send(Command::DefMacros(MacroPayload {
+            stage: indymilter::MacroStage::Eom,
+            macros: vec![c"i".into(), c"4XQ1NOMAIL".into()],
+        }))
+        .await;
+        mta.send(Command::BodyEnd(Default::default())).await;
+        let reply = mta.reply().await;
+        assert!(is_tempfail(&reply), "{first}: end of message: {reply:?}");
+        assert_eq!(mta.quit().await, vec![], "{first}: a reply left over");
+        // Counted once, as the error it was (at DATA), not as one at end of message.
+        assert_eq!(data_stage_errors(), counted + 1, "{first}");
+    }
+    // Without the options: the tempfail where the error happened, as before.
+    for first in ["header", "eoh", "body"] {
+        let (mut mta, opts) = RawMta::open(milter.addr, ProtoOpts::all() - NO_REPLY).await;
+        assert!(!opts.intersects(NO_REPLY), "{opts:?}");
+        for (at, command) in without_a_message(first).into_iter().enumerate() {
+            mta.send(command).await;
+            if at < answered_before(first) {
+                assert_eq!(
+                    mta.reply().await,
+                    Some(Reply::Continue),
+                    "{first}: command {at}"
+                );
+            } else {
+                let reply = mta.reply().await;
+                assert!(is_tempfail(&reply), "{first}: {reply:?}");
+                // The milter left the transaction: indymilter ignores the rest of it.
+                break;
+            }
+        }
+        assert_eq!(mta.quit().await, vec![], "{first}: a reply left over");
     }
     milter.stop().await;
 }

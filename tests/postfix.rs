@@ -541,3 +541,140 @@ fn envelopes_that_cannot_be_forged_behind_postfix() {
     );
     drop(milter);
 }
+
+/// The milter's log settings for the no-reply tests: its own negotiation line (debug), and
+/// indymilter's trace, where a session that ends in a protocol error says so.
+const PROTOCOL_LOG: &str = "\n[log]\nlevel = \"info,cjsm_milter=debug,indymilter=trace\"\n";
+
+/// What the milter's log must show after mail went through Postfix with the no-reply stages:
+/// the options asked for, and no protocol error or wrong answer.
+fn assert_no_reply_negotiated(log: &str) {
+    let negotiated = log
+        .lines()
+        .find(|l| l.contains("milter options negotiated"))
+        .unwrap_or_else(|| panic!("no negotiation logged: {log}"));
+    for option in [
+        "NOREPLY_CONNECT",
+        "NOREPLY_HEADER",
+        "NOREPLY_EOH",
+        "NOREPLY_BODY",
+        "NO_HELO",
+        "NO_DATA",
+        "NO_UNKNOWN",
+    ] {
+        let requested = negotiated.split("requested=").nth(1).unwrap_or_default();
+        assert!(requested.contains(option), "{option}: {negotiated}");
+    }
+    // (Postfix sends ABORT out of a transaction too, which indymilter ignores as it should.)
+    for bad in ["error in session", "Noreply requested but not used"] {
+        assert!(!log.contains(bad), "{bad}: {log}");
+    }
+}
+
+#[test]
+fn postfix_does_not_wait_where_the_milter_has_nothing_to_say() {
+    let lab = tempfile::tempdir().unwrap();
+    let pki = Pki::create(&lab.path().join("pki"));
+    let sink = Sink::start(lab.path());
+    let socketmap_port = common::free_port();
+    let hub = start_hub(lab.path(), &pki, &sink, socketmap_port, false);
+    let store = lab.path().join("store");
+    // A small body bound: the bound is hit during the body chunks, which Postfix does not
+    // wait on, and answered at end of message.
+    let config = milter_config(&hub, &store, socketmap_port)
+        + "\n[limits]\nmax_scan_bytes = 1000\n"
+        + PROTOCOL_LOG;
+    let milter = Daemon::start(&config);
+    common::cli::smith_chambers(&milter.config, &["alice"]);
+    let tls = tls(&pki);
+
+    // Accepted, with the marking header and the tag.
+    let dialogue = hub.swaks(
+        "dc.jones@met.pnn.police.uk",
+        &["alice@smithchambers.cjsm.net"],
+        "OFFICIAL-SENSITIVE: custody record",
+        &peer(&refs(&tls)),
+    );
+    assert!(dialogue.contains("250 2.0.0 Ok: queued"), "{dialogue}");
+    let delivered = sink.wait_delivered(1);
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert!(
+        delivered[0].contains("X-CJSM-Marking: OFFICIAL-SENSITIVE; source=subject")
+            && delivered[0].contains("Subject: OFFICIAL-SENSITIVE: custody record [CJSM]"),
+        "{}",
+        delivered[0]
+    );
+    // Rejected at the end of DATA.
+    let dialogue = hub.swaks(
+        "dc.jones@met.pnn.police.uk",
+        &["someone@gmail.com"],
+        "lunch",
+        &peer(&refs(&tls)),
+    );
+    assert!(
+        dialogue.contains("550 5.7.1 OFFICIAL-SENSITIVE mail (unmarked mail is treated as such)"),
+        "{dialogue}"
+    );
+    // The body bound hit in a body chunk: OFFICIAL in the subject, but the unread rest may
+    // say more, so secure recipients only, said at the end of DATA.
+    let long_body = "a".repeat(4000);
+    let dialogue = common::swaks_with(
+        hub.port,
+        "dc.jones@met.pnn.police.uk",
+        "someone@gmail.com",
+        "OFFICIAL: big file",
+        &long_body,
+        &peer(&refs(&tls)),
+    );
+    assert!(
+        dialogue.contains("550 5.7.1 OFFICIAL-SENSITIVE mail can only go"),
+        "{dialogue}"
+    );
+    assert_no_reply_negotiated(&milter.log());
+    drop(milter);
+
+    // Tempfail at end of message: a deadline no classification of 2 MB can meet (the null
+    // sender and a secure-network recipient need no directory lookup to race it).
+    let config = (milter_config(&hub, &store, socketmap_port) + PROTOCOL_LOG).replacen(
+        "[milter]\n",
+        "[milter]\ndeadline_ms = 1\n",
+        1,
+    );
+    let message = lab.path().join("big.eml");
+    std::fs::write(
+        &message,
+        format!(
+            "From: <>\r\nTo: clerk@met.pnn.police.uk\r\nSubject: OFFICIAL: big\r\n\r\n{}",
+            "line of text\r\n".repeat(150_000)
+        ),
+    )
+    .unwrap();
+    let milter = Daemon::start(&config);
+    let dialogue = common::swaks_with(
+        hub.port,
+        "<>",
+        "clerk@met.pnn.police.uk",
+        "",
+        "",
+        &["--data", message.to_str().unwrap()],
+    );
+    // After the data (354): the answer at end of message.
+    assert!(
+        dialogue.contains("354 ")
+            && dialogue.contains("451 4.7.1 Secure mail filter temporarily unavailable"),
+        "{dialogue}"
+    );
+    assert_eq!(sink.delivered().len(), 1, "nothing else reached the sink");
+
+    let log = milter.log();
+    drop(milter);
+    assert_no_reply_negotiated(&log);
+    // Postfix saw no protocol error, no timeout, no unexpected reply from the milter.
+    let maillog = hub.maillog();
+    for line in maillog.lines() {
+        assert!(
+            !(line.contains("milter") && (line.contains("warning") || line.contains("error"))),
+            "{line}\n{maillog}"
+        );
+    }
+}

@@ -518,3 +518,118 @@ fn envelopes_that_cannot_be_forged_behind_sendmail() {
     );
     drop(milter);
 }
+
+/// The milter's log settings for the no-reply test: its own negotiation line (debug), and
+/// indymilter's trace, where a session that ends in a protocol error says so.
+const PROTOCOL_LOG: &str = "\n[log]\nlevel = \"info,cjsm_milter=debug,indymilter=trace\"\n";
+
+/// Sendmail asked not to wait at CONNECT, headers, end of headers and body chunks (8.14 and
+/// later, protocol version 6), and the milter's log shows no protocol error or wrong answer.
+/// (This lab has no syslog for Sendmail's own log; with F=T a protocol error or a timeout
+/// would be Sendmail's own 451 4.3.0 in the dialogue instead of the verdicts asserted.)
+fn assert_no_reply_negotiated(log: &str) {
+    let negotiated = log
+        .lines()
+        .find(|l| l.contains("milter options negotiated"))
+        .unwrap_or_else(|| panic!("no negotiation logged: {log}"));
+    let requested = negotiated.split("requested=").nth(1).unwrap_or_default();
+    for option in [
+        "NOREPLY_CONNECT",
+        "NOREPLY_HEADER",
+        "NOREPLY_EOH",
+        "NOREPLY_BODY",
+        "NO_HELO",
+        "NO_DATA",
+        "NO_UNKNOWN",
+    ] {
+        assert!(requested.contains(option), "{option}: {negotiated}");
+    }
+    for bad in ["error in session", "Noreply requested but not used"] {
+        assert!(!log.contains(bad), "{bad}: {log}");
+    }
+}
+
+#[test]
+fn sendmail_does_not_wait_where_the_milter_has_nothing_to_say() {
+    let lab = Lab::start();
+    // A small body bound: hit during the body chunks, which Sendmail does not wait on, and
+    // answered at end of message.
+    let config = milter_config(&lab) + "\n[limits]\nmax_scan_bytes = 1000\n" + PROTOCOL_LOG;
+    let milter = Daemon::start(&config);
+    common::cli::smith_chambers(&milter.config, &["alice"]);
+
+    // Accepted, with the marking header and the tag.
+    let dialogue = lab.swaks(
+        "alice@smithchambers.cjsm.net",
+        "OFFICIAL-SENSITIVE: custody record",
+    );
+    assert!(
+        dialogue.contains("Message accepted for delivery"),
+        "{dialogue}"
+    );
+    let delivered = lab.wait_delivered(1);
+    assert_eq!(delivered.len(), 1, "{dialogue}\nqueue: {}", lab.queue());
+    assert!(
+        delivered[0].contains("X-CJSM-Marking: OFFICIAL-SENSITIVE; source=subject")
+            && delivered[0].contains("Subject: OFFICIAL-SENSITIVE: custody record [CJSM]"),
+        "{}",
+        delivered[0]
+    );
+    // Rejected at the end of DATA.
+    let dialogue = lab.swaks("someone@gmail.com", "lunch");
+    assert!(
+        dialogue.contains("550 5.7.1 OFFICIAL-SENSITIVE mail (unmarked mail is treated as such)"),
+        "{dialogue}"
+    );
+    // The body bound hit in a body chunk: secure recipients only, said at the end of DATA.
+    let dialogue = common::swaks_with(
+        lab.port,
+        "dc.jones@met.pnn.police.uk",
+        "someone@gmail.com",
+        "OFFICIAL: big file",
+        &"a".repeat(4000),
+        &["--tls", "--local-interface", "127.0.0.2"],
+    );
+    assert!(
+        dialogue.contains("550 5.7.1 OFFICIAL-SENSITIVE mail can only go"),
+        "{dialogue}"
+    );
+    assert_no_reply_negotiated(&milter.log());
+    drop(milter);
+
+    // Tempfail at end of message: a deadline no classification of 2 MB can meet (the null
+    // sender and a secure-network recipient need no directory lookup to race it).
+    let config = (milter_config(&lab) + PROTOCOL_LOG).replacen(
+        "[milter]\n",
+        "[milter]\ndeadline_ms = 1\n",
+        1,
+    );
+    let message = lab.dir.path().join("big.eml");
+    std::fs::write(
+        &message,
+        format!(
+            "From: <>\r\nTo: clerk@met.pnn.police.uk\r\nSubject: OFFICIAL: big\r\n\r\n{}",
+            "line of text\r\n".repeat(150_000)
+        ),
+    )
+    .unwrap();
+    let milter = Daemon::start(&config);
+    let dialogue = common::swaks_with(
+        lab.port,
+        "<>",
+        "clerk@met.pnn.police.uk",
+        "",
+        "",
+        &["--data", message.to_str().unwrap()],
+    );
+    // After the data (354): the answer at end of message, the milter's own.
+    assert!(
+        dialogue.contains("354 ")
+            && dialogue.contains("451 4.7.1 Secure mail filter temporarily unavailable"),
+        "{dialogue}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lab.delivered().len(), 1, "nothing else reached the sink");
+    assert_no_reply_negotiated(&milter.log());
+    drop(milter);
+}

@@ -1,13 +1,14 @@
 //! The indymilter callbacks: each forwards to a handler, which turns the MTA's macros into facts
-//! and drives one step of the [`Transaction`]. An `Err` from a handler is a tempfail.
+//! and drives one step of the [`Transaction`]. An `Err` from a handler is a tempfail: at once
+//! where the MTA waits for a reply, at end of message where it does not ([`reply_or_remember`]).
 
 use super::apply::{apply, status_with_reply};
 use super::record;
-use super::{Handled, Message, MilterError, Session, negotiate};
+use super::{Deferred, Handled, Message, MilterError, Session, negotiate};
 use crate::engine::{Engine, Shared};
 use crate::policy::{SessionFacts, Stage};
 use crate::transaction::{Answer, Outcome, Transaction};
-use indymilter::{Callbacks, Context, EomContext, Macros, SocketInfo, Status};
+use indymilter::{Callbacks, Context, EomContext, Macros, ProtoOpts, SocketInfo, Status};
 use std::ffi::{CStr, CString};
 use std::future::Future;
 use std::sync::Arc;
@@ -25,7 +26,14 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
             let in_flight = shared.in_flight.clone();
             Box::pin(async move { negotiate(cx, engine, in_flight, actions, opts) })
         })
-        .on_connect(|cx, _host, socket| Box::pin(async move { connect(cx, socket) }))
+        .on_connect(|cx, _host, socket| {
+            Box::pin(async move {
+                // Nothing here can fail (an error would be recorded at MAIL, the first stage
+                // with a reply of its own).
+                connect(cx, socket);
+                reply_or_remember(cx, ProtoOpts::NOREPLY_CONNECT, Stage::Mail, Ok(()))
+            })
+        })
         .on_mail(|cx, args| {
             Box::pin(async move {
                 let result = mail(cx, args).await;
@@ -38,9 +46,24 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
                 finish(cx, Stage::Rcpt, result)
             })
         })
-        .on_header(|cx, name, value| Box::pin(async move { header(cx, &name, &value) }))
-        .on_eoh(|cx| Box::pin(async move { eoh(cx) }))
-        .on_body(|cx, chunk| Box::pin(async move { body(cx, &chunk) }))
+        .on_header(|cx, name, value| {
+            Box::pin(async move {
+                let result = header(cx, &name, &value);
+                reply_or_remember(cx, ProtoOpts::NOREPLY_HEADER, Stage::Data, result)
+            })
+        })
+        .on_eoh(|cx| {
+            Box::pin(async move {
+                let result = eoh(cx);
+                reply_or_remember(cx, ProtoOpts::NOREPLY_EOH, Stage::Data, result)
+            })
+        })
+        .on_body(|cx, chunk| {
+            Box::pin(async move {
+                let result = body(cx, &chunk);
+                reply_or_remember(cx, ProtoOpts::NOREPLY_BODY, Stage::Data, result)
+            })
+        })
         .on_eom(|cx| Box::pin(async move { eom_finish(cx).await }))
         .on_abort(|cx| Box::pin(async move { abort(cx) }))
 }
@@ -105,14 +128,44 @@ fn finish(cx: &mut Context<Session>, stage: Stage, result: Handled) -> Status {
     }
 }
 
-fn connect(cx: &mut Context<Session>, socket: SocketInfo) -> Status {
+/// The answer at a stage where the milter has nothing to say before end of message: none
+/// where the MTA agreed not to wait for one, continue otherwise. An error there is answered
+/// with tempfail at once where the MTA waits; where it does not, a reply would be read as the
+/// answer to a later command (the protocol desynchronised), so the first error is remembered
+/// and answered at end of message instead, as the error at `stage` it was.
+///
+/// (An MTA may send the last body chunk with the end-of-message command; indymilter then
+/// skips the end of message on any answer but continue. Postfix and Sendmail send that
+/// command empty, and the body stage negotiated without a reply is answered with none.)
+fn reply_or_remember(
+    cx: &mut Context<Session>,
+    no_reply: ProtoOpts,
+    stage: Stage,
+    result: Result<(), MilterError>,
+) -> Status {
+    let session = cx
+        .data
+        .as_mut()
+        .filter(|session| session.no_reply.contains(no_reply));
+    match (result, session) {
+        (Ok(()), None) => Status::Continue,
+        (Ok(()), Some(_)) => Status::Noreply,
+        (Err(e), None) => finish(cx, stage, Err(e)),
+        (Err(error), Some(session)) => {
+            session.deferred.get_or_insert(Deferred { stage, error });
+            Status::Noreply
+        }
+    }
+}
+
+/// The client's address from the connection (the MAIL stage's `{client_addr}` otherwise).
+fn connect(cx: &mut Context<Session>, socket: SocketInfo) {
     if let Some(session) = cx.data.as_mut() {
         session.facts.client_addr = match socket {
             SocketInfo::Inet(addr) => Some(addr.ip()),
             _ => None,
         };
     }
-    Status::Continue
 }
 
 async fn mail(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
@@ -137,6 +190,7 @@ async fn mail(cx: &mut Context<Session>, args: Vec<CString>) -> Handled {
     let session = session(&mut cx.data)?;
     session.facts = facts.clone();
     session.message = None;
+    session.deferred = None;
     let engine = session.engine.clone();
     let lookups = engine.lookups();
     let mail = Transaction::mail(&engine.rules, &lookups, &raw, reported.as_deref(), facts);
@@ -217,50 +271,54 @@ fn answered(
     }
 }
 
-fn header(cx: &mut Context<Session>, name: &CStr, value: &CStr) -> Status {
-    match message(&mut cx.data) {
-        Ok((_, message)) => {
-            message
-                .transaction
-                .header(name.to_bytes(), value.to_bytes());
-            Status::Continue
-        }
-        Err(e) => finish(cx, Stage::Data, Err(e)),
-    }
+fn header(cx: &mut Context<Session>, name: &CStr, value: &CStr) -> Result<(), MilterError> {
+    let (_, message) = message(&mut cx.data)?;
+    message
+        .transaction
+        .header(name.to_bytes(), value.to_bytes());
+    Ok(())
 }
 
-fn eoh(cx: &mut Context<Session>) -> Status {
-    match message(&mut cx.data) {
-        Ok((_, message)) => {
-            message.transaction.end_of_headers();
-            Status::Continue
-        }
-        Err(e) => finish(cx, Stage::Data, Err(e)),
-    }
+fn eoh(cx: &mut Context<Session>) -> Result<(), MilterError> {
+    let (_, message) = message(&mut cx.data)?;
+    message.transaction.end_of_headers();
+    Ok(())
 }
 
 /// Past the scan bound the rest of the body is counted, not kept. (Not answered with Skip:
 /// indymilter would then skip the end-of-message call for a final chunk that fills the
 /// bound, and the message would pass without a verdict.)
-fn body(cx: &mut Context<Session>, chunk: &[u8]) -> Status {
-    match message(&mut cx.data) {
-        Ok((_, message)) => {
-            message.transaction.body(chunk);
-            Status::Continue
-        }
-        Err(e) => finish(cx, Stage::Data, Err(e)),
-    }
+fn body(cx: &mut Context<Session>, chunk: &[u8]) -> Result<(), MilterError> {
+    let (_, message) = message(&mut cx.data)?;
+    message.transaction.body(chunk);
+    Ok(())
 }
 
 fn abort(cx: &mut Context<Session>) -> Status {
     if let Some(session) = cx.data.as_mut() {
         session.message = None;
+        session.deferred = None;
     }
     Status::Continue
 }
 
 async fn eom_finish(cx: &mut EomContext<Session>) -> Status {
     let queue_id = macro_value(&cx.macros, "i");
+    // An error remembered at a stage that had no reply: answered now, as it would have been
+    // there (the transaction's sender and recipients still in the audit entry).
+    if let Some(Deferred { stage, error }) = cx.data.as_mut().and_then(|s| s.deferred.take()) {
+        let queue_id = queue_id
+            .or_else(|| {
+                let message = cx.data.as_ref()?.message.as_ref()?;
+                message.queue_id.clone()
+            })
+            .unwrap_or_else(|| "NOQUEUE".into());
+        let status = record::tempfail(cx.data.as_ref(), &mut cx.reply, stage, &queue_id, &error);
+        if let Some(session) = cx.data.as_mut() {
+            session.message = None;
+        }
+        return status;
+    }
     match eom(cx, queue_id.clone()).await {
         Ok(status) => status,
         Err(e) => {

@@ -6,6 +6,14 @@
 //! Every handler returns `Result`; an `Err` is logged with the queue ID and answered with
 //! tempfail, so the MTA keeps the message. Each session snapshots the engine (rules, store)
 //! when it starts: a reload never changes the rules in the middle of a message.
+//!
+//! Round trips: the milter has nothing to say before end of message at CONNECT, each header,
+//! end of headers and each body chunk, so it asks the MTA not to wait for a reply there
+//! ([`NO_REPLY`]), and not to send HELO, DATA and unknown commands at all ([`SKIPPED`]); only
+//! what the MTA offers is asked for, and an MTA that offers none of it is served as before.
+//! An error at a stage the MTA does not wait on cannot be answered there (the MTA would take
+//! that reply for the answer to a later command): it is remembered and answered at end of
+//! message (`callbacks::reply_or_remember`).
 
 mod apply;
 mod callbacks;
@@ -24,7 +32,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
 pub use callbacks::callbacks;
 
@@ -51,6 +59,20 @@ const MACROS: &[(MacroStage, &str)] = &[
     (MacroStage::Eom, "i"),
 ];
 
+/// The stages where the milter has nothing to say before end of message: the MTA is asked not
+/// to wait for a reply to them. (CONNECT and end of headers are kept rather than skipped: the
+/// connection's client address comes with CONNECT, and a packet the MTA does not wait on costs
+/// it next to nothing.)
+const NO_REPLY: ProtoOpts = ProtoOpts::NOREPLY_CONNECT
+    .union(ProtoOpts::NOREPLY_HEADER)
+    .union(ProtoOpts::NOREPLY_EOH)
+    .union(ProtoOpts::NOREPLY_BODY);
+
+/// The stages the milter has no callback for: the MTA is asked not to send them.
+const SKIPPED: ProtoOpts = ProtoOpts::NO_HELO
+    .union(ProtoOpts::NO_DATA)
+    .union(ProtoOpts::NO_UNKNOWN);
+
 /// Headers, quarantine, the envelope changes of address translation, and the body (S/MIME
 /// encryption).
 const NEEDED_ACTIONS: Actions = Actions::ADD_HEADER
@@ -68,6 +90,16 @@ pub struct Session {
     in_flight: Arc<AtomicUsize>,
     facts: SessionFacts,
     message: Option<Message>,
+    /// The stages the MTA agreed not to wait on (part of [`NO_REPLY`]).
+    no_reply: ProtoOpts,
+    /// An error at one of those stages, answered at end of message.
+    deferred: Option<Deferred>,
+}
+
+/// An error found where no reply could be sent: the stage it is recorded at, and the error.
+struct Deferred {
+    stage: crate::policy::Stage,
+    error: MilterError,
 }
 
 /// The per-message state: the transaction and what the log line needs besides.
@@ -174,13 +206,14 @@ pub async fn serve(
 }
 
 /// Negotiation: exactly the actions we need (an MTA that lacks one is refused, with a clear
-/// log line), the macros per stage, and the session with the engine in force.
+/// log line), the macros per stage, the stages not to wait on or not to send (those the MTA
+/// offers), and the session with the engine in force.
 fn negotiate(
     cx: &mut NegotiateContext<Session>,
     engine: Arc<Engine>,
     in_flight: Arc<AtomicUsize>,
     mta_actions: Actions,
-    _mta_opts: ProtoOpts,
+    mta_opts: ProtoOpts,
 ) -> Status {
     if !mta_actions.contains(NEEDED_ACTIONS) {
         error!(
@@ -190,6 +223,11 @@ fn negotiate(
         return Status::Reject;
     }
     cx.requested_actions = NEEDED_ACTIONS;
+    // indymilter's default asks for every stage without a callback to be skipped, offered or
+    // not (and then ends the session of an MTA that does not offer it).
+    let no_reply = mta_opts & NO_REPLY;
+    cx.requested_opts = (cx.requested_opts - SKIPPED) | (mta_opts & SKIPPED) | no_reply;
+    debug!(offered = ?mta_opts, requested = ?cx.requested_opts, "milter options negotiated");
     for (stage, names) in MACROS {
         cx.requested_macros.insert(
             *stage,
@@ -202,6 +240,8 @@ fn negotiate(
         in_flight,
         facts: SessionFacts::default(),
         message: None,
+        no_reply,
+        deferred: None,
     });
     Status::Continue
 }
