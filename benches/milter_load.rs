@@ -1,6 +1,8 @@
 //! Milter-protocol load generator: N concurrent MTA-like connections (indymilter-test's
 //! `TestConnection`, not a hand-written protocol) against cjsm-milter (the release binary) and,
-//! in the same run, against the no-op indymilter in examples/noop_milter.rs. Each milter runs
+//! in the same run, against the no-op indymilter in examples/noop_milter.rs, negotiated the
+//! usual way (the ratio column's baseline) and with `--noreply` (not waited on where it has
+//! nothing to say, as cjsm-milter negotiates with an MTA that offers it). Each milter runs
 //! as a separate process started and stopped by PID, fresh for every measurement, so its peak
 //! RSS (VmHWM in /proc/PID/status) belongs to that measurement alone.
 //!
@@ -129,6 +131,9 @@ fn mix() -> Vec<Message> {
 enum Kind {
     Cjsm,
     Noop,
+    /// The no-op milter asking, as cjsm-milter does, not to be waited on where it has nothing
+    /// to say (`--noreply`): the like-for-like baseline for the protocol's round trips.
+    NoopNoreply,
 }
 
 impl Kind {
@@ -136,6 +141,7 @@ impl Kind {
         match self {
             Kind::Cjsm => "cjsm-milter",
             Kind::Noop => "no-op milter",
+            Kind::NoopNoreply => "no-op milter, no-reply",
         }
     }
 }
@@ -291,8 +297,11 @@ impl Milter {
                 c.arg("--config").arg(&config).arg("run");
                 c
             }
-            Kind::Noop => {
+            Kind::Noop | Kind::NoopNoreply => {
                 let mut c = wrapped(&noop_binary());
+                if kind == Kind::NoopNoreply {
+                    c.arg("--noreply");
+                }
                 c.arg(target.spec());
                 c
             }
@@ -876,6 +885,7 @@ async fn main() {
         let mut results: Vec<(Kind, Vec<RunResult>)> = vec![(Kind::Cjsm, Vec::new())];
         if !cjsm_only {
             results.push((Kind::Noop, Vec::new()));
+            results.push((Kind::NoopNoreply, Vec::new()));
         }
         for _ in 0..repeat {
             for (kind, runs) in results.iter_mut() {
