@@ -916,3 +916,197 @@ async fn redis_store_finds_organisations_written_before_the_index() {
         server_org("unclaimed", &["unclaimed.co.uk"])
     );
 }
+
+/// Users in Redis written before the address-ordered index existed (by hand, as an earlier
+/// version left them: the record, the address set, the meta key) are walked in address order a
+/// page at a time: the first page fills the index; a user an earlier version writes later is
+/// added at the next walk (the index then holds fewer addresses than the set); this
+/// version's writes index their users themselves.
+#[tokio::test]
+async fn redis_store_walks_users_from_an_ordered_index() {
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let put_old = |address: &str| {
+        let mut pipe = redis::pipe();
+        pipe.set(
+            format!("{{old}}:user:{address}"),
+            serde_json::to_string(&common::fixtures::user(address, "old")).unwrap(),
+        )
+        .sadd("{old}:users", address)
+        .set("{old}:meta", "1");
+        pipe
+    };
+    let mut addresses: Vec<String> = (0..23)
+        .map(|i| format!("u{:02}@old.cjsm.net", (i * 7) % 23))
+        .collect();
+    for address in &addresses {
+        let _: () = put_old(address).query_async(&mut conn).await.unwrap();
+    }
+    addresses.sort();
+    let store = RedisStore::connect(&server.url(), "old", 1000)
+        .await
+        .unwrap();
+    let walk = |size: usize| {
+        let store = &store;
+        async move {
+            let mut seen = Vec::new();
+            let mut after: Option<String> = None;
+            for _ in 0..1000 {
+                let page = store.users_page(after.as_deref(), size).await.unwrap();
+                assert!(page.len() <= size);
+                let Some(last) = page.last() else { break };
+                after = Some(last.address.clone());
+                seen.extend(page.into_iter().map(|u| u.address));
+            }
+            seen
+        }
+    };
+    assert_eq!(walk(5).await, addresses);
+    let indexed: usize = redis::cmd("ZCARD")
+        .arg("{old}:users-by-address")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(indexed, addresses.len(), "the first page filled the index");
+    assert_eq!(walk(1).await, addresses);
+    assert_eq!(walk(1000).await, addresses);
+    let page = store.users_page(Some("u10@old.cjsm.net"), 2).await.unwrap();
+    let shown: Vec<&str> = page.iter().map(|u| u.address.as_str()).collect();
+    assert_eq!(shown, ["u11@old.cjsm.net", "u12@old.cjsm.net"]);
+
+    // An earlier version adds a user after the index was filled.
+    let _: () = put_old("a-late@old.cjsm.net")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    addresses.insert(0, "a-late@old.cjsm.net".into());
+    assert_eq!(walk(4).await, addresses);
+
+    // This version's writes (plain and compare-and-swap) index what they write.
+    store
+        .put_users(vec![common::fixtures::user("zz-put@old.cjsm.net", "old")])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .swap_users(vec![(
+                None,
+                common::fixtures::user("m-swap@old.cjsm.net", "old")
+            )])
+            .await
+            .unwrap()
+    );
+    for address in ["zz-put@old.cjsm.net", "m-swap@old.cjsm.net"] {
+        let score: Option<f64> = redis::cmd("ZSCORE")
+            .arg("{old}:users-by-address")
+            .arg(address)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(score, Some(0.0), "{address}");
+    }
+    addresses.push("zz-put@old.cjsm.net".into());
+    addresses.push("m-swap@old.cjsm.net".into());
+    addresses.sort();
+    assert_eq!(walk(3).await, addresses);
+}
+
+/// Organisations registered with a mail server (a next hop several may share) are found from
+/// a per-server set: filled once from every organisation for a directory written before it,
+/// then kept by every write; an organisation that moved to another server is no answer.
+#[tokio::test]
+async fn redis_store_finds_organisations_by_mail_server() {
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let with_server = |id: &str, mail_server: &str| Organisation {
+        mail_server: Some(mail_server.into()),
+        ..server_org(id, &[&format!("{id}.co.uk")])
+    };
+    for org in [
+        with_server("b-firm", "[mx.provider.net]:25"),
+        with_server("a-firm", "[mx.provider.net]:25"),
+        with_server("own", "[192.0.2.25]:2525"),
+    ] {
+        let _: () = redis::pipe()
+            .set(
+                format!("{{old}}:org:{}", org.id),
+                serde_json::to_string(&org).unwrap(),
+            )
+            .sadd("{old}:orgs", &org.id)
+            .set("{old}:meta", "1")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let store = RedisStore::connect(&server.url(), "old", 1000)
+        .await
+        .unwrap();
+    let ids = |orgs: Vec<Organisation>| orgs.into_iter().map(|o| o.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store
+            .orgs_by_mail_server("[mx.provider.net]:25")
+            .await
+            .unwrap()),
+        ["a-firm", "b-firm"]
+    );
+    assert_eq!(
+        ids(store
+            .orgs_by_mail_server("[192.0.2.25]:2525")
+            .await
+            .unwrap()),
+        ["own"]
+    );
+    assert!(
+        store
+            .orgs_by_mail_server("[192.0.2.25]")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let filled: bool = redis::cmd("EXISTS")
+        .arg("{old}:servers-indexed")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(filled, "the sets are filled once, then kept by every write");
+
+    // Writes of this version: a new organisation, and one moving to another server.
+    store
+        .put_org(with_server("new", "[mx.provider.net]:25"))
+        .await
+        .unwrap();
+    let moved = store.org("a-firm").await.unwrap().unwrap();
+    assert!(
+        store
+            .swap_org(
+                Some(moved.revision),
+                Organisation {
+                    mail_server: Some("mx.a-firm.co.uk".into()),
+                    ..moved
+                },
+                Vec::new(),
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        ids(store
+            .orgs_by_mail_server("[mx.provider.net]:25")
+            .await
+            .unwrap()),
+        ["b-firm", "new"]
+    );
+    assert_eq!(
+        ids(store.orgs_by_mail_server("mx.a-firm.co.uk").await.unwrap()),
+        ["a-firm"]
+    );
+    // A flushed Redis is an outage here too.
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    let err = store
+        .orgs_by_mail_server("mx.a-firm.co.uk")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+}
