@@ -1110,3 +1110,240 @@ async fn redis_store_finds_organisations_by_mail_server() {
         .unwrap_err();
     assert!(err.to_string().contains("empty"), "{err}");
 }
+
+/// A backend that refuses the walks over every user or organisation: the rules at hub scale
+/// must answer from the indexes (an organisation by id or domain, a user by address, the
+/// address-ordered pages) instead.
+struct NoWalks<'a>(&'a dyn Directory);
+
+fn walked<T>(what: &str) -> cjsm_milter::store::StoreFuture<'static, T> {
+    let message = format!("walked every {what}");
+    Box::pin(async move { Err(cjsm_milter::store::StoreError::Unavailable(message)) })
+}
+
+impl DirectoryRead for NoWalks<'_> {
+    fn lookup<'a>(
+        &'a self,
+        address: &'a str,
+    ) -> cjsm_milter::store::StoreFuture<'a, cjsm_milter::directory::model::Lookup> {
+        self.0.lookup(address)
+    }
+    fn user<'a>(
+        &'a self,
+        address: &'a str,
+    ) -> cjsm_milter::store::StoreFuture<'a, Option<cjsm_milter::directory::model::User>> {
+        self.0.user(address)
+    }
+    fn users(
+        &self,
+    ) -> cjsm_milter::store::StoreFuture<'_, Vec<cjsm_milter::directory::model::User>> {
+        walked("user")
+    }
+    fn users_page<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> cjsm_milter::store::StoreFuture<'a, Vec<cjsm_milter::directory::model::User>> {
+        self.0.users_page(after, limit)
+    }
+    fn org<'a>(&'a self, id: &'a str) -> cjsm_milter::store::StoreFuture<'a, Option<Organisation>> {
+        self.0.org(id)
+    }
+    fn orgs(&self) -> cjsm_milter::store::StoreFuture<'_, Vec<Organisation>> {
+        walked("organisation")
+    }
+    fn org_by_domain<'a>(
+        &'a self,
+        domain: &'a str,
+    ) -> cjsm_milter::store::StoreFuture<'a, Option<Organisation>> {
+        self.0.org_by_domain(domain)
+    }
+    fn orgs_by_mail_server<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> cjsm_milter::store::StoreFuture<'a, Vec<Organisation>> {
+        self.0.orgs_by_mail_server(server)
+    }
+    fn certificates(
+        &self,
+    ) -> cjsm_milter::store::StoreFuture<'_, Vec<cjsm_milter::directory::model::Certificate>> {
+        self.0.certificates()
+    }
+    fn size(&self) -> cjsm_milter::store::StoreFuture<'_, (usize, usize)> {
+        self.0.size()
+    }
+    fn written(&self) -> cjsm_milter::store::StoreFuture<'_, bool> {
+        self.0.written()
+    }
+}
+
+impl DirectoryWrite for NoWalks<'_> {
+    fn put_users(
+        &self,
+        users: Vec<cjsm_milter::directory::model::User>,
+    ) -> cjsm_milter::store::StoreFuture<'_, ()> {
+        self.0.put_users(users)
+    }
+    fn put_org(&self, org: Organisation) -> cjsm_milter::store::StoreFuture<'_, ()> {
+        self.0.put_org(org)
+    }
+    fn swap_users(
+        &self,
+        changes: Vec<(Option<u64>, cjsm_milter::directory::model::User)>,
+    ) -> cjsm_milter::store::StoreFuture<'_, bool> {
+        self.0.swap_users(changes)
+    }
+    fn swap_org(
+        &self,
+        expected: Option<u64>,
+        org: Organisation,
+        domains: Vec<String>,
+    ) -> cjsm_milter::store::StoreFuture<'_, bool> {
+        self.0.swap_org(expected, org, domains)
+    }
+    fn put_certificate(
+        &self,
+        cert: cjsm_milter::directory::model::Certificate,
+    ) -> cjsm_milter::store::StoreFuture<'_, ()> {
+        self.0.put_certificate(cert)
+    }
+    fn remove_certificate<'a>(
+        &'a self,
+        address: &'a str,
+    ) -> cjsm_milter::store::StoreFuture<'a, bool> {
+        self.0.remove_certificate(address)
+    }
+}
+
+impl cjsm_milter::store::AuditTrail for NoWalks<'_> {
+    fn append_audit(&self, event: AuditEvent) -> cjsm_milter::store::StoreFuture<'_, ()> {
+        self.0.append_audit(event)
+    }
+    fn append_audit_batch(
+        &self,
+        events: Vec<AuditEvent>,
+    ) -> cjsm_milter::store::StoreFuture<'_, ()> {
+        self.0.append_audit_batch(events)
+    }
+    fn audit(&self, limit: usize) -> cjsm_milter::store::StoreFuture<'_, Vec<AuditEvent>> {
+        self.0.audit(limit)
+    }
+}
+
+/// The rules without a walk over the whole directory: applications refused for a domain
+/// another organisation holds (its own or the secure form), a bulk load naming organisations
+/// by id, checked against the users it names and never moving one.
+async fn rules_without_walks(inner: &dyn Directory) {
+    let store = NoWalks(inner);
+    let admin = Admin::new(&store, "cjsm.net", Some("tester".into()));
+    admin
+        .org_apply(application(
+            "hartley",
+            &["HartleyLaw.co.uk"],
+            ConnectionType::Server,
+        ))
+        .await
+        .unwrap();
+    for taken in ["hartleylaw.co.uk", "HARTLEYLAW.co.uk.cjsm.net"] {
+        let text = refusal(
+            admin
+                .org_apply(application("copycat", &[taken], ConnectionType::Server))
+                .await,
+        );
+        assert!(text.contains("already registered to hartley"), "{text}");
+    }
+    admin
+        .org_apply(application(
+            "chambers",
+            &["chambers.cjsm.net"],
+            ConnectionType::Mailbox,
+        ))
+        .await
+        .unwrap();
+    let text = refusal(
+        admin
+            .org_apply(application(
+                "again",
+                &["other.co.uk", "chambers.cjsm.net"],
+                ConnectionType::Server,
+            ))
+            .await,
+    );
+    assert!(
+        text.contains("chambers.cjsm.net is already registered to chambers"),
+        "{text}"
+    );
+    for id in ["hartley", "chambers"] {
+        admin.org_approve(id).await.unwrap();
+        admin.org_sign_terms(id).await.unwrap();
+        admin.org_activate(id).await.unwrap();
+    }
+
+    let csv = "secure_address,first_name,last_name,organisation,town,business_type\n\
+               alice@hartleylaw.co.uk.cjsm.net,Alice,Jones,hartley,Leeds,Solicitors\n\
+               bob@chambers.cjsm.net,Bob,Smith,chambers,York,Barristers\n\
+               carol@chambers.cjsm.net,Carol,Leeds,chambers,Hull,Barristers\n";
+    let summary = admin.user_import(csv.as_bytes()).await.unwrap();
+    assert_eq!(
+        (summary.added, summary.updated, summary.unchanged),
+        (3, 0, 0)
+    );
+    let summary = admin.user_import(csv.as_bytes()).await.unwrap();
+    assert_eq!(
+        (summary.added, summary.updated, summary.unchanged),
+        (0, 0, 3)
+    );
+    let changed = csv.replace("York,", "Whitby,");
+    let summary = admin.user_import(changed.as_bytes()).await.unwrap();
+    assert_eq!(
+        (summary.added, summary.updated, summary.unchanged),
+        (0, 1, 2)
+    );
+    let moving = "secure_address,first_name,last_name,organisation,town,business_type\n\
+                  alice@hartleylaw.co.uk.cjsm.net,Alice,Jones,chambers,York,Solicitors\n\
+                  dora@hartleylaw.co.uk.cjsm.net,Dora,Smith,chambers,York,Solicitors\n";
+    let err = admin
+        .user_import(moving.as_bytes())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("belongs to organisation hartley"), "{err}");
+    assert!(err.contains("line 3, field secure_address"), "{err}");
+    // A name that is no organisation's id is looked for among the names: that one question
+    // reads every organisation (no index answers a name).
+    let named = "secure_address,first_name,last_name,organisation,town,business_type\n\
+                 dora@chambers.cjsm.net,Dora,Smith,Chambers LLP,York,Barristers\n";
+    let err = admin
+        .user_import(named.as_bytes())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("walked every organisation"), "{err}");
+    let summary = Admin::new(inner, "cjsm.net", None)
+        .user_import(named.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(summary.added, 1);
+    let audit = inner.audit(100).await.unwrap();
+    let imported = audit
+        .iter()
+        .filter(|e| e.action() == "user import add")
+        .count();
+    assert_eq!(imported, 4);
+}
+
+#[tokio::test]
+async fn file_backend_rules_without_walks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    rules_without_walks(&store).await;
+}
+
+#[tokio::test]
+async fn redis_backend_rules_without_walks() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), "nowalks", 1000)
+        .await
+        .unwrap();
+    rules_without_walks(&store).await;
+}

@@ -52,6 +52,26 @@ impl<'a> Admin<'a> {
         }
     }
 
+    /// Several audit entries (action, target, reason) in order, in one append: a bulk load's
+    /// rows.
+    async fn audit_batch(&self, entries: Vec<(&str, String, String)>) -> Result<(), AdminError> {
+        let time_ms = now_unix_ms();
+        let events = entries
+            .into_iter()
+            .map(|(action, target, reason)| {
+                AuditEvent::Admin(AdminEvent {
+                    time_ms,
+                    action: action.into(),
+                    reason,
+                    actor: self.actor.clone(),
+                    target: Some(target),
+                })
+            })
+            .collect();
+        self.store.append_audit_batch(events).await?;
+        Ok(())
+    }
+
     async fn audit(&self, action: &str, target: &str, reason: String) -> Result<(), AdminError> {
         self.store
             .append_audit(AuditEvent::Admin(AdminEvent {
