@@ -1330,6 +1330,66 @@ async fn rules_without_walks(inner: &dyn Directory) {
         .filter(|e| e.action() == "user import add")
         .count();
     assert_eq!(imported, 4);
+
+    // The search and the exports walk the users a page at a time.
+    use cjsm_milter::directory::export;
+    use cjsm_milter::directory::user::search;
+    admin
+        .user_set_state("carol@chambers.cjsm.net", UserState::Deleted)
+        .await
+        .unwrap();
+    let found = |results: cjsm_milter::directory::user::SearchResults| {
+        let addresses: Vec<String> = results.users.into_iter().map(|u| u.address).collect();
+        (addresses, results.more)
+    };
+    // Names, towns, organisation ids and names as before, and now addresses; never deleted
+    // users (carol, from Hull, is named Leeds).
+    assert_eq!(
+        found(search(&store, "LEEDS", 100).await.unwrap()),
+        (vec!["alice@hartleylaw.co.uk.cjsm.net".to_string()], false)
+    );
+    assert_eq!(
+        found(search(&store, "bob@chambers", 100).await.unwrap()),
+        (vec!["bob@chambers.cjsm.net".to_string()], false)
+    );
+    assert_eq!(
+        found(search(&store, "chambers llp", 100).await.unwrap()).0,
+        ["bob@chambers.cjsm.net", "dora@chambers.cjsm.net"]
+    );
+    assert_eq!(
+        found(search(&store, "cjsm.net", 2).await.unwrap()),
+        (
+            vec![
+                "alice@hartleylaw.co.uk.cjsm.net".to_string(),
+                "bob@chambers.cjsm.net".to_string()
+            ],
+            true
+        )
+    );
+    assert!(!found(search(&store, "cjsm.net", 3).await.unwrap()).1);
+    assert!(
+        found(search(&store, "nobody", 3).await.unwrap())
+            .0
+            .is_empty()
+    );
+
+    // The users of a suspended organisation are not exported.
+    admin.org_suspend("hartley").await.unwrap();
+    let users = inner.users().await.unwrap();
+    let orgs = inner.orgs().await.unwrap();
+    let mut csv = Vec::new();
+    export::write_csv(&store, &mut csv).await.unwrap();
+    let csv = String::from_utf8(csv).unwrap();
+    assert_eq!(csv, export::to_csv(&users, &orgs));
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    let mut ldif = Vec::new();
+    export::write_ldif(&store, "dc=hub,dc=example", &mut ldif)
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(ldif).unwrap(),
+        export::to_ldif(&users, &orgs, "dc=hub,dc=example")
+    );
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use super::model::{Organisation, User, UserState};
 use super::rules::{
     MAX_FIELD_CHARS, address_in_org, check_address, check_text, outside_org_message, shown,
 };
-use super::{ATTEMPTS, Admin, AdminError, refused};
+use super::{ATTEMPTS, Admin, AdminError, READS_IN_FLIGHT, refused};
 use crate::clock::now_unix;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use std::collections::HashMap;
@@ -505,9 +505,6 @@ impl Admin<'_> {
         refused("the directory keeps changing under the import; try again")
     }
 }
-
-/// How many of a bulk load's reads are in flight at once.
-const READS_IN_FLIGHT: usize = 64;
 
 impl Admin<'_> {
     /// The organisations the rows name, by id or by name, as [`find_org`] needs them: each
