@@ -582,6 +582,67 @@ async fn behaviour(store: &dyn Directory) {
             .all(|e| e.actor.as_deref() == Some("tester"))
     );
     assert_eq!(store.audit(3).await.unwrap().len(), 3);
+
+    // Organisations by registered mail server (the socketmap's TLS policy for a next hop):
+    // every one registered with it, by id; one that moved is no longer.
+    let shared = "[mx.shared.example]:25";
+    for id in ["srv-b", "srv-a", "srv-c"] {
+        store
+            .put_org(Organisation {
+                mail_server: Some(shared.into()),
+                ..server_org(id, &[&format!("{id}.example")])
+            })
+            .await
+            .unwrap();
+    }
+    let moved = store.org("srv-c").await.unwrap().unwrap();
+    assert!(
+        store
+            .swap_org(
+                Some(moved.revision),
+                Organisation {
+                    mail_server: Some("[mx.srv-c.example]:25".into()),
+                    ..moved
+                },
+                Vec::new()
+            )
+            .await
+            .unwrap()
+    );
+    let ids: Vec<String> = store
+        .orgs_by_mail_server(shared)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(ids, ["srv-a", "srv-b"]);
+    assert!(
+        store
+            .orgs_by_mail_server("[mx.none.example]:25")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // And the socketmap answers from the backend's indexes.
+    let routing = cjsm_milter::config::RoutingConfig::default();
+    let socketmap = cjsm_milter::config::SocketmapConfig::default();
+    let ask = |request: &'static str| {
+        cjsm_milter::routing::answer(request.as_bytes(), store, &routing, &socketmap)
+    };
+    assert_eq!(
+        ask("transport bob@srv-a.example").await,
+        format!("OK smtp:{shared}")
+    );
+    assert_eq!(
+        ask("tlspolicy [mx.srv-c.example]:25").await,
+        "OK secure match=.srv-c.example:srv-c.example protocols=>=TLSv1.2 ciphers=high"
+    );
+    assert_eq!(
+        ask("tlspolicy mx.hartleylaw.co.uk").await,
+        "OK secure match=.hartleylaw.co.uk:hartleylaw.co.uk protocols=>=TLSv1.2 ciphers=high"
+    );
+    assert_eq!(ask("transport bob@gmail.com").await, "NOTFOUND ");
 }
 
 #[tokio::test]
