@@ -13,6 +13,7 @@ use cjsm_milter::directory::user::{UserDetails, search};
 use cjsm_milter::directory::{Admin, AdminError, export};
 use cjsm_milter::store::{self, Access};
 use clap::Subcommand;
+use std::io::Write as _;
 
 #[derive(Subcommand)]
 pub enum DirectoryCommand {
@@ -31,8 +32,14 @@ pub enum DirectoryCommand {
         #[command(subcommand)]
         command: CertCommand,
     },
-    /// Search users by name, organisation or town.
-    Search { text: String },
+    /// Search users (not deleted ones) by address, name, organisation or town.
+    Search {
+        text: String,
+        /// List at most this many (by address); a last line on standard error says when
+        /// more matched.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        limit: u64,
+    },
     /// Export active users: CSV for a spreadsheet, LDIF (inetOrgPerson) for an address list.
     Export {
         #[arg(long, value_enum, default_value = "csv")]
@@ -468,27 +475,33 @@ pub async fn directory(config: &Config, command: DirectoryCommand) -> Result<()>
                 }
             }
         },
-        DirectoryCommand::Search { text } => {
+        DirectoryCommand::Search { text, limit } => {
             if text.trim().is_empty() {
                 bail!("search text must not be empty");
             }
-            let users = store.users().await?;
-            let orgs = store.orgs().await?;
-            for user in search(&users, &orgs, &text) {
-                println!(
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            let found = search(store.as_ref(), &text, limit).await?;
+            let mut out = std::io::stdout().lock();
+            for user in &found.users {
+                writeln!(
+                    out,
                     "{}\t{} {}\t{}\t{}\t{}",
                     user.address, user.first_name, user.last_name, user.org, user.town, user.state
-                );
+                )?;
+            }
+            out.flush()?;
+            if found.more {
+                eprintln!("… more than {limit} users match; raise --limit or narrow the text");
             }
         }
         DirectoryCommand::Export { format, base_dn } => {
-            let users = store.users().await?;
-            let orgs = store.orgs().await?;
-            let text = match format {
-                ExportFormat::Csv => export::to_csv(&users, &orgs),
-                ExportFormat::Ldif => export::to_ldif(&users, &orgs, &base_dn),
-            };
-            print!("{text}");
+            // Streamed a page of users at a time, through a buffer.
+            let mut out = std::io::BufWriter::new(std::io::stdout());
+            match format {
+                ExportFormat::Csv => export::write_csv(store.as_ref(), &mut out).await,
+                ExportFormat::Ldif => export::write_ldif(store.as_ref(), &base_dn, &mut out).await,
+            }
+            .context("exporting the directory")?;
         }
     }
     Ok(())

@@ -521,6 +521,36 @@ fn import_export_search_and_audit_from_the_command_line() {
         "Leeds",
     ]);
     assert_eq!(ok(&["directory", "search", "leeds"]).lines().count(), 2);
+    // Addresses match too; --limit (100 by default) cuts the list by address, and a last
+    // line on standard error says so.
+    let found = ok(&["directory", "search", "ALICE@hartley"]);
+    assert!(
+        found.starts_with("alice@hartleylaw.co.uk.cjsm.net\tAlice Jones\thartley\tLeeds\tactive"),
+        "{found}"
+    );
+    assert_eq!(found.lines().count(), 1, "{found}");
+    let out = run_cli(
+        cfg,
+        b"",
+        &["directory", "search", "cjsm.net", "--limit", "1"],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+    assert!(out.stdout.starts_with("alice@"), "{}", out.stdout);
+    assert!(out.stderr.contains("raise --limit"), "{}", out.stderr);
+    let out = run_cli(
+        cfg,
+        b"",
+        &["directory", "search", "cjsm.net", "--limit", "2"],
+    );
+    assert_eq!(out.stdout.lines().count(), 2, "{}", out.stdout);
+    assert!(!out.stderr.contains("--limit"), "{}", out.stderr);
+    let out = run_cli(
+        cfg,
+        b"",
+        &["directory", "search", "cjsm.net", "--limit", "0"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
 
     // Only an active organisation's users are listed.
     assert_eq!(

@@ -582,6 +582,67 @@ async fn behaviour(store: &dyn Directory) {
             .all(|e| e.actor.as_deref() == Some("tester"))
     );
     assert_eq!(store.audit(3).await.unwrap().len(), 3);
+
+    // Organisations by registered mail server (the socketmap's TLS policy for a next hop):
+    // every one registered with it, by id; one that moved is no longer.
+    let shared = "[mx.shared.example]:25";
+    for id in ["srv-b", "srv-a", "srv-c"] {
+        store
+            .put_org(Organisation {
+                mail_server: Some(shared.into()),
+                ..server_org(id, &[&format!("{id}.example")])
+            })
+            .await
+            .unwrap();
+    }
+    let moved = store.org("srv-c").await.unwrap().unwrap();
+    assert!(
+        store
+            .swap_org(
+                Some(moved.revision),
+                Organisation {
+                    mail_server: Some("[mx.srv-c.example]:25".into()),
+                    ..moved
+                },
+                Vec::new()
+            )
+            .await
+            .unwrap()
+    );
+    let ids: Vec<String> = store
+        .orgs_by_mail_server(shared)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(ids, ["srv-a", "srv-b"]);
+    assert!(
+        store
+            .orgs_by_mail_server("[mx.none.example]:25")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // And the socketmap answers from the backend's indexes.
+    let routing = cjsm_milter::config::RoutingConfig::default();
+    let socketmap = cjsm_milter::config::SocketmapConfig::default();
+    let ask = |request: &'static str| {
+        cjsm_milter::routing::answer(request.as_bytes(), store, &routing, &socketmap)
+    };
+    assert_eq!(
+        ask("transport bob@srv-a.example").await,
+        format!("OK smtp:{shared}")
+    );
+    assert_eq!(
+        ask("tlspolicy [mx.srv-c.example]:25").await,
+        "OK secure match=.srv-c.example:srv-c.example protocols=>=TLSv1.2 ciphers=high"
+    );
+    assert_eq!(
+        ask("tlspolicy mx.hartleylaw.co.uk").await,
+        "OK secure match=.hartleylaw.co.uk:hartleylaw.co.uk protocols=>=TLSv1.2 ciphers=high"
+    );
+    assert_eq!(ask("transport bob@gmail.com").await, "NOTFOUND ");
 }
 
 #[tokio::test]
@@ -915,4 +976,495 @@ async fn redis_store_finds_organisations_written_before_the_index() {
         serde_json::from_str::<Organisation>(&record).unwrap(),
         server_org("unclaimed", &["unclaimed.co.uk"])
     );
+}
+
+/// Users in Redis written before the address-ordered index existed (by hand, as an earlier
+/// version left them: the record, the address set, the meta key) are walked in address order a
+/// page at a time: the first page fills the index; a user an earlier version writes later is
+/// added at the next walk (the index then holds fewer addresses than the set); this
+/// version's writes index their users themselves.
+#[tokio::test]
+async fn redis_store_walks_users_from_an_ordered_index() {
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let put_old = |address: &str| {
+        let mut pipe = redis::pipe();
+        pipe.set(
+            format!("{{old}}:user:{address}"),
+            serde_json::to_string(&common::fixtures::user(address, "old")).unwrap(),
+        )
+        .sadd("{old}:users", address)
+        .set("{old}:meta", "1");
+        pipe
+    };
+    let mut addresses: Vec<String> = (0..23)
+        .map(|i| format!("u{:02}@old.cjsm.net", (i * 7) % 23))
+        .collect();
+    for address in &addresses {
+        let _: () = put_old(address).query_async(&mut conn).await.unwrap();
+    }
+    addresses.sort();
+    let store = RedisStore::connect(&server.url(), "old", 1000)
+        .await
+        .unwrap();
+    let walk = |size: usize| {
+        let store = &store;
+        async move {
+            let mut seen = Vec::new();
+            let mut after: Option<String> = None;
+            for _ in 0..1000 {
+                let page = store.users_page(after.as_deref(), size).await.unwrap();
+                assert!(page.len() <= size);
+                let Some(last) = page.last() else { break };
+                after = Some(last.address.clone());
+                seen.extend(page.into_iter().map(|u| u.address));
+            }
+            seen
+        }
+    };
+    assert_eq!(walk(5).await, addresses);
+    let indexed: usize = redis::cmd("ZCARD")
+        .arg("{old}:users-by-address")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(indexed, addresses.len(), "the first page filled the index");
+    assert_eq!(walk(1).await, addresses);
+    assert_eq!(walk(1000).await, addresses);
+    let page = store.users_page(Some("u10@old.cjsm.net"), 2).await.unwrap();
+    let shown: Vec<&str> = page.iter().map(|u| u.address.as_str()).collect();
+    assert_eq!(shown, ["u11@old.cjsm.net", "u12@old.cjsm.net"]);
+
+    // An earlier version adds a user after the index was filled.
+    let _: () = put_old("a-late@old.cjsm.net")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    addresses.insert(0, "a-late@old.cjsm.net".into());
+    assert_eq!(walk(4).await, addresses);
+
+    // This version's writes (plain and compare-and-swap) index what they write.
+    store
+        .put_users(vec![common::fixtures::user("zz-put@old.cjsm.net", "old")])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .swap_users(vec![(
+                None,
+                common::fixtures::user("m-swap@old.cjsm.net", "old")
+            )])
+            .await
+            .unwrap()
+    );
+    for address in ["zz-put@old.cjsm.net", "m-swap@old.cjsm.net"] {
+        let score: Option<f64> = redis::cmd("ZSCORE")
+            .arg("{old}:users-by-address")
+            .arg(address)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(score, Some(0.0), "{address}");
+    }
+    addresses.push("zz-put@old.cjsm.net".into());
+    addresses.push("m-swap@old.cjsm.net".into());
+    addresses.sort();
+    assert_eq!(walk(3).await, addresses);
+}
+
+/// Organisations registered with a mail server (a next hop several may share) are found from
+/// a per-server set: filled once from every organisation for a directory written before it,
+/// then kept by every write; an organisation that moved to another server is no answer.
+#[tokio::test]
+async fn redis_store_finds_organisations_by_mail_server() {
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let with_server = |id: &str, mail_server: &str| Organisation {
+        mail_server: Some(mail_server.into()),
+        ..server_org(id, &[&format!("{id}.co.uk")])
+    };
+    for org in [
+        with_server("b-firm", "[mx.provider.net]:25"),
+        with_server("a-firm", "[mx.provider.net]:25"),
+        with_server("own", "[192.0.2.25]:2525"),
+    ] {
+        let _: () = redis::pipe()
+            .set(
+                format!("{{old}}:org:{}", org.id),
+                serde_json::to_string(&org).unwrap(),
+            )
+            .sadd("{old}:orgs", &org.id)
+            .set("{old}:meta", "1")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let store = RedisStore::connect(&server.url(), "old", 1000)
+        .await
+        .unwrap();
+    let ids = |orgs: Vec<Organisation>| orgs.into_iter().map(|o| o.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store
+            .orgs_by_mail_server("[mx.provider.net]:25")
+            .await
+            .unwrap()),
+        ["a-firm", "b-firm"]
+    );
+    assert_eq!(
+        ids(store
+            .orgs_by_mail_server("[192.0.2.25]:2525")
+            .await
+            .unwrap()),
+        ["own"]
+    );
+    assert!(
+        store
+            .orgs_by_mail_server("[192.0.2.25]")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let filled: bool = redis::cmd("EXISTS")
+        .arg("{old}:servers-indexed")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(filled, "the sets are filled once, then kept by every write");
+
+    // Writes of this version: a new organisation, and one moving to another server.
+    store
+        .put_org(with_server("new", "[mx.provider.net]:25"))
+        .await
+        .unwrap();
+    let moved = store.org("a-firm").await.unwrap().unwrap();
+    assert!(
+        store
+            .swap_org(
+                Some(moved.revision),
+                Organisation {
+                    mail_server: Some("mx.a-firm.co.uk".into()),
+                    ..moved
+                },
+                Vec::new(),
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        ids(store
+            .orgs_by_mail_server("[mx.provider.net]:25")
+            .await
+            .unwrap()),
+        ["b-firm", "new"]
+    );
+    assert_eq!(
+        ids(store.orgs_by_mail_server("mx.a-firm.co.uk").await.unwrap()),
+        ["a-firm"]
+    );
+    // A flushed Redis is an outage here too.
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    let err = store
+        .orgs_by_mail_server("mx.a-firm.co.uk")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+}
+
+/// A backend that refuses the walks over every user or organisation: the rules at hub scale
+/// must answer from the indexes (an organisation by id or domain, a user by address, the
+/// address-ordered pages) instead.
+struct NoWalks<'a>(&'a dyn Directory);
+
+fn walked<T>(what: &str) -> cjsm_milter::store::StoreFuture<'static, T> {
+    let message = format!("walked every {what}");
+    Box::pin(async move { Err(cjsm_milter::store::StoreError::Unavailable(message)) })
+}
+
+impl DirectoryRead for NoWalks<'_> {
+    fn lookup<'a>(
+        &'a self,
+        address: &'a str,
+    ) -> cjsm_milter::store::StoreFuture<'a, cjsm_milter::directory::model::Lookup> {
+        self.0.lookup(address)
+    }
+    fn user<'a>(
+        &'a self,
+        address: &'a str,
+    ) -> cjsm_milter::store::StoreFuture<'a, Option<cjsm_milter::directory::model::User>> {
+        self.0.user(address)
+    }
+    fn users(
+        &self,
+    ) -> cjsm_milter::store::StoreFuture<'_, Vec<cjsm_milter::directory::model::User>> {
+        walked("user")
+    }
+    fn users_page<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> cjsm_milter::store::StoreFuture<'a, Vec<cjsm_milter::directory::model::User>> {
+        self.0.users_page(after, limit)
+    }
+    fn org<'a>(&'a self, id: &'a str) -> cjsm_milter::store::StoreFuture<'a, Option<Organisation>> {
+        self.0.org(id)
+    }
+    fn orgs(&self) -> cjsm_milter::store::StoreFuture<'_, Vec<Organisation>> {
+        walked("organisation")
+    }
+    fn org_by_domain<'a>(
+        &'a self,
+        domain: &'a str,
+    ) -> cjsm_milter::store::StoreFuture<'a, Option<Organisation>> {
+        self.0.org_by_domain(domain)
+    }
+    fn orgs_by_mail_server<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> cjsm_milter::store::StoreFuture<'a, Vec<Organisation>> {
+        self.0.orgs_by_mail_server(server)
+    }
+    fn certificates(
+        &self,
+    ) -> cjsm_milter::store::StoreFuture<'_, Vec<cjsm_milter::directory::model::Certificate>> {
+        self.0.certificates()
+    }
+    fn size(&self) -> cjsm_milter::store::StoreFuture<'_, (usize, usize)> {
+        self.0.size()
+    }
+    fn written(&self) -> cjsm_milter::store::StoreFuture<'_, bool> {
+        self.0.written()
+    }
+}
+
+impl DirectoryWrite for NoWalks<'_> {
+    fn put_users(
+        &self,
+        users: Vec<cjsm_milter::directory::model::User>,
+    ) -> cjsm_milter::store::StoreFuture<'_, ()> {
+        self.0.put_users(users)
+    }
+    fn put_org(&self, org: Organisation) -> cjsm_milter::store::StoreFuture<'_, ()> {
+        self.0.put_org(org)
+    }
+    fn swap_users(
+        &self,
+        changes: Vec<(Option<u64>, cjsm_milter::directory::model::User)>,
+    ) -> cjsm_milter::store::StoreFuture<'_, bool> {
+        self.0.swap_users(changes)
+    }
+    fn swap_org(
+        &self,
+        expected: Option<u64>,
+        org: Organisation,
+        domains: Vec<String>,
+    ) -> cjsm_milter::store::StoreFuture<'_, bool> {
+        self.0.swap_org(expected, org, domains)
+    }
+    fn put_certificate(
+        &self,
+        cert: cjsm_milter::directory::model::Certificate,
+    ) -> cjsm_milter::store::StoreFuture<'_, ()> {
+        self.0.put_certificate(cert)
+    }
+    fn remove_certificate<'a>(
+        &'a self,
+        address: &'a str,
+    ) -> cjsm_milter::store::StoreFuture<'a, bool> {
+        self.0.remove_certificate(address)
+    }
+}
+
+impl cjsm_milter::store::AuditTrail for NoWalks<'_> {
+    fn append_audit(&self, event: AuditEvent) -> cjsm_milter::store::StoreFuture<'_, ()> {
+        self.0.append_audit(event)
+    }
+    fn append_audit_batch(
+        &self,
+        events: Vec<AuditEvent>,
+    ) -> cjsm_milter::store::StoreFuture<'_, ()> {
+        self.0.append_audit_batch(events)
+    }
+    fn audit(&self, limit: usize) -> cjsm_milter::store::StoreFuture<'_, Vec<AuditEvent>> {
+        self.0.audit(limit)
+    }
+}
+
+/// The rules without a walk over the whole directory: applications refused for a domain
+/// another organisation holds (its own or the secure form), a bulk load naming organisations
+/// by id, checked against the users it names and never moving one.
+async fn rules_without_walks(inner: &dyn Directory) {
+    let store = NoWalks(inner);
+    let admin = Admin::new(&store, "cjsm.net", Some("tester".into()));
+    admin
+        .org_apply(application(
+            "hartley",
+            &["HartleyLaw.co.uk"],
+            ConnectionType::Server,
+        ))
+        .await
+        .unwrap();
+    for taken in ["hartleylaw.co.uk", "HARTLEYLAW.co.uk.cjsm.net"] {
+        let text = refusal(
+            admin
+                .org_apply(application("copycat", &[taken], ConnectionType::Server))
+                .await,
+        );
+        assert!(text.contains("already registered to hartley"), "{text}");
+    }
+    admin
+        .org_apply(application(
+            "chambers",
+            &["chambers.cjsm.net"],
+            ConnectionType::Mailbox,
+        ))
+        .await
+        .unwrap();
+    let text = refusal(
+        admin
+            .org_apply(application(
+                "again",
+                &["other.co.uk", "chambers.cjsm.net"],
+                ConnectionType::Server,
+            ))
+            .await,
+    );
+    assert!(
+        text.contains("chambers.cjsm.net is already registered to chambers"),
+        "{text}"
+    );
+    for id in ["hartley", "chambers"] {
+        admin.org_approve(id).await.unwrap();
+        admin.org_sign_terms(id).await.unwrap();
+        admin.org_activate(id).await.unwrap();
+    }
+
+    let csv = "secure_address,first_name,last_name,organisation,town,business_type\n\
+               alice@hartleylaw.co.uk.cjsm.net,Alice,Jones,hartley,Leeds,Solicitors\n\
+               bob@chambers.cjsm.net,Bob,Smith,chambers,York,Barristers\n\
+               carol@chambers.cjsm.net,Carol,Leeds,chambers,Hull,Barristers\n";
+    let summary = admin.user_import(csv.as_bytes()).await.unwrap();
+    assert_eq!(
+        (summary.added, summary.updated, summary.unchanged),
+        (3, 0, 0)
+    );
+    let summary = admin.user_import(csv.as_bytes()).await.unwrap();
+    assert_eq!(
+        (summary.added, summary.updated, summary.unchanged),
+        (0, 0, 3)
+    );
+    let changed = csv.replace("York,", "Whitby,");
+    let summary = admin.user_import(changed.as_bytes()).await.unwrap();
+    assert_eq!(
+        (summary.added, summary.updated, summary.unchanged),
+        (0, 1, 2)
+    );
+    let moving = "secure_address,first_name,last_name,organisation,town,business_type\n\
+                  alice@hartleylaw.co.uk.cjsm.net,Alice,Jones,chambers,York,Solicitors\n\
+                  dora@hartleylaw.co.uk.cjsm.net,Dora,Smith,chambers,York,Solicitors\n";
+    let err = admin
+        .user_import(moving.as_bytes())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("belongs to organisation hartley"), "{err}");
+    assert!(err.contains("line 3, field secure_address"), "{err}");
+    // A name that is no organisation's id is looked for among the names: that one question
+    // reads every organisation (no index answers a name).
+    let named = "secure_address,first_name,last_name,organisation,town,business_type\n\
+                 dora@chambers.cjsm.net,Dora,Smith,Chambers LLP,York,Barristers\n";
+    let err = admin
+        .user_import(named.as_bytes())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("walked every organisation"), "{err}");
+    let summary = Admin::new(inner, "cjsm.net", None)
+        .user_import(named.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(summary.added, 1);
+    let audit = inner.audit(100).await.unwrap();
+    let imported = audit
+        .iter()
+        .filter(|e| e.action() == "user import add")
+        .count();
+    assert_eq!(imported, 4);
+
+    // The search and the exports walk the users a page at a time.
+    use cjsm_milter::directory::export;
+    use cjsm_milter::directory::user::search;
+    admin
+        .user_set_state("carol@chambers.cjsm.net", UserState::Deleted)
+        .await
+        .unwrap();
+    let found = |results: cjsm_milter::directory::user::SearchResults| {
+        let addresses: Vec<String> = results.users.into_iter().map(|u| u.address).collect();
+        (addresses, results.more)
+    };
+    // Names, towns, organisation ids and names as before, and now addresses; never deleted
+    // users (carol, from Hull, is named Leeds).
+    assert_eq!(
+        found(search(&store, "LEEDS", 100).await.unwrap()),
+        (vec!["alice@hartleylaw.co.uk.cjsm.net".to_string()], false)
+    );
+    assert_eq!(
+        found(search(&store, "bob@chambers", 100).await.unwrap()),
+        (vec!["bob@chambers.cjsm.net".to_string()], false)
+    );
+    assert_eq!(
+        found(search(&store, "chambers llp", 100).await.unwrap()).0,
+        ["bob@chambers.cjsm.net", "dora@chambers.cjsm.net"]
+    );
+    assert_eq!(
+        found(search(&store, "cjsm.net", 2).await.unwrap()),
+        (
+            vec![
+                "alice@hartleylaw.co.uk.cjsm.net".to_string(),
+                "bob@chambers.cjsm.net".to_string()
+            ],
+            true
+        )
+    );
+    assert!(!found(search(&store, "cjsm.net", 3).await.unwrap()).1);
+    assert!(
+        found(search(&store, "nobody", 3).await.unwrap())
+            .0
+            .is_empty()
+    );
+
+    // The users of a suspended organisation are not exported.
+    admin.org_suspend("hartley").await.unwrap();
+    let users = inner.users().await.unwrap();
+    let orgs = inner.orgs().await.unwrap();
+    let mut csv = Vec::new();
+    export::write_csv(&store, &mut csv).await.unwrap();
+    let csv = String::from_utf8(csv).unwrap();
+    assert_eq!(csv, export::to_csv(&users, &orgs));
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    let mut ldif = Vec::new();
+    export::write_ldif(&store, "dc=hub,dc=example", &mut ldif)
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(ldif).unwrap(),
+        export::to_ldif(&users, &orgs, "dc=hub,dc=example")
+    );
+}
+
+#[tokio::test]
+async fn file_backend_rules_without_walks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    rules_without_walks(&store).await;
+}
+
+#[tokio::test]
+async fn redis_backend_rules_without_walks() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), "nowalks", 1000)
+        .await
+        .unwrap();
+    rules_without_walks(&store).await;
 }

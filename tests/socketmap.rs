@@ -219,6 +219,32 @@ fn a_redis_that_lost_its_data_answers_temp() {
         "OK smtp:[192.0.2.25]:2525"
     );
     assert_eq!(ask(&mut stream, "transport bob@gmail.com"), "NOTFOUND ");
+    // Answered from Redis's indexes (by domain, its parents, and by registered server), the
+    // TLS policy follows the organisation's next hop when it moves.
+    let policy = "OK secure match=.firm.co.uk:firm.co.uk protocols=>=TLSv1.2 ciphers=high";
+    assert_eq!(ask(&mut stream, "tlspolicy [192.0.2.25]:2525"), policy);
+    assert_eq!(ask(&mut stream, "tlspolicy mx1.firm.co.uk"), policy);
+    assert_eq!(
+        ask(&mut stream, "access TLS_Rcpt:firm.co.uk"),
+        "OK VERIFY:128"
+    );
+    common::cli::cli_ok(
+        &daemon.config,
+        &[
+            "directory",
+            "org",
+            "update",
+            "firm",
+            "--mail-server",
+            "[192.0.2.26]:25",
+        ],
+    );
+    assert_eq!(ask(&mut stream, "tlspolicy [192.0.2.25]:2525"), "NOTFOUND ");
+    assert_eq!(ask(&mut stream, "tlspolicy [192.0.2.26]:25"), policy);
+    assert_eq!(
+        ask(&mut stream, "transport bob@firm.co.uk"),
+        "OK smtp:[192.0.2.26]:25"
+    );
 
     redis.stop();
     redis.restart();

@@ -10,8 +10,9 @@ use super::model::{Organisation, User, UserState};
 use super::rules::{
     MAX_FIELD_CHARS, address_in_org, check_address, check_text, outside_org_message, shown,
 };
-use super::{ATTEMPTS, Admin, AdminError, refused};
+use super::{ATTEMPTS, Admin, AdminError, READS_IN_FLIGHT, refused};
 use crate::clock::now_unix;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -420,10 +421,10 @@ impl Admin<'_> {
         }
         let (rows, parse_errors) = parse_rows(csv)?;
         for _ in 0..ATTEMPTS {
-            let orgs = self.store.orgs().await?;
+            let orgs = self.orgs_named(&rows).await?;
             let mut errors = parse_errors.clone();
             errors.extend(check_against(&rows, &orgs, self.secure_suffix));
-            let existing = self.store.users().await?;
+            let existing = self.users_named(&rows).await?;
             let now = now_unix();
             let mut summary = ImportSummary::default();
             let mut changes = Vec::new();
@@ -445,7 +446,7 @@ impl Admin<'_> {
                     smime_certificate: None,
                     revision: 0,
                 };
-                match existing.iter().find(|u| u.address == row.address) {
+                match existing.get(&row.address) {
                     None => {
                         summary.added += 1;
                         changes.push((None, wanted));
@@ -487,17 +488,72 @@ impl Admin<'_> {
             if !self.store.swap_users(changes).await? {
                 continue;
             }
-            for (address, added) in written {
-                let action = if added {
-                    "user import add"
-                } else {
-                    "user import update"
-                };
-                self.audit(action, &address, "bulk load".into()).await?;
-            }
+            let entries = written
+                .into_iter()
+                .map(|(address, added)| {
+                    let action = if added {
+                        "user import add"
+                    } else {
+                        "user import update"
+                    };
+                    (action, address, "bulk load".to_string())
+                })
+                .collect();
+            self.audit_batch(entries).await?;
             return Ok(summary);
         }
         refused("the directory keeps changing under the import; try again")
+    }
+}
+
+impl Admin<'_> {
+    /// The organisations the rows name, by id or by name, as [`find_org`] needs them: each
+    /// name read by id first; only when some name is no organisation's id are the
+    /// organisations read whole, once, keeping those whose name it is (no index answers a
+    /// name).
+    async fn orgs_named(&self, rows: &[ImportRow]) -> Result<Vec<Organisation>, AdminError> {
+        let mut names: Vec<&str> = rows.iter().map(|r| r.organisation.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let by_id: Vec<Option<Organisation>> = futures_util::stream::iter(names.iter())
+            .map(|name| self.store.org(name))
+            .buffered(READS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let unresolved: Vec<String> = names
+            .iter()
+            .zip(&by_id)
+            .filter(|(_, org)| org.is_none())
+            .map(|(name, _)| name.to_lowercase())
+            .collect();
+        let mut orgs: Vec<Organisation> = by_id.into_iter().flatten().collect();
+        if !unresolved.is_empty() {
+            orgs.extend(
+                self.store
+                    .orgs()
+                    .await?
+                    .into_iter()
+                    .filter(|o| unresolved.contains(&o.name.trim().to_lowercase())),
+            );
+        }
+        orgs.sort_by(|a, b| a.id.cmp(&b.id));
+        orgs.dedup_by(|a, b| a.id == b.id);
+        Ok(orgs)
+    }
+
+    /// The users the rows name that exist already, by address: read one by one (a few at a
+    /// time), not the whole directory.
+    async fn users_named(&self, rows: &[ImportRow]) -> Result<HashMap<String, User>, AdminError> {
+        let found: Vec<Option<User>> = futures_util::stream::iter(rows.iter())
+            .map(|row| self.store.user(&row.address))
+            .buffered(READS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        Ok(found
+            .into_iter()
+            .flatten()
+            .map(|user| (user.address.clone(), user))
+            .collect())
     }
 }
 

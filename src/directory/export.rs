@@ -1,9 +1,24 @@
 //! Export of the directory's active users: CSV for a spreadsheet (re-importable with
 //! `user import`) and LDIF (RFC 2849, `inetOrgPerson`) for an organisation's own global
-//! address list. Pure: the caller reads the store and writes the output.
+//! address list. [`write_csv`] and [`write_ldif`] stream them from the store a page of users at
+//! a time (memory bounded by the page and the organisations, not the directory);
+//! [`to_csv`] and [`to_ldif`] are the same output from users and organisations in hand.
 
 use super::csv::IMPORT_HEADER;
 use super::model::{OrgState, Organisation, User, UserState};
+use super::{PAGE, learn_orgs};
+use crate::store::{DirectoryRead, StoreError};
+use std::collections::HashMap;
+use std::io::Write;
+
+/// An export that could not be read or written whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("writing the export: {0}")]
+    Write(#[from] std::io::Error),
+}
 
 /// The longest an LDIF line may be, continuation lines' leading space included.
 const LDIF_LINE_WIDTH: usize = 76;
@@ -52,30 +67,104 @@ pub fn restore_formula(cell: &str) -> &str {
 ///
 /// Cells that a spreadsheet would take for a formula are neutralised ([`neutralise_formula`]).
 pub fn to_csv(users: &[User], orgs: &[Organisation]) -> String {
-    let mut writer = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_writer(Vec::new());
+    let mut writer = csv_writer(Vec::new());
     writer
         .write_record(IMPORT_HEADER)
         .expect("writing CSV to memory cannot fail");
     for u in active_users(users, orgs) {
-        let row = [
-            &u.address,
-            &u.first_name,
-            &u.last_name,
-            &u.org,
-            &u.town,
-            &u.business_type,
-        ]
-        .map(|cell| neutralise_formula(cell));
-        writer
-            .write_record(row.iter().map(|c| c.as_bytes()))
-            .expect("writing CSV to memory cannot fail");
+        write_csv_row(&mut writer, u).expect("writing CSV to memory cannot fail");
     }
     let bytes = writer
         .into_inner()
         .expect("flushing CSV to memory cannot fail");
     String::from_utf8(bytes).expect("CSV of UTF-8 strings is UTF-8")
+}
+
+fn csv_writer<W: Write>(out: W) -> csv::Writer<W> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(out)
+}
+
+fn write_csv_row<W: Write>(writer: &mut csv::Writer<W>, u: &User) -> csv::Result<()> {
+    let row = [
+        &u.address,
+        &u.first_name,
+        &u.last_name,
+        &u.org,
+        &u.town,
+        &u.business_type,
+    ]
+    .map(|cell| neutralise_formula(cell));
+    writer.write_record(row.iter().map(|c| c.as_bytes()))
+}
+
+/// The CSV of [`to_csv`], streamed to `out` from the store a page of users at a time.
+pub async fn write_csv(store: &dyn DirectoryRead, out: &mut dyn Write) -> Result<(), ExportError> {
+    let mut writer = csv_writer(out);
+    writer.write_record(IMPORT_HEADER).map_err(csv_error)?;
+    walk_active(store, |user, _| {
+        write_csv_row(&mut writer, user).map_err(csv_error)
+    })
+    .await?;
+    writer.flush()?;
+    Ok(())
+}
+
+fn csv_error(e: csv::Error) -> ExportError {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => ExportError::Write(e),
+        other => ExportError::Write(std::io::Error::other(format!("{other:?}"))),
+    }
+}
+
+/// The LDIF of [`to_ldif`], streamed to `out` from the store a page of users at a time.
+pub async fn write_ldif(
+    store: &dyn DirectoryRead,
+    base_dn: &str,
+    out: &mut dyn Write,
+) -> Result<(), ExportError> {
+    out.write_all(b"version: 1\n")?;
+    let mut entry = String::new();
+    walk_active(store, |user, org_name| {
+        entry.clear();
+        push_ldif_entry(&mut entry, user, org_name, base_dn);
+        out.write_all(entry.as_bytes())?;
+        Ok(())
+    })
+    .await?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Calls `each` with every active user of an active organisation, by address, and the
+/// organisation's name: the users a page at a time, each organisation read once.
+async fn walk_active(
+    store: &dyn DirectoryRead,
+    mut each: impl FnMut(&User, &str) -> Result<(), ExportError>,
+) -> Result<(), ExportError> {
+    // The name of each active organisation seen so far; `None` for one not active.
+    let mut active: HashMap<String, Option<String>> = HashMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.users_page(after.as_deref(), PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = Some(last.address.clone());
+        learn_orgs(store, &page, &mut active, |org| {
+            org.filter(|o| o.state == OrgState::Active).map(|o| o.name)
+        })
+        .await?;
+        for user in page.iter().filter(|u| u.state == UserState::Active) {
+            if let Some(Some(name)) = active.get(&user.org) {
+                each(user, name)?;
+            }
+        }
+        if page.len() < PAGE {
+            return Ok(());
+        }
+    }
 }
 
 /// LDIF (RFC 2849), one `inetOrgPerson` entry per active user ordered by address, named
@@ -85,50 +174,55 @@ pub fn to_csv(users: &[User], orgs: &[Organisation]) -> String {
 pub fn to_ldif(users: &[User], orgs: &[Organisation], base_dn: &str) -> String {
     let mut out = String::from("version: 1\n");
     for user in active_users(users, orgs) {
-        let local_part = user
-            .address
-            .rsplit_once('@')
-            .map_or(user.address.as_str(), |(local, _)| local);
-        let first = user.first_name.trim();
-        let last = user.last_name.trim();
-        let cn = match (first.is_empty(), last.is_empty()) {
-            (false, false) => format!("{first} {last}"),
-            (false, true) => first.to_string(),
-            (true, false) => last.to_string(),
-            (true, true) => local_part.to_string(),
-        };
-        let sn = if last.is_empty() { local_part } else { last };
         let org = orgs.iter().find(|org| org.id == user.org);
         let org_name = org.map_or(user.org.as_str(), |org| org.name.as_str());
-
-        let mut dn = format!("mail={}", escape_dn_value(&user.address));
-        let base_dn = base_dn.trim();
-        if !base_dn.is_empty() {
-            dn.push(',');
-            dn.push_str(base_dn);
-        }
-
-        out.push('\n');
-        push_attribute(&mut out, "dn", &dn);
-        for class in ["top", "person", "organizationalPerson", "inetOrgPerson"] {
-            push_attribute(&mut out, "objectClass", class);
-        }
-        push_attribute(&mut out, "cn", &cn);
-        push_attribute(&mut out, "sn", sn);
-        let optional = [
-            ("givenName", first),
-            ("mail", user.address.as_str()),
-            ("o", org_name.trim()),
-            ("l", user.town.trim()),
-            ("businessCategory", user.business_type.trim()),
-        ];
-        for (name, value) in optional {
-            if !value.is_empty() {
-                push_attribute(&mut out, name, value);
-            }
-        }
+        push_ldif_entry(&mut out, user, org_name, base_dn);
     }
     out
+}
+
+/// One user's entry, after a blank line.
+fn push_ldif_entry(out: &mut String, user: &User, org_name: &str, base_dn: &str) {
+    let local_part = user
+        .address
+        .rsplit_once('@')
+        .map_or(user.address.as_str(), |(local, _)| local);
+    let first = user.first_name.trim();
+    let last = user.last_name.trim();
+    let cn = match (first.is_empty(), last.is_empty()) {
+        (false, false) => format!("{first} {last}"),
+        (false, true) => first.to_string(),
+        (true, false) => last.to_string(),
+        (true, true) => local_part.to_string(),
+    };
+    let sn = if last.is_empty() { local_part } else { last };
+
+    let mut dn = format!("mail={}", escape_dn_value(&user.address));
+    let base_dn = base_dn.trim();
+    if !base_dn.is_empty() {
+        dn.push(',');
+        dn.push_str(base_dn);
+    }
+
+    out.push('\n');
+    push_attribute(out, "dn", &dn);
+    for class in ["top", "person", "organizationalPerson", "inetOrgPerson"] {
+        push_attribute(out, "objectClass", class);
+    }
+    push_attribute(out, "cn", &cn);
+    push_attribute(out, "sn", sn);
+    let optional = [
+        ("givenName", first),
+        ("mail", user.address.as_str()),
+        ("o", org_name.trim()),
+        ("l", user.town.trim()),
+        ("businessCategory", user.business_type.trim()),
+    ];
+    for (name, value) in optional {
+        if !value.is_empty() {
+            push_attribute(out, name, value);
+        }
+    }
 }
 
 /// Appends `name: value` (or `name:: base64`) folded at [`LDIF_LINE_WIDTH`] columns.

@@ -13,8 +13,45 @@ pub mod user;
 
 use self::csv::ImportError;
 use crate::clock::now_unix_ms;
-use crate::store::{Directory, StoreError};
-use model::{AdminEvent, AuditEvent};
+use crate::store::{Directory, DirectoryRead, StoreError};
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use model::{AdminEvent, AuditEvent, Organisation, User};
+use std::collections::HashMap;
+
+/// How many users a walk over the directory (search, export) reads at a time.
+pub(crate) const PAGE: usize = 1000;
+
+/// Reads the organisations of `users` not yet in `known`, a few at a time, and keeps what
+/// `keep` takes of each (`None`: no such organisation): a walk over the users learns each
+/// organisation once, with one entry per organisation, never one per user, and without
+/// reading every organisation at once.
+pub(crate) async fn learn_orgs<T>(
+    store: &dyn DirectoryRead,
+    users: &[User],
+    known: &mut HashMap<String, T>,
+    keep: impl Fn(Option<Organisation>) -> T,
+) -> Result<(), StoreError> {
+    let mut ids: Vec<&str> = users
+        .iter()
+        .map(|u| u.org.as_str())
+        .filter(|id| !known.contains_key(*id))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let orgs: Vec<Option<Organisation>> = futures_util::stream::iter(ids.iter())
+        .map(|id| store.org(id))
+        .buffered(READS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    for (id, org) in ids.into_iter().zip(orgs) {
+        known.insert(id.to_string(), keep(org));
+    }
+    Ok(())
+}
+
+/// How many reads of one operation are in flight at once (a bulk load's users, a walk's
+/// organisations): enough to hide Redis's round trips.
+pub(crate) const READS_IN_FLIGHT: usize = 64;
 
 /// A refusal (exit 2 with this one line) or a store failure.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +87,26 @@ impl<'a> Admin<'a> {
             secure_suffix,
             actor,
         }
+    }
+
+    /// Several audit entries (action, target, reason) in order, in one append: a bulk load's
+    /// rows.
+    async fn audit_batch(&self, entries: Vec<(&str, String, String)>) -> Result<(), AdminError> {
+        let time_ms = now_unix_ms();
+        let events = entries
+            .into_iter()
+            .map(|(action, target, reason)| {
+                AuditEvent::Admin(AdminEvent {
+                    time_ms,
+                    action: action.into(),
+                    reason,
+                    actor: self.actor.clone(),
+                    target: Some(target),
+                })
+            })
+            .collect();
+        self.store.append_audit_batch(events).await?;
+        Ok(())
     }
 
     async fn audit(&self, action: &str, target: &str, reason: String) -> Result<(), AdminError> {

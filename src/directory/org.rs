@@ -111,11 +111,8 @@ impl Admin<'_> {
         };
         let claims = self.claims(&org);
         // The friendly refusal, naming the holder; the store's claim below is the guarantee.
-        for other in self.store.orgs().await? {
-            let theirs = self.claims(&other);
-            if let Some(domain) = claims.iter().find(|d| theirs.contains(d)) {
-                return refused(duplicate_message(domain, &other));
-            }
+        if let Some((domain, other)) = self.holder_of(&claims).await? {
+            return refused(duplicate_message(&domain, &other));
         }
         match self.store.swap_org(None, org.clone(), claims).await {
             Ok(true) => {}
@@ -132,6 +129,40 @@ impl Admin<'_> {
         )
         .await?;
         Ok(Organisation { revision: 1, ..org })
+    }
+
+    /// The first of `claims` another organisation claims too, and that organisation: found
+    /// from the organisation-by-domain index, not by reading every organisation. A claim is
+    /// an organisation's own domain or the secure form of one (`firm.co.uk.cjsm.net`), so the
+    /// organisations that may hold it list it, or list it without the secure suffix. Holders
+    /// are asked claim by claim, so with several the one named may differ from a walk's.
+    async fn holder_of(
+        &self,
+        claims: &[String],
+    ) -> Result<Option<(String, Organisation)>, AdminError> {
+        // A directory never written holds nothing (and Redis answers its index with an
+        // outage then).
+        if !self.store.written().await? {
+            return Ok(None);
+        }
+        let suffix = format!(
+            ".{}",
+            self.secure_suffix.trim_matches('.').to_ascii_lowercase()
+        );
+        for claim in claims {
+            let mut asked = vec![claim.as_str()];
+            if let Some(own) = claim.strip_suffix(suffix.as_str()) {
+                asked.push(own);
+            }
+            for domain in asked {
+                if let Some(other) = self.store.org_by_domain(domain).await?
+                    && self.claims(&other).contains(claim)
+                {
+                    return Ok(Some((claim.clone(), other)));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The domains an organisation claims: its own and the secure addresses' domains.

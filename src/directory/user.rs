@@ -1,11 +1,13 @@
 //! Users of the hub: adding one, their state (suspended, reactivated, deleted), their own
 //! details, and the search.
 
-use super::model::{Organisation, User, UserState};
+use super::model::{User, UserState};
 use super::rules::{address_in_org, check_address, checked_text, outside_org_message};
-use super::{ATTEMPTS, Admin, AdminError, refused};
+use super::{ATTEMPTS, Admin, AdminError, PAGE, learn_orgs, refused};
 use crate::address::normalize_address;
 use crate::clock::now_unix;
+use crate::store::{DirectoryRead, StoreError};
+use std::collections::HashMap;
 
 /// Changes to a user's own details; `None` leaves a field as it is.
 #[derive(Default)]
@@ -176,26 +178,65 @@ impl Admin<'_> {
     }
 }
 
-/// `search TEXT`: users whose name, organisation (id or name) or town contains the text, in
-/// any case. Deleted users are not listed.
-pub fn search<'u>(users: &'u [User], orgs: &[Organisation], text: &str) -> Vec<&'u User> {
+/// What `search` found: at most the limit asked for, and whether there were more.
+#[derive(Debug, Default)]
+pub struct SearchResults {
+    pub users: Vec<User>,
+    /// More users matched than the limit: the search stopped at the first one past it.
+    pub more: bool,
+}
+
+/// `search TEXT`: users whose address, name, organisation (id or name) or town contains the
+/// text, in any case, ordered by address, at most `limit` of them. Deleted users are not
+/// listed. The users are read a page at a time and each organisation once (its name), and
+/// the walk stops at the first match past the limit: memory is bounded by the limit and
+/// the number of organisations, never by the number of users.
+pub async fn search(
+    store: &dyn DirectoryRead,
+    text: &str,
+    limit: usize,
+) -> Result<SearchResults, StoreError> {
     let needle = text.trim().to_lowercase();
-    users
-        .iter()
-        .filter(|u| u.state != UserState::Deleted)
-        .filter(|u| {
-            let org_name = orgs
-                .iter()
-                .find(|o| o.id == u.org)
-                .map_or("", |o| o.name.as_str());
-            [
-                format!("{} {}", u.first_name, u.last_name),
-                u.org.clone(),
-                org_name.to_string(),
-                u.town.clone(),
-            ]
-            .iter()
-            .any(|field| field.to_lowercase().contains(&needle))
+    // Whether each organisation seen so far has the text in its name.
+    let mut org_matches: HashMap<String, bool> = HashMap::new();
+    let mut results = SearchResults::default();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.users_page(after.as_deref(), PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok(results);
+        };
+        after = Some(last.address.clone());
+        let full = page.len() == PAGE;
+        learn_orgs(store, &page, &mut org_matches, |org| {
+            org.is_some_and(|o| o.name.to_lowercase().contains(&needle))
         })
-        .collect()
+        .await?;
+        for user in page {
+            if user.state == UserState::Deleted {
+                continue;
+            }
+            let org_name_matches = org_matches.get(&user.org).copied().unwrap_or(false);
+            let matches = org_name_matches
+                || [
+                    user.address.as_str(),
+                    &format!("{} {}", user.first_name, user.last_name),
+                    &user.org,
+                    &user.town,
+                ]
+                .iter()
+                .any(|field| field.to_lowercase().contains(&needle));
+            if !matches {
+                continue;
+            }
+            if results.users.len() == limit {
+                results.more = true;
+                return Ok(results);
+            }
+            results.users.push(user);
+        }
+        if !full {
+            return Ok(results);
+        }
+    }
 }

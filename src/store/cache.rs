@@ -157,6 +157,10 @@ impl DirectoryRead for CachedDirectory {
         self.inner.org_by_domain(domain)
     }
 
+    fn orgs_by_mail_server<'a>(&'a self, server: &'a str) -> StoreFuture<'a, Vec<Organisation>> {
+        self.inner.orgs_by_mail_server(server)
+    }
+
     fn certificates(&self) -> StoreFuture<'_, Vec<Certificate>> {
         self.inner.certificates()
     }

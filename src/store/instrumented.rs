@@ -85,6 +85,13 @@ impl<D: DirectoryRead> DirectoryRead for Instrumented<D> {
         measured("org_by_domain", self.inner.org_by_domain(domain))
     }
 
+    fn orgs_by_mail_server<'a>(&'a self, server: &'a str) -> StoreFuture<'a, Vec<Organisation>> {
+        measured(
+            "orgs_by_mail_server",
+            self.inner.orgs_by_mail_server(server),
+        )
+    }
+
     fn certificates(&self) -> StoreFuture<'_, Vec<Certificate>> {
         measured("certificates", self.inner.certificates())
     }

@@ -71,6 +71,22 @@ pub trait DirectoryRead: Send + Sync {
     /// `None` here. Domains are held by one organisation at a time (`org apply` claims them);
     /// should two list one anyway, either may answer.
     fn org_by_domain<'a>(&'a self, domain: &'a str) -> StoreFuture<'a, Option<Organisation>>;
+    /// Every organisation whose registered `mail_server` is `server` as stored (a next hop
+    /// such as `[192.0.2.25]:25`; several organisations may share a provider's), ordered by
+    /// id: the socketmap's TLS policy for an organisation's own server. This default reads
+    /// every organisation; a backend at hub scale answers from an index.
+    fn orgs_by_mail_server<'a>(&'a self, server: &'a str) -> StoreFuture<'a, Vec<Organisation>> {
+        Box::pin(async move {
+            let mut orgs: Vec<Organisation> = self
+                .orgs()
+                .await?
+                .into_iter()
+                .filter(|o| o.mail_server.as_deref() == Some(server))
+                .collect();
+            orgs.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok(orgs)
+        })
+    }
     /// Every registered certificate, ordered by address.
     fn certificates(&self) -> StoreFuture<'_, Vec<Certificate>>;
     /// How many users and organisations there are (cheap: for metrics and readiness).

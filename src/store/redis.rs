@@ -7,9 +7,12 @@
 //! |---|---|---|
 //! | `{P}:user:<address>` | string | a user, JSON |
 //! | `{P}:users` | set | every user's address |
+//! | `{P}:users-by-address` | sorted set | every user's address, all at score 0: the walk in address order (`ZRANGEBYLEX`) a page at a time; written with every user, and filled from `{P}:users` whenever it holds fewer addresses (users are never removed) |
 //! | `{P}:org:<id>` | string | an organisation, JSON |
 //! | `{P}:orgs` | set | every organisation's id |
 //! | `{P}:domains` | hash | claimed mail domain -> the organisation holding it |
+//! | `{P}:org-by-server:<server>` | set | the ids of the organisations whose `mail_server` is `<server>`, written with every organisation (an entry its organisation no longer has is passed over) |
+//! | `{P}:servers-indexed` | string | present once the org-by-server sets were filled from every organisation |
 //! | `{P}:org-by-domain` | hash | each domain an organisation's `domains` lists -> its id, written with every organisation; the field `#built` once it was filled from every organisation |
 //! | `{P}:cert:<address>` | string | an address's S/MIME certificate, JSON |
 //! | `{P}:certs` | set | every address with a certificate |
@@ -152,6 +155,8 @@ pub struct RedisStore {
     swap_users_script: Script,
     swap_org_script: Script,
     org_by_domain_script: Script,
+    users_page_script: Script,
+    orgs_by_server_script: Script,
 }
 
 /// The key names of one deployment.
@@ -173,6 +178,18 @@ impl Keys {
 
     fn users(&self) -> String {
         format!("{}:users", self.base)
+    }
+
+    fn users_by_address(&self) -> String {
+        format!("{}:users-by-address", self.base)
+    }
+
+    fn org_by_server(&self, server: &str) -> String {
+        format!("{}:org-by-server:{server}", self.base)
+    }
+
+    fn servers_indexed(&self) -> String {
+        format!("{}:servers-indexed", self.base)
     }
 
     fn org(&self, id: &str) -> String {
@@ -232,7 +249,8 @@ if not ok or type(user.org) ~= 'string' then return {u, false, cert} end
 return {u, redis.call('GET', ARGV[1] .. user.org), cert}
 "#;
 
-/// Compare-and-set of users. KEYS: the users' keys, then the users set, then meta.
+/// Compare-and-set of users. KEYS: the users' keys, then the users set, then meta, then the
+/// address-ordered index.
 /// ARGV: channel, n, then per user: expected revision ("" = absent), new JSON, address.
 const SWAP_USERS_LUA: &str = r#"
 local n = tonumber(ARGV[2])
@@ -251,6 +269,7 @@ for i = 1, n do
   local address = ARGV[5 + (i - 1) * 3]
   redis.call('SET', KEYS[i], ARGV[4 + (i - 1) * 3])
   redis.call('SADD', KEYS[n + 1], address)
+  redis.call('ZADD', KEYS[n + 3], 0, address)
   redis.call('PUBLISH', ARGV[1], 'user:' .. address)
 end
 redis.call('SET', KEYS[n + 2], '1')
@@ -258,7 +277,8 @@ return 1
 "#;
 
 /// Compare-and-set of an organisation, claiming its domains and indexing the ones it lists.
-/// KEYS: org, orgs set, domains hash, meta, org-by-domain hash. ARGV: channel, id, expected
+/// KEYS: org, orgs set, domains hash, meta, org-by-domain hash, and the org-by-server set of
+/// its mail server when it has one. ARGV: channel, id, expected
 /// revision ("" = absent), new JSON, the number of claimed domains, the claimed domains, then
 /// the domains to index.
 const SWAP_ORG_LUA: &str = r#"
@@ -281,6 +301,7 @@ for i = 6, claims_end do redis.call('HSET', KEYS[3], ARGV[i], ARGV[2]) end
 for i = claims_end + 1, #ARGV do redis.call('HSET', KEYS[5], ARGV[i], ARGV[2]) end
 redis.call('SET', KEYS[1], ARGV[4])
 redis.call('SADD', KEYS[2], ARGV[2])
+if KEYS[6] then redis.call('SADD', KEYS[6], ARGV[2]) end
 redis.call('SET', KEYS[4], '1')
 redis.call('PUBLISH', ARGV[1], 'org:' .. ARGV[2])
 return 1
@@ -307,6 +328,52 @@ local function org_of(id)
   return redis.call('GET', ARGV[1] .. id)
 end
 return {org_of(redis.call('HGET', KEYS[2], ARGV[2])), org_of(redis.call('HGET', KEYS[3], ARGV[2]))}
+"#;
+
+/// A page of users in address order. KEYS: the users set, the address-ordered index. ARGV:
+/// the lower bound (`-`, or `(` and the address to start after), the page size (at most
+/// [`PAGE_MAX`]), the user key prefix. The index is first filled from the users set when it
+/// holds fewer addresses (a directory written before it existed, or by an earlier version):
+/// users are never removed, so equal counts mean a complete index. Returns the addresses and
+/// their records (nil where a record is gone: left out).
+const USERS_PAGE_LUA: &str = r#"
+if redis.call('ZCARD', KEYS[2]) < redis.call('SCARD', KEYS[1]) then
+  local members = redis.call('SMEMBERS', KEYS[1])
+  for i = 1, #members, 500 do
+    local args = {}
+    for j = i, math.min(i + 499, #members) do
+      args[#args + 1] = 0
+      args[#args + 1] = members[j]
+    end
+    redis.call('ZADD', KEYS[2], unpack(args))
+  end
+end
+local addresses = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], '+', 'LIMIT', 0, tonumber(ARGV[2]))
+if #addresses == 0 then return {{}, {}} end
+local keys = {}
+for i, address in ipairs(addresses) do keys[i] = ARGV[3] .. address end
+return {addresses, redis.call('MGET', unpack(keys))}
+"#;
+
+/// The most users one page script reads (Lua's `unpack` has a bounded stack).
+const PAGE_MAX: usize = 1000;
+
+/// The organisations registered with one mail server. KEYS: meta, the servers-indexed marker,
+/// the server's set. ARGV: org key prefix. A directory never written is an error, as for a
+/// lookup; sets never filled are one too, which the caller mends by filling them.
+const ORGS_BY_SERVER_LUA: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.error_reply('CJSMEMPTY the directory in Redis is empty (never written, flushed, or a Redis restarted without its data)')
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return redis.error_reply('CJSMNOINDEX the organisation-by-server index is not built')
+end
+local found = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  local org = redis.call('GET', ARGV[1] .. id)
+  if org then found[#found + 1] = org end
+end
+return found
 "#;
 
 const SENTINEL_SCHEME: &str = "redis+sentinel://";
@@ -617,6 +684,8 @@ impl RedisStore {
             swap_users_script: Script::new(SWAP_USERS_LUA),
             swap_org_script: Script::new(SWAP_ORG_LUA),
             org_by_domain_script: Script::new(ORG_BY_DOMAIN_LUA),
+            users_page_script: Script::new(USERS_PAGE_LUA),
+            orgs_by_server_script: Script::new(ORGS_BY_SERVER_LUA),
         };
         // Fail at start-up if the server does not answer.
         let _: () = with_conn!(store, conn => redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ()).map_err(unavailable))?;
@@ -718,6 +787,43 @@ impl RedisStore {
         with_conn!(self, conn => pipe.query_async::<()>(&mut conn).await.map_err(unavailable))
     }
 
+    /// Fills the org-by-server sets from every organisation and marks them filled: for a
+    /// directory written before they existed. Adding to a set is idempotent, and an
+    /// organisation written meanwhile added itself.
+    async fn build_server_index(&self) -> Result<(), StoreError> {
+        let orgs: Vec<Organisation> = self.orgs().await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for org in &orgs {
+            if let Some(server) = &org.mail_server {
+                pipe.sadd(self.keys.org_by_server(server), &org.id).ignore();
+            }
+        }
+        pipe.set(self.keys.servers_indexed(), "1").ignore();
+        with_conn!(self, conn => pipe.query_async::<()>(&mut conn).await.map_err(unavailable))
+    }
+
+    /// The organisations (JSON) the set of `server` names; `None` when the sets were never
+    /// filled.
+    async fn orgs_by_server_candidates(
+        &self,
+        server: &str,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let mut invocation = self.orgs_by_server_script.prepare_invoke();
+        invocation
+            .key(self.keys.meta())
+            .key(self.keys.servers_indexed())
+            .key(self.keys.org_by_server(server))
+            .arg(self.keys.org(""));
+        with_conn!(self, conn => {
+            match invocation.invoke_async(&mut conn).await {
+                Ok(found) => Ok(Some(found)),
+                Err(e) if e.code() == Some("CJSMNOINDEX") => Ok(None),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+    }
+
     /// The organisations the index and the claim name for `domain` (JSON); `None` when the
     /// index was never built.
     async fn org_by_domain_candidates(
@@ -793,8 +899,74 @@ impl DirectoryRead for RedisStore {
         })
     }
 
+    fn users_page<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<User>> {
+        Box::pin(async move {
+            let prefix = self.keys.user("");
+            let mut users: Vec<User> = Vec::new();
+            let mut cursor = after.map(str::to_string);
+            while users.len() < limit {
+                let size = (limit - users.len()).min(PAGE_MAX);
+                let lower = cursor
+                    .as_deref()
+                    .map_or_else(|| "-".to_string(), |a| format!("({a}"));
+                let mut invocation = self.users_page_script.prepare_invoke();
+                invocation
+                    .key(self.keys.users())
+                    .key(self.keys.users_by_address())
+                    .arg(&lower)
+                    .arg(size)
+                    .arg(&prefix);
+                let (addresses, texts): (Vec<String>, Vec<Option<String>>) = with_conn!(self, conn => {
+                    invocation.invoke_async(&mut conn).await.map_err(unavailable)
+                })?;
+                let read = addresses.len();
+                for text in texts.into_iter().flatten() {
+                    users.push(serde_json::from_str(&text).map_err(|e| corrupt("user", e))?);
+                }
+                match addresses.into_iter().next_back() {
+                    Some(last) if read == size => cursor = Some(last),
+                    _ => break,
+                }
+            }
+            Ok(users)
+        })
+    }
+
     fn org<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Organisation>> {
         Box::pin(async move { self.get_json(self.keys.org(id)).await })
+    }
+
+    fn orgs_by_mail_server<'a>(&'a self, server: &'a str) -> StoreFuture<'a, Vec<Organisation>> {
+        Box::pin(async move {
+            let found = match self.orgs_by_server_candidates(server).await? {
+                Some(found) => found,
+                None => {
+                    self.build_server_index().await?;
+                    self.orgs_by_server_candidates(server)
+                        .await?
+                        .ok_or_else(|| {
+                            StoreError::Unavailable(
+                                "redis: the organisation-by-server index was not built".into(),
+                            )
+                        })?
+                }
+            };
+            let mut orgs = Vec::new();
+            for json in found {
+                let org: Organisation =
+                    serde_json::from_str(&json).map_err(|e| corrupt("organisation", e))?;
+                // An organisation that has since moved to another server is no answer.
+                if org.mail_server.as_deref() == Some(server) {
+                    orgs.push(org);
+                }
+            }
+            orgs.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok(orgs)
+        })
     }
 
     fn orgs(&self) -> StoreFuture<'_, Vec<Organisation>> {
@@ -878,6 +1050,8 @@ impl DirectoryWrite for RedisStore {
                 let json = serde_json::to_string(&user).map_err(|e| corrupt("user", e))?;
                 pipe.set(self.keys.user(&user.address), json).ignore();
                 pipe.sadd(self.keys.users(), &user.address).ignore();
+                pipe.zadd(self.keys.users_by_address(), &user.address, 0)
+                    .ignore();
                 changed.push(user.address);
             }
             for address in &changed {
@@ -905,6 +1079,9 @@ impl DirectoryWrite for RedisStore {
                 pipe.hset(self.keys.org_by_domain(), domain_key(domain), &org.id)
                     .ignore();
             }
+            if let Some(server) = &org.mail_server {
+                pipe.sadd(self.keys.org_by_server(server), &org.id).ignore();
+            }
             with_conn!(self, conn => pipe.query_async::<()>(&mut conn).await.map_err(unavailable))
         })
     }
@@ -929,6 +1106,7 @@ impl DirectoryWrite for RedisStore {
             }
             keys.push(self.keys.users());
             keys.push(self.keys.meta());
+            keys.push(self.keys.users_by_address());
             for key in &keys {
                 invocation.key(key);
             }
@@ -954,7 +1132,11 @@ impl DirectoryWrite for RedisStore {
                 .key(self.keys.orgs())
                 .key(self.keys.domains())
                 .key(self.keys.meta())
-                .key(self.keys.org_by_domain())
+                .key(self.keys.org_by_domain());
+            if let Some(server) = &org.mail_server {
+                invocation.key(self.keys.org_by_server(server));
+            }
+            invocation
                 .arg(self.keys.changes())
                 .arg(&org.id)
                 .arg(expected.map(|r| r.to_string()).unwrap_or_default())
@@ -1015,6 +1197,30 @@ impl DirectoryWrite for RedisStore {
 }
 
 impl AuditTrail for RedisStore {
+    /// The entries in order, in one round trip (a bulk load appends one per row).
+    fn append_audit_batch(&self, events: Vec<AuditEvent>) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            if events.is_empty() {
+                return Ok(());
+            }
+            let key = self.keys.audit();
+            let mut pipe = redis::pipe();
+            for event in &events {
+                let json = serde_json::to_string(event).map_err(|e| corrupt("audit event", e))?;
+                pipe.cmd("XADD")
+                    .arg(&key)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(self.audit_retention)
+                    .arg("*")
+                    .arg("event")
+                    .arg(json)
+                    .ignore();
+            }
+            with_conn!(self, conn => pipe.query_async::<()>(&mut conn).await.map_err(unavailable))
+        })
+    }
+
     fn append_audit(&self, event: AuditEvent) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let json = serde_json::to_string(&event).map_err(|e| corrupt("audit event", e))?;
