@@ -3,7 +3,7 @@
 //! Starts its own redis-server on a free loopback port. Run: `cargo bench --bench lookup`.
 
 use cjsm_milter::directory::model::{ConnectionType, OrgState, Organisation, User, UserState};
-use cjsm_milter::store::{CachedDirectory, DirectoryRead, DirectoryWrite, FileStore, RedisStore};
+use cjsm_milter::store::{CachedDirectory, DirectoryRead, DirectoryWrite, SqliteStore, RedisStore};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -104,7 +104,7 @@ async fn main() {
     let redis_store = Arc::new(store.expect("redis-server answers"));
     redis_store.put_org(org()).await.unwrap();
     redis_store.put_users(users()).await.unwrap();
-    let file_store = FileStore::open(&dir.path().join("file")).unwrap();
+    let file_store = SqliteStore::open(&dir.path().join("file")).unwrap();
     file_store.put_org(org()).await.unwrap();
     file_store.put_users(users()).await.unwrap();
 

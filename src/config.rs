@@ -273,7 +273,10 @@ pub struct Limits {
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
-    File,
+    /// The embedded store, a SQLite database in `path`. `"file"`, its name before SQLite, is
+    /// still accepted, so existing configs keep working.
+    #[serde(alias = "file", alias = "embedded")]
+    Sqlite,
     Redis,
 }
 
@@ -282,7 +285,7 @@ pub enum Backend {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     pub backend: Backend,
-    /// File store: a directory the milter owns.
+    /// The embedded store: a directory the milter owns, holding the database.
     pub path: PathBuf,
     /// Redis store: `redis://`, `rediss://` (TLS), `redis+sentinel://` or several
     /// `redis://` URLs separated by commas for a Cluster.
@@ -301,7 +304,7 @@ pub struct StoreConfig {
     pub password_file: Option<PathBuf>,
     /// Prefix of every Redis key, so several deployments can share one Redis.
     pub key_prefix: String,
-    /// Audit entries kept (Redis stream length, or file store log lines).
+    /// Audit entries kept (the Redis stream's length, or the embedded store's audit table).
     pub audit_retention: usize,
     /// How long the milter may answer a lookup from its cache, in milliseconds. Changes are
     /// also pushed to every milter at once (Redis pub/sub); this bounds a missed push.
@@ -451,7 +454,7 @@ impl Default for Limits {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            backend: Backend::File,
+            backend: Backend::Sqlite,
             path: PathBuf::from("/var/lib/cjsm-milter"),
             url: None,
             tls_ca_file: None,
