@@ -3,7 +3,7 @@
 //! Starts its own redis-server on a free loopback port. Run: `cargo bench --bench lookup`.
 
 use cjsm_milter::directory::model::{ConnectionType, OrgState, Organisation, User, UserState};
-use cjsm_milter::store::{CachedDirectory, DirectoryRead, DirectoryWrite, SqliteStore, RedisStore};
+use cjsm_milter::store::{CachedDirectory, DirectoryRead, DirectoryWrite, RedisStore, SqliteStore};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -26,7 +26,7 @@
 //! cannot pass as a fast one.
 
 use cjsm_milter::directory::model::{ConnectionType, OrgState, Organisation, User, UserState};
-use cjsm_milter::store::{DirectoryWrite, SqliteStore, RedisStore};
+use cjsm_milter::store::{DirectoryWrite, RedisStore, SqliteStore};
 use indymilter_test::{MacroStage, Status, TestConnection};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

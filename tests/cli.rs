@@ -889,15 +889,28 @@ fn directory_migrate_moves_the_old_store_into_the_database() {
     };
     assert_eq!(show("alice@smithchambers.cjsm.net")["state"], "active");
     let bob = show("bob@smithchambers.cjsm.net");
-    assert_eq!((bob["state"].as_str(), bob["revision"].as_u64()), (Some("suspended"), Some(3)));
+    assert_eq!(
+        (bob["state"].as_str(), bob["revision"].as_u64()),
+        (Some("suspended"), Some(3))
+    );
     // The claim came along: a new application for the domain is refused, naming the holder.
     let out = run_cli(
         cfg,
         b"",
         &[
-            "directory", "org", "apply", "--id", "copycat", "--name", "Copy Cat",
-            "--domain", "smithchambers.cjsm.net", "--connection", "mailbox",
-            "--admin", "x@smithchambers.cjsm.net",
+            "directory",
+            "org",
+            "apply",
+            "--id",
+            "copycat",
+            "--name",
+            "Copy Cat",
+            "--domain",
+            "smithchambers.cjsm.net",
+            "--connection",
+            "mailbox",
+            "--admin",
+            "x@smithchambers.cjsm.net",
         ],
     );
     assert!(

@@ -12,7 +12,7 @@ use cjsm_milter::directory::org::Application;
 use cjsm_milter::directory::user::UserDetails;
 use cjsm_milter::directory::{Admin, AdminError};
 use cjsm_milter::policy::DirectoryAnswer;
-use cjsm_milter::store::{Directory, DirectoryRead, DirectoryWrite, SqliteStore, RedisStore};
+use cjsm_milter::store::{Directory, DirectoryRead, DirectoryWrite, RedisStore, SqliteStore};
 use common::fixtures::org;
 use common::redis::RedisServer;
 

@@ -179,7 +179,12 @@ pub fn migrate(dir: &Path, audit_retention: usize) -> Result<Outcome, StoreError
         }
         Ok(())
     })?;
-    for name in [OLD_FILE, OLD_AUDIT, OLD_AUDIT_PREVIOUS, "directory.json.tmp"] {
+    for name in [
+        OLD_FILE,
+        OLD_AUDIT,
+        OLD_AUDIT_PREVIOUS,
+        "directory.json.tmp",
+    ] {
         let from = dir.join(name);
         if exists(&from)? {
             let to = dir.join(format!("{name}{MIGRATED}"));

@@ -14,11 +14,11 @@ mod redis;
 mod sqlite;
 
 pub use cache::CachedDirectory;
-pub use sqlite::{Access, DATABASE_FILE, SqliteStore};
 pub use instrumented::Instrumented;
 pub(crate) use instrumented::append_audit_measured;
 pub use redis::{Keys, RedisCredentials, RedisStore, redact_url};
 pub(crate) use redis::{SENTINEL_FORM, sentinel_parts};
+pub use sqlite::{Access, DATABASE_FILE, SqliteStore};
 
 use crate::config::{Backend, StoreConfig};
 use crate::directory::model::{AuditEvent, Certificate, Lookup, Organisation, User};

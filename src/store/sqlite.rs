@@ -147,6 +147,15 @@ struct Stamp {
     ino: u64,
 }
 
+/// The database file's state as last checked: whenever it differs (the main file changes only
+/// at a checkpoint in WAL mode, so rarely), its header is checked again before SQLite reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Checked {
+    stamp: Stamp,
+    len: u64,
+    modified: (i64, i64),
+}
+
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -159,6 +168,7 @@ struct Inner {
     absent: bool,
     audit_retention: usize,
     readers: Mutex<(Option<Stamp>, Vec<Connection>)>,
+    checked: Mutex<Option<Checked>>,
     writer: Mutex<Option<(Stamp, Connection)>>,
 }
 
@@ -196,6 +206,7 @@ impl SqliteStore {
                 absent: !exists && access == Access::ReadOnly,
                 audit_retention: audit_retention.max(1),
                 readers: Mutex::new((None, Vec::new())),
+                checked: Mutex::new(None),
                 writer: Mutex::new(None),
             }),
         };
@@ -270,8 +281,7 @@ fn initialise(dir: &Path) -> Result<(), StoreError> {
         .mode(0o750)
         .create(dir)
         .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
-    let entries =
-        fs::read_dir(dir).map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
+    let entries = fs::read_dir(dir).map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
     // Only an empty directory is a fresh install (what a crashed first start left being built
     // aside counts for nothing): once initialised, it holds the marker.
     let mut others = Vec::new();
@@ -393,8 +403,11 @@ fn configure(conn: &Connection, busy: Duration) -> rusqlite::Result<()> {
 fn sql_error(path: &Path, e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode;
     let corrupt = match &e {
-        rusqlite::Error::SqliteFailure(f, _) => {
+        rusqlite::Error::SqliteFailure(f, message) => {
             matches!(f.code, ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
+                || message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("no such table"))
         }
         // A statement on a table that is not there: a database, but not this store's.
         rusqlite::Error::SqlInputError { msg, .. } => msg.contains("no such"),
@@ -444,13 +457,29 @@ fn uncarry(path: &Path, e: rusqlite::Error) -> StoreError {
 
 impl Inner {
     /// The database file's identity now; its absence is an outage (it was there at open).
+    /// When the file changed since it was last checked, its header is checked first: a file
+    /// emptied, cut short or overwritten is `Corrupt` before SQLite reads a page of it (pages it
+    /// holds in memory would otherwise go on answering while the file is damaged).
     fn stamp(&self) -> Result<Stamp, StoreError> {
         use std::os::unix::fs::MetadataExt;
         match fs::metadata(&self.path) {
-            Ok(meta) => Ok(Stamp {
-                dev: meta.dev(),
-                ino: meta.ino(),
-            }),
+            Ok(meta) => {
+                let checked = Checked {
+                    stamp: Stamp {
+                        dev: meta.dev(),
+                        ino: meta.ino(),
+                    },
+                    len: meta.len(),
+                    modified: (meta.mtime(), meta.mtime_nsec()),
+                };
+                let mut last = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+                if *last != Some(checked) {
+                    *last = None;
+                    check_header(&self.path, meta.len())?;
+                    *last = Some(checked);
+                }
+                Ok(checked.stamp)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(unavailable(format!(
                 "{} is gone: the directory database was lost (restore it from a backup); \
                  not answering from an empty directory",
@@ -468,8 +497,8 @@ impl Inner {
         } else {
             OpenFlags::SQLITE_OPEN_READ_ONLY
         } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&self.path, flags)
-            .map_err(|e| sql_error(&self.path, e))?;
+        let conn =
+            Connection::open_with_flags(&self.path, flags).map_err(|e| sql_error(&self.path, e))?;
         configure(&conn, if write { WRITE_BUSY } else { READ_BUSY })
             .map_err(|e| sql_error(&self.path, e))?;
         let schema: Option<String> = conn
@@ -566,6 +595,52 @@ impl Inner {
             uncarry(&self.path, e)
         })
     }
+}
+
+/// Checks the header of the database file (`len` bytes long): SQLite's magic string, a page
+/// size SQLite writes, a length in whole pages and no fewer pages than the header counts.
+/// Cheap (one read of 100 bytes); done when the file has changed, not on every read.
+fn check_header(path: &Path, len: u64) -> Result<(), StoreError> {
+    use std::io::Read as _;
+    let corrupt = |message: String| StoreError::Corrupt {
+        path: path.display().to_string(),
+        message,
+    };
+    let mut header = [0u8; 100];
+    File::open(path)
+        .and_then(|mut file| file.read_exact(&mut header))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                corrupt(format!("{len} bytes: shorter than a database header"))
+            }
+            _ => unavailable(format!("{}: {e}", path.display())),
+        })?;
+    if &header[..16] != b"SQLite format 3\0" {
+        return Err(corrupt("not a SQLite database (its header is not)".into()));
+    }
+    let page = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65536,
+        n => u64::from(n),
+    };
+    if !(512..=65536).contains(&page) || !page.is_power_of_two() {
+        return Err(corrupt(format!("page size {page} in its header")));
+    }
+    if len % page != 0 {
+        return Err(corrupt(format!(
+            "{len} bytes: not whole pages of {page} (cut short?)"
+        )));
+    }
+    let word = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    // The page count in the header is valid when its change counter matches (SQLite's rule).
+    let pages = u64::from(word(28));
+    if pages != 0 && word(24) == word(92) && pages * page > len {
+        return Err(corrupt(format!(
+            "{len} bytes, where its header counts {pages} pages of {page} (cut short)"
+        )));
+    }
+    Ok(())
 }
 
 /// A file of the store as this process made it; when root made it (an administrator's command
@@ -733,7 +808,8 @@ pub(crate) fn put_org(tx: &Connection, org: &Organisation) -> Sql<()> {
     ])?;
     tx.prepare_cached("DELETE FROM org_domains WHERE org = ?1")?
         .execute([&org.id])?;
-    let mut index = tx.prepare_cached("INSERT OR IGNORE INTO org_domains (domain, org) VALUES (?1, ?2)")?;
+    let mut index =
+        tx.prepare_cached("INSERT OR IGNORE INTO org_domains (domain, org) VALUES (?1, ?2)")?;
     for domain in &org.domains {
         let key = domain_key(domain);
         if !key.is_empty() {
@@ -798,15 +874,19 @@ pub(crate) fn count(tx: &Connection, table: &str) -> Sql<usize> {
 }
 
 fn org_by_id(conn: &Connection, id: &str) -> Sql<Option<Organisation>> {
-    conn.prepare_cached(&format!("SELECT {ORG_COLUMNS} FROM organisations o WHERE o.id = ?1"))?
-        .query_row([id], org_from)
-        .optional()
+    conn.prepare_cached(&format!(
+        "SELECT {ORG_COLUMNS} FROM organisations o WHERE o.id = ?1"
+    ))?
+    .query_row([id], org_from)
+    .optional()
 }
 
 fn user_by_address(conn: &Connection, address: &str) -> Sql<Option<User>> {
-    conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE address = ?1"))?
-        .query_row([address], user_from)
-        .optional()
+    conn.prepare_cached(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE address = ?1"
+    ))?
+    .query_row([address], user_from)
+    .optional()
 }
 
 impl DirectoryRead for SqliteStore {
@@ -1110,5 +1190,332 @@ impl std::fmt::Debug for SqliteStore {
             .field("path", &self.inner.path)
             .field("access", &self.inner.access)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::model::{AdminEvent, ConnectionType, VerdictEvent, test_org};
+
+    fn test_user(address: &str, org: &str) -> User {
+        User {
+            address: address.into(),
+            org: org.into(),
+            first_name: "A".into(),
+            last_name: "B".into(),
+            town: "Leeds".into(),
+            business_type: "Solicitors".into(),
+            state: crate::directory::model::UserState::Active,
+            created: 1,
+            updated: 1,
+            smime_certificate: None,
+            revision: 0,
+        }
+    }
+
+    fn admin_event(i: u64) -> AuditEvent {
+        AuditEvent::Admin(AdminEvent {
+            time_ms: i,
+            action: format!("event {i}"),
+            ..AdminEvent::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_lost_database_is_an_outage_not_an_empty_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(store.user("a@x.cjsm.net").await.unwrap(), None);
+        fs::remove_file(dir.path().join(DATABASE_FILE)).unwrap();
+        for result in [
+            store.user("a@x.cjsm.net").await.map(|_| ()),
+            store.lookup("a@x.cjsm.net").await.map(|_| ()),
+            store
+                .put_org(test_org("o", "O", &["o.example"], ConnectionType::Server))
+                .await,
+        ] {
+            assert!(
+                matches!(result, Err(StoreError::Unavailable(_))),
+                "{result:?}"
+            );
+        }
+        // Nor does a restart paper over it, even once the connections are closed (SQLite
+        // removes its -wal and -shm files then).
+        drop(store);
+        let err = SqliteStore::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+        assert!(err.to_string().contains("restore"), "{err}");
+        assert!(!dir.path().join(DATABASE_FILE).exists());
+    }
+
+    /// A database put back (a restore: another file under the name) is read, not the one the
+    /// kept connections had open.
+    #[tokio::test]
+    async fn a_restored_database_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store
+            .put_org(test_org(
+                "o1",
+                "Firm",
+                &["firm.example"],
+                ConnectionType::Server,
+            ))
+            .await
+            .unwrap();
+        let path = dir.path().join(DATABASE_FILE);
+        let other = tempfile::tempdir().unwrap();
+        let backup = SqliteStore::open(other.path()).unwrap();
+        backup
+            .put_org(test_org(
+                "o2",
+                "Restored",
+                &["restored.example"],
+                ConnectionType::Server,
+            ))
+            .await
+            .unwrap();
+        drop(backup);
+        // As RELIABILITY.md says to restore: the old file's -wal and -shm go with it (SQLite
+        // would read the old file's pages from them), the copy is renamed into place.
+        for stale in ["directory.sqlite3-wal", "directory.sqlite3-shm"] {
+            fs::remove_file(dir.path().join(stale)).unwrap();
+        }
+        let copy = dir.path().join("restoring");
+        fs::copy(other.path().join(DATABASE_FILE), &copy).unwrap();
+        fs::rename(&copy, &path).unwrap();
+        assert!(store.org("o1").await.unwrap().is_none());
+        assert_eq!(store.org("o2").await.unwrap().unwrap().name, "Restored");
+    }
+
+    #[test]
+    fn files_are_not_world_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let store = SqliteStore::open(&path).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path) & 0o007, 0, "directory");
+        for file in [
+            DATABASE_FILE,
+            "directory.sqlite3-wal",
+            "directory.sqlite3-shm",
+        ] {
+            assert_eq!(mode(&path.join(file)) & 0o007, 0, "{file}");
+        }
+        drop(store);
+    }
+
+    /// An administrator's command run as root must not leave the database, its -wal and -shm
+    /// files or the marker to root alone: the milter, running as the service account that
+    /// owns the store directory, has to keep opening and writing them.
+    #[tokio::test]
+    async fn files_written_by_root_keep_the_owner_of_the_store() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        assert!(
+            crate::privilege::is_root(),
+            "this test gives files to another owner and must run as root (scripts/test.sh does)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        fs::create_dir(&path).unwrap();
+        // nobody:nogroup on Debian; any ids other than root's do.
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .put_org(test_org(
+                "o1",
+                "Firm",
+                &["firm.example"],
+                ConnectionType::Server,
+            ))
+            .await
+            .unwrap();
+        store.append_audit(admin_event(1)).await.unwrap();
+        let umask = {
+            // SAFETY: umask is set and set back at once, in a test that starts no thread doing
+            // file work meanwhile.
+            let old = unsafe { libc::umask(0o022) };
+            unsafe { libc::umask(old) };
+            old
+        };
+        for file in [
+            DATABASE_FILE,
+            "directory.sqlite3-wal",
+            "directory.sqlite3-shm",
+            MARKER_FILE,
+        ] {
+            let meta = fs::metadata(path.join(file)).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), (65534, 65534), "{file}");
+            assert_eq!(
+                meta.permissions().mode() & 0o777,
+                0o640 & !(umask as u32),
+                "{file}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn read_only_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent");
+        let store = SqliteStore::open_with(&path, Access::ReadOnly, 10).unwrap();
+        assert_eq!(store.user("a@x.cjsm.net").await.unwrap(), None);
+        assert!(store.audit(10).await.unwrap().is_empty());
+        assert!(!path.exists());
+        assert!(matches!(
+            store.put_users(vec![]).await,
+            Err(StoreError::Refused(_))
+        ));
+        assert!(!path.exists());
+        // On an existing store, read-only reads and still refuses writes.
+        SqliteStore::open(&path).unwrap();
+        let store = SqliteStore::open_with(&path, Access::ReadOnly, 10).unwrap();
+        assert!(store.orgs().await.unwrap().is_empty());
+        assert!(matches!(
+            store.append_audit(admin_event(1)).await,
+            Err(StoreError::Refused(_))
+        ));
+    }
+
+    /// Garbage, an emptied file, a file cut short, written in place under a running reader (as
+    /// the fault matrix does) and at a start: an error, never an empty directory, nor answers
+    /// from what the reader held in memory; the file is left as it was (nothing is created
+    /// over it); put back, it is read again.
+    #[tokio::test]
+    async fn a_damaged_database_is_an_error_not_an_empty_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let users: Vec<User> = (0..2000)
+            .map(|i| {
+                let mut user = test_user(&format!("u{i:05}@o.cjsm.net"), "o1");
+                user.town = "x".repeat(200);
+                user
+            })
+            .collect();
+        store.put_users(users).await.unwrap();
+        // The last connection closed: the WAL is checkpointed into the file.
+        drop(store);
+        let milter = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(milter.users().await.unwrap().len(), 2000);
+        // Later changes in the WAL, not yet in the file (as under a running milter).
+        milter.append_audit(admin_event(1)).await.unwrap();
+        milter
+            .put_org(test_org("o1", "Firm", &["firm.example"], ConnectionType::Server))
+            .await
+            .unwrap();
+        let path = dir.path().join(DATABASE_FILE);
+        let whole = fs::read(&path).unwrap();
+        assert!(whole.len() > 64 * 1024, "{}", whole.len());
+        for (what, bytes) in [
+            ("garbage", vec![0x5a_u8; 4096]),
+            ("emptied", Vec::new()),
+            ("cut to half", whole[..whole.len() / 2].to_vec()),
+        ] {
+            fs::write(&path, &bytes).unwrap();
+            let lookup = milter.lookup("u00001@o.cjsm.net").await;
+            assert!(
+                matches!(lookup, Err(StoreError::Corrupt { .. })),
+                "{what}: {lookup:?}"
+            );
+            let users = milter.users().await.map(|u| u.len());
+            assert!(
+                matches!(users, Err(StoreError::Corrupt { .. })),
+                "{what}: {users:?}"
+            );
+            let opened = SqliteStore::open(dir.path()).map(|_| ());
+            assert!(
+                matches!(opened, Err(StoreError::Corrupt { .. })),
+                "{what}: {opened:?}"
+            );
+            assert_eq!(
+                fs::read(&path).unwrap(),
+                bytes,
+                "{what}: the file was changed"
+            );
+        }
+        fs::write(&path, &whole).unwrap();
+        assert!(milter.user("u00001@o.cjsm.net").await.unwrap().is_some());
+        assert_eq!(milter.users().await.unwrap().len(), 2000);
+    }
+
+    /// The old store's file beside no database: refused, naming the migration, read-write or
+    /// read-only, and nothing is created.
+    #[test]
+    fn an_unmigrated_store_is_refused_naming_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(OLD_FILE), "{}").unwrap();
+        for access in [Access::ReadWrite, Access::ReadOnly] {
+            let err = SqliteStore::open_with(dir.path(), access, 10).unwrap_err();
+            assert!(
+                err.to_string().contains("cjsm-milter directory migrate"),
+                "{err}"
+            );
+        }
+        assert!(!dir.path().join(DATABASE_FILE).exists());
+    }
+
+    #[tokio::test]
+    async fn the_audit_trail_keeps_the_newest_retention_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_with(dir.path(), Access::ReadWrite, 10).unwrap();
+        for i in 0..25 {
+            store.append_audit(admin_event(i)).await.unwrap();
+        }
+        let events = store.audit(100).await.unwrap();
+        assert_eq!(events.len(), 10);
+        assert_eq!(events[0].action(), "event 24", "newest first");
+        let newest: Vec<u64> = events.iter().map(|e| e.time_ms()).collect();
+        assert_eq!(newest, (15..25).rev().collect::<Vec<u64>>());
+        let batch: Vec<AuditEvent> = (25..40)
+            .map(|i| {
+                AuditEvent::Verdict(VerdictEvent {
+                    time_ms: i,
+                    action: format!("event {i}"),
+                    ..VerdictEvent::default()
+                })
+            })
+            .collect();
+        store.append_audit_batch(batch).await.unwrap();
+        let newest: Vec<u64> = store
+            .audit(100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.time_ms())
+            .collect();
+        assert_eq!(newest, (30..40).rev().collect::<Vec<u64>>());
+    }
+
+    /// "Did anything change?": the counter moves with a change made by another process's
+    /// store, and not with audit appends (a verdict per message).
+    #[tokio::test]
+    async fn the_change_counter_moves_with_directory_writes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let milter = SqliteStore::open(dir.path()).unwrap();
+        let admin = SqliteStore::open(dir.path()).unwrap();
+        let before = milter.changes().unwrap();
+        milter.append_audit(admin_event(1)).await.unwrap();
+        assert_eq!(milter.changes().unwrap(), before);
+        admin
+            .put_org(test_org(
+                "o1",
+                "Firm",
+                &["firm.example"],
+                ConnectionType::Server,
+            ))
+            .await
+            .unwrap();
+        let after = milter.changes().unwrap();
+        assert!(after > before, "{before} -> {after}");
+        // A compare-and-swap that lost writes nothing, and moves nothing.
+        assert!(
+            !admin
+                .swap_users(vec![(Some(7), test_user("a@o.cjsm.net", "o1"))])
+                .await
+                .unwrap()
+        );
+        assert_eq!(milter.changes().unwrap(), after);
     }
 }
