@@ -625,7 +625,7 @@ fn check_header(path: &Path, len: u64) -> Result<(), StoreError> {
     if !(512..=65536).contains(&page) || !page.is_power_of_two() {
         return Err(corrupt(format!("page size {page} in its header")));
     }
-    if len % page != 0 {
+    if !len.is_multiple_of(page) {
         return Err(corrupt(format!(
             "{len} bytes: not whole pages of {page} (cut short?)"
         )));
@@ -1402,7 +1402,12 @@ mod tests {
         // Later changes in the WAL, not yet in the file (as under a running milter).
         milter.append_audit(admin_event(1)).await.unwrap();
         milter
-            .put_org(test_org("o1", "Firm", &["firm.example"], ConnectionType::Server))
+            .put_org(test_org(
+                "o1",
+                "Firm",
+                &["firm.example"],
+                ConnectionType::Server,
+            ))
             .await
             .unwrap();
         let path = dir.path().join(DATABASE_FILE);
