@@ -1168,6 +1168,18 @@ mod tests {
         assert!(err.to_string().contains("unix:/path/to/socket"), "{err}");
     }
 
+    /// The embedded store is `"sqlite"`; configs written before it say `"file"` (or the
+    /// `"embedded"` the docs call it) and keep working; anything else is refused.
+    #[test]
+    fn the_embedded_store_answers_to_its_old_name() {
+        for name in ["sqlite", "file", "embedded"] {
+            let config = Config::parse(&format!("[store]\nbackend = \"{name}\"\n")).unwrap();
+            assert_eq!(config.store.backend, Backend::Sqlite, "{name}");
+        }
+        assert_eq!(Config::default().store.backend, Backend::Sqlite);
+        assert!(Config::parse("[store]\nbackend = \"json\"\n").is_err());
+    }
+
     /// The Redis login and client certificate settings: both halves of a certificate, TLS for
     /// a certificate, a password for a user name, and the credentials in one place only (the
     /// URL is not repeated in the error: it would hold the other password).

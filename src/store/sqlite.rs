@@ -964,13 +964,23 @@ impl DirectoryRead for SqliteStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         Box::pin(self.blocking(move |inner| {
             inner.read(|conn| {
-                // The primary key is the ordered index: a range scan from `after`.
-                conn.prepare_cached(&format!(
-                    "SELECT {USER_COLUMNS} FROM users WHERE ?1 IS NULL OR address > ?1 \
-                     ORDER BY address LIMIT ?2"
-                ))?
-                .query_map(rusqlite::params![after, limit], user_from)?
-                .collect()
+                // The primary key is the ordered index: a range scan from `after` (two
+                // statements: an `OR` in the condition would make SQLite scan the table).
+                match &after {
+                    Some(after) => conn
+                        .prepare_cached(&format!(
+                            "SELECT {USER_COLUMNS} FROM users WHERE address > ?1 \
+                             ORDER BY address LIMIT ?2"
+                        ))?
+                        .query_map(rusqlite::params![after, limit], user_from)?
+                        .collect(),
+                    None => conn
+                        .prepare_cached(&format!(
+                            "SELECT {USER_COLUMNS} FROM users ORDER BY address LIMIT ?1"
+                        ))?
+                        .query_map([limit], user_from)?
+                        .collect(),
+                }
             })
         }))
     }
