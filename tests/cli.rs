@@ -927,3 +927,38 @@ fn directory_migrate_moves_the_old_store_into_the_database() {
     assert!(out.contains("already migrated"), "{out}");
     assert_eq!(show("alice@smithchambers.cjsm.net")["state"], "active");
 }
+
+/// The daemon, too, refuses to start on an empty database beside an earlier version's
+/// `directory.json`: exit 2, naming the command that migrates it; nothing is created.
+#[test]
+fn run_refuses_an_unmigrated_store_naming_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::write(store.join("directory.json"), "{\"orgs\": {}, \"users\": {}}").unwrap();
+    let config = dir.path().join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[milter]\nlisten = \"inet:127.0.0.1:{}\"\nuser = \"\"\nallow_root = true\n\
+             [store]\npath = \"{}\"\n[metrics]\nlisten = \"\"\n\
+             [socketmap]\nlisten = \"127.0.0.1:0\"\n",
+            common::free_port(),
+            store.display()
+        ),
+    )
+    .unwrap();
+    let (out, exited) = run_for(
+        &["--config", config.to_str().unwrap(), "run"],
+        Duration::from_secs(10),
+        None,
+    );
+    assert!(exited, "still running: {}", out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cjsm-milter directory migrate"),
+        "{}",
+        out.stderr
+    );
+    assert!(!store.join("directory.sqlite3").exists());
+}
