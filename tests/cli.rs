@@ -1,5 +1,5 @@
 //! The command line as an administrator uses it: exit codes, one-line errors, the directory
-//! commands on the file store, and `config check` naming the key and line at fault.
+//! commands on the embedded store, and `config check` naming the key and line at fault.
 
 mod common;
 
@@ -935,7 +935,11 @@ fn run_refuses_an_unmigrated_store_naming_the_migration() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     std::fs::create_dir(&store).unwrap();
-    std::fs::write(store.join("directory.json"), "{\"orgs\": {}, \"users\": {}}").unwrap();
+    std::fs::write(
+        store.join("directory.json"),
+        "{\"orgs\": {}, \"users\": {}}",
+    )
+    .unwrap();
     let config = dir.path().join("run.toml");
     std::fs::write(
         &config,

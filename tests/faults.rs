@@ -1,5 +1,5 @@
 //! The fault matrix under load (issue 13 §1): a private Postfix with the milter in front of a
-//! real redis-server (or the file store), a stream of distinct messages from parallel SMTP
+//! real redis-server (or the embedded store), a stream of distinct messages from parallel SMTP
 //! clients that retry on 4xx as an MTA does, and one fault per row while the stream runs.
 //! For each row, from the sink and Postfix's queue: messages lost (answered 250, never
 //! delivered after recovery and a queue flush), unchecked (delivered without the milter's

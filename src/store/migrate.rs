@@ -109,8 +109,9 @@ pub fn migrate(dir: &Path, audit_retention: usize) -> Result<Outcome, StoreError
         }
         (true, true) => {
             return Err(unavailable(format!(
-                "{} and {} both exist: the database is already in use; move {OLD_FILE} aside \
-                 if it is an old copy (nothing was changed)",
+                "{} and {} both exist (nothing was changed): the database is the directory; \
+                 if a migration stopped after putting it in place, or {OLD_FILE} is an old \
+                 copy, rename {OLD_FILE} to {OLD_FILE}{MIGRATED}",
                 old.display(),
                 database.display()
             )));
@@ -244,4 +245,74 @@ fn read_audit(path: &Path) -> Result<Vec<AuditEvent>, StoreError> {
         .map_while(Result::ok)
         .filter_map(|line| serde_json::from_slice(&line).ok())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What migrate refuses changes nothing: no old file (nothing to migrate), a directory file
+    /// that does not parse (nothing migrated from half a directory), and an old file beside a
+    /// database already in use.
+    #[test]
+    fn migrate_refuses_without_changing_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = migrate(dir.path(), 10).unwrap_err();
+        assert!(err.to_string().contains("nothing to migrate"), "{err}");
+
+        fs::write(dir.path().join(OLD_FILE), "{ \"orgs\": ").unwrap();
+        let err = migrate(dir.path(), 10).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert!(!dir.path().join(DATABASE_FILE).exists());
+        assert!(dir.path().join(OLD_FILE).exists());
+
+        fs::write(dir.path().join(OLD_FILE), "{}").unwrap();
+        assert!(matches!(
+            migrate(dir.path(), 10).unwrap(),
+            Outcome::Migrated { users: 0, .. }
+        ));
+        fs::write(dir.path().join(OLD_FILE), "{}").unwrap();
+        let err = migrate(dir.path(), 10).unwrap_err();
+        assert!(err.to_string().contains("both exist"), "{err}");
+        assert!(dir.path().join(OLD_FILE).exists());
+    }
+
+    /// The old audit log's two halves, oldest first, the newest `audit_retention` kept.
+    #[tokio::test]
+    async fn the_audit_log_comes_along_in_order() {
+        use crate::store::{AuditTrail, SqliteStore};
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(OLD_FILE), "{}").unwrap();
+        let line =
+            |i: u64| format!("{{\"kind\":\"admin\",\"time_ms\":{i},\"action\":\"event {i}\"}}\n");
+        fs::write(
+            dir.path().join(OLD_AUDIT_PREVIOUS),
+            (0..5).map(line).collect::<String>(),
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join(OLD_AUDIT),
+            (5..8).map(line).collect::<String>() + "{torn",
+        )
+        .unwrap();
+        assert!(matches!(
+            migrate(dir.path(), 6).unwrap(),
+            Outcome::Migrated { audit: 6, .. }
+        ));
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let times: Vec<u64> = store
+            .audit(100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.time_ms())
+            .collect();
+        assert_eq!(times, [7, 6, 5, 4, 3, 2]);
+        for old in [OLD_FILE, OLD_AUDIT, OLD_AUDIT_PREVIOUS] {
+            assert!(
+                dir.path().join(format!("{old}{MIGRATED}")).exists(),
+                "{old}"
+            );
+        }
+    }
 }
