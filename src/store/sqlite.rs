@@ -598,7 +598,7 @@ impl Inner {
 }
 
 /// Checks the header of the database file (`len` bytes long): SQLite's magic string, a page
-/// size SQLite writes, a length in whole pages and no fewer pages than the header counts.
+/// size SQLite writes, a length in whole pages (SQLite only ever writes whole pages).
 /// Cheap (one read of 100 bytes); done when the file has changed, not on every read.
 fn check_header(path: &Path, len: u64) -> Result<(), StoreError> {
     use std::io::Read as _;
@@ -630,16 +630,10 @@ fn check_header(path: &Path, len: u64) -> Result<(), StoreError> {
             "{len} bytes: not whole pages of {page} (cut short?)"
         )));
     }
-    let word = |at: usize| {
-        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
-    };
-    // The page count in the header is valid when its change counter matches (SQLite's rule).
-    let pages = u64::from(word(28));
-    if pages != 0 && word(24) == word(92) && pages * page > len {
-        return Err(corrupt(format!(
-            "{len} bytes, where its header counts {pages} pages of {page} (cut short)"
-        )));
-    }
+    // Not compared: the page count in the header with the file's length. Another process's
+    // checkpoint writes page 1 (the new count) before the pages that lengthen the file, so a
+    // reader could see a "short" file that is not; a file really cut short fails in SQLite
+    // (a page past its end is read as zeros: "malformed"), an error all the same.
     Ok(())
 }
 
@@ -1429,21 +1423,28 @@ mod tests {
             ("cut to half", whole[..whole.len() / 2].to_vec()),
         ] {
             fs::write(&path, &bytes).unwrap();
-            let lookup = milter.lookup("u00001@o.cjsm.net").await;
-            assert!(
-                matches!(lookup, Err(StoreError::Corrupt { .. })),
-                "{what}: {lookup:?}"
-            );
+            // Garbage or nothing: every read fails (the header is checked). Cut short: what
+            // is read from the pages left is right, what needs the pages gone fails; never an
+            // answer of "no such user", never a whole directory read.
+            let lookup = milter.lookup("u01999@o.cjsm.net").await;
+            let whole_pages_left = what == "cut to half";
+            match &lookup {
+                Ok(found) => assert!(
+                    whole_pages_left && found.user.is_some(),
+                    "{what}: {lookup:?}"
+                ),
+                Err(e) => assert!(
+                    whole_pages_left || matches!(e, StoreError::Corrupt { .. }),
+                    "{what}: {e}"
+                ),
+            }
             let users = milter.users().await.map(|u| u.len());
-            assert!(
-                matches!(users, Err(StoreError::Corrupt { .. })),
-                "{what}: {users:?}"
-            );
-            let opened = SqliteStore::open(dir.path()).map(|_| ());
-            assert!(
-                matches!(opened, Err(StoreError::Corrupt { .. })),
-                "{what}: {opened:?}"
-            );
+            assert!(users.is_err(), "{what}: {users:?}");
+            let reopened = match SqliteStore::open(dir.path()) {
+                Ok(store) => store.users().await.map(|u| u.len()),
+                Err(e) => Err(e),
+            };
+            assert!(reopened.is_err(), "{what}: {reopened:?}");
             assert_eq!(
                 fs::read(&path).unwrap(),
                 bytes,
