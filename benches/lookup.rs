@@ -1,14 +1,23 @@
-//! The cost of the milter's directory lookup (user + organisation): the file store, Redis
-//! read directly (one round trip: a Lua script), and Redis through the milter's cache.
-//! Starts its own redis-server on a free loopback port. Run: `cargo bench --bench lookup`.
+//! The cost of the milter's directory lookup (user + organisation): the embedded store (SQLite,
+//! read inline on a kept connection), Redis read directly (one round trip: a Lua script), and
+//! Redis through the milter's cache. Starts its own redis-server on a free loopback port.
+//! Run: `cargo bench --bench lookup` (`CJSM_LOOKUP_USERS=100000` for a hub-sized directory;
+//! 1000 by default).
 
 use cjsm_milter::directory::model::{ConnectionType, OrgState, Organisation, User, UserState};
-use cjsm_milter::store::{CachedDirectory, DirectoryRead, DirectoryWrite, FileStore, RedisStore};
+use cjsm_milter::store::{CachedDirectory, DirectoryRead, DirectoryWrite, RedisStore, SqliteStore};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const USERS: usize = 1000;
+/// Users in the directory: `CJSM_LOOKUP_USERS`, 1000 by default.
+fn user_count() -> usize {
+    std::env::var("CJSM_LOOKUP_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1000)
+}
 
 fn org() -> Organisation {
     Organisation {
@@ -29,7 +38,7 @@ fn org() -> Organisation {
 }
 
 fn users() -> Vec<User> {
-    (0..USERS)
+    (0..user_count())
         .map(|i| User {
             address: format!("user{i}@hartleylaw.co.uk.cjsm.net"),
             org: "hartley".into(),
@@ -49,7 +58,11 @@ fn users() -> Vec<User> {
 async fn measure(name: &str, store: &dyn DirectoryRead, rounds: usize) {
     let mut times = Vec::with_capacity(rounds);
     for i in 0..rounds {
-        let address = format!("user{}@hartleylaw.co.uk.cjsm.net", i % USERS);
+        // Spread over the directory (a prime stride), not the same few pages.
+        let address = format!(
+            "user{}@hartleylaw.co.uk.cjsm.net",
+            (i * 7919) % user_count()
+        );
         let started = Instant::now();
         let lookup = store.lookup(&address).await.unwrap();
         times.push(started.elapsed());
@@ -104,15 +117,23 @@ async fn main() {
     let redis_store = Arc::new(store.expect("redis-server answers"));
     redis_store.put_org(org()).await.unwrap();
     redis_store.put_users(users()).await.unwrap();
-    let file_store = FileStore::open(&dir.path().join("file")).unwrap();
-    file_store.put_org(org()).await.unwrap();
-    file_store.put_users(users()).await.unwrap();
+    let embedded = SqliteStore::open(&dir.path().join("embedded")).unwrap();
+    embedded.put_org(org()).await.unwrap();
+    embedded.put_users(users()).await.unwrap();
+    // The milter's store is opened afresh: nothing of the writes is in its connections' caches.
+    let embedded = SqliteStore::open(&dir.path().join("embedded")).unwrap();
 
     println!(
         "{:<40} {:>7} {:>13} {:>13}",
         "lookup (user + organisation)", "runs", "median", "p99"
     );
-    measure("file store", &file_store, 20_000).await;
+    measure(
+        "embedded store (SQLite, cold)",
+        &embedded,
+        user_count().min(20_000),
+    )
+    .await;
+    measure("embedded store (SQLite, warm)", &embedded, 20_000).await;
     measure(
         "redis, no cache (1 round trip)",
         redis_store.as_ref(),
@@ -120,7 +141,12 @@ async fn main() {
     )
     .await;
     let cached = CachedDirectory::new(redis_store.clone(), Duration::from_secs(60));
-    measure("redis through the cache (cold)", &cached, USERS).await;
+    measure(
+        "redis through the cache (cold)",
+        &cached,
+        user_count().min(20_000),
+    )
+    .await;
     measure("redis through the cache (warm)", &cached, 20_000).await;
     drop(cached);
     let _ = redis.kill();

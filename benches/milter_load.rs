@@ -28,7 +28,7 @@
 //! cannot pass as a fast one.
 
 use cjsm_milter::directory::model::{ConnectionType, OrgState, Organisation, User, UserState};
-use cjsm_milter::store::{DirectoryWrite, FileStore, RedisStore};
+use cjsm_milter::store::{DirectoryWrite, RedisStore, SqliteStore};
 use indymilter_test::{MacroStage, Status, TestConnection};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -274,7 +274,7 @@ impl Milter {
                 let store_section = match store {
                     StoreSetup::File => {
                         let path = dir.path().join("store");
-                        let file = FileStore::open(&path).unwrap();
+                        let file = SqliteStore::open(&path).unwrap();
                         file.put_org(org()).await.unwrap();
                         file.put_users(users()).await.unwrap();
                         format!("backend = \"file\"\npath = \"{}\"", path.display())

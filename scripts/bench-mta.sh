@@ -112,7 +112,7 @@ listen = "$spec"
 socket_mode = "0666"
 
 [store]
-backend = "file"
+backend = "sqlite"
 path = "$dir/store"
 
 [metrics]

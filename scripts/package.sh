@@ -215,8 +215,8 @@ EOF
 
 cat >"$pkg/DEBIAN/postrm" <<'EOF'
 #!/bin/sh
-# Purge removes what postinst created: the directory store (the file backend's organisations,
-# users, certificates and audit log), the user and the group. dpkg removes the conffile.
+# Purge removes what postinst created: the directory store (the embedded SQLite database:
+# organisations, users, certificates, audit trail), the user and the group. dpkg removes the conffile.
 set -e
 case "$1" in
 purge)

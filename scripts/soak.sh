@@ -116,7 +116,7 @@ cat > "$LAB/milter/cjsm.toml" <<EOF
 listen = "inet:127.0.0.1:$MILTER_PORT"
 
 [store]
-backend = "file"
+backend = "sqlite"
 path = "$LAB/milter/store"
 
 [metrics]

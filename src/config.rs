@@ -273,7 +273,10 @@ pub struct Limits {
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
-    File,
+    /// The embedded store, a SQLite database in `path`. `"file"`, its name before SQLite, is
+    /// still accepted, so existing configs keep working.
+    #[serde(alias = "file", alias = "embedded")]
+    Sqlite,
     Redis,
 }
 
@@ -282,7 +285,7 @@ pub enum Backend {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     pub backend: Backend,
-    /// File store: a directory the milter owns.
+    /// The embedded store: a directory the milter owns, holding the database.
     pub path: PathBuf,
     /// Redis store: `redis://`, `rediss://` (TLS), `redis+sentinel://` or several
     /// `redis://` URLs separated by commas for a Cluster.
@@ -301,7 +304,7 @@ pub struct StoreConfig {
     pub password_file: Option<PathBuf>,
     /// Prefix of every Redis key, so several deployments can share one Redis.
     pub key_prefix: String,
-    /// Audit entries kept (Redis stream length, or file store log lines).
+    /// Audit entries kept (the Redis stream's length, or the embedded store's audit table).
     pub audit_retention: usize,
     /// How long the milter may answer a lookup from its cache, in milliseconds. Changes are
     /// also pushed to every milter at once (Redis pub/sub); this bounds a missed push.
@@ -451,7 +454,7 @@ impl Default for Limits {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            backend: Backend::File,
+            backend: Backend::Sqlite,
             path: PathBuf::from("/var/lib/cjsm-milter"),
             url: None,
             tls_ca_file: None,
@@ -1163,6 +1166,18 @@ mod tests {
         assert_eq!(err.key.as_deref(), Some("milter.listen"));
         assert_eq!(err.line, Some(2));
         assert!(err.to_string().contains("unix:/path/to/socket"), "{err}");
+    }
+
+    /// The embedded store is `"sqlite"`; configs written before it say `"file"` (or the
+    /// `"embedded"` the docs call it) and keep working; anything else is refused.
+    #[test]
+    fn the_embedded_store_answers_to_its_old_name() {
+        for name in ["sqlite", "file", "embedded"] {
+            let config = Config::parse(&format!("[store]\nbackend = \"{name}\"\n")).unwrap();
+            assert_eq!(config.store.backend, Backend::Sqlite, "{name}");
+        }
+        assert_eq!(Config::default().store.backend, Backend::Sqlite);
+        assert!(Config::parse("[store]\nbackend = \"json\"\n").is_err());
     }
 
     /// The Redis login and client certificate settings: both halves of a certificate, TLS for

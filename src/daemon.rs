@@ -222,7 +222,7 @@ async fn drop_privileges(
     local: &ListenAddr,
     config_path: Option<&Path>,
 ) -> Result<()> {
-    if config.store.backend == crate::config::Backend::File {
+    if config.store.backend == crate::config::Backend::Sqlite {
         privilege::prepare_directory(&config.store.path, account)
             .context("preparing the directory store for the service account")?;
     }

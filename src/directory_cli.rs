@@ -48,6 +48,9 @@ pub enum DirectoryCommand {
         #[arg(long, default_value = "ou=Secure eMail Directory,dc=cjsm,dc=net")]
         base_dn: String,
     },
+    /// Moves the embedded store of an earlier version (`directory.json` and its audit log)
+    /// into the SQLite database, in one transaction; the old files are renamed `*.migrated`.
+    Migrate,
 }
 
 #[derive(Subcommand)]
@@ -268,6 +271,10 @@ fn admin_error(e: AdminError) -> anyhow::Error {
 }
 
 pub async fn directory(config: &Config, command: DirectoryCommand) -> Result<()> {
+    // Before the store is opened: opening refuses a directory.json beside no database.
+    if let DirectoryCommand::Migrate = command {
+        return migrate(config).await;
+    }
     let store = store::open(&config.store, Access::ReadWrite)
         .await
         .context("opening the directory store")?;
@@ -503,7 +510,25 @@ pub async fn directory(config: &Config, command: DirectoryCommand) -> Result<()>
             }
             .context("exporting the directory")?;
         }
+        DirectoryCommand::Migrate => {} // done above
     }
+    Ok(())
+}
+
+/// `directory migrate`.
+async fn migrate(config: &Config) -> Result<()> {
+    if config.store.backend != cjsm_milter::config::Backend::Sqlite {
+        anyhow::bail!(
+            "directory migrate moves the embedded store's directory.json into its database; \
+             [store] backend is not the embedded store"
+        );
+    }
+    let (dir, retention) = (config.store.path.clone(), config.store.audit_retention);
+    let outcome =
+        tokio::task::spawn_blocking(move || store::migrate::migrate(&dir, retention)).await?;
+    let outcome = outcome
+        .with_context(|| format!("migrating the store in {}", config.store.path.display()))?;
+    println!("{outcome}");
     Ok(())
 }
 

@@ -35,9 +35,9 @@ The same program runs the daemon (\fBrun\fR), checks a message offline exactly a
 would (\fBcheck\fR), validates a configuration file (\fBconfig check\fR), and administers the
 Secure eMail Directory of organisations, users and S/MIME certificates (\fBdirectory\fR) and
 its audit trail (\fBaudit\fR).
-The directory lives in files under \fI/var/lib/cjsm\-milter\fR or in Redis, as
-\fBcjsm\-milter.toml\fR(5) sets; run the directory commands as the service user, so that the
-file store stays owned by it:
+The directory lives in a SQLite database under \fI/var/lib/cjsm\-milter\fR or in Redis, as
+\fBcjsm\-milter.toml\fR(5) sets; run the directory commands as the service user (run as
+root, they keep the embedded store's files owned by it):
 .PP
 .RS 4
 .nf
@@ -80,8 +80,12 @@ The configuration, given with \fB\-\-config\fR; see \fBcjsm\-milter.toml\fR(5).
 The Debian package installs the example configuration there, with every key at its default.
 .TP
 .I /var/lib/cjsm\-milter
-The file store (\fB[store] path\fR): \fIdirectory.json\fR and \fIaudit.log\fR, owned by the
-service user \fBcjsm\-milter\fR, mode 0750.
+The embedded store (\fB[store] path\fR): the SQLite database \fIdirectory.sqlite3\fR (with
+its \fI\-wal\fR and \fI\-shm\fR files; the audit trail is in it), owned by the service user
+\fBcjsm\-milter\fR, the directory mode 0750, the files 0640.
+A \fIdirectory.json\fR there is an earlier version's store: the daemon and the directory
+commands refuse to start beside it until \fBcjsm\-milter directory migrate\fR has moved it
+into the database.
 .TP
 .I /usr/lib/systemd/system/cjsm\-milter.service
 The systemd unit of the Debian package.

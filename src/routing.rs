@@ -484,7 +484,7 @@ mod tests {
 
     /// A store that refuses the walks over every organisation or user: what the socketmap
     /// answers must come from the indexes (by domain, by mail server, by id).
-    struct NoWalks(crate::store::FileStore);
+    struct NoWalks(crate::store::SqliteStore);
 
     impl DirectoryRead for NoWalks {
         fn lookup<'a>(&'a self, a: &'a str) -> StoreFuture<'a, crate::directory::model::Lookup> {
@@ -532,7 +532,7 @@ mod tests {
     async fn answers_without_reading_every_organisation() {
         use crate::store::DirectoryWrite as _;
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::FileStore::open(dir.path()).unwrap();
+        let store = crate::store::SqliteStore::open(dir.path()).unwrap();
         let mut firm = org("firm.co.uk", OrgState::Active, ConnectionType::Server);
         firm.mail_server = Some("[192.0.2.25]:2525".into());
         firm.domains.push("firm.example".into());

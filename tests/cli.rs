@@ -1,5 +1,5 @@
 //! The command line as an administrator uses it: exit codes, one-line errors, the directory
-//! commands on the file store, and `config check` naming the key and line at fault.
+//! commands on the embedded store, and `config check` naming the key and line at fault.
 
 mod common;
 
@@ -840,4 +840,159 @@ fn config_check_bounds_the_file_and_the_values_it_quotes() {
     assert!(out.stderr.contains("line 2"), "{}", out.stderr);
     assert!(out.stderr.contains("…"), "{}", out.stderr);
     assert!(out.stderr.len() < 400, "{}", out.stderr);
+}
+
+/// An earlier version's embedded store (`directory.json` and its audit log) is moved into the
+/// database by one command: the daemon's commands refuse to start on an empty database beside
+/// it, naming the command; after it, everything is there (a suspension, a domain claim, the
+/// audit trail), the old files are renamed aside, and running it again changes nothing.
+#[test]
+fn directory_migrate_moves_the_old_store_into_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_in(dir.path());
+    let cfg = Some(config.as_path());
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    let cli_ok = |_: Option<&Path>, args: &[&str]| cli_ok(&config, args);
+    let org = serde_json::json!({
+        "id": "smith-chambers", "name": "Smith Chambers",
+        "domains": ["smithchambers.cjsm.net"], "connection": "mailbox", "state": "active",
+        "terms_signed": 1, "admins": ["alice@smithchambers.cjsm.net"], "client_certificate": null,
+        "approved": 1, "created": 1, "updated": 2, "revision": 4
+    });
+    let user = |address: &str, state: &str| {
+        serde_json::json!({
+            "address": address, "org": "smith-chambers", "first_name": "A", "last_name": "B",
+            "town": "Leeds", "business_type": "Barristers", "state": state,
+            "created": 1, "updated": 2, "revision": 3
+        })
+    };
+    let old = serde_json::json!({
+        "orgs": { "smith-chambers": org },
+        "users": {
+            "alice@smithchambers.cjsm.net": user("alice@smithchambers.cjsm.net", "active"),
+            "bob@smithchambers.cjsm.net": user("bob@smithchambers.cjsm.net", "suspended"),
+        },
+        "domains": { "smithchambers.cjsm.net": "smith-chambers" },
+        "certificates": {},
+    });
+    std::fs::write(
+        store.join("directory.json"),
+        serde_json::to_string_pretty(&old).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        store.join("audit.log"),
+        "{\"kind\":\"admin\",\"time_ms\":5,\"action\":\"user suspend\",\"reason\":\"old\",\
+         \"target\":\"bob@smithchambers.cjsm.net\"}\n",
+    )
+    .unwrap();
+    std::fs::write(store.join("lock"), "").unwrap();
+
+    // Not migrated: refused, naming the command, and nothing is created.
+    let out = run_cli(
+        cfg,
+        b"",
+        &["directory", "user", "show", "alice@smithchambers.cjsm.net"],
+    );
+    assert!(!out.status.success(), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("cjsm-milter directory migrate"),
+        "{}",
+        out.stderr
+    );
+    assert!(!store.join("directory.sqlite3").exists());
+
+    let out = cli_ok(cfg, &["directory", "migrate"]);
+    assert!(
+        out.contains("1 organisations, 2 users, 1 domain claims, 0 certificates and 1 audit"),
+        "{out}"
+    );
+    assert!(!store.join("directory.json").exists());
+    assert!(store.join("directory.json.migrated").exists());
+    assert!(store.join("audit.log.migrated").exists());
+    assert!(store.join("directory.sqlite3").exists());
+
+    let show = |address: &str| {
+        let out = cli_ok(cfg, &["directory", "user", "show", address]);
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    assert_eq!(show("alice@smithchambers.cjsm.net")["state"], "active");
+    let bob = show("bob@smithchambers.cjsm.net");
+    assert_eq!(
+        (bob["state"].as_str(), bob["revision"].as_u64()),
+        (Some("suspended"), Some(3))
+    );
+    // The claim came along: a new application for the domain is refused, naming the holder.
+    let out = run_cli(
+        cfg,
+        b"",
+        &[
+            "directory",
+            "org",
+            "apply",
+            "--id",
+            "copycat",
+            "--name",
+            "Copy Cat",
+            "--domain",
+            "smithchambers.cjsm.net",
+            "--connection",
+            "mailbox",
+            "--admin",
+            "x@smithchambers.cjsm.net",
+        ],
+    );
+    assert!(
+        !out.status.success() && out.stderr.contains("smith-chambers"),
+        "{} {}",
+        out.stdout,
+        out.stderr
+    );
+    let audit = cli_ok(cfg, &["audit", "tail", "-n", "50"]);
+    assert!(audit.contains("\"reason\":\"old\""), "{audit}");
+
+    // Again: already migrated, nothing changed.
+    let out = cli_ok(cfg, &["directory", "migrate"]);
+    assert!(out.contains("already migrated"), "{out}");
+    assert_eq!(show("alice@smithchambers.cjsm.net")["state"], "active");
+}
+
+/// The daemon, too, refuses to start on an empty database beside an earlier version's
+/// `directory.json`: exit 2, naming the command that migrates it; nothing is created.
+#[test]
+fn run_refuses_an_unmigrated_store_naming_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::write(
+        store.join("directory.json"),
+        "{\"orgs\": {}, \"users\": {}}",
+    )
+    .unwrap();
+    let config = dir.path().join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[milter]\nlisten = \"inet:127.0.0.1:{}\"\nuser = \"\"\nallow_root = true\n\
+             [store]\npath = \"{}\"\n[metrics]\nlisten = \"\"\n\
+             [socketmap]\nlisten = \"127.0.0.1:0\"\n",
+            common::free_port(),
+            store.display()
+        ),
+    )
+    .unwrap();
+    let (out, exited) = run_for(
+        &["--config", config.to_str().unwrap(), "run"],
+        Duration::from_secs(10),
+        None,
+    );
+    assert!(exited, "still running: {}", out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cjsm-milter directory migrate"),
+        "{}",
+        out.stderr
+    );
+    assert!(!store.join("directory.sqlite3").exists());
 }

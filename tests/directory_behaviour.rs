@@ -1,4 +1,4 @@
-//! One behaviour suite, run on both backends: the embedded file store and Redis (a real
+//! One behaviour suite, run on both backends: the embedded store (SQLite) and Redis (a real
 //! redis-server started by the test). The store's reads and writes, the lookup the milter
 //! uses, the organisation-by-domain index, the audit trail, and the directory's rules on top.
 
@@ -12,7 +12,7 @@ use cjsm_milter::directory::org::Application;
 use cjsm_milter::directory::user::UserDetails;
 use cjsm_milter::directory::{Admin, AdminError};
 use cjsm_milter::policy::DirectoryAnswer;
-use cjsm_milter::store::{Directory, DirectoryRead, DirectoryWrite, FileStore, RedisStore};
+use cjsm_milter::store::{Directory, DirectoryRead, DirectoryWrite, RedisStore, SqliteStore};
 use common::fixtures::org;
 use common::redis::RedisServer;
 
@@ -646,9 +646,9 @@ async fn behaviour(store: &dyn Directory) {
 }
 
 #[tokio::test]
-async fn file_backend() {
+async fn sqlite_backend() {
     let dir = tempfile::tempdir().unwrap();
-    let store = FileStore::open(dir.path()).unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
     behaviour(&store).await;
 }
 
@@ -838,11 +838,12 @@ fn server_org(id: &str, domains: &[&str]) -> Organisation {
     }
 }
 
-/// A directory file written before the index existed (it holds no index, and this one not
-/// even the domain claims): the index is built when the file is read, and again when another
-/// writer changes the file.
+/// A directory file of an earlier version, written before the index existed (it holds no
+/// index, and this one not even the domain claims), migrated into the database: the index is
+/// built from the organisations' domains, and kept by the writes that follow, from another
+/// process's store as well.
 #[tokio::test]
-async fn file_store_indexes_domains_of_a_directory_written_before() {
+async fn a_migrated_directory_indexes_domains_of_a_directory_written_before() {
     let dir = tempfile::tempdir().unwrap();
     let old = serde_json::json!({
         "orgs": { "old": server_org("old", &["old.co.uk", "Second.Example"]) },
@@ -853,25 +854,27 @@ async fn file_store_indexes_domains_of_a_directory_written_before() {
         serde_json::to_string_pretty(&old).unwrap(),
     )
     .unwrap();
-    let store = FileStore::open(dir.path()).unwrap();
+    cjsm_milter::store::migrate::migrate(dir.path(), 1000).unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
     assert_eq!(org_of(&store, "old.co.uk").await.as_deref(), Some("old"));
     assert_eq!(
         org_of(&store, "second.example").await.as_deref(),
         Some("old")
     );
     assert_eq!(org_of(&store, "new.co.uk").await, None);
-    // Another process writes: the index follows the file.
-    let writer = FileStore::open(dir.path()).unwrap();
+    // Another process writes: the index follows.
+    let writer = SqliteStore::open(dir.path()).unwrap();
     writer
         .put_org(server_org("new", &["new.co.uk"]))
         .await
         .unwrap();
     assert_eq!(org_of(&store, "new.co.uk").await.as_deref(), Some("new"));
-    // The file keeps its format: nothing of the index is written to it.
-    let text = std::fs::read_to_string(dir.path().join("directory.json")).unwrap();
-    let written: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let keys: Vec<&String> = written.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["orgs", "users", "domains", "certificates"]);
+    // An organisation that no longer lists a domain is not found by it.
+    writer
+        .put_org(server_org("old", &["old.co.uk"]))
+        .await
+        .unwrap();
+    assert_eq!(org_of(&store, "second.example").await, None);
 }
 
 /// Organisations in Redis written before the index existed (by hand here, as an earlier
@@ -1454,9 +1457,9 @@ async fn rules_without_walks(inner: &dyn Directory) {
 }
 
 #[tokio::test]
-async fn file_backend_rules_without_walks() {
+async fn sqlite_backend_rules_without_walks() {
     let dir = tempfile::tempdir().unwrap();
-    let store = FileStore::open(dir.path()).unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
     rules_without_walks(&store).await;
 }
 

@@ -338,8 +338,12 @@ async fn report_mode_decides_but_changes_nothing() {
 #[tokio::test]
 async fn store_failure_answers_tempfail() {
     let milter = start("").await;
-    // The directory file becomes unreadable after start-up.
-    std::fs::write(milter.dir.path().join("store/directory.json"), "{ broken").unwrap();
+    // The directory's database becomes unreadable after start-up.
+    std::fs::write(
+        milter.dir.path().join("store/directory.sqlite3"),
+        "{ broken",
+    )
+    .unwrap();
     // The sender's directory lookup fails at MAIL.
     let mut conn = milter.connect().await;
     conn.connect(

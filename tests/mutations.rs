@@ -6,7 +6,7 @@ use cjsm_milter::check::feed;
 use cjsm_milter::config::Config;
 use cjsm_milter::engine::{Engine, compile};
 use cjsm_milter::policy::{SessionFacts, Zone};
-use cjsm_milter::store::FileStore;
+use cjsm_milter::store::SqliteStore;
 use cjsm_milter::transaction::Transaction;
 use std::sync::Arc;
 
@@ -83,7 +83,7 @@ fn mutated_corpus_messages_always_get_a_verdict() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::new(
         compile(Config::default()).unwrap(),
-        Arc::new(FileStore::open(dir.path()).unwrap()),
+        Arc::new(SqliteStore::open(dir.path()).unwrap()),
     );
     // Over TLS, as the secure networks' servers send, to one secure-network recipient.
     let session = SessionFacts {

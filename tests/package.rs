@@ -382,7 +382,7 @@ fn the_debian_package_installs_runs_and_purges() {
         ],
         "{log}"
     );
-    let store = std::fs::metadata(Path::new(STATE_DIR).join("directory.json"))
+    let store = std::fs::metadata(Path::new(STATE_DIR).join("directory.sqlite3"))
         .unwrap_or_else(|e| panic!("the store: {e}\n{log}"));
     assert_eq!(
         (store.uid(), store.gid()),

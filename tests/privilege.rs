@@ -91,15 +91,22 @@ fn run_refused(file: &Path) -> String {
     out.stderr
 }
 
-/// Waits (at most 5 s) until `path` exists.
-fn wait_for_file(path: &Path) {
+/// The audit trail in the store's database once an entry mentions `needle` (the milter writes
+/// it shortly after the verdict), read as the test (root) reads it: read-only.
+async fn audit_mentioning(store: &Path, needle: &str) -> String {
+    use cjsm_milter::store::{Access, AuditTrail, SqliteStore};
+    let mut seen = String::new();
     for _ in 0..200 {
-        if path.exists() {
-            return;
+        if store.join("directory.sqlite3").exists() {
+            let trail = SqliteStore::open_with(store, Access::ReadOnly, 100).unwrap();
+            seen = format!("{:?}", trail.audit(100).await.unwrap());
+            if seen.contains(needle) {
+                return seen;
+            }
         }
-        std::thread::sleep(Duration::from_millis(25));
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("{} not written within 5 s", path.display());
+    panic!("no audit entry with {needle} within 5 s: {seen}");
 }
 
 /// Started as root with `user = "nobody"`: every uid and gid of the process (real, effective,
@@ -154,17 +161,56 @@ async fn root_binds_then_runs_as_the_configured_user() {
         (uid, gid, under_umask(0o750)),
         "the store directory"
     );
-    let audit = store.join("audit.log");
-    wait_for_file(&audit);
-    for file in ["directory.json", "lock", "audit.log"] {
+    // The database and SQLite's -wal and -shm beside it: the milter's account opens all three.
+    let audited = audit_mentioning(&store, "PRIV1").await;
+    for file in [
+        "directory.sqlite3",
+        "directory.sqlite3-wal",
+        "directory.sqlite3-shm",
+        "store-initialised",
+    ] {
         assert_eq!(
             owner_and_mode(&store.join(file)),
             (uid, gid, under_umask(0o640)),
             "{file}"
         );
     }
-    let audited = std::fs::read_to_string(&audit).unwrap();
     assert!(audited.contains("PRIV1"), "{audited}");
+    // An administrator's change as root leaves the files to the account: the milter goes on
+    // writing its audit trail into them.
+    let out = common::cli::cli(
+        &daemon.config,
+        &[
+            "directory",
+            "org",
+            "apply",
+            "--id",
+            "rootco",
+            "--name",
+            "Root Co",
+            "--domain",
+            "rootco.example",
+            "--connection",
+            "server",
+        ],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    let conn = TestConnection::configure()
+        .open_unix(&socket)
+        .await
+        .unwrap();
+    assert!(matches!(
+        unmarked_message_verdict(conn, "PRIV2").await,
+        Status::Reject { .. }
+    ));
+    audit_mentioning(&store, "PRIV2").await;
+    for file in [
+        "directory.sqlite3",
+        "directory.sqlite3-wal",
+        "directory.sqlite3-shm",
+    ] {
+        assert_eq!(owner_and_mode(&store.join(file)).0, uid, "{file}");
+    }
 
     // SIGHUP: the config is read again, as nobody, and applies.
     std::fs::write(

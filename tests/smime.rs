@@ -320,15 +320,24 @@ fn sink_file_with(sink: &Sink, needle: &str) -> (PathBuf, String) {
 /// Makes a stored certificate look lapsed, as time would: its record says it expired a day
 /// ago (the milter checks the dates at each message).
 fn lapse(store: &Path, address: &str) {
-    let path = store.join("directory.json");
-    let mut directory: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    use cjsm_milter::store::{DirectoryRead, DirectoryWrite, SqliteStore};
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    directory["certificates"][address]["not_after"] = serde_json::json!(now - 86_400);
-    std::fs::write(&path, serde_json::to_vec_pretty(&directory).unwrap()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let directory = SqliteStore::open(store).unwrap();
+        let mut cert = directory
+            .certificates()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.address == address)
+            .unwrap_or_else(|| panic!("no certificate for {address}"));
+        cert.not_after = now - 86_400;
+        directory.put_certificate(cert).await.unwrap();
+    });
 }
 
 /// With a neutral Subject, no copy of the real one stays outside the encrypted message: the

@@ -77,7 +77,11 @@ fn tls_policy_answers_for_organisations_and_secure_networks() {
     assert_eq!((code, text.as_str()), (1, ""));
 
     // The store broken: a temporary error, never "not found" (which would send in clear).
-    std::fs::write(daemon.dir.path().join("store/directory.json"), "{ broken").unwrap();
+    std::fs::write(
+        daemon.dir.path().join("store/directory.sqlite3"),
+        "{ broken",
+    )
+    .unwrap();
     // postmap, like the smtp client, reports it as a query error (the delivery is deferred).
     let (code, text) = postmap(&conf, port, "met.pnn.police.uk");
     assert_ne!(code, 0, "{text}");

@@ -5,7 +5,7 @@
 use cjsm_milter::config::Config;
 use cjsm_milter::engine::{Engine, compile};
 use cjsm_milter::policy::SessionFacts;
-use cjsm_milter::store::FileStore;
+use cjsm_milter::store::SqliteStore;
 use cjsm_milter::transaction::Transaction;
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use std::sync::Arc;
 /// through MAIL and RCPT: clone it for each message.
 pub fn engine_to_a_secure_recipient() -> (tempfile::TempDir, Engine, Transaction) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(FileStore::open(dir.path()).unwrap());
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
     let engine = Engine::new(compile(Config::default()).unwrap(), store);
     // Over TLS, as the secure networks' servers send.
     let session = SessionFacts {

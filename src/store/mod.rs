@@ -1,4 +1,4 @@
-//! The Secure eMail Directory's storage: the embedded file store (the default) and the Redis
+//! The Secure eMail Directory's storage: the embedded store (SQLite, the default) and the Redis
 //! store shared by every milter instance, behind three traits — reading
 //! ([`DirectoryRead`]), changing ([`DirectoryWrite`]) and the audit trail ([`AuditTrail`]).
 //! The milter only reads and appends to the audit trail; its reads go through the
@@ -8,16 +8,17 @@
 //! [`crate::directory::model`]; the rules for changing it are [`crate::directory`].
 
 mod cache;
-mod file;
 mod instrumented;
+pub mod migrate;
 mod redis;
+mod sqlite;
 
 pub use cache::CachedDirectory;
-pub use file::{Access, FileStore};
 pub use instrumented::Instrumented;
 pub(crate) use instrumented::append_audit_measured;
 pub use redis::{Keys, RedisCredentials, RedisStore, redact_url};
 pub(crate) use redis::{SENTINEL_FORM, sentinel_parts};
+pub use sqlite::{Access, DATABASE_FILE, SqliteStore};
 
 use crate::config::{Backend, StoreConfig};
 use crate::directory::model::{AuditEvent, Certificate, Lookup, Organisation, User};
@@ -127,8 +128,8 @@ pub trait DirectoryWrite: Send + Sync {
 pub trait AuditTrail: Send + Sync {
     fn append_audit(&self, event: AuditEvent) -> StoreFuture<'_, ()>;
     /// Appends several entries in order. The milter's audit writer hands over what queued up
-    /// while it was writing; a backend that can write them at once (the file store: one
-    /// write, not one worker-thread hop and one open per entry) overrides this.
+    /// while it was writing; a backend that can write them at once (the embedded store:
+    /// one transaction and one sync, not one per entry) overrides this.
     fn append_audit_batch(&self, events: Vec<AuditEvent>) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             for event in events {
@@ -141,7 +142,7 @@ pub trait AuditTrail: Send + Sync {
     fn audit(&self, limit: usize) -> StoreFuture<'_, Vec<AuditEvent>>;
 }
 
-/// A whole backend: the three sides on one store (the file store, Redis), as the admin
+/// A whole backend: the three sides on one store (the embedded store, Redis), as the admin
 /// commands use it.
 pub trait Directory: DirectoryRead + DirectoryWrite + AuditTrail {}
 
@@ -150,7 +151,7 @@ impl<T: DirectoryRead + DirectoryWrite + AuditTrail + ?Sized> Directory for T {}
 /// Opens the configured backend, read directly (the admin commands and `check`).
 pub async fn open(config: &StoreConfig, access: Access) -> Result<Arc<dyn Directory>, StoreError> {
     match config.backend {
-        Backend::File => Ok(Arc::new(open_file(config, access)?)),
+        Backend::Sqlite => Ok(Arc::new(open_sqlite(config, access)?)),
         Backend::Redis => Ok(Arc::new(
             connect_redis(config, &redis_credentials(config)?).await?,
         )),
@@ -169,10 +170,10 @@ pub struct MilterStore {
 
 /// The login and TLS material the milter's store needs, read from their files now: the
 /// daemon reads them before it drops root, since they are usually readable by root (and the
-/// service group) only. None for the file store.
+/// service group) only. None for the embedded store.
 pub fn milter_credentials(config: &StoreConfig) -> Result<Option<RedisCredentials>, StoreError> {
     match config.backend {
-        Backend::File => Ok(None),
+        Backend::Sqlite => Ok(None),
         Backend::Redis => redis_credentials(config).map(Some),
     }
 }
@@ -183,8 +184,10 @@ pub async fn open_for_milter(
     credentials: Option<&RedisCredentials>,
 ) -> Result<MilterStore, StoreError> {
     match config.backend {
-        Backend::File => {
-            let store = open_file(config, Access::ReadWrite)?;
+        Backend::Sqlite => {
+            // No cache: a lookup is a few indexed reads on a kept connection (microseconds),
+            // and reading the database itself sees an administrator's change at once.
+            let store = open_sqlite(config, Access::ReadWrite)?;
             Ok(MilterStore {
                 read: Arc::new(Instrumented::new(store.clone())),
                 audit: Arc::new(store),
@@ -206,8 +209,8 @@ pub async fn open_for_milter(
     }
 }
 
-fn open_file(config: &StoreConfig, access: Access) -> Result<FileStore, StoreError> {
-    FileStore::open_with(&config.path, access, config.audit_retention)
+fn open_sqlite(config: &StoreConfig, access: Access) -> Result<SqliteStore, StoreError> {
+    SqliteStore::open_with(&config.path, access, config.audit_retention)
 }
 
 async fn connect_redis(

@@ -1,5 +1,5 @@
 //! The integration tests' harness, one place for each job: the milter served in-process on
-//! 127.0.0.1:0 with its own file store (the same `serve()` the daemon runs), the scenario
+//! 127.0.0.1:0 with its own embedded store (the same `serve()` the daemon runs), the scenario
 //! configs of tests/scenarios, a free loopback port, and SMTP through swaks and smtp-sink.
 //! `cli` runs the binary's commands, `daemon` runs `cjsm-milter run` as a child process,
 //! `fixtures` writes the directory's records; `pki`, `postfix` and `redis` start what the tests
@@ -40,7 +40,7 @@ impl TestMilter {
     /// Starts a milter on the given config text (the store section is added here).
     pub async fn start(config_text: &str) -> TestMilter {
         let dir = tempfile::tempdir().unwrap();
-        // A config with its own [store] (Redis) keeps it; otherwise a file store in the
+        // A config with its own [store] (Redis) keeps it; otherwise an embedded store in the
         // test's directory.
         let text = if config_text.contains("[store]") {
             config_text.to_string()

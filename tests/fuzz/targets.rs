@@ -19,7 +19,7 @@ use cjsm_milter::engine::{Engine, Shared, compile};
 use cjsm_milter::listen::{self, ListenAddr};
 use cjsm_milter::marking::{Origin, profile};
 use cjsm_milter::policy::SessionFacts;
-use cjsm_milter::store::{DirectoryRead, DirectoryWrite, FileStore, StoreError, StoreFuture};
+use cjsm_milter::store::{DirectoryRead, DirectoryWrite, SqliteStore, StoreError, StoreFuture};
 use cjsm_milter::transaction::Transaction;
 use indymilter_test::{MacroStage, Status, TestConnection};
 use std::collections::hash_map::DefaultHasher;
@@ -120,7 +120,7 @@ impl ClassifierRig {
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::new(
             compile(Config::default()).unwrap(),
-            Arc::new(FileStore::open(dir.path()).unwrap()),
+            Arc::new(SqliteStore::open(dir.path()).unwrap()),
         );
         let session = SessionFacts {
             tls_version: Some("TLSv1.3".into()),
@@ -340,7 +340,7 @@ impl MilterRig {
         let store_dir = dir.path().join("store");
         let fault = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (milters, socketmap) = runtime.block_on(async {
-            let store = Arc::new(FileStore::open(&store_dir).unwrap());
+            let store = Arc::new(SqliteStore::open(&store_dir).unwrap());
             for org in directory_orgs() {
                 store.put_org(org).await.unwrap();
             }
@@ -825,7 +825,7 @@ fn address(choices: &mut Choices) -> std::ffi::CString {
 /// The directory with faults injected: while `fail` is set, every read fails as an
 /// unreachable store's would. (The store is what the milter depends on, not what is tested.)
 struct FaultyStore {
-    inner: Arc<FileStore>,
+    inner: Arc<SqliteStore>,
     fail: Arc<std::sync::atomic::AtomicBool>,
 }
 
