@@ -266,11 +266,14 @@ pub fn lines(html: &str) -> Vec<TextLine<'static>> {
 /// The `style` attribute (and any `color` or `hidden` attribute) with spaces and CSS
 /// comments removed, lower-cased: `display:/**/none` is `display:none`.
 fn squeezed_style(attributes: &str) -> String {
-    let style = attribute(attributes, "style").unwrap_or("");
-    let color = attribute(attributes, "color")
-        .map(|c| format!(";color:{c}"))
-        .unwrap_or_default();
-    squeeze_css(&format!("{style}{color}"))
+    let style = attribute(attributes, "style");
+    let color = attribute(attributes, "color");
+    match (style, color) {
+        // Most tags have neither: nothing to squeeze, nothing to allocate.
+        (None, None) => String::new(),
+        (Some(style), None) => squeeze_css(style),
+        (style, Some(color)) => squeeze_css(&format!("{};color:{color}", style.unwrap_or(""))),
+    }
 }
 
 fn squeeze_css(css: &str) -> String {
@@ -487,7 +490,13 @@ fn generated_content(declarations: &str) -> Option<String> {
 
 fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
     let (hay, needle) = (haystack.as_bytes(), needle.as_bytes());
-    (0..hay.len().saturating_sub(needle.len() - 1))
+    let last = hay.len().checked_sub(needle.len())?;
+    // Only where the first byte matches (the needles start with `<`): a memchr-fast skip.
+    let (lower, upper) = (
+        needle[0].to_ascii_lowercase(),
+        needle[0].to_ascii_uppercase(),
+    );
+    memchr::memchr2_iter(lower, upper, &hay[..=last])
         .find(|&at| hay[at..at + needle.len()].eq_ignore_ascii_case(needle))
 }
 
@@ -704,6 +713,27 @@ impl Lines {
             // Hidden text arrives: what the line held so far is what is shown of it.
             self.shown = Some(self.current.clone());
         }
+        if !upper {
+            // The same characters as the loop below, pushed as one slice: up to and including
+            // the character that crosses `MAX_LINE`, line ends as spaces (one byte for one).
+            let room = MAX_LINE.saturating_sub(self.current.len());
+            let mut end = room.min(decoded.len());
+            while !decoded.is_char_boundary(end) {
+                end += 1;
+            }
+            let kept = &decoded[..end];
+            let kept: Cow<str> = if kept.contains(['\n', '\r']) {
+                Cow::Owned(kept.replace(['\n', '\r'], " "))
+            } else {
+                Cow::Borrowed(kept)
+            };
+            self.current.push_str(&kept);
+            if !hidden && let Some(shown) = &mut self.shown {
+                shown.push_str(&kept);
+            }
+            self.hidden |= hidden && has_text;
+            return;
+        }
         for c in decoded.chars() {
             // A marking line is short: the rest of a long line is not kept.
             if self.current.len() >= MAX_LINE {
@@ -722,7 +752,7 @@ impl Lines {
                 }
             }
         }
-        self.hidden |= hidden && decoded.chars().any(|c| !c.is_whitespace());
+        self.hidden |= hidden && has_text;
     }
 
     fn break_line(&mut self) {

@@ -60,9 +60,14 @@ impl Found {
 /// Lines already read, remembered by hash: hostile input repeats its lines by the million
 /// (boundaries, filler), and a line read once need not be read again. Bounded: 64 Ki
 /// hashes, about 1 MB; past that, new lines are read without being remembered.
+///
+/// Hashed with a key of this process (not a fixed one): with a key known in advance, two
+/// lines with the same 64-bit hash can be found offline, and the second (a marking) would be
+/// skipped as read.
 #[derive(Default)]
 pub struct SeenLines {
     hashes: std::collections::HashSet<u64>,
+    key: std::collections::hash_map::RandomState,
 }
 
 impl SeenLines {
@@ -70,10 +75,8 @@ impl SeenLines {
 
     /// True the first time `line` is offered (or when it can no longer be remembered).
     pub fn first_time<T: std::hash::Hash + ?Sized>(&mut self, line: &T) -> bool {
-        use std::hash::Hasher;
-        let mut hasher = std::hash::DefaultHasher::new();
-        line.hash(&mut hasher);
-        let hash = hasher.finish();
+        use std::hash::BuildHasher;
+        let hash = self.key.hash_one(line);
         if self.hashes.contains(&hash) {
             return false;
         }
@@ -698,14 +701,26 @@ fn ambiguity(raw: &[u8], part: &MessagePart) -> Option<&'static str> {
     }
     if part.encoding == Encoding::Base64
         && let Some(body) = raw.get(part.offset_body as usize..part.offset_end as usize)
-        && body
-            .iter()
-            .any(|&b| !(b.is_ascii_alphanumeric() || b"+/=\r\n\t -".contains(&b)))
+        && body.iter().any(|&b| !BASE64_TEXT[usize::from(b)])
     {
         return Some("base64 with characters outside its alphabet");
     }
     None
 }
+
+/// The bytes a base64 body may hold: its alphabet, padding, line ends and the spaces and
+/// dashes mail software leaves. A table: an attachment of megabytes is checked byte by byte.
+static BASE64_TEXT: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'+' | b'/' | b'=' | b'\r' | b'\n' | b'\t' | b' ' | b'-');
+        b += 1;
+    }
+    table
+};
 
 fn known_charset(name: &str) -> bool {
     let lower = name.trim().to_ascii_lowercase();
