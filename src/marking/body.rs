@@ -319,9 +319,14 @@ fn forwarded_subject(line: &str) -> Option<&str> {
 
 /// No letters or digits: blank, or only decoration (`-----`, `*****`).
 fn is_blank(line: &str) -> bool {
-    // ASCII folds to itself less its control characters: no need to fold it to ask.
+    // Folding never takes an ASCII letter or digit away (it removes only format and control
+    // characters and marks, and composes a letter with its marks into a letter): a line with
+    // one is not blank; ASCII without one folds to no letter at all.
+    if line.bytes().any(|b| b.is_ascii_alphanumeric()) {
+        return false;
+    }
     if line.is_ascii() {
-        return !line.bytes().any(|b| b.is_ascii_alphanumeric());
+        return true;
     }
     !fold(line).chars().any(char::is_alphanumeric)
 }

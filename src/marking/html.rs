@@ -59,7 +59,12 @@ const BLOCKS: &[&str] = &[
     "ul",
 ];
 
-/// Elements without content: never on the stack of open elements.
+/// Whether `name` is one of [`BLOCKS`] (kept sorted: searched for every tag).
+fn is_block(name: &str) -> bool {
+    BLOCKS.binary_search(&name).is_ok()
+}
+
+/// Elements without content: never on the stack of open elements (sorted, like [`BLOCKS`]).
 const VOID: &[&str] = &[
     "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
     "track", "wbr",
@@ -123,6 +128,8 @@ static REORDERING_FINDER: std::sync::LazyLock<aho_corasick::AhoCorasick> =
     std::sync::LazyLock::new(|| {
         aho_corasick::AhoCorasick::builder()
             .ascii_case_insensitive(true)
+            // A DFA: the whole part is searched, and for these few patterns it is small.
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .build(REORDERING)
             .expect("fixed patterns")
     });
@@ -184,7 +191,7 @@ pub fn lines(html: &str) -> Vec<TextLine<'static>> {
         }
         if closing {
             if let Some(at) = open.iter().rposition(|e| e.name == name) {
-                let mut block = BLOCKS.contains(&name.as_str());
+                let mut block = is_block(&name);
                 for element in open.drain(at..) {
                     hidden_depth -= usize::from(element.hidden);
                     upper_depth -= usize::from(element.upper);
@@ -193,14 +200,14 @@ pub fn lines(html: &str) -> Vec<TextLine<'static>> {
                 if block {
                     out.break_line();
                 }
-            } else if BLOCKS.contains(&name.as_str()) {
+            } else if is_block(&name) {
                 out.break_line();
             }
             continue;
         }
         let attributes = &body[name_end..];
         let squeezed = squeezed_style(attributes);
-        let block = BLOCKS.contains(&name.as_str())
+        let block = is_block(&name)
             || [
                 "display:block",
                 "display:flex",
@@ -209,7 +216,7 @@ pub fn lines(html: &str) -> Vec<TextLine<'static>> {
                 "display:table",
             ]
             .iter()
-            .any(|d| squeezed.contains(d));
+            .any(|d| !squeezed.is_empty() && squeezed.contains(d));
         if block {
             out.break_line();
         }
@@ -221,7 +228,7 @@ pub fn lines(html: &str) -> Vec<TextLine<'static>> {
             out.aside(alt);
         }
         let self_closing = body.trim_end().ends_with('/');
-        if VOID.contains(&name.as_str()) || self_closing {
+        if VOID.binary_search(&name.as_str()).is_ok() || self_closing {
             continue;
         }
         let id = attribute(attributes, "id")
@@ -553,6 +560,10 @@ fn hides(attributes: &str, squeezed_style: &str) -> bool {
         "clip-path:inset(50%",
         "scale(0",
     ];
+    // No style: nothing below can hide it (most tags).
+    if squeezed_style.is_empty() {
+        return false;
+    }
     HIDING.iter().any(|h| squeezed_style.contains(h))
         || light_text(squeezed_style)
         || tiny(squeezed_style)
@@ -952,6 +963,17 @@ mod tests {
         assert!(l.contains(&("SECRET".into(), false)), "{l:?}");
         let l = shown("<style>p.m::before{content:\"TOP SECRET\"}</style><p class=m></p>");
         assert!(l.contains(&("TOP SECRET".into(), true)), "{l:?}");
+    }
+
+    #[test]
+    fn element_lists_are_sorted_for_their_binary_search() {
+        assert!(BLOCKS.is_sorted(), "BLOCKS");
+        assert!(VOID.is_sorted(), "VOID");
+        assert!(is_block("p") && is_block("td") && !is_block("span"));
+        assert_eq!(
+            shown("<p>a<br>b<hr>c</p>"),
+            [("a", false), ("b", false), ("c", false)].map(|(t, h)| (t.to_string(), h))
+        );
     }
 
     #[test]
