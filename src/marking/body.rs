@@ -33,11 +33,45 @@ pub struct TextLine<'t> {
 /// The lines of plain text: every line end counts (`\n`, `\r`, U+2028, U+2029, NEL, form
 /// feed, vertical tab).
 pub fn plain_lines(text: &str) -> impl Iterator<Item = TextLine<'_>> + Clone {
-    text.split(['\n', '\r', '\u{2028}', '\u{2029}', '\u{85}', '\x0C', '\x0B'])
-        .map(|line| TextLine {
-            text: Cow::Borrowed(line),
-            hidden: false,
-        })
+    LineSplit { rest: Some(text) }.map(|line| TextLine {
+        text: Cow::Borrowed(line),
+        hidden: false,
+    })
+}
+
+/// The pieces of `str::split` on the line ends of [`plain_lines`], found byte by byte: a
+/// split on a set of characters decodes and compares every character against each, and the
+/// text is walked twice (see [`markings`]).
+#[derive(Clone)]
+struct LineSplit<'t> {
+    rest: Option<&'t str>,
+}
+
+impl<'t> Iterator for LineSplit<'t> {
+    type Item = &'t str;
+
+    fn next(&mut self) -> Option<&'t str> {
+        let rest = self.rest?;
+        let bytes = rest.as_bytes();
+        for (at, &b) in bytes.iter().enumerate() {
+            // In UTF-8, 0xC2 and 0xE2 only lead a character: U+0085 is C2 85, U+2028 and
+            // U+2029 are E2 80 A8 and E2 80 A9.
+            let end = match b {
+                b'\n' | b'\r' | 0x0B | 0x0C => 1,
+                0xC2 if bytes.get(at + 1) == Some(&0x85) => 2,
+                0xE2 if bytes.get(at + 1) == Some(&0x80)
+                    && matches!(bytes.get(at + 2), Some(0xA8 | 0xA9)) =>
+                {
+                    3
+                }
+                _ => continue,
+            };
+            self.rest = Some(&rest[at + end..]);
+            return Some(&rest[..at]);
+        }
+        self.rest = None;
+        Some(rest)
+    }
 }
 
 /// Format=flowed text (RFC 3676) as the reader sees it: a line ending in a space (a soft
@@ -132,7 +166,12 @@ where
     let mut over_budget = false;
     for (index, line) in lines.clone().enumerate() {
         let folded = fold(&line.text);
-        if !folded.chars().any(char::is_alphanumeric) {
+        let letters = match &folded {
+            // Borrowed: ASCII, where a letter or digit is an ASCII one.
+            Cow::Borrowed(ascii) => ascii.bytes().any(|b| b.is_ascii_alphanumeric()),
+            Cow::Owned(folded) => folded.chars().any(char::is_alphanumeric),
+        };
+        if !letters {
             continue;
         }
         let kind = if line.hidden || index >= quoted_from {
@@ -280,6 +319,15 @@ fn forwarded_subject(line: &str) -> Option<&str> {
 
 /// No letters or digits: blank, or only decoration (`-----`, `*****`).
 fn is_blank(line: &str) -> bool {
+    // Folding never takes an ASCII letter or digit away (it removes only format and control
+    // characters and marks, and composes a letter with its marks into a letter): a line with
+    // one is not blank; ASCII without one folds to no letter at all.
+    if line.bytes().any(|b| b.is_ascii_alphanumeric()) {
+        return false;
+    }
+    if line.is_ascii() {
+        return true;
+    }
     !fold(line).chars().any(char::is_alphanumeric)
 }
 
@@ -300,11 +348,20 @@ fn starts_quote(line: &str) -> bool {
     if wrote {
         return true;
     }
-    if trimmed.len() > 200 || !(trimmed.contains("essage") || trimmed.contains("ESSAGE")) {
+    if trimmed.len() > 200 || !contains_essage(trimmed.as_bytes()) {
         return false;
     }
     let lower = trimmed.to_lowercase();
     lower.contains("original message") || lower.contains("forwarded message")
+}
+
+/// `essage` or `ESSAGE` in `line` (most lines have neither): a byte loop, cheaper on a short
+/// line than setting up a substring search for each.
+fn contains_essage(line: &[u8]) -> bool {
+    memchr::memchr2_iter(b'e', b'E', line).any(|at| {
+        line.get(at..at + 6)
+            .is_some_and(|w| w == b"essage" || w == b"ESSAGE")
+    })
 }
 
 /// A signature delimiter (`-- `), a rule (`_____`), or the first line of a disclaimer.
@@ -323,10 +380,12 @@ fn ends_message(line: &str) -> bool {
     if !b"ACDILNPST".contains(&first.to_ascii_uppercase()) {
         return false;
     }
+    // Only the starts that begin with the line's first letter are compared.
     DISCLAIMER_STARTS.iter().any(|start| {
-        trimmed
-            .get(..start.len())
-            .is_some_and(|head| head.eq_ignore_ascii_case(start))
+        start.as_bytes()[0] == first.to_ascii_uppercase()
+            && trimmed
+                .get(..start.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(start))
     })
 }
 
@@ -560,6 +619,27 @@ mod tests {
         for start in DISCLAIMER_STARTS {
             assert!(b"ACDILNPST".contains(&start.as_bytes()[0]), "{start}");
             assert!(ends_message(&start.to_lowercase()), "{start}");
+        }
+    }
+
+    #[test]
+    fn plain_lines_end_where_str_split_ends_them() {
+        let ends = ['\n', '\r', '\u{2028}', '\u{2029}', '\u{85}', '\x0C', '\x0B'];
+        for text in [
+            "",
+            "one",
+            "a\nb",
+            "a\r\nb\r\n",
+            "\n\n",
+            "a\u{2028}b\u{2029}c\u{85}d\x0Ce\x0Bf",
+            // Look-alikes of the line ends' bytes that are other characters.
+            "\u{2027}x\u{202A}y\u{84}z\u{C5}\u{2080}",
+            "é\u{2028}",
+            "\u{85}",
+        ] {
+            let split: Vec<&str> = text.split(ends).collect();
+            let ours: Vec<String> = plain_lines(text).map(|l| l.text.into_owned()).collect();
+            assert_eq!(ours, split, "{text:?}");
         }
     }
 

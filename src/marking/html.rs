@@ -6,58 +6,62 @@
 use super::body::TextLine;
 use std::borrow::Cow;
 
-/// Elements that end a line where they open or close.
-const BLOCKS: &[&str] = &[
-    "address",
-    "article",
-    "aside",
-    "blockquote",
-    "br",
-    "caption",
-    "center",
-    "dd",
-    "details",
-    "dialog",
-    "div",
-    "dl",
-    "dt",
-    "fieldset",
-    "figcaption",
-    "figure",
-    "footer",
-    "form",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "header",
-    "hgroup",
-    "hr",
-    "legend",
-    "li",
-    "main",
-    "menu",
-    "nav",
-    "ol",
-    "optgroup",
-    "option",
-    "p",
-    "pre",
-    "search",
-    "section",
-    "summary",
-    "table",
-    "tbody",
-    "td",
-    "tfoot",
-    "th",
-    "thead",
-    "title",
-    "tr",
-    "ul",
-];
+/// Elements that end a line where they open or close. Asked for every tag: a `match` (the
+/// compiler compares lengths first, then a few candidates) rather than a walk of a list.
+fn is_block(name: &str) -> bool {
+    matches!(
+        name,
+        "address"
+            | "article"
+            | "aside"
+            | "blockquote"
+            | "br"
+            | "caption"
+            | "center"
+            | "dd"
+            | "details"
+            | "dialog"
+            | "div"
+            | "dl"
+            | "dt"
+            | "fieldset"
+            | "figcaption"
+            | "figure"
+            | "footer"
+            | "form"
+            | "h1"
+            | "h2"
+            | "h3"
+            | "h4"
+            | "h5"
+            | "h6"
+            | "header"
+            | "hgroup"
+            | "hr"
+            | "legend"
+            | "li"
+            | "main"
+            | "menu"
+            | "nav"
+            | "ol"
+            | "optgroup"
+            | "option"
+            | "p"
+            | "pre"
+            | "search"
+            | "section"
+            | "summary"
+            | "table"
+            | "tbody"
+            | "td"
+            | "tfoot"
+            | "th"
+            | "thead"
+            | "title"
+            | "tr"
+            | "ul"
+    )
+}
 
 /// Elements without content: never on the stack of open elements.
 const VOID: &[&str] = &[
@@ -123,6 +127,8 @@ static REORDERING_FINDER: std::sync::LazyLock<aho_corasick::AhoCorasick> =
     std::sync::LazyLock::new(|| {
         aho_corasick::AhoCorasick::builder()
             .ascii_case_insensitive(true)
+            // A DFA: the whole part is searched, and for these few patterns it is small.
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .build(REORDERING)
             .expect("fixed patterns")
     });
@@ -184,7 +190,7 @@ pub fn lines(html: &str) -> Vec<TextLine<'static>> {
         }
         if closing {
             if let Some(at) = open.iter().rposition(|e| e.name == name) {
-                let mut block = BLOCKS.contains(&name.as_str());
+                let mut block = is_block(&name);
                 for element in open.drain(at..) {
                     hidden_depth -= usize::from(element.hidden);
                     upper_depth -= usize::from(element.upper);
@@ -193,14 +199,14 @@ pub fn lines(html: &str) -> Vec<TextLine<'static>> {
                 if block {
                     out.break_line();
                 }
-            } else if BLOCKS.contains(&name.as_str()) {
+            } else if is_block(&name) {
                 out.break_line();
             }
             continue;
         }
         let attributes = &body[name_end..];
         let squeezed = squeezed_style(attributes);
-        let block = BLOCKS.contains(&name.as_str())
+        let block = is_block(&name)
             || [
                 "display:block",
                 "display:flex",
@@ -209,7 +215,7 @@ pub fn lines(html: &str) -> Vec<TextLine<'static>> {
                 "display:table",
             ]
             .iter()
-            .any(|d| squeezed.contains(d));
+            .any(|d| !squeezed.is_empty() && squeezed.contains(d));
         if block {
             out.break_line();
         }
@@ -266,11 +272,14 @@ pub fn lines(html: &str) -> Vec<TextLine<'static>> {
 /// The `style` attribute (and any `color` or `hidden` attribute) with spaces and CSS
 /// comments removed, lower-cased: `display:/**/none` is `display:none`.
 fn squeezed_style(attributes: &str) -> String {
-    let style = attribute(attributes, "style").unwrap_or("");
-    let color = attribute(attributes, "color")
-        .map(|c| format!(";color:{c}"))
-        .unwrap_or_default();
-    squeeze_css(&format!("{style}{color}"))
+    let style = attribute(attributes, "style");
+    let color = attribute(attributes, "color");
+    match (style, color) {
+        // Most tags have neither: nothing to squeeze, nothing to allocate.
+        (None, None) => String::new(),
+        (Some(style), None) => squeeze_css(style),
+        (style, Some(color)) => squeeze_css(&format!("{};color:{color}", style.unwrap_or(""))),
+    }
 }
 
 fn squeeze_css(css: &str) -> String {
@@ -487,7 +496,13 @@ fn generated_content(declarations: &str) -> Option<String> {
 
 fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
     let (hay, needle) = (haystack.as_bytes(), needle.as_bytes());
-    (0..hay.len().saturating_sub(needle.len() - 1))
+    let last = hay.len().checked_sub(needle.len())?;
+    // Only where the first byte matches (the needles start with `<`): a memchr-fast skip.
+    let (lower, upper) = (
+        needle[0].to_ascii_lowercase(),
+        needle[0].to_ascii_uppercase(),
+    );
+    memchr::memchr2_iter(lower, upper, &hay[..=last])
         .find(|&at| hay[at..at + needle.len()].eq_ignore_ascii_case(needle))
 }
 
@@ -544,6 +559,10 @@ fn hides(attributes: &str, squeezed_style: &str) -> bool {
         "clip-path:inset(50%",
         "scale(0",
     ];
+    // No style: nothing below can hide it (most tags).
+    if squeezed_style.is_empty() {
+        return false;
+    }
     HIDING.iter().any(|h| squeezed_style.contains(h))
         || light_text(squeezed_style)
         || tiny(squeezed_style)
@@ -704,6 +723,27 @@ impl Lines {
             // Hidden text arrives: what the line held so far is what is shown of it.
             self.shown = Some(self.current.clone());
         }
+        if !upper {
+            // The same characters as the loop below, pushed as one slice: up to and including
+            // the character that crosses `MAX_LINE`, line ends as spaces (one byte for one).
+            let room = MAX_LINE.saturating_sub(self.current.len());
+            let mut end = room.min(decoded.len());
+            while !decoded.is_char_boundary(end) {
+                end += 1;
+            }
+            let kept = &decoded[..end];
+            let kept: Cow<str> = if kept.contains(['\n', '\r']) {
+                Cow::Owned(kept.replace(['\n', '\r'], " "))
+            } else {
+                Cow::Borrowed(kept)
+            };
+            self.current.push_str(&kept);
+            if !hidden && let Some(shown) = &mut self.shown {
+                shown.push_str(&kept);
+            }
+            self.hidden |= hidden && has_text;
+            return;
+        }
         for c in decoded.chars() {
             // A marking line is short: the rest of a long line is not kept.
             if self.current.len() >= MAX_LINE {
@@ -722,7 +762,7 @@ impl Lines {
                 }
             }
         }
-        self.hidden |= hidden && decoded.chars().any(|c| !c.is_whitespace());
+        self.hidden |= hidden && has_text;
     }
 
     fn break_line(&mut self) {
@@ -922,6 +962,31 @@ mod tests {
         assert!(l.contains(&("SECRET".into(), false)), "{l:?}");
         let l = shown("<style>p.m::before{content:\"TOP SECRET\"}</style><p class=m></p>");
         assert!(l.contains(&("TOP SECRET".into(), true)), "{l:?}");
+    }
+
+    #[test]
+    fn is_block_knows_the_blocks() {
+        for name in [
+            "p",
+            "div",
+            "br",
+            "td",
+            "tr",
+            "li",
+            "h1",
+            "h6",
+            "blockquote",
+            "title",
+        ] {
+            assert!(is_block(name), "{name}");
+        }
+        for name in ["span", "b", "font", "a", "img", "", "P", "divx", "h7"] {
+            assert!(!is_block(name), "{name}");
+        }
+        assert_eq!(
+            shown("<p>a<br>b<hr>c</p>"),
+            [("a", false), ("b", false), ("c", false)].map(|(t, h)| (t.to_string(), h))
+        );
     }
 
     #[test]
