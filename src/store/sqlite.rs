@@ -249,6 +249,36 @@ impl SqliteStore {
             .await
             .map_err(|e| unavailable(format!("store worker failed: {e}")))?
     }
+
+    /// A point read (a key, an index), answered on the caller's thread: a kept connection and
+    /// a cached statement take microseconds, less than a hop to a worker thread and back.
+    /// `empty` while the store is absent (read-only access to a store never created).
+    fn point<T: Send + 'static>(
+        &self,
+        empty: T,
+        work: impl FnOnce(&Connection) -> Sql<T>,
+    ) -> StoreFuture<'_, T> {
+        let answer = if self.inner.absent {
+            Ok(empty)
+        } else {
+            self.inner.read(work)
+        };
+        Box::pin(async move { answer })
+    }
+
+    /// Every row `sql` (no parameters) selects, read on the blocking pool: a scan.
+    fn scan<T: Send + 'static>(
+        &self,
+        sql: String,
+        from: fn(&Row) -> Sql<T>,
+    ) -> StoreFuture<'_, Vec<T>> {
+        if self.inner.absent {
+            return Box::pin(async { Ok(Vec::new()) });
+        }
+        Box::pin(self.blocking(move |inner| {
+            inner.read(|conn| conn.prepare_cached(&sql)?.query_map([], from)?.collect())
+        }))
+    }
 }
 
 fn path_exists(path: &Path) -> Result<bool, StoreError> {
@@ -895,13 +925,9 @@ fn user_by_address(conn: &Connection, address: &str) -> Sql<Option<User>> {
 
 impl DirectoryRead for SqliteStore {
     fn lookup<'a>(&'a self, address: &'a str) -> StoreFuture<'a, Lookup> {
-        if self.inner.absent {
-            return Box::pin(async { Ok(Lookup::default()) });
-        }
         let address = normalize_address(address);
-        // Point reads on a kept connection, answered here (tens of microseconds) rather than
-        // with a hop to a worker thread and back for every recipient.
-        let answer = self.inner.read(|conn| {
+        // The user, their organisation and certificate in one read transaction.
+        self.point(Lookup::default(), |conn| {
             let user = user_by_address(conn, &address)?;
             let org = match &user {
                 Some(u) => org_by_id(conn, &u.org)?,
@@ -928,32 +954,19 @@ impl DirectoryRead for SqliteStore {
                 org,
                 certificate,
             })
-        });
-        Box::pin(async move { answer })
+        })
     }
 
     fn user<'a>(&'a self, address: &'a str) -> StoreFuture<'a, Option<User>> {
-        if self.inner.absent {
-            return Box::pin(async { Ok(None) });
-        }
         let address = normalize_address(address);
-        let answer = self.inner.read(|conn| user_by_address(conn, &address));
-        Box::pin(async move { answer })
+        self.point(None, |conn| user_by_address(conn, &address))
     }
 
     fn users(&self) -> StoreFuture<'_, Vec<User>> {
-        if self.inner.absent {
-            return Box::pin(async { Ok(Vec::new()) });
-        }
-        Box::pin(self.blocking(|inner| {
-            inner.read(|conn| {
-                conn.prepare_cached(&format!(
-                    "SELECT {USER_COLUMNS} FROM users ORDER BY address"
-                ))?
-                .query_map([], user_from)?
-                .collect()
-            })
-        }))
+        self.scan(
+            format!("SELECT {USER_COLUMNS} FROM users ORDER BY address"),
+            user_from,
+        )
     }
 
     fn users_page<'a>(
@@ -990,72 +1003,44 @@ impl DirectoryRead for SqliteStore {
     }
 
     fn org<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Organisation>> {
-        if self.inner.absent {
-            return Box::pin(async { Ok(None) });
-        }
-        let answer = self.inner.read(|conn| org_by_id(conn, id));
-        Box::pin(async move { answer })
+        self.point(None, |conn| org_by_id(conn, id))
     }
 
     fn orgs(&self) -> StoreFuture<'_, Vec<Organisation>> {
-        if self.inner.absent {
-            return Box::pin(async { Ok(Vec::new()) });
-        }
-        Box::pin(self.blocking(|inner| {
-            inner.read(|conn| {
-                conn.prepare_cached(&format!(
-                    "SELECT {ORG_COLUMNS} FROM organisations o ORDER BY o.id"
-                ))?
-                .query_map([], org_from)?
-                .collect()
-            })
-        }))
+        self.scan(
+            format!("SELECT {ORG_COLUMNS} FROM organisations o ORDER BY o.id"),
+            org_from,
+        )
     }
 
     fn org_by_domain<'a>(&'a self, domain: &'a str) -> StoreFuture<'a, Option<Organisation>> {
-        if self.inner.absent {
-            return Box::pin(async { Ok(None) });
-        }
         let key = domain_key(domain);
         // Should two organisations list the domain, the first by id.
-        let answer = self.inner.read(|conn| {
+        self.point(None, |conn| {
             conn.prepare_cached(&format!(
                 "SELECT {ORG_COLUMNS} FROM org_domains d JOIN organisations o ON o.id = d.org \
                  WHERE d.domain = ?1 ORDER BY d.org LIMIT 1"
             ))?
             .query_row([&key], org_from)
             .optional()
-        });
-        Box::pin(async move { answer })
+        })
     }
 
     fn orgs_by_mail_server<'a>(&'a self, server: &'a str) -> StoreFuture<'a, Vec<Organisation>> {
-        if self.inner.absent {
-            return Box::pin(async { Ok(Vec::new()) });
-        }
-        let answer = self.inner.read(|conn| {
+        self.point(Vec::new(), |conn| {
             conn.prepare_cached(&format!(
                 "SELECT {ORG_COLUMNS} FROM organisations o WHERE o.mail_server = ?1 ORDER BY o.id"
             ))?
             .query_map([server], org_from)?
             .collect()
-        });
-        Box::pin(async move { answer })
+        })
     }
 
     fn certificates(&self) -> StoreFuture<'_, Vec<Certificate>> {
-        if self.inner.absent {
-            return Box::pin(async { Ok(Vec::new()) });
-        }
-        Box::pin(self.blocking(|inner| {
-            inner.read(|conn| {
-                conn.prepare_cached(&format!(
-                    "SELECT {CERT_COLUMNS} FROM certificates ORDER BY address"
-                ))?
-                .query_map([], cert_from)?
-                .collect()
-            })
-        }))
+        self.scan(
+            format!("SELECT {CERT_COLUMNS} FROM certificates ORDER BY address"),
+            cert_from,
+        )
     }
 
     fn size(&self) -> StoreFuture<'_, (usize, usize)> {
