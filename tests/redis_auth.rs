@@ -34,7 +34,7 @@ const MILTER_ACL: &str = "resetkeys ~{hub}:* resetchannels &{hub}:changes -@all 
 /// The admin CLI's: the milter's, and the writes.
 const ADMIN_ACL: &str = "resetkeys ~{hub}:* resetchannels &{hub}:changes -@all \
      +ping +get +mget +exists +scard +smembers +hget +hexists +evalsha +script|load +xadd \
-     +xrevrange +set +del +sadd +srem +hset +hsetnx +publish +multi +exec";
+     +xrevrange +set +del +sadd +srem +hset +hsetnx +zadd +zcard +zrangebylex +publish +multi +exec";
 
 /// The server, its certificates and the files the milter and the admin CLI read.
 struct Hub {
@@ -184,6 +184,35 @@ impl Hub {
     }
 }
 
+/// One socketmap request (`NAME KEY`) on a new connection: the answer without its netstring.
+fn socketmap_ask(port: u16, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(format!("{}:{request},", request.len()).as_bytes())
+        .unwrap();
+    let mut reply = Vec::new();
+    let mut byte = [0u8; 1];
+    // LEN ":" TEXT ",": the server's answers are short.
+    while reply.len() < 4096 && stream.read(&mut byte).unwrap() == 1 {
+        reply.push(byte[0]);
+        if byte[0] == b',' && reply.contains(&b':') {
+            let text = String::from_utf8_lossy(&reply).into_owned();
+            let (len, rest) = text.split_once(':').unwrap();
+            if rest.len() == len.parse::<usize>().unwrap() + 1 {
+                return rest[..rest.len() - 1].to_string();
+            }
+        }
+    }
+    panic!(
+        "no whole answer to {request}: {}",
+        String::from_utf8_lossy(&reply)
+    );
+}
+
 fn is_tempfail(status: &Status) -> bool {
     matches!(status, Status::Tempfail { .. })
 }
@@ -223,16 +252,45 @@ async fn mail_is_checked_through_an_authenticated_tls_redis() {
     );
     let audit = cli_ok(&admin, &["audit", "tail", "-n", "5"]);
     assert!(audit.contains("hartley"), "{audit}");
+    // The admin commands that walk or index the directory work within the admin's ACL: a
+    // registered mail server, search (the address-ordered index), export.
+    cli_ok(
+        &admin,
+        &[
+            "directory",
+            "org",
+            "update",
+            "hartley",
+            "--mail-server",
+            "[192.0.2.25]:2525",
+        ],
+    );
+    let found = cli_ok(&admin, &["directory", "search", "alice"]);
+    assert!(found.contains(HUB_USER), "{found}");
+    let exported = cli_ok(&admin, &["directory", "export", "--format", "csv"]);
+    assert!(exported.contains(HUB_USER), "{exported}");
 
     let port = common::free_port();
+    let socketmap_port = common::free_port();
     let milter_store =
         hub.store_section("cjsm-milter", &hub.path("milter.pass"), hub.client_cert());
     let daemon = Daemon::start(&format!(
         "[milter]\nlisten = \"inet:127.0.0.1:{port}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
+         [socketmap]\nlisten = \"127.0.0.1:{socketmap_port}\"\n\
          [routing]\nsecure_networks = [\"127.0.0.0/8\"]\n{milter_store}"
     ));
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     assert_eq!(rcpt_status(addr, SENDER, HUB_USER).await, Status::Continue);
+    // The socketmap answers through the milter's user, from the indexes: the organisation's
+    // domain and its registered next hop.
+    for (request, expected) in [
+        ("tlspolicy hartleylaw.co.uk", "OK secure"),
+        ("tlspolicy [192.0.2.25]:2525", "OK secure"),
+        ("transport hartleylaw.co.uk", "OK "),
+    ] {
+        let answer = socketmap_ask(socketmap_port, request);
+        assert!(answer.starts_with(expected), "{request}: {answer}");
+    }
     // An unknown hub user is refused: the answer really comes from the directory.
     let unknown = {
         let mut conn = TestConnection::open(addr).await.unwrap();

@@ -315,7 +315,7 @@ const INDEX_BUILT: &str = "#built";
 /// holder of the claim (which a milter of an earlier version, writing organisations without
 /// the index, keeps current). KEYS: meta, org-by-domain hash, domains hash. ARGV: org key
 /// prefix, domain, the built field. Like a lookup, a directory never written is an error; an
-/// index never filled is one too, which the caller mends by filling it.
+/// index never filled is one too, on which the caller reads every organisation instead.
 const ORG_BY_DOMAIN_LUA: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return redis.error_reply('CJSMEMPTY the directory in Redis is empty (never written, flushed, or a Redis restarted without its data)')
@@ -360,7 +360,7 @@ const PAGE_MAX: usize = 1000;
 
 /// The organisations registered with one mail server. KEYS: meta, the servers-indexed marker,
 /// the server's set. ARGV: org key prefix. A directory never written is an error, as for a
-/// lookup; sets never filled are one too, which the caller mends by filling them.
+/// lookup; sets never filled are one too, on which the caller reads every organisation.
 const ORGS_BY_SERVER_LUA: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return redis.error_reply('CJSMEMPTY the directory in Redis is empty (never written, flushed, or a Redis restarted without its data)')
@@ -787,6 +787,26 @@ impl RedisStore {
         with_conn!(self, conn => pipe.query_async::<()>(&mut conn).await.map_err(unavailable))
     }
 
+    /// Fills the organisation indexes (by domain, by mail server) that are not marked filled.
+    /// Every organisation write does this first, so the indexes are filled by the admin
+    /// commands, whose ACL allows the writes, and never by the milter, whose ACL (the
+    /// README's) allows only reads: until then a reader reads every organisation instead.
+    async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        let (domains, servers): (bool, bool) = with_conn!(self, conn => redis::pipe()
+            .hexists(self.keys.org_by_domain(), INDEX_BUILT)
+            .exists(self.keys.servers_indexed())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable))?;
+        if !domains {
+            self.build_org_index().await?;
+        }
+        if !servers {
+            self.build_server_index().await?;
+        }
+        Ok(())
+    }
+
     /// Fills the org-by-server sets from every organisation and marks them filled: for a
     /// directory written before they existed. Adding to a set is idempotent, and an
     /// organisation written meanwhile added itself.
@@ -944,15 +964,16 @@ impl DirectoryRead for RedisStore {
         Box::pin(async move {
             let found = match self.orgs_by_server_candidates(server).await? {
                 Some(found) => found,
+                // Never filled: every organisation is read, as for the domain index.
                 None => {
-                    self.build_server_index().await?;
-                    self.orgs_by_server_candidates(server)
+                    let mut orgs: Vec<Organisation> = self
+                        .orgs()
                         .await?
-                        .ok_or_else(|| {
-                            StoreError::Unavailable(
-                                "redis: the organisation-by-server index was not built".into(),
-                            )
-                        })?
+                        .into_iter()
+                        .filter(|o| o.mail_server.as_deref() == Some(server))
+                        .collect();
+                    orgs.sort_by(|a, b| a.id.cmp(&b.id));
+                    return Ok(orgs);
                 }
             };
             let mut orgs = Vec::new();
@@ -982,15 +1003,14 @@ impl DirectoryRead for RedisStore {
             let domain = domain_key(domain);
             let candidates = match self.org_by_domain_candidates(&domain).await? {
                 Some(candidates) => candidates,
+                // Never filled: every organisation is read (the milter's ACL may allow only
+                // reads, so readers never fill it; the next organisation write does).
                 None => {
-                    self.build_org_index().await?;
-                    self.org_by_domain_candidates(&domain)
-                        .await?
-                        .ok_or_else(|| {
-                            StoreError::Unavailable(
-                                "redis: the organisation-by-domain index was not built".into(),
-                            )
-                        })?
+                    let mut orgs = self.orgs().await?;
+                    orgs.sort_by(|a, b| a.id.cmp(&b.id));
+                    return Ok(orgs
+                        .into_iter()
+                        .find(|o| o.domains.iter().any(|d| domain_key(d) == domain)));
                 }
             };
             let (indexed, claimed) = candidates;
@@ -1064,6 +1084,7 @@ impl DirectoryWrite for RedisStore {
 
     fn put_org(&self, org: Organisation) -> StoreFuture<'_, ()> {
         Box::pin(async move {
+            self.ensure_indexes().await?;
             let json = serde_json::to_string(&org).map_err(|e| corrupt("organisation", e))?;
             let mut pipe = redis::pipe();
             pipe.atomic()
@@ -1124,6 +1145,7 @@ impl DirectoryWrite for RedisStore {
         domains: Vec<String>,
     ) -> StoreFuture<'_, bool> {
         Box::pin(async move {
+            self.ensure_indexes().await?;
             org.revision = expected.map_or(1, |r| r + 1);
             let json = serde_json::to_string(&org).map_err(|e| corrupt("organisation", e))?;
             let mut invocation = self.swap_org_script.prepare_invoke();
