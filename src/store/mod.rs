@@ -188,6 +188,7 @@ pub async fn open_for_milter(
             // No cache: a lookup is a few indexed reads on a kept connection (microseconds),
             // and reading the database itself sees an administrator's change at once.
             let store = open_sqlite(config, Access::ReadWrite)?;
+            store.open_kept_connections()?;
             Ok(MilterStore {
                 read: Arc::new(Instrumented::new(store.clone())),
                 audit: Arc::new(store),

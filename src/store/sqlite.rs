@@ -65,8 +65,12 @@ const WRITE_BUSY: Duration = Duration::from_secs(10);
 /// How long a reader waits: in WAL mode only the recovery after a crash makes it wait, and the
 /// milter's inline lookup must not hold a runtime thread for long.
 const READ_BUSY: Duration = Duration::from_millis(250);
-/// Reader connections kept for reuse.
-const READERS_KEPT: usize = 8;
+/// Reader connections kept for reuse: one per thread that reads inline (the runtime's
+/// workers, one per core) and two for the scans on the blocking pool. More readers at once
+/// open connections of their own, closed after use.
+fn readers_kept() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) + 2
+}
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -170,6 +174,8 @@ struct Inner {
     absent: bool,
     audit_retention: usize,
     readers: Mutex<(Option<Stamp>, Vec<Connection>)>,
+    /// How many reader connections are kept ([`readers_kept`]).
+    readers_kept: usize,
     checked: Mutex<Option<Checked>>,
     writer: Mutex<Option<(Stamp, Connection)>>,
 }
@@ -208,6 +214,7 @@ impl SqliteStore {
                 absent: !exists && access == Access::ReadOnly,
                 audit_retention: audit_retention.max(1),
                 readers: Mutex::new((None, Vec::new())),
+                readers_kept: readers_kept(),
                 checked: Mutex::new(None),
                 writer: Mutex::new(None),
             }),
@@ -217,6 +224,38 @@ impl SqliteStore {
             store.inner.read(|_| Ok(()))?;
         }
         Ok(store)
+    }
+
+    /// Opens now the connections a running milter keeps (the writer, and every reader the
+    /// pool keeps) rather than at first use: the milter then holds the same descriptors at
+    /// rest before and after any load, and its first messages pay no connection set-up.
+    pub fn open_kept_connections(&self) -> Result<(), StoreError> {
+        if self.inner.absent {
+            return Ok(());
+        }
+        if self.inner.access == Access::ReadWrite {
+            self.inner.write(false, |_| Ok(((), false)))?;
+        }
+        let stamp = self.inner.stamp()?;
+        let mut opened = Vec::new();
+        let wanted = {
+            let readers = self.inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+            self.inner.readers_kept.saturating_sub(readers.1.len())
+        };
+        for _ in 0..wanted {
+            opened.push(self.inner.connect(false)?);
+        }
+        let mut readers = self.inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if readers.0 != Some(stamp) {
+            readers.1.clear();
+            readers.0 = Some(stamp);
+        }
+        for conn in opened {
+            if readers.1.len() < self.inner.readers_kept {
+                readers.1.push(conn);
+            }
+        }
+        Ok(())
     }
 
     /// The directory's change counter: bumped by every write to organisations, users, claims
@@ -585,7 +624,7 @@ impl Inner {
         match result {
             Ok(value) => {
                 let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
-                if readers.0 == Some(stamp) && readers.1.len() < READERS_KEPT {
+                if readers.0 == Some(stamp) && readers.1.len() < self.readers_kept {
                     readers.1.push(conn);
                 }
                 Ok(value)
@@ -1292,6 +1331,47 @@ mod tests {
                 .unwrap();
             assert!(reprepared <= 1, "{sql}: compiled again {reprepared} times");
         }
+    }
+
+    /// The descriptors of a running milter's store: what it keeps is opened when it opens
+    /// (the writer and every kept reader), so neither a burst of concurrent lookups nor the
+    /// first audit write leaves it holding more once at rest (the soak's leak check).
+    #[test]
+    fn a_milter_store_keeps_the_same_descriptors_before_and_after_load() {
+        fn descriptors() -> usize {
+            fs::read_dir("/proc/self/fd").unwrap().count()
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store.open_kept_connections().unwrap();
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+        };
+        let before = descriptors();
+        // More threads reading at once than connections kept.
+        std::thread::scope(|scope| {
+            for t in 0..(store.inner.readers_kept + 4) {
+                let store = &store;
+                let runtime = runtime();
+                scope.spawn(move || {
+                    for i in 0..50 {
+                        runtime
+                            .block_on(store.lookup(&format!("u{t}-{i}@o.example.cjsm.net")))
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        runtime()
+            .block_on(store.append_audit(admin_event(1)))
+            .unwrap();
+        assert_eq!(
+            descriptors(),
+            before,
+            "the store holds more descriptors at rest"
+        );
     }
 
     #[tokio::test]
