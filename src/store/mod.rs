@@ -77,16 +77,7 @@ pub trait DirectoryRead: Send + Sync {
     /// id: the socketmap's TLS policy for an organisation's own server. This default reads
     /// every organisation; a backend at hub scale answers from an index.
     fn orgs_by_mail_server<'a>(&'a self, server: &'a str) -> StoreFuture<'a, Vec<Organisation>> {
-        Box::pin(async move {
-            let mut orgs: Vec<Organisation> = self
-                .orgs()
-                .await?
-                .into_iter()
-                .filter(|o| o.mail_server.as_deref() == Some(server))
-                .collect();
-            orgs.sort_by(|a, b| a.id.cmp(&b.id));
-            Ok(orgs)
-        })
+        Box::pin(async move { Ok(with_mail_server(self.orgs().await?, server)) })
     }
     /// Every registered certificate, ordered by address.
     fn certificates(&self) -> StoreFuture<'_, Vec<Certificate>>;
@@ -96,6 +87,17 @@ pub trait DirectoryRead: Send + Sync {
     /// without its data) answers `false`: an outage, not an empty directory, for those who
     /// would otherwise read "no such organisation" (the socketmap).
     fn written(&self) -> StoreFuture<'_, bool>;
+}
+
+/// Of `orgs`, those whose registered `mail_server` is `server`, ordered by id: the answer of
+/// `orgs_by_mail_server` found by reading every organisation.
+pub(crate) fn with_mail_server(orgs: Vec<Organisation>, server: &str) -> Vec<Organisation> {
+    let mut orgs: Vec<Organisation> = orgs
+        .into_iter()
+        .filter(|o| o.mail_server.as_deref() == Some(server))
+        .collect();
+    orgs.sort_by(|a, b| a.id.cmp(&b.id));
+    orgs
 }
 
 /// Changing the directory: plain writes and compare-and-swap. The rules (who may apply, when

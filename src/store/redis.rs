@@ -965,16 +965,7 @@ impl DirectoryRead for RedisStore {
             let found = match self.orgs_by_server_candidates(server).await? {
                 Some(found) => found,
                 // Never filled: every organisation is read, as for the domain index.
-                None => {
-                    let mut orgs: Vec<Organisation> = self
-                        .orgs()
-                        .await?
-                        .into_iter()
-                        .filter(|o| o.mail_server.as_deref() == Some(server))
-                        .collect();
-                    orgs.sort_by(|a, b| a.id.cmp(&b.id));
-                    return Ok(orgs);
-                }
+                None => return Ok(super::with_mail_server(self.orgs().await?, server)),
             };
             let mut orgs = Vec::new();
             for json in found {
