@@ -40,6 +40,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub socketmap: SocketmapConfig,
     pub encryption: EncryptionConfig,
+    pub web: WebConfig,
     /// Where the settings were read, for errors found once they are compiled.
     #[serde(skip)]
     pub source: Source,
@@ -127,6 +128,48 @@ impl Default for MetricsConfig {
         MetricsConfig {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 9357))),
         }
+    }
+}
+
+/// The website (`cjsm-milter web`), its own process beside the milter.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Address of the website. HTTPS when `tls_cert_file` and `tls_key_file` are set; else
+    /// plain HTTP, on a loopback address only (behind a reverse proxy that serves HTTPS).
+    #[serde(deserialize_with = "de::parsed")]
+    pub listen: SocketAddr,
+    /// The website's certificate (PEM, the chain after it) and its private key (PEM).
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// Plain HTTP behind a reverse proxy on this machine that serves HTTPS: cookies are
+    /// marked `Secure`, and the client address is the last one the proxy adds to
+    /// `X-Forwarded-For` (read only from a proxy on loopback).
+    pub behind_https_proxy: bool,
+    /// Address of the website's /metrics; "" (`None`) turns it off.
+    #[serde(deserialize_with = "de::socket_addr_or_empty")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// How long a sign-in lasts, in minutes.
+    pub session_minutes: u64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls_cert_file: None,
+            tls_key_file: None,
+            behind_https_proxy: false,
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9358))),
+            session_minutes: 480,
+        }
+    }
+}
+
+impl WebConfig {
+    /// The website speaks HTTPS itself.
+    pub fn https(&self) -> bool {
+        self.tls_cert_file.is_some() && self.tls_key_file.is_some()
     }
 }
 
@@ -375,6 +418,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             socketmap: SocketmapConfig::default(),
             encryption: EncryptionConfig::default(),
+            web: WebConfig::default(),
             source: Source::default(),
         }
     }
@@ -640,6 +684,10 @@ pub enum ConfigErrorKind {
     SentinelWithoutService,
     #[error("set both `tls_cert_file` and `tls_key_file`, or neither")]
     CertWithoutKey,
+    #[error(
+        "plain HTTP is served on a loopback address only (behind a reverse proxy): set `tls_cert_file` and `tls_key_file` to serve HTTPS on {0}"
+    )]
+    PlainHttpOffLoopback(SocketAddr),
     #[error("a client certificate needs a TLS URL: `rediss://…` (or a Sentinel URL)")]
     CertWithoutTls,
     #[error("`username` needs `password_file`")]
@@ -935,6 +983,21 @@ impl Config {
                 .all(|u| u.trim().starts_with("rediss://") || u.starts_with("redis+sentinel://"))
         {
             return fail("store.tls_cert_file", CertWithoutTls);
+        }
+        let web = &self.web;
+        if web.tls_cert_file.is_some() != web.tls_key_file.is_some() {
+            let key = if web.tls_cert_file.is_some() {
+                "web.tls_key_file"
+            } else {
+                "web.tls_cert_file"
+            };
+            return fail(key, CertWithoutKey);
+        }
+        if !web.https() && !web.listen.ip().is_loopback() {
+            return fail("web.listen", PlainHttpOffLoopback(web.listen));
+        }
+        if web.session_minutes == 0 {
+            return fail("web.session_minutes", NotAboveZero);
         }
         if let Some(username) = &store.username {
             if username.is_empty()

@@ -660,6 +660,51 @@ fn parse_utc(text: &str) -> Option<u64> {
     u64::try_from(seconds).ok().map(|s| s * 1000)
 }
 
+/// `web add-operator` and `web reset-password`: accounts made on the command line, their
+/// one-time password printed once (stdout) for the person to change at first sign-in.
+pub async fn web_account(config: &Config, command: crate::WebCommand) -> Result<()> {
+    use cjsm_milter::clock::now_unix;
+    use cjsm_milter::directory::rules::check_address;
+    use cjsm_milter::web::accounts::{self, Role};
+    let store = store::open(&config.store, Access::ReadWrite)
+        .await
+        .context("opening the directory store")?;
+    let admin = Admin::new(store.as_ref(), &config.routing.secure_suffix, actor());
+    let now = now_unix();
+    match command {
+        crate::WebCommand::AddOperator { address } => {
+            let address = address.trim().to_ascii_lowercase();
+            check_address(&address).map_err(|e| anyhow::anyhow!(e))?;
+            let Some(one_time) =
+                accounts::create(store.as_ref(), &address, Role::Operator, None, now).await?
+            else {
+                bail!(
+                    "{address} already has an account (web reset-password gives it a new one-time password)"
+                );
+            };
+            admin
+                .audit("web add-operator", &address, "hub operator".into())
+                .await
+                .map_err(admin_error)?;
+            eprintln!("hub operator {address} created; one-time password (shown once):");
+            println!("{one_time}");
+        }
+        crate::WebCommand::ResetPassword { address } => {
+            let address = address.trim().to_ascii_lowercase();
+            let Some(one_time) = accounts::reset(store.as_ref(), &address, now).await? else {
+                bail!("{address} has no account");
+            };
+            admin
+                .audit("web reset-password", &address, "one-time password".into())
+                .await
+                .map_err(admin_error)?;
+            eprintln!("{address}: new one-time password (shown once):");
+            println!("{one_time}");
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,3 +34,4 @@ pub mod routing;
 pub mod smime;
 pub mod store;
 pub mod transaction;
+pub mod web;

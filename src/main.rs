@@ -57,6 +57,30 @@ enum Command {
         #[command(subcommand)]
         command: directory_cli::AuditCommand,
     },
+    /// The Secure eMail website: without a subcommand, serve it on [web] listen.
+    ///
+    /// Started as root, it binds its address, reads its TLS key and then becomes the [milter]
+    /// user, as `run` does.
+    Web {
+        #[command(subcommand)]
+        command: Option<WebCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebCommand {
+    /// Create a hub operator's account (the first one, or another) and print its one-time
+    /// password, to be changed at first sign-in.
+    AddOperator {
+        #[arg(value_name = "ADDRESS")]
+        address: String,
+    },
+    /// Give an account a new one-time password (and end its sessions): for a hub operator
+    /// locked out, or any account whose password is lost.
+    ResetPassword {
+        #[arg(value_name = "ADDRESS")]
+        address: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -126,7 +150,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if !matches!(cli.command, Command::Run) {
+    if !matches!(cli.command, Command::Run | Command::Web { command: None }) {
         // An admin command that hits a bug says so in one line and exits 2, like any other
         // error. (The daemon keeps the default hook: a panic there is logged in full.)
         std::panic::set_hook(Box::new(|info| {
@@ -196,6 +220,17 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Audit { command } => {
             let config = load_settings(cli.config.as_deref())?;
             directory_cli::audit(&config, command).await
+        }
+        Command::Web { command: None } => {
+            let config = load_settings(cli.config.as_deref())?;
+            daemon::init_logging(&config.log);
+            cjsm_milter::web::serve(config).await
+        }
+        Command::Web {
+            command: Some(command),
+        } => {
+            let config = load_settings(cli.config.as_deref())?;
+            directory_cli::web_account(&config, command).await
         }
     }
 }

@@ -52,6 +52,10 @@ pub struct Metrics {
     pub ready: IntGauge,
     /// 1 when the directory store answered its last health check, else 0.
     pub store_up: IntGauge,
+    /// The website's sign-ins, by result (ok, failed, locked).
+    pub web_sign_ins: IntCounterVec,
+    /// The website's actions (an application, an approval, a user added, …), by action.
+    pub web_actions: IntCounterVec,
     /// Readiness parts, set by the daemon.
     pub store_reachable: AtomicBool,
     pub milter_listening: AtomicBool,
@@ -240,6 +244,19 @@ impl Metrics {
                 "cjsm_config_reloads_total",
                 "Config reloads, by result (ok, failed).",
                 &["result"],
+            ),
+            web_sign_ins: counter_vec(
+                &registry,
+                "cjsm_web_sign_ins_total",
+                "Sign-ins to the website, by result (ok, failed, locked: refused while the \
+                 account or the client address is throttled).",
+                &["result"],
+            ),
+            web_actions: counter_vec(
+                &registry,
+                "cjsm_web_actions_total",
+                "Changes made on the website, by action (as the audit trail names them).",
+                &["action"],
             ),
             verdict_seconds,
             sessions_active,

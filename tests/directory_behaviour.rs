@@ -1306,6 +1306,44 @@ impl DirectoryWrite for NoWalks<'_> {
     }
 }
 
+impl cjsm_milter::store::Records for NoWalks<'_> {
+    fn record<'a>(
+        &'a self,
+        kind: &'a str,
+        key: &'a str,
+        now: u64,
+    ) -> cjsm_milter::store::StoreFuture<'a, Option<cjsm_milter::store::Record>> {
+        self.0.record(kind, key, now)
+    }
+    fn swap_record<'a>(
+        &'a self,
+        kind: &'a str,
+        key: &'a str,
+        expected: Option<u64>,
+        value: Option<String>,
+        expires: u64,
+        now: u64,
+    ) -> cjsm_milter::store::StoreFuture<'a, bool> {
+        self.0.swap_record(kind, key, expected, value, expires, now)
+    }
+    fn records<'a>(
+        &'a self,
+        kind: &'a str,
+        prefix: &'a str,
+        limit: usize,
+        now: u64,
+    ) -> cjsm_milter::store::StoreFuture<'a, Vec<(String, cjsm_milter::store::Record)>> {
+        self.0.records(kind, prefix, limit, now)
+    }
+    fn purge_expired<'a>(
+        &'a self,
+        kind: &'a str,
+        now: u64,
+    ) -> cjsm_milter::store::StoreFuture<'a, usize> {
+        self.0.purge_expired(kind, now)
+    }
+}
+
 impl cjsm_milter::store::AuditTrail for NoWalks<'_> {
     fn append_audit(&self, event: AuditEvent) -> cjsm_milter::store::StoreFuture<'_, ()> {
         self.0.append_audit(event)

@@ -78,6 +78,8 @@ pub struct Admin<'a> {
     secure_suffix: &'a str,
     /// Who runs the command, for the audit trail.
     actor: Option<String>,
+    /// From which client address, for a change made on the website.
+    client: Option<String>,
 }
 
 impl<'a> Admin<'a> {
@@ -86,7 +88,19 @@ impl<'a> Admin<'a> {
             store,
             secure_suffix,
             actor,
+            client: None,
         }
+    }
+
+    /// The same operations, audited as made from `client` (the website's visitor's address).
+    pub fn from_client(mut self, client: impl Into<String>) -> Self {
+        self.client = Some(client.into());
+        self
+    }
+
+    /// Who is audited as making the changes, and from where.
+    pub fn actor(&self) -> (Option<&str>, Option<&str>) {
+        (self.actor.as_deref(), self.client.as_deref())
     }
 
     /// Several audit entries (action, target, reason) in order, in one append: a bulk load's
@@ -101,6 +115,7 @@ impl<'a> Admin<'a> {
                     action: action.into(),
                     reason,
                     actor: self.actor.clone(),
+                    client: self.client.clone(),
                     target: Some(target),
                 })
             })
@@ -109,13 +124,19 @@ impl<'a> Admin<'a> {
         Ok(())
     }
 
-    async fn audit(&self, action: &str, target: &str, reason: String) -> Result<(), AdminError> {
+    pub async fn audit(
+        &self,
+        action: &str,
+        target: &str,
+        reason: String,
+    ) -> Result<(), AdminError> {
         self.store
             .append_audit(AuditEvent::Admin(AdminEvent {
                 time_ms: now_unix_ms(),
                 action: action.into(),
                 reason,
                 actor: self.actor.clone(),
+                client: self.client.clone(),
                 target: Some(target.into()),
             }))
             .await?;

@@ -200,9 +200,13 @@ pub struct AdminEvent {
     /// What changed.
     #[serde(default)]
     pub reason: String,
-    /// Who ran the command (the Unix user).
+    /// Who ran the command (the Unix user), or who made the change on the website (their
+    /// sign-in name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// The client address of a change made on the website.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
     /// The organisation id or user address changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,

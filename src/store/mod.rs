@@ -10,12 +10,14 @@
 mod cache;
 mod instrumented;
 pub mod migrate;
+mod records;
 mod redis;
 mod sqlite;
 
 pub use cache::CachedDirectory;
 pub use instrumented::Instrumented;
 pub(crate) use instrumented::append_audit_measured;
+pub use records::{Record, Records};
 pub use redis::{Keys, RedisCredentials, RedisStore, redact_url};
 pub(crate) use redis::{SENTINEL_FORM, sentinel_parts};
 pub use sqlite::{Access, DATABASE_FILE, SqliteStore};
@@ -144,11 +146,11 @@ pub trait AuditTrail: Send + Sync {
     fn audit(&self, limit: usize) -> StoreFuture<'_, Vec<AuditEvent>>;
 }
 
-/// A whole backend: the three sides on one store (the embedded store, Redis), as the admin
-/// commands use it.
-pub trait Directory: DirectoryRead + DirectoryWrite + AuditTrail {}
+/// A whole backend: the three sides on one store (the embedded store, Redis), with the
+/// website's records, as the admin commands and the website use it.
+pub trait Directory: DirectoryRead + DirectoryWrite + AuditTrail + Records {}
 
-impl<T: DirectoryRead + DirectoryWrite + AuditTrail + ?Sized> Directory for T {}
+impl<T: DirectoryRead + DirectoryWrite + AuditTrail + Records + ?Sized> Directory for T {}
 
 /// Opens the configured backend, read directly (the admin commands and `check`).
 pub async fn open(config: &StoreConfig, access: Access) -> Result<Arc<dyn Directory>, StoreError> {
@@ -158,6 +160,15 @@ pub async fn open(config: &StoreConfig, access: Access) -> Result<Arc<dyn Direct
             connect_redis(config, &redis_credentials(config)?).await?,
         )),
     }
+}
+
+/// Opens Redis with credentials read earlier (by [`milter_credentials`], while still root):
+/// the website, which also drops root before opening its store.
+pub async fn open_with_credentials(
+    config: &StoreConfig,
+    credentials: &RedisCredentials,
+) -> Result<Arc<dyn Directory>, StoreError> {
+    Ok(Arc::new(connect_redis(config, credentials).await?))
 }
 
 /// The store as the milter uses it: it reads and appends to the audit trail, never writes.

@@ -25,7 +25,9 @@
 //! the master a set of Sentinels names. A URL is only ever shown through [`redact_url`]
 //! (user name and password as `***`), and connection errors are scrubbed of the password.
 
-use super::{AuditTrail, DirectoryRead, DirectoryWrite, StoreError, StoreFuture, domain_key};
+use super::{
+    AuditTrail, DirectoryRead, DirectoryWrite, Record, Records, StoreError, StoreFuture, domain_key,
+};
 use crate::address::normalize_address;
 use crate::directory::model::{AuditEvent, Certificate, Lookup, Organisation, User};
 use redis::aio::ConnectionManager;
@@ -157,6 +159,7 @@ pub struct RedisStore {
     org_by_domain_script: Script,
     users_page_script: Script,
     orgs_by_server_script: Script,
+    swap_record_script: Script,
 }
 
 /// The key names of one deployment.
@@ -227,6 +230,58 @@ impl Keys {
     pub fn changes(&self) -> String {
         format!("{}:changes", self.base)
     }
+
+    /// The website's records of one kind: a hash, key -> "REVISION EXPIRES VALUE".
+    fn records(&self, kind: &str) -> String {
+        format!("{}:records:{kind}", self.base)
+    }
+}
+
+/// Compare-and-swap of one website record. KEYS: the kind's hash; ARGV: key, expected revision
+/// ("" for absent), value ("" with ARGV[5] = "delete" to remove), expires, "put"/"delete",
+/// now. A stored value is "REVISION EXPIRES VALUE"; one past its expiry counts as absent.
+const SWAP_RECORD_LUA: &str = r#"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+local revision = nil
+if current then
+  local r, e = string.match(current, '^(%d+) (%d+) ')
+  if tonumber(e) == 0 or tonumber(e) > tonumber(ARGV[6]) then
+    revision = r
+  end
+end
+if (revision or '') ~= ARGV[2] then
+  return 0
+end
+if ARGV[5] == 'delete' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  local next = (tonumber(revision) or 0) + 1
+  redis.call('HSET', KEYS[1], ARGV[1], string.format('%d %s ', next, ARGV[4]) .. ARGV[3])
+end
+return 1
+"#;
+
+/// A stored record ("REVISION EXPIRES VALUE") read back.
+fn parse_record(stored: &str) -> Option<Record> {
+    let (revision, rest) = stored.split_once(' ')?;
+    let (expires, value) = rest.split_once(' ')?;
+    Some(Record {
+        value: value.to_string(),
+        revision: revision.parse().ok()?,
+        expires: expires.parse().ok()?,
+    })
+}
+
+/// `prefix` as a literal in a SCAN pattern.
+fn glob_literal(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if "*?[]\\".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The user and their organisation in one round trip (for an unknown user, the organisation
@@ -686,6 +741,7 @@ impl RedisStore {
             org_by_domain_script: Script::new(ORG_BY_DOMAIN_LUA),
             users_page_script: Script::new(USERS_PAGE_LUA),
             orgs_by_server_script: Script::new(ORGS_BY_SERVER_LUA),
+            swap_record_script: Script::new(SWAP_RECORD_LUA),
         };
         // Fail at start-up if the server does not answer.
         let _: () = with_conn!(store, conn => redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ()).map_err(unavailable))?;
@@ -1205,6 +1261,136 @@ impl DirectoryWrite for RedisStore {
             let (removed,): (u64,) =
                 with_conn!(self, conn => pipe.query_async(&mut conn).await.map_err(unavailable))?;
             Ok(removed > 0)
+        })
+    }
+}
+
+impl RedisStore {
+    /// Every record of `kind` whose key starts with `prefix`, unexpired or not (HSCAN: the
+    /// hash is walked a bounded batch at a time).
+    async fn scan_records(
+        &self,
+        kind: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, Record)>, StoreError> {
+        let hash = self.keys.records(kind);
+        let pattern = format!("{}*", glob_literal(prefix));
+        let mut cursor: u64 = 0;
+        let mut found = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<(String, String)>) = with_conn!(self, conn => {
+                redis::cmd("HSCAN")
+                    .arg(&hash)
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(500)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)
+            })?;
+            for (key, stored) in batch {
+                let record = parse_record(&stored).ok_or_else(|| StoreError::Corrupt {
+                    path: format!("redis {hash}"),
+                    message: format!("record {key:?} is not REVISION EXPIRES VALUE"),
+                })?;
+                found.push((key, record));
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(found)
+    }
+}
+
+impl Records for RedisStore {
+    fn record<'a>(
+        &'a self,
+        kind: &'a str,
+        key: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, Option<Record>> {
+        Box::pin(async move {
+            let hash = self.keys.records(kind);
+            let stored: Option<String> = with_conn!(self, conn => {
+                redis::cmd("HGET").arg(&hash).arg(key).query_async(&mut conn).await.map_err(unavailable)
+            })?;
+            let Some(stored) = stored else {
+                return Ok(None);
+            };
+            let record = parse_record(&stored).ok_or_else(|| StoreError::Corrupt {
+                path: format!("redis {hash}"),
+                message: format!("record {key:?} is not REVISION EXPIRES VALUE"),
+            })?;
+            Ok(Some(record).filter(|r| !r.expired(now)))
+        })
+    }
+
+    fn swap_record<'a>(
+        &'a self,
+        kind: &'a str,
+        key: &'a str,
+        expected: Option<u64>,
+        value: Option<String>,
+        expires: u64,
+        now: u64,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut invocation = self.swap_record_script.prepare_invoke();
+            invocation
+                .key(self.keys.records(kind))
+                .arg(key)
+                .arg(expected.map(|r| r.to_string()).unwrap_or_default())
+                .arg(value.as_deref().unwrap_or(""))
+                .arg(expires)
+                .arg(if value.is_some() { "put" } else { "delete" })
+                .arg(now);
+            let done: i64 = with_conn!(self, conn => {
+                invocation.invoke_async(&mut conn).await.map_err(unavailable)
+            })?;
+            Ok(done == 1)
+        })
+    }
+
+    fn records<'a>(
+        &'a self,
+        kind: &'a str,
+        prefix: &'a str,
+        limit: usize,
+        now: u64,
+    ) -> StoreFuture<'a, Vec<(String, Record)>> {
+        Box::pin(async move {
+            let mut found: Vec<(String, Record)> = self
+                .scan_records(kind, prefix)
+                .await?
+                .into_iter()
+                .filter(|(key, record)| key.starts_with(prefix) && !record.expired(now))
+                .collect();
+            found.sort_by(|a, b| a.0.cmp(&b.0));
+            found.truncate(limit);
+            Ok(found)
+        })
+    }
+
+    fn purge_expired<'a>(&'a self, kind: &'a str, now: u64) -> StoreFuture<'a, usize> {
+        Box::pin(async move {
+            let expired: Vec<String> = self
+                .scan_records(kind, "")
+                .await?
+                .into_iter()
+                .filter(|(_, record)| record.expired(now))
+                .map(|(key, _)| key)
+                .collect();
+            for chunk in expired.chunks(500) {
+                let hash = self.keys.records(kind);
+                let _: i64 = with_conn!(self, conn => {
+                    redis::cmd("HDEL").arg(&hash).arg(chunk).query_async(&mut conn).await.map_err(unavailable)
+                })?;
+            }
+            Ok(expired.len())
         })
     }
 }

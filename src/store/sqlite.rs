@@ -32,7 +32,9 @@
 //!   group even when root runs an admin command; SQLite (running as root) gives its `-wal` and
 //!   `-shm` files the owner and mode of the database, so the milter's account can open them.
 
-use super::{AuditTrail, DirectoryRead, DirectoryWrite, StoreError, StoreFuture, domain_key};
+use super::{
+    AuditTrail, DirectoryRead, DirectoryWrite, Record, Records, StoreError, StoreFuture, domain_key,
+};
 use crate::address::normalize_address;
 use crate::directory::model::{
     AuditEvent, Certificate, ClientCertificate, Lookup, Organisation, User,
@@ -136,6 +138,20 @@ CREATE TABLE audit (
 );
 ";
 
+/// The website's records ([`Records`]): made with the database, and on opening one made
+/// before the website existed (the same schema version: a table added, nothing changed).
+const RECORDS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    expires INTEGER NOT NULL         -- seconds since the epoch; 0: never
+) ;
+CREATE UNIQUE INDEX IF NOT EXISTS records_by_key ON records(kind, key);
+CREATE INDEX IF NOT EXISTS records_by_expiry ON records(expires) WHERE expires > 0;
+";
+
 /// How the store is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -222,6 +238,23 @@ impl SqliteStore {
         // Fail at start-up, not at the first message, if the database cannot be read.
         if !store.inner.absent {
             store.inner.read(|_| Ok(()))?;
+        }
+        if exists && access == Access::ReadWrite {
+            // A database from before the website: its table is added (read-only openers of
+            // such a database find no records until then).
+            let missing: bool = store.inner.read(|conn| {
+                conn.query_row(
+                    "SELECT NOT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'records')",
+                    [],
+                    |r| r.get(0),
+                )
+            })?;
+            if missing {
+                store.inner.write(false, |tx| {
+                    tx.execute_batch(RECORDS_SCHEMA)?;
+                    Ok(((), true))
+                })?;
+            }
         }
         Ok(store)
     }
@@ -421,6 +454,8 @@ pub(crate) fn build(
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| sql_error(&new, e))?;
         tx.execute_batch(SCHEMA).map_err(|e| sql_error(&new, e))?;
+        tx.execute_batch(RECORDS_SCHEMA)
+            .map_err(|e| sql_error(&new, e))?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema', ?1), ('changes', '0')",
             [SCHEMA_VERSION],
@@ -1231,6 +1266,138 @@ impl AuditTrail for SqliteStore {
                 conn.prepare_cached("SELECT event FROM audit ORDER BY seq DESC LIMIT ?1")?
                     .query_map([limit], |row| from_json(row, 0))?
                     .collect()
+            })
+        }))
+    }
+}
+
+fn record_from(row: &Row) -> Sql<(String, Record)> {
+    Ok((
+        row.get(0)?,
+        Record {
+            value: row.get(1)?,
+            revision: row.get(2)?,
+            expires: row.get(3)?,
+        },
+    ))
+}
+
+/// Whether the records table is there: a read-only opener of a database from before the
+/// website (not yet opened read-write) finds no records.
+fn has_records(conn: &Connection) -> Sql<bool> {
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'records')")?
+        .query_row([], |r| r.get(0))
+}
+
+impl Records for SqliteStore {
+    fn record<'a>(
+        &'a self,
+        kind: &'a str,
+        key: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, Option<Record>> {
+        self.point(None, |conn| {
+            if !has_records(conn)? {
+                return Ok(None);
+            }
+            let found = conn
+                .prepare_cached(
+                    "SELECT key, value, revision, expires FROM records WHERE kind = ?1 AND key = ?2",
+                )?
+                .query_row(rusqlite::params![kind, key], record_from)
+                .optional()?;
+            Ok(found
+                .map(|(_, record)| record)
+                .filter(|record| !record.expired(now)))
+        })
+    }
+
+    fn swap_record<'a>(
+        &'a self,
+        kind: &'a str,
+        key: &'a str,
+        expected: Option<u64>,
+        value: Option<String>,
+        expires: u64,
+        now: u64,
+    ) -> StoreFuture<'a, bool> {
+        let (kind, key) = (kind.to_string(), key.to_string());
+        Box::pin(self.blocking(move |inner| {
+            inner.write(false, |tx| {
+                let current: Option<(u64, u64)> = tx
+                    .prepare_cached(
+                        "SELECT revision, expires FROM records WHERE kind = ?1 AND key = ?2",
+                    )?
+                    .query_row(rusqlite::params![kind, key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let live = current.filter(|&(_, exp)| exp == 0 || exp > now);
+                if live.map(|(revision, _)| revision) != expected {
+                    return Ok((false, false));
+                }
+                match value {
+                    Some(value) => {
+                        let revision = live.map_or(1, |(revision, _)| revision + 1);
+                        tx.prepare_cached(
+                            "INSERT INTO records (kind, key, value, revision, expires) \
+                             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (kind, key) DO UPDATE SET \
+                             value = excluded.value, revision = excluded.revision, \
+                             expires = excluded.expires",
+                        )?
+                        .execute(rusqlite::params![kind, key, value, revision, expires])?;
+                    }
+                    None => {
+                        tx.prepare_cached("DELETE FROM records WHERE kind = ?1 AND key = ?2")?
+                            .execute(rusqlite::params![kind, key])?;
+                    }
+                }
+                Ok((true, true))
+            })
+        }))
+    }
+
+    fn records<'a>(
+        &'a self,
+        kind: &'a str,
+        prefix: &'a str,
+        limit: usize,
+        now: u64,
+    ) -> StoreFuture<'a, Vec<(String, Record)>> {
+        if self.inner.absent {
+            return Box::pin(async { Ok(Vec::new()) });
+        }
+        let (kind, prefix) = (kind.to_string(), prefix.to_string());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Box::pin(self.blocking(move |inner| {
+            inner.read(|conn| {
+                if !has_records(conn)? {
+                    return Ok(Vec::new());
+                }
+                // Keys from the prefix up to the prefix followed by the highest character.
+                let end = format!("{prefix}\u{10FFFF}");
+                conn.prepare_cached(
+                    "SELECT key, value, revision, expires FROM records WHERE kind = ?1 \
+                     AND key >= ?2 AND key < ?3 AND (expires = 0 OR expires > ?4) \
+                     ORDER BY key LIMIT ?5",
+                )?
+                .query_map(
+                    rusqlite::params![kind, prefix, end, now, limit],
+                    record_from,
+                )?
+                .collect()
+            })
+        }))
+    }
+
+    fn purge_expired<'a>(&'a self, kind: &'a str, now: u64) -> StoreFuture<'a, usize> {
+        let kind = kind.to_string();
+        Box::pin(self.blocking(move |inner| {
+            inner.write(false, |tx| {
+                let removed = tx
+                    .prepare_cached(
+                        "DELETE FROM records WHERE kind = ?1 AND expires > 0 AND expires <= ?2",
+                    )?
+                    .execute(rusqlite::params![kind, now])?;
+                Ok((removed, removed > 0))
             })
         }))
     }

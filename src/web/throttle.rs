@@ -1,0 +1,79 @@
+//! Sign-in throttling by client address: after [`ADDRESS_FAILURES`] failed sign-ins from one
+//! address within [`WINDOW`] seconds, that address may not try again until the window ends.
+//! (Each account is throttled too, in its own record: see the sign-in page.) Kept in memory:
+//! one website process sees every attempt it answers, and a restart forgets only this.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+/// Failed sign-ins one client address may make in a window.
+pub const ADDRESS_FAILURES: u32 = 20;
+/// Failed sign-ins in a row that lock an account, and for how long (seconds).
+pub const ACCOUNT_FAILURES: u32 = 5;
+pub const WINDOW: u64 = 15 * 60;
+/// Addresses remembered at most: beyond it, the windows already over are forgotten first, then
+/// the oldest.
+const REMEMBERED: usize = 100_000;
+
+#[derive(Default)]
+pub struct Throttle {
+    /// Address -> (failures, when its window started).
+    failures: Mutex<HashMap<IpAddr, (u32, u64)>>,
+}
+
+impl Throttle {
+    /// Until when `client` may not try (seconds since the epoch), if it is throttled now.
+    pub fn blocked_until(&self, client: IpAddr, now: u64) -> Option<u64> {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match failures.get(&client) {
+            Some(&(count, start)) if count >= ADDRESS_FAILURES && start + WINDOW > now => {
+                Some(start + WINDOW)
+            }
+            _ => None,
+        }
+    }
+
+    /// Counts a failed sign-in from `client`; answers whether this one reached the limit.
+    pub fn failed(&self, client: IpAddr, now: u64) -> bool {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if failures.len() >= REMEMBERED && !failures.contains_key(&client) {
+            failures.retain(|_, (_, start)| *start + WINDOW > now);
+            if failures.len() >= REMEMBERED
+                && let Some(oldest) = failures
+                    .iter()
+                    .min_by_key(|(_, (_, start))| *start)
+                    .map(|(a, _)| *a)
+            {
+                failures.remove(&oldest);
+            }
+        }
+        let entry = failures.entry(client).or_insert((0, now));
+        if entry.1 + WINDOW <= now {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+        entry.0 == ADDRESS_FAILURES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_is_throttled_after_its_failures_until_the_window_ends() {
+        let throttle = Throttle::default();
+        let client: IpAddr = "192.0.2.7".parse().unwrap();
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        for i in 1..ADDRESS_FAILURES {
+            assert!(!throttle.failed(client, 1000 + u64::from(i)));
+            assert_eq!(throttle.blocked_until(client, 1000 + u64::from(i)), None);
+        }
+        assert!(throttle.failed(client, 1100), "the limit is reported once");
+        assert_eq!(throttle.blocked_until(client, 1100), Some(1000 + WINDOW));
+        assert_eq!(throttle.blocked_until(other, 1100), None);
+        assert_eq!(throttle.blocked_until(client, 1000 + WINDOW), None);
+        assert!(!throttle.failed(client, 1000 + WINDOW), "a new window");
+    }
+}
