@@ -38,8 +38,13 @@ pub(crate) async fn learn_orgs<T>(
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let orgs: Vec<Option<Organisation>> = futures_util::stream::iter(ids.iter())
-        .map(|id| store.org(id))
+    // The reads are made in a loop, not by a closure over the ids: a future holding such a
+    // closure cannot be shown to be `Send` (the website's handlers must be).
+    let mut reads = Vec::with_capacity(ids.len());
+    for id in &ids {
+        reads.push(store.org(id));
+    }
+    let orgs: Vec<Option<Organisation>> = futures_util::stream::iter(reads)
         .buffered(READS_IN_FLIGHT)
         .try_collect()
         .await?;
