@@ -177,6 +177,11 @@ async fn sign_in_rules(backend: Backend) {
         page.body
             .contains("Too many failed sign-ins from your address")
     );
+    let (status, ready) = common::daemon::http_get(
+        std::net::SocketAddr::from(([127, 0, 0, 1], site.metrics_port)),
+        "/readyz",
+    );
+    assert_eq!(status, 200, "the website's /readyz: {ready}");
     let metrics = site.metrics();
     for (result, at_least) in [("ok", 2), ("failed", 20), ("locked", 2)] {
         let line = metrics
