@@ -177,6 +177,11 @@ async fn sign_in_rules(backend: Backend) {
         page.body
             .contains("Too many failed sign-ins from your address")
     );
+    let (status, ready) = common::daemon::http_get(
+        std::net::SocketAddr::from(([127, 0, 0, 1], site.metrics_port)),
+        "/readyz",
+    );
+    assert_eq!(status, 200, "the website's /readyz: {ready}");
     let metrics = site.metrics();
     for (result, at_least) in [("ok", 2), ("failed", 20), ("locked", 2)] {
         let line = metrics
@@ -237,6 +242,180 @@ async fn every_form_needs_its_token() {
     assert_eq!(
         site.http()
             .sign_in(OPERATOR, "orchid lantern harbour")
+            .await
+            .status,
+        303
+    );
+}
+
+/// Over HTTPS (rustls, the configured certificate), cookies are `Secure`; the certificate is
+/// the one configured, verified by curl against its CA.
+#[test]
+fn the_website_serves_https_with_secure_cookies() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = common::pki::Pki::create(pki_dir.path());
+    // The key must be private to be read at all.
+    std::fs::set_permissions(&pki.hub_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let site = WebSite::start_with(
+        Backend::Sqlite,
+        &format!(
+            "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+            pki.hub_cert.display(),
+            pki.hub_key.display()
+        ),
+    );
+    assert!(site.log().contains("https=true"), "{}", site.log());
+    let port = site.base.rsplit(':').next().unwrap().to_string();
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-D", "-", "-o", "/dev/null", "--cacert"])
+        .arg(&pki.ca)
+        .args([
+            "--resolve",
+            &format!("mx.test.local:{port}:127.0.0.1"),
+            &format!("https://mx.test.local:{port}/sign-in"),
+        ])
+        .output()
+        .unwrap();
+    let headers = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{headers}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(headers.starts_with("HTTP/1.1 200"), "{headers}");
+    let cookie = headers
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie: cjsm_form="))
+        .unwrap_or_else(|| panic!("{headers}"));
+    for flag in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+    // Plain HTTP to the HTTPS port gets no page.
+    let plain = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://127.0.0.1:{port}/"),
+        ])
+        .output()
+        .unwrap();
+    assert_ne!(String::from_utf8_lossy(&plain.stdout), "200");
+}
+
+/// A key file every user may read is refused at start, naming the setting and the file.
+#[test]
+fn a_key_open_to_everyone_stops_the_website_at_start() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = common::pki::Pki::create(pki_dir.path());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cjsm.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[milter]\nallow_root = true\n[store]\npath = \"{}/store\"\n[web]\nlisten = \"127.0.0.1:{}\"\n\
+             metrics_listen = \"\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+            dir.path().display(),
+            common::free_port(),
+            pki.hub_cert.display(),
+            pki.hub_key.display()
+        ),
+    )
+    .unwrap();
+    let (out, exited) = common::cli::run_for(
+        &["--config", config.to_str().unwrap(), "web"],
+        std::time::Duration::from_secs(20),
+        None,
+    );
+    assert!(exited, "the website started with a key open to everyone");
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("tls_key_file"), "{}", out.stderr);
+    assert!(out.stderr.contains("hub.key"), "{}", out.stderr);
+}
+
+/// Behind a reverse proxy on loopback that serves HTTPS: cookies are `Secure`, and the
+/// client is the address the proxy forwards, for the throttle as for the audit trail.
+#[tokio::test]
+async fn behind_a_proxy_the_forwarded_client_is_throttled_and_audited() {
+    let site = WebSite::start_with(Backend::Sqlite, "behind_https_proxy = true\n");
+    let one_time = site.add_operator(OPERATOR);
+    let mut attacker = site.http();
+    attacker.forwarded_for = Some("198.51.100.1, 203.0.113.9".into());
+    let page = attacker.get("/sign-in").await;
+    assert!(page.header("set-cookie").unwrap().contains("Secure"));
+    for i in 0..20 {
+        let page = attacker
+            .sign_in(&format!("nobody{i}@example.uk"), "wrong password here")
+            .await;
+        assert_eq!(page.status, 401, "attempt {i}");
+    }
+    assert_eq!(attacker.sign_in(OPERATOR, &one_time).await.status, 429);
+    // Another client behind the same proxy is not throttled.
+    let mut colleague = site.http();
+    colleague.forwarded_for = Some("203.0.113.10".into());
+    assert_eq!(colleague.sign_in(OPERATOR, &one_time).await.status, 303);
+    let audit = site.audit(50).await;
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["action"] == "web address throttled" && e["client"] == "203.0.113.9"),
+        "{audit:?}"
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["action"] == "web sign-in" && e["client"] == "203.0.113.10"),
+        "{audit:?}"
+    );
+}
+
+/// A suspension made on the command line ends the user's sessions at their next request, as
+/// one made on the website does: every request checks the directory.
+#[tokio::test]
+async fn a_user_suspended_on_the_command_line_is_signed_out_at_once() {
+    let site = WebSite::start(Backend::Sqlite);
+    site.onboard("firm", "Hartley Law", "hartleylaw.co.uk", "server", &[]);
+    let address = "alice@hartleylaw.co.uk.cjsm.net";
+    site.cli(&[
+        "directory",
+        "user",
+        "add",
+        address,
+        "--org",
+        "firm",
+        "--first-name",
+        "Alice",
+        "--last-name",
+        "Jones",
+    ])
+    .success();
+    let one_time = site
+        .create_account(
+            address,
+            cjsm_milter::web::accounts::Role::User,
+            Some("firm"),
+        )
+        .await;
+    let http = site.http();
+    http.first_sign_in(address, &one_time, "orchid lantern harbour")
+        .await;
+    assert_eq!(http.get("/password").await.status, 200);
+    site.cli(&["directory", "user", "suspend", address])
+        .success();
+    let page = http.get("/password").await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(page.location(), Some("/sign-in"));
+    let page = site.http().sign_in(address, "orchid lantern harbour").await;
+    assert_eq!(page.status, 403);
+    assert!(page.body.contains("suspended"), "{}", page.body);
+    site.cli(&["directory", "user", "reactivate", address])
+        .success();
+    assert_eq!(
+        site.http()
+            .sign_in(address, "orchid lantern harbour")
             .await
             .status,
         303
