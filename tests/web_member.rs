@@ -706,3 +706,40 @@ async fn a_users_sign_in_is_throttled() {
         "{audit:?}"
     );
 }
+
+/// A user may have 20 nominations waiting, no more: posting the form in a loop does not fill
+/// the administrators' queue or the store.
+#[tokio::test]
+async fn a_users_waiting_nominations_are_bounded() {
+    let (site, http) = alice_signed_in().await;
+    for i in 0..21 {
+        let address = format!("colleague{i:02}@smithchambers.cjsm.net");
+        let page = http
+            .submit(
+                "/nominate",
+                "/nominate",
+                &[
+                    ("first_name", "Colleague"),
+                    ("last_name", "Number"),
+                    ("address", &address),
+                ],
+            )
+            .await;
+        if i < 20 {
+            assert_eq!(page.status, 303, "{i}: {}", page.body);
+        } else {
+            assert_eq!(page.status, 400, "{i}: {}", page.body);
+            assert!(
+                page.element("problem")
+                    .unwrap()
+                    .contains("You have 20 nominations waiting")
+            );
+        }
+    }
+    assert_eq!(nominations_of(&site, "smith").await.len(), 20);
+    let page = http.get("/nominate").await;
+    assert_eq!(
+        page.body.matches("@smithchambers.cjsm.net</td>").count(),
+        20
+    );
+}

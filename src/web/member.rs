@@ -272,8 +272,7 @@ struct NominatePage {
     max_chars: usize,
 }
 
-/// The user's organisation (as their account names it) and the user's own pending
-/// nominations in it.
+/// The user's organisation (as their account names it) and the nominations waiting in it.
 async fn nominate_context(
     app: &App,
     person: &SignedIn,
@@ -287,13 +286,22 @@ async fn nominate_context(
     let org = app.store.org(org_id).await?.ok_or_else(|| {
         WebError::Forbidden("Your organisation is no longer in the directory.".into())
     })?;
-    let mine = nominations::of_org(app.store.as_ref(), &org.id, now)
+    let waiting = nominations::of_org(app.store.as_ref(), &org.id, now)
         .await?
         .into_iter()
         .map(|(n, _)| n)
-        .filter(|n| n.nominated_by == person.account.login && n.state == NominationState::Pending)
+        .filter(|n| n.state == NominationState::Pending)
         .collect();
-    Ok((org, mine))
+    Ok((org, waiting))
+}
+
+/// The nominations among `waiting` that `person` made.
+fn theirs(waiting: &[Nomination], person: &SignedIn) -> Vec<Nomination> {
+    waiting
+        .iter()
+        .filter(|n| n.nominated_by == person.account.login)
+        .cloned()
+        .collect()
 }
 
 fn nominate_page_of(
@@ -335,7 +343,8 @@ async fn nominate_page(
     Member(visitor, person): Member,
     Query(flags): Query<Flags>,
 ) -> Result<Response, WebError> {
-    let (org, mine) = nominate_context(&app, &person, now_unix()).await?;
+    let (org, waiting) = nominate_context(&app, &person, now_unix()).await?;
+    let mine = theirs(&waiting, &person);
     Ok(render(&nominate_page_of(
         &app,
         &visitor,
@@ -363,6 +372,7 @@ type Refusal = (StatusCode, String);
 async fn check_nomination(
     app: &App,
     org: &Organisation,
+    waiting: &[Nomination],
     mine: &[Nomination],
     form: &NominateForm,
     address: &str,
@@ -394,13 +404,8 @@ async fn check_nomination(
             "{address} is already in the Secure eMail Directory, so needs no nomination."
         ));
     }
-    // Anyone's nomination of this colleague, not only this user's, is already waiting.
-    let now = now_unix();
-    let waiting = nominations::of_org(app.store.as_ref(), &org.id, now)
-        .await?
-        .into_iter()
-        .any(|(n, _)| n.address == address && n.state == NominationState::Pending);
-    if waiting {
+    // Anyone's nomination of this colleague, not only this user's.
+    if waiting.iter().any(|n| n.address == address) {
         return bad(format!(
             "{address} has already been nominated; your Organisation Administrator will decide."
         ));
@@ -419,9 +424,11 @@ async fn nominate(
     CsrfForm(form): CsrfForm<NominateForm>,
 ) -> Result<Response, WebError> {
     let now = now_unix();
-    let (org, mine) = nominate_context(&app, &person, now).await?;
+    let (org, waiting) = nominate_context(&app, &person, now).await?;
     let address = normalize_address(form.address.trim());
-    if let Some((status, why)) = check_nomination(&app, &org, &mine, &form, &address).await? {
+    let mine = theirs(&waiting, &person);
+    let refusal = check_nomination(&app, &org, &waiting, &mine, &form, &address).await?;
+    if let Some((status, why)) = refusal {
         let mut page = render(&nominate_page_of(
             &app,
             &visitor,
