@@ -38,8 +38,9 @@ pub(crate) async fn learn_orgs<T>(
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    // The reads are made in a loop, not by a closure over the ids: a future holding such a
-    // closure cannot be shown to be `Send` (the website's handlers must be).
+    // The reads are made in a loop, not mapped by a closure over the borrowed ids: the
+    // compiler cannot prove a future holding that closure `Send` for every lifetime
+    // (rust-lang/rust#102211), and a website handler calling `search` must be `Send`.
     let mut reads = Vec::with_capacity(ids.len());
     for id in &ids {
         reads.push(store.org(id));
