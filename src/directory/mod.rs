@@ -40,7 +40,7 @@ pub(crate) async fn learn_orgs<T>(
     ids.dedup();
     // The reads are made in a loop, not mapped by a closure over the borrowed ids: the
     // compiler cannot prove a future holding that closure `Send` for every lifetime
-    // (rust-lang/rust#102211), and a website handler calling `search` must be `Send`.
+    // (rust-lang/rust#110338), and a website handler calling `search` must be `Send`.
     let mut reads = Vec::with_capacity(ids.len());
     for id in &ids {
         reads.push(store.org(id));
