@@ -125,7 +125,9 @@ impl TwoOrgs {
 /// A pending nomination of `address` in `org`, made through the library as the nomination
 /// page makes it.
 async fn nominate(site: &WebSite, org: &str, id: &str, address: &str, by: &str) {
-    let first_name = address.split('@').next().unwrap_or("").to_string();
+    // "nora@…" is Nora.
+    let local = address.split('@').next().unwrap_or("");
+    let first_name = local[..1].to_uppercase() + &local[1..];
     let store = site.store().await;
     let now = now_unix();
     let nomination = Nomination {

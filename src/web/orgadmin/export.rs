@@ -35,21 +35,15 @@ async fn download(app: App, admin: OrgAdmin, format: Format) -> Result<Response,
     // the organisation's size, never the directory's.
     let (users, _) = org_users(app.store.as_ref(), &org.id, usize::MAX).await?;
     let orgs = std::slice::from_ref(&org);
-    let (body, content_type, extension, name) = match format {
-        Format::Csv => (
-            to_csv(&users, orgs),
-            "text/csv; charset=utf-8",
-            "csv",
-            "csv",
-        ),
+    let (body, content_type, extension) = match format {
+        Format::Csv => (to_csv(&users, orgs), "text/csv; charset=utf-8", "csv"),
         Format::Ldif => (
             to_ldif(&users, orgs, BASE_DN),
             "text/plain; charset=utf-8",
             "ldif",
-            "ldif",
         ),
     };
-    app.audit(&admin.visitor, "web export", &org.id, name)
+    app.audit(&admin.visitor, "web export", &org.id, extension)
         .await?;
     let file_name: String = org
         .id

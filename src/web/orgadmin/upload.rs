@@ -237,8 +237,9 @@ impl Refusal {
     }
 }
 
-/// The file's rows if each is valid and names `org` (by its id or its name); every problem of
-/// every line otherwise.
+/// The file's rows if each is valid, names `org` (by its id or its name) and has an address in
+/// its domains; every problem of every line otherwise (the import itself then checks only
+/// what the directory holds: an address that is another organisation's user).
 fn own_rows(
     bytes: &[u8],
     org: &Organisation,
