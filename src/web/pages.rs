@@ -162,8 +162,14 @@ async fn sign_in(
     .unwrap_or(account);
     let cookie = super::session::start(&app, &account, visitor.client, now).await?;
     sign_ins.with_label_values(&["ok"]).inc();
-    app.audit(&visitor, "web sign-in", &login, account.role.as_str())
-        .await?;
+    app.audit_as(
+        &login,
+        &visitor,
+        "web sign-in",
+        &login,
+        account.role.as_str(),
+    )
+    .await?;
     let to = if account.must_change {
         "/password"
     } else {

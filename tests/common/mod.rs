@@ -6,12 +6,14 @@
 //! talk to.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod cli;
 pub mod daemon;
 pub mod fixtures;
 pub mod pki;
 pub mod postfix;
 pub mod redis;
+pub mod web;
 
 use cjsm_milter::config::Config;
 use cjsm_milter::directory::model::{Organisation, User, UserState};
