@@ -10,7 +10,7 @@
 
 use super::accounts::{self, Role};
 use super::applications::{self, Details, Refusal};
-use super::session::{CsrfForm, Operator};
+use super::session::{CsrfForm, Operator, Visitor};
 use super::{App, Chrome, WebError, counted, render};
 use crate::clock::now_unix;
 use crate::directory::AdminError;
@@ -293,12 +293,11 @@ fn refused_already(refusal: &Refusal) -> String {
 /// Approving or recording the terms: the directory's rule, unless the hub refused it.
 async fn step(
     app: &App,
-    operator: Operator,
+    visitor: Visitor,
     id: &str,
     action: &'static str,
     done: &str,
 ) -> Result<Response, WebError> {
-    let Operator(visitor, _) = operator;
     let chrome = Chrome::of(&visitor);
     let (_, details) = load(app, id, now_unix()).await?;
     if let Some(refusal) = details.as_ref().and_then(|(d, _)| d.refusal.as_ref()) {
@@ -321,20 +320,20 @@ async fn step(
 
 async fn approve(
     State(app): State<App>,
-    operator: Operator,
+    Operator(visitor, _): Operator,
     Path(id): Path<String>,
     CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> Result<Response, WebError> {
-    step(&app, operator, &id, "org approve", "approved").await
+    step(&app, visitor, &id, "org approve", "approved").await
 }
 
 async fn sign_terms(
     State(app): State<App>,
-    operator: Operator,
+    Operator(visitor, _): Operator,
     Path(id): Path<String>,
     CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> Result<Response, WebError> {
-    step(&app, operator, &id, "org sign-terms", "terms").await
+    step(&app, visitor, &id, "org sign-terms", "terms").await
 }
 
 /// An Organisation Administrator's new account, with its one-time password, or the note that
