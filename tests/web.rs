@@ -177,6 +177,11 @@ async fn sign_in_rules(backend: Backend) {
         page.body
             .contains("Too many failed sign-ins from your address")
     );
+    let (status, ready) = common::daemon::http_get(
+        std::net::SocketAddr::from(([127, 0, 0, 1], site.metrics_port)),
+        "/readyz",
+    );
+    assert_eq!(status, 200, "the website's /readyz: {ready}");
     let metrics = site.metrics();
     for (result, at_least) in [("ok", 2), ("failed", 20), ("locked", 2)] {
         let line = metrics
@@ -241,4 +246,92 @@ async fn every_form_needs_its_token() {
             .status,
         303
     );
+}
+
+/// Over HTTPS (rustls, the configured certificate), cookies are `Secure`; the certificate is
+/// the one configured, verified by curl against its CA.
+#[test]
+fn the_website_serves_https_with_secure_cookies() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = common::pki::Pki::create(pki_dir.path());
+    // The key must be private to be read at all.
+    std::fs::set_permissions(&pki.hub_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let site = WebSite::start_with(
+        Backend::Sqlite,
+        &format!(
+            "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+            pki.hub_cert.display(),
+            pki.hub_key.display()
+        ),
+    );
+    assert!(site.log().contains("https=true"), "{}", site.log());
+    let port = site.base.rsplit(':').next().unwrap().to_string();
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-D", "-", "-o", "/dev/null", "--cacert"])
+        .arg(&pki.ca)
+        .args([
+            "--resolve",
+            &format!("mx.test.local:{port}:127.0.0.1"),
+            &format!("https://mx.test.local:{port}/sign-in"),
+        ])
+        .output()
+        .unwrap();
+    let headers = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{headers}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(headers.starts_with("HTTP/1.1 200"), "{headers}");
+    let cookie = headers
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie: cjsm_form="))
+        .unwrap_or_else(|| panic!("{headers}"));
+    for flag in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+    // Plain HTTP to the HTTPS port gets no page.
+    let plain = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://127.0.0.1:{port}/"),
+        ])
+        .output()
+        .unwrap();
+    assert_ne!(String::from_utf8_lossy(&plain.stdout), "200");
+}
+
+/// A key file every user may read is refused at start, naming the setting and the file.
+#[test]
+fn a_key_open_to_everyone_stops_the_website_at_start() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = common::pki::Pki::create(pki_dir.path());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cjsm.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[milter]\nallow_root = true\n[store]\npath = \"{}/store\"\n[web]\nlisten = \"127.0.0.1:{}\"\n\
+             metrics_listen = \"\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+            dir.path().display(),
+            common::free_port(),
+            pki.hub_cert.display(),
+            pki.hub_key.display()
+        ),
+    )
+    .unwrap();
+    let (out, exited) = common::cli::run_for(
+        &["--config", config.to_str().unwrap(), "web"],
+        std::time::Duration::from_secs(20),
+        None,
+    );
+    assert!(exited, "the website started with a key open to everyone");
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("tls_key_file"), "{}", out.stderr);
+    assert!(out.stderr.contains("hub.key"), "{}", out.stderr);
 }
