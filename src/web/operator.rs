@@ -290,28 +290,48 @@ fn refused_already(refusal: &Refusal) -> String {
     )
 }
 
-/// Approving or recording the terms: the directory's rule, unless the hub refused it.
-async fn step(
-    app: &App,
-    visitor: Visitor,
-    id: &str,
-    action: &'static str,
-    done: &str,
-) -> Result<Response, WebError> {
+/// The steps taken with one press and no more to say: approving, recording the terms.
+#[derive(Clone, Copy)]
+enum Step {
+    Approve,
+    SignTerms,
+}
+
+impl Step {
+    /// The action as the audit trail and the metrics name it.
+    fn action(self) -> &'static str {
+        match self {
+            Step::Approve => "org approve",
+            Step::SignTerms => "org sign-terms",
+        }
+    }
+
+    /// What the page says it did (see [`done_text`]).
+    fn done(self) -> &'static str {
+        match self {
+            Step::Approve => "approved",
+            Step::SignTerms => "terms",
+        }
+    }
+}
+
+/// A step by the directory's rule, unless the hub refused the application.
+async fn step(app: &App, visitor: Visitor, id: &str, step: Step) -> Result<Response, WebError> {
     let chrome = Chrome::of(&visitor);
     let (_, details) = load(app, id, now_unix()).await?;
     if let Some(refusal) = details.as_ref().and_then(|(d, _)| d.refusal.as_ref()) {
         return not_done(app, chrome, id, refused_already(refusal)).await;
     }
     let admin = app.admin(&visitor);
-    let result = match action {
-        "org approve" => admin.org_approve(id).await,
-        _ => admin.org_sign_terms(id).await,
+    let result = match step {
+        Step::Approve => admin.org_approve(id).await,
+        Step::SignTerms => admin.org_sign_terms(id).await,
     };
     match result {
         Ok(_) => {
-            counted(action);
-            Ok(Redirect::to(&format!("/hub/applications/{id}?done={done}")).into_response())
+            counted(step.action());
+            let to = format!("/hub/applications/{id}?done={}", step.done());
+            Ok(Redirect::to(&to).into_response())
         }
         Err(AdminError::Refused(why)) => not_done(app, chrome, id, why).await,
         Err(e) => Err(e.into()),
@@ -324,7 +344,7 @@ async fn approve(
     Path(id): Path<String>,
     CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> Result<Response, WebError> {
-    step(&app, visitor, &id, "org approve", "approved").await
+    step(&app, visitor, &id, Step::Approve).await
 }
 
 async fn sign_terms(
@@ -333,7 +353,7 @@ async fn sign_terms(
     Path(id): Path<String>,
     CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> Result<Response, WebError> {
-    step(&app, visitor, &id, "org sign-terms", "terms").await
+    step(&app, visitor, &id, Step::SignTerms).await
 }
 
 /// An Organisation Administrator's new account, with its one-time password, or the note that
