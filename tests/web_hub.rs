@@ -595,6 +595,16 @@ async fn a_domain_stays_claimed_whatever_the_connection_and_after_a_refusal() {
         );
     }
     assert_eq!(org_state(&site, &id).await, Some(OrgState::Applied));
+    // The refused applicants' details were not kept.
+    let now = cjsm_milter::clock::now_unix();
+    let kept = site
+        .store()
+        .await
+        .records("application", "", 10, now)
+        .await
+        .unwrap();
+    let kept: Vec<&str> = kept.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(kept, [id.as_str()]);
     let audit = site.audit(50).await;
     assert!(
         audit.iter().any(|e| e["action"] == "org refuse"
@@ -602,4 +612,33 @@ async fn a_domain_stays_claimed_whatever_the_connection_and_after_a_refusal() {
             && e["reason"] == "Duplicate of an earlier application."),
         "{audit:?}"
     );
+}
+
+#[tokio::test]
+async fn an_incomplete_application_is_shown_again_with_its_problems() {
+    let site = WebSite::start(Backend::Sqlite);
+    let applicant = site.http();
+    let mut fields = server_application("Half Done LLP", "half.example", "not-an-address");
+    fields.retain(|(name, _)| !matches!(*name, "town" | "fingerprint"));
+    let page = applicant.submit("/apply", "/apply", &fields).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    for problem in [
+        "Enter the town or city.",
+        "Enter the SHA-256 fingerprint",
+        "e-mail address `not-an-address`",
+    ] {
+        assert!(page.body.contains(problem), "{problem}: {}", page.body);
+    }
+    // As typed, to be corrected rather than typed again.
+    assert!(
+        page.body.contains("value=\"Half Done LLP\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("value=\"server\" checked"),
+        "{}",
+        page.body
+    );
+    assert!(site.store().await.orgs().await.unwrap().is_empty());
 }

@@ -244,172 +244,111 @@ impl Checked {
     }
 }
 
-/// Checks every field, answering every problem at once (the directory's rules check again).
-fn check(form: &ApplyForm, secure_suffix: &str) -> Result<Checked, Vec<Problem>> {
-    let mut problems = Vec::new();
-    let mut text = |field: &'static str, label: &str, value: &str, required: bool| {
+/// The problems found so far, in the order of the page's fields.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, field: &'static str, text: impl Into<String>) {
+        self.0.push(Problem {
+            field,
+            text: text.into(),
+        });
+    }
+
+    /// A typed field, trimmed: required or not, bounded, no control characters.
+    fn text(&mut self, field: &'static str, label: &str, value: &str, required: bool) -> String {
         let value = value.trim();
         if value.is_empty() {
             if required {
-                problems.push(Problem {
-                    field,
-                    text: format!("Enter {label}."),
-                });
+                self.add(field, format!("Enter {label}."));
             }
         } else if let Some(why) = check_text(value, MAX_FIELD_CHARS) {
-            problems.push(Problem {
-                field,
-                text: format!("{} {why}.", capitalised(label)),
-            });
+            self.add(field, format!("{} {why}.", capitalised(label)));
         }
         value.to_string()
-    };
-    let name = text("name", "the organisation's name", &form.name, true);
-    let address1 = text(
+    }
+}
+
+/// Checks every field, answering every problem at once (the directory's rules check again).
+fn check(form: &ApplyForm, secure_suffix: &str) -> Result<Checked, Vec<Problem>> {
+    let mut problems = Problems::default();
+    let name = problems.text("name", "the organisation's name", &form.name, true);
+    let address1 = problems.text(
         "address1",
         "the first line of the address",
         &form.address1,
         true,
     );
-    let address2 = text(
+    let address2 = problems.text(
         "address2",
         "the second line of the address",
         &form.address2,
         false,
     );
-    let town = text("town", "the town or city", &form.town, true);
-    let postcode = text("postcode", "the postcode", &form.postcode, true).to_ascii_uppercase();
-    let contact_name = text(
-        "contact_name",
-        "the Organisation Administrator's name",
-        &form.contact_name,
-        true,
-    );
-    let contact_telephone = text(
-        "contact_telephone",
-        "the Organisation Administrator's telephone number",
-        &form.contact_telephone,
-        true,
-    );
-    let (subject, issuer) = (
-        form.subject.trim().to_string(),
-        form.issuer.trim().to_string(),
-    );
-    let mut problem = |field: &'static str, text: String| problems.push(Problem { field, text });
+    let town = problems.text("town", "the town or city", &form.town, true);
+    let postcode = problems
+        .text("postcode", "the postcode", &form.postcode, true)
+        .to_ascii_uppercase();
     if !postcode.is_empty() && !is_postcode(&postcode) {
-        problem("postcode", "Enter a postcode such as LS1 4AP.".into());
+        problems.add("postcode", "Enter a postcode such as LS1 4AP.");
     }
-    if !contact_telephone.is_empty() && !is_telephone(&contact_telephone) {
-        problem(
-            "contact_telephone",
-            "Enter a telephone number such as 0113 496 0000 or +44 113 496 0000.".into(),
-        );
-    }
-    let contact_email = normalize_address(&form.contact_email);
-    if let Err(why) = check_address(&contact_email) {
-        problem(
-            "contact_email",
-            format!("The Organisation Administrator's e-mail address {why}."),
-        );
-    }
+    let email_domain = checked_domain(&mut problems, &form.domain);
     let suffix = Domain::new(secure_suffix);
-    let email_domain = form
-        .domain
-        .trim()
-        .trim_start_matches('@')
-        .trim_matches('.')
-        .to_ascii_lowercase();
     let under_suffix = Domain::new(&email_domain)
         .zip(suffix.as_ref())
         .is_some_and(|(domain, suffix)| domain.is_within(suffix));
-    if email_domain.is_empty() {
-        problem(
-            "domain",
-            "Enter the domain of your organisation's e-mail addresses.".into(),
-        );
-    } else if !is_mail_domain(&email_domain) {
-        problem(
-            "domain",
-            format!(
-                "{:?} is not a mail domain: enter the part after the @, such as firm.co.uk.",
-                email_domain.chars().take(80).collect::<String>()
-            ),
-        );
-    }
     let connection = match form.connection.as_str() {
         "server" => Some(ConnectionType::Server),
         "mailbox" => Some(ConnectionType::Mailbox),
         _ => {
-            problem(
-                "connection",
-                "Choose how your organisation will connect.".into(),
-            );
+            problems.add("connection", "Choose how your organisation will connect.");
             None
         }
     };
-    let mut mail_server = None;
-    let mut certificate = None;
     // A mailbox organisation's server fields are left as typed and not used: without
     // JavaScript they stay on the page whichever connection is chosen.
-    if connection == Some(ConnectionType::Server) {
+    let (mail_server, certificate) = if connection == Some(ConnectionType::Server) {
         if under_suffix {
-            problem(
+            problems.add(
                 "domain",
                 format!(
                     "A server connection keeps your organisation's own domain: enter it without .{secure_suffix}."
                 ),
             );
         }
-        if !form.mail_server.trim().is_empty() {
-            match checked_mail_server(&form.mail_server) {
-                Ok(server) => mail_server = Some(server),
-                Err(_) => problem(
-                    "mail_server",
-                    "Enter the mail server as a host name, [host] or [host]:port, such as [mx.firm.co.uk]:25.".into(),
-                ),
-            }
-        }
-        let fingerprint = if form.fingerprint.trim().is_empty() {
-            problem(
-                "fingerprint",
-                "Enter the SHA-256 fingerprint of your mail server's TLS client certificate."
-                    .into(),
-            );
-            None
-        } else {
-            match checked_fingerprint(form.fingerprint.trim()) {
-                Ok(fingerprint) => Some(fingerprint),
-                Err(_) => {
-                    problem(
-                        "fingerprint",
-                        "The fingerprint is 64 hexadecimal digits (colons allowed), as `openssl x509 -noout -fingerprint -sha256` prints it.".into(),
-                    );
-                    None
-                }
-            }
-        };
-        for (field, label, value) in [
-            ("subject", "the certificate's subject", &subject),
-            ("issuer", "the certificate's issuer", &issuer),
-        ] {
-            if value.is_empty() {
-                problem(field, format!("Enter {label}."));
-            } else if let Some(why) = check_text(value, MAX_FIELD_CHARS) {
-                problem(field, format!("{} {why}.", capitalised(label)));
-            }
-        }
-        certificate = fingerprint.map(|fingerprint| ClientCertificate {
-            fingerprint,
-            subject: subject.clone(),
-            issuer: issuer.clone(),
-        });
-    }
-    let Some(connection) = connection else {
-        return Err(problems);
+        check_server(&mut problems, form)
+    } else {
+        (None, None)
     };
-    if !problems.is_empty() {
-        return Err(problems);
+    let contact_name = problems.text(
+        "contact_name",
+        "the Organisation Administrator's name",
+        &form.contact_name,
+        true,
+    );
+    let contact_email = normalize_address(&form.contact_email);
+    if let Err(why) = check_address(&contact_email) {
+        problems.add(
+            "contact_email",
+            format!("The Organisation Administrator's e-mail address {why}."),
+        );
     }
+    let contact_telephone = problems.text(
+        "contact_telephone",
+        "the Organisation Administrator's telephone number",
+        &form.contact_telephone,
+        true,
+    );
+    if !contact_telephone.is_empty() && !is_telephone(&contact_telephone) {
+        problems.add(
+            "contact_telephone",
+            "Enter a telephone number such as 0113 496 0000 or +44 113 496 0000.",
+        );
+    }
+    let Some(connection) = connection.filter(|_| problems.0.is_empty()) else {
+        return Err(problems.0);
+    };
     // A mailbox organisation's addresses are hosted under the secure suffix: its domain
     // with the suffix added, so the domain it uses today stays its claim in the directory.
     let directory_domain = match (connection, &suffix) {
@@ -437,6 +376,71 @@ fn check(form: &ApplyForm, secure_suffix: &str) -> Result<Checked, Vec<Problem>>
         contact_email,
         contact_telephone,
     })
+}
+
+/// The e-mail domain as typed (`@Firm.co.uk.` is `firm.co.uk`).
+fn checked_domain(problems: &mut Problems, typed: &str) -> String {
+    let domain = typed
+        .trim()
+        .trim_start_matches('@')
+        .trim_matches('.')
+        .to_ascii_lowercase();
+    if domain.is_empty() {
+        problems.add(
+            "domain",
+            "Enter the domain of your organisation's e-mail addresses.",
+        );
+    } else if !is_mail_domain(&domain) {
+        problems.add(
+            "domain",
+            format!(
+                "{:?} is not a mail domain: enter the part after the @, such as firm.co.uk.",
+                domain.chars().take(80).collect::<String>()
+            ),
+        );
+    }
+    domain
+}
+
+/// A server connection's mail server (optional) and client certificate (required).
+fn check_server(
+    problems: &mut Problems,
+    form: &ApplyForm,
+) -> (Option<String>, Option<ClientCertificate>) {
+    let mut mail_server = None;
+    if !form.mail_server.trim().is_empty() {
+        match checked_mail_server(&form.mail_server) {
+            Ok(server) => mail_server = Some(server),
+            Err(_) => problems.add(
+                "mail_server",
+                "Enter the mail server as a host name, [host] or [host]:port, such as [mx.firm.co.uk]:25.",
+            ),
+        }
+    }
+    let fingerprint = if form.fingerprint.trim().is_empty() {
+        problems.add(
+            "fingerprint",
+            "Enter the SHA-256 fingerprint of your mail server's TLS client certificate.",
+        );
+        None
+    } else {
+        checked_fingerprint(form.fingerprint.trim())
+            .map_err(|_| {
+                problems.add(
+                    "fingerprint",
+                    "The fingerprint is 64 hexadecimal digits (colons allowed), as `openssl x509 -noout -fingerprint -sha256` prints it.",
+                );
+            })
+            .ok()
+    };
+    let subject = problems.text("subject", "the certificate's subject", &form.subject, true);
+    let issuer = problems.text("issuer", "the certificate's issuer", &form.issuer, true);
+    let certificate = fingerprint.map(|fingerprint| ClientCertificate {
+        fingerprint,
+        subject,
+        issuer,
+    });
+    (mail_server, certificate)
 }
 
 fn capitalised(text: &str) -> String {
@@ -543,12 +547,12 @@ mod tests {
             [
                 "name",
                 "postcode",
-                "contact_telephone",
-                "contact_email",
                 "domain",
                 "mail_server",
                 "fingerprint",
-                "subject"
+                "subject",
+                "contact_email",
+                "contact_telephone",
             ]
         );
         let none = ApplyForm::default();
