@@ -642,3 +642,55 @@ async fn an_incomplete_application_is_shown_again_with_its_problems() {
     );
     assert!(site.store().await.orgs().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn activating_again_makes_only_the_missing_administrator_accounts() {
+    let site = WebSite::start(Backend::Sqlite);
+    // Switched on from the command line: its administrator has no account yet.
+    site.onboard(
+        "acme",
+        "Acme Solicitors",
+        "acme.example",
+        "server",
+        &["oa@acme.example"],
+    );
+    let hub = operator(&site).await;
+    let page = hub.get("/hub/applications/acme").await;
+    assert!(
+        page.body.contains("oa@acme.example: no account yet"),
+        "{}",
+        page.body
+    );
+    let token = page.csrf();
+    let fields = [("csrf", token.as_str())];
+    let activate = || hub.post("/hub/applications/acme/activate", &fields);
+    let page = activate().await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let one_time = page
+        .element("one-time-password")
+        .expect("a one-time password");
+    // Once: the next press is the rules' refusal, and shows no password.
+    let page = activate().await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(
+        page.element("problem").unwrap().contains("already active"),
+        "{}",
+        page.body
+    );
+    assert!(page.element("one-time-password").is_none());
+    let audit = site.audit(50).await;
+    let created = audit
+        .iter()
+        .filter(|e| e["action"] == "web account created" && e["target"] == "oa@acme.example")
+        .count();
+    assert_eq!(created, 1, "{audit:?}");
+    assert!(
+        !audit
+            .iter()
+            .any(|e| e["action"] == "org activate" && e["actor"] == OPERATOR)
+    );
+    let administrator = site.http();
+    administrator
+        .first_sign_in("oa@acme.example", &one_time, "copper kettle meadow")
+        .await;
+}

@@ -386,16 +386,13 @@ async fn activate(
     if let Some(refusal) = details.as_ref().and_then(|(d, _)| d.refusal.as_ref()) {
         return not_done(&app, chrome, &id, refused_already(refusal)).await;
     }
-    let mut missing = Vec::new();
+    let mut an_account_missing = false;
     for address in &org.admins {
-        if accounts::load(app.store.as_ref(), address, now)
+        an_account_missing |= accounts::load(app.store.as_ref(), address, now)
             .await?
-            .is_none()
-        {
-            missing.push(address.clone());
-        }
+            .is_none();
     }
-    let org = if org.state == OrgState::Active && !missing.is_empty() {
+    let org = if org.state == OrgState::Active && an_account_missing {
         org
     } else {
         match app.admin(&visitor).org_activate(&id).await {
