@@ -335,3 +335,89 @@ fn a_key_open_to_everyone_stops_the_website_at_start() {
     assert!(out.stderr.contains("tls_key_file"), "{}", out.stderr);
     assert!(out.stderr.contains("hub.key"), "{}", out.stderr);
 }
+
+/// Behind a reverse proxy on loopback that serves HTTPS: cookies are `Secure`, and the
+/// client is the address the proxy forwards, for the throttle as for the audit trail.
+#[tokio::test]
+async fn behind_a_proxy_the_forwarded_client_is_throttled_and_audited() {
+    let site = WebSite::start_with(Backend::Sqlite, "behind_https_proxy = true\n");
+    let one_time = site.add_operator(OPERATOR);
+    let mut attacker = site.http();
+    attacker.forwarded_for = Some("198.51.100.1, 203.0.113.9".into());
+    let page = attacker.get("/sign-in").await;
+    assert!(page.header("set-cookie").unwrap().contains("Secure"));
+    for i in 0..20 {
+        let page = attacker
+            .sign_in(&format!("nobody{i}@example.uk"), "wrong password here")
+            .await;
+        assert_eq!(page.status, 401, "attempt {i}");
+    }
+    assert_eq!(attacker.sign_in(OPERATOR, &one_time).await.status, 429);
+    // Another client behind the same proxy is not throttled.
+    let mut colleague = site.http();
+    colleague.forwarded_for = Some("203.0.113.10".into());
+    assert_eq!(colleague.sign_in(OPERATOR, &one_time).await.status, 303);
+    let audit = site.audit(50).await;
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["action"] == "web address throttled" && e["client"] == "203.0.113.9"),
+        "{audit:?}"
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["action"] == "web sign-in" && e["client"] == "203.0.113.10"),
+        "{audit:?}"
+    );
+}
+
+/// A suspension made on the command line ends the user's sessions at their next request, as
+/// one made on the website does: every request checks the directory.
+#[tokio::test]
+async fn a_user_suspended_on_the_command_line_is_signed_out_at_once() {
+    let site = WebSite::start(Backend::Sqlite);
+    site.onboard("firm", "Hartley Law", "hartleylaw.co.uk", "server", &[]);
+    let address = "alice@hartleylaw.co.uk.cjsm.net";
+    site.cli(&[
+        "directory",
+        "user",
+        "add",
+        address,
+        "--org",
+        "firm",
+        "--first-name",
+        "Alice",
+        "--last-name",
+        "Jones",
+    ])
+    .success();
+    let one_time = site
+        .create_account(
+            address,
+            cjsm_milter::web::accounts::Role::User,
+            Some("firm"),
+        )
+        .await;
+    let http = site.http();
+    http.first_sign_in(address, &one_time, "orchid lantern harbour")
+        .await;
+    assert_eq!(http.get("/password").await.status, 200);
+    site.cli(&["directory", "user", "suspend", address])
+        .success();
+    let page = http.get("/password").await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(page.location(), Some("/sign-in"));
+    let page = site.http().sign_in(address, "orchid lantern harbour").await;
+    assert_eq!(page.status, 403);
+    assert!(page.body.contains("suspended"), "{}", page.body);
+    site.cli(&["directory", "user", "reactivate", address])
+        .success();
+    assert_eq!(
+        site.http()
+            .sign_in(address, "orchid lantern harbour")
+            .await
+            .status,
+        303
+    );
+}

@@ -283,3 +283,24 @@ pub async fn mail_login(
 /// A hash of a password nobody has, checked when there is no account so that a refusal takes
 /// as long either way.
 pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$5lvw4VbEzBzWmc5+qy/9eDT5b6SRHuRA6vRn0+fx4Yw";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hash checked when there is no account is a real Argon2id hash (so the check does
+    /// the same work as a real one) that no password matches here.
+    #[test]
+    fn the_stand_in_hash_is_a_real_one() {
+        let parsed = argon2::PasswordHash::new(DUMMY_HASH).expect("a PHC string");
+        assert_eq!(parsed.algorithm.as_str(), "argon2id");
+        let real = password::hash("x");
+        assert_eq!(
+            argon2::PasswordHash::new(&real).unwrap().params,
+            parsed.params,
+            "the same cost as the hashes made now"
+        );
+        assert!(!password::verify("", DUMMY_HASH));
+        assert!(!password::verify("password", DUMMY_HASH));
+    }
+}
