@@ -9,6 +9,7 @@
 //! password), [`apply`] (public), [`operator`], [`orgadmin`] and [`member`].
 
 pub mod accounts;
+pub mod applications;
 pub mod apply;
 pub mod member;
 pub mod nominations;
