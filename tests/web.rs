@@ -58,7 +58,7 @@ async fn a_first_sign_in_must_change_the_one_time_password_in_a_browser() {
         let problem = browser.text("#problem").await;
         assert!(problem.contains(reason), "{new}: {problem}");
     }
-    browser.screenshot("password-refused").await;
+    browser.screenshot("operator-password-refused").await;
     browser.fill("#current", &one_time).await;
     browser.fill("#new", "orchid lantern harbour").await;
     browser.fill("#confirm", "orchid lantern harbour").await;
