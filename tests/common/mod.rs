@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod dovecot;
 pub mod fixtures;
 pub mod pki;
 pub mod postfix;
