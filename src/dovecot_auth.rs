@@ -97,22 +97,42 @@ async fn decide(config_path: Option<&Path>, login: &str, password: &str) -> Outc
 
 /// `login\0password\0…` from descriptor 3, read to its end but no further than [`MAX_INPUT`].
 fn read_credentials() -> Result<Credentials, Outcome> {
-    // SAFETY: fcntl(F_GETFD) only asks whether the descriptor is open.
-    if unsafe { libc::fcntl(CREDENTIALS_FD, libc::F_GETFD) } < 0 {
+    if !inherited_input(CREDENTIALS_FD) {
         return Err(Outcome::Failed(
-            "descriptor 3 is not open: this is Dovecot's checkpassword program \
-             (passdb driver = checkpassword), not to be run by hand"
+            "descriptor 3 was not handed over: this is Dovecot's checkpassword program \
+             (passdb driver = checkpassword), which writes the login and password there"
                 .into(),
         ));
     }
-    // SAFETY: descriptor 3 is open (checked above) and is ours alone: Dovecot hands it over
-    // for this read, and nothing else in this process uses it.
+    // SAFETY: descriptor 3 is open, was inherited (not one this process opened: those are all
+    // close-on-exec) and is a pipe, socket or file: Dovecot's, handed over for this read and
+    // used by nothing else here, so it is ours to read and close.
     let pipe = unsafe { std::fs::File::from_raw_fd(CREDENTIALS_FD) };
     let mut input = Vec::with_capacity(MAX_INPUT + 1);
     if let Err(e) = pipe.take(MAX_INPUT as u64 + 1).read_to_end(&mut input) {
         return Err(Outcome::Failed(format!("reading descriptor 3: {e}")));
     }
     parse(&input)
+}
+
+/// Whether `fd` is open, inherited from the parent and something to read from. Run by hand
+/// without it, the number may be taken by a descriptor of this process's own (the runtime's,
+/// opened before the command is known): those are close-on-exec, an inherited one is not.
+fn inherited_input(fd: i32) -> bool {
+    // SAFETY: fcntl(F_GETFD) only reads the descriptor's flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 || flags & libc::FD_CLOEXEC != 0 {
+        return false;
+    }
+    // SAFETY: fstat(2) on an open descriptor into a zeroed stat we own.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut stat) } != 0 {
+        return false;
+    }
+    matches!(
+        stat.st_mode & libc::S_IFMT,
+        libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFREG
+    )
 }
 
 fn parse(input: &[u8]) -> Result<Credentials, Outcome> {

@@ -11,7 +11,12 @@ use cjsm_milter::store::{self, Access, Directory};
 use cjsm_milter::web::accounts::{self, Role};
 use cjsm_milter::web::password;
 use common::cli::{cli_add_user, cli_ok, onboard};
-use common::dovecot::{Auth, Dovecot, config_file, reachable_dir, store_dir};
+use common::daemon::Daemon;
+use common::dovecot::{Auth, Dovecot, STORE_GROUP, config_file, reachable_dir, store_dir};
+use common::pki::Pki;
+use common::postfix::{Sink, dovecot_auth_socket, milter_config, start_hub_with_dovecot_sasl};
+use common::redis::RedisServer;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -52,6 +57,12 @@ async fn change_password(store: &dyn Directory, login: &str) {
     .await
     .unwrap()
     .expect("the account exists");
+}
+
+/// Whether dovecot-auth logged `outcome` for `login` (a line of Dovecot's log).
+fn logged(log: &str, login: &str, outcome: &str) -> bool {
+    log.lines()
+        .any(|line| line.contains(&format!("login=\"{login}\"")) && line.contains(outcome))
 }
 
 fn now() -> u64 {
@@ -160,21 +171,24 @@ async fn mail_sign_in_asks_the_directory_on_the_embedded_store() {
 
     // One line per attempt in Dovecot's log, with the login and the outcome; no password.
     let log = dovecot.log();
-    for expected in [
-        format!("login=\"{alice}\" result=granted"),
-        format!("login=\"{bob}\" result=refused reason=\"one-time password not yet changed"),
-        format!(
-            "login=\"{}\" result=refused reason=\"user suspended or deleted\"",
-            address("carol")
+    for (login, outcome) in [
+        (alice.as_str(), "result=granted"),
+        (
+            bob.as_str(),
+            "result=refused reason=\"one-time password not yet changed",
         ),
-        format!("login=\"{erin}\" result=refused reason=\"organisation not active\""),
-        format!(
-            "login=\"{}\" result=refused reason=\"no such account\"",
-            address("nobody")
+        (
+            &address("carol"),
+            "result=refused reason=\"user suspended or deleted\"",
         ),
-        format!("login=\"{alice}\" result=refused reason=\"wrong password\""),
+        (erin, "result=refused reason=\"organisation not active\""),
+        (
+            &address("nobody"),
+            "result=refused reason=\"no such account\"",
+        ),
+        (alice.as_str(), "result=refused reason=\"wrong password\""),
     ] {
-        assert!(log.contains(&expected), "{expected}: {log}");
+        assert!(logged(&log, login, outcome), "{login} {outcome}: {log}");
     }
     for (_, login, password) in &refused {
         assert!(
@@ -237,4 +251,193 @@ async fn without_the_store_group_dovecot_cannot_read_the_store() {
         "{}",
         dovecot.log()
     );
+}
+
+/// End to end: Postfix's submission service asks Dovecot (SMTP AUTH), Dovecot asks
+/// `cjsm-milter dovecot-auth`, and the milter trusts the sender because it logged in as itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_auth_through_postfix_and_dovecot_with_the_website_password() {
+    let lab = reachable_dir();
+    let pki = Pki::create(&lab.path().join("pki"));
+    let sink = Sink::start(lab.path());
+    let socketmap_port = common::free_port();
+    let submission_port = common::free_port();
+    let store_path = store_dir(lab.path());
+    // Dovecot first: Postfix finds its socket at start.
+    let auth_socket = dovecot_auth_socket(lab.path());
+    let placeholder = config_file(
+        lab.path(),
+        &format!("[store]\npath = \"{}\"\n", store_path.display()),
+    );
+    let dovecot = Dovecot::start(lab.path(), &placeholder, &auth_socket, |kit| kit);
+    let hub = start_hub_with_dovecot_sasl(lab.path(), &pki, &sink, socketmap_port, submission_port);
+    let milter_text = milter_config(&hub, &store_path, socketmap_port);
+    // dovecot-auth reads the milter's own config (the file Dovecot was started with).
+    let auth_config = config_file(lab.path(), &milter_text);
+    let milter = Daemon::start(&milter_text);
+    common::cli::smith_chambers(&milter.config, &["alice"]);
+    let store = open(&milter.config).await;
+    let alice = address("alice");
+
+    let submit = |password: &str| {
+        common::swaks_with(
+            submission_port,
+            &alice,
+            "clerk@met.pnn.police.uk",
+            "OFFICIAL: case papers",
+            "Please see.",
+            &[
+                "--tls",
+                "--auth",
+                "PLAIN",
+                "--auth-user",
+                &alice,
+                "--auth-password",
+                password,
+            ],
+        )
+    };
+
+    // The Organisation Administrator added her: she has only the one-time password.
+    let one_time = account(store.as_ref(), &alice, Role::User, Some("smith")).await;
+    let dialogue = submit(&one_time);
+    assert!(dialogue.contains("535 5.7.8"), "{dialogue}");
+
+    // She changed it on the website: she logs in with her own, and her mail is trusted.
+    change_password(store.as_ref(), &alice).await;
+    let dialogue = submit(&chosen(&alice));
+    assert!(
+        dialogue.contains("235 2.7.0"),
+        "{dialogue}\n{}\n{}",
+        dovecot.log(),
+        hub.maillog()
+    );
+    assert!(dialogue.contains("250 2.0.0 Ok: queued"), "{dialogue}");
+    let delivered = sink.wait_delivered(1);
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert!(
+        delivered[0].contains("X-CJSM-Marking: OFFICIAL"),
+        "{}",
+        delivered[0]
+    );
+    milter.wait_for_log("trust=smtp-auth");
+    let log = milter.log();
+    let line = log.lines().find(|l| l.contains("trust=smtp-auth")).unwrap();
+    assert!(line.contains(&format!("sender={alice}")), "{line}");
+    assert!(line.contains("action=accept"), "{line}");
+
+    // Suspended: she can no longer log in.
+    cli_ok(&milter.config, &["directory", "user", "suspend", &alice]);
+    let dialogue = submit(&chosen(&alice));
+    assert!(dialogue.contains("535 5.7.8"), "{dialogue}");
+    assert!(
+        logged(
+            &dovecot.log(),
+            &alice,
+            "result=refused reason=\"user suspended or deleted\""
+        ),
+        "{}",
+        dovecot.log()
+    );
+    assert!(!dovecot.log().contains(&chosen(&alice)));
+
+    // The program cannot read its config (root's alone now): a temporary failure in
+    // Dovecot; Postfix 3.7 tells the client no more than for a refusal.
+    std::fs::set_permissions(&auth_config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let dialogue = submit(&chosen(&alice));
+    assert!(dialogue.contains("535 5.7.8"), "{dialogue}");
+    assert!(
+        logged(
+            &dovecot.log(),
+            &alice,
+            "result=temporary-failure reason=\"config:"
+        ),
+        "{}",
+        dovecot.log()
+    );
+    drop(hub);
+}
+
+/// On Redis: the program logs in with the `[store]` settings of the milter's config, its
+/// password file readable through the group Dovecot's auth process is given; Redis stopped
+/// means a temporary failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_sign_in_on_redis() {
+    const REDIS_PASSWORD: &str = "redis-Pa55word-5e1c07";
+    let mut redis = RedisServer::start();
+    require_password(redis.port, REDIS_PASSWORD);
+    let lab = reachable_dir();
+    let password_file = lab.path().join("redis.pass");
+    std::fs::write(&password_file, format!("{REDIS_PASSWORD}\n")).unwrap();
+    std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    common::postfix::chown_to(&password_file, &format!("root:{STORE_GROUP}"));
+    let config = config_file(
+        lab.path(),
+        &format!(
+            "[store]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:{}/\"\n\
+             password_file = \"{}\"\nkey_prefix = \"hub\"\n",
+            redis.port,
+            password_file.display()
+        ),
+    );
+    onboard(&config, "smith", "Smith Chambers", SMITH, "mailbox");
+    for name in ["alice", "bob", "carol"] {
+        cli_add_user(&config, &address(name), "smith", name, "Smith");
+    }
+    let store = open(&config).await;
+    let mut one_time = std::collections::HashMap::new();
+    for name in ["alice", "bob", "carol"] {
+        let login = address(name);
+        one_time.insert(
+            name,
+            account(store.as_ref(), &login, Role::User, Some("smith")).await,
+        );
+        if name != "bob" {
+            change_password(store.as_ref(), &login).await;
+        }
+    }
+    cli_ok(
+        &config,
+        &["directory", "user", "suspend", &address("carol")],
+    );
+
+    let dovecot = Dovecot::start(lab.path(), &config, &lab.path().join("auth"), |kit| kit);
+    let (alice, bob, carol) = (address("alice"), address("bob"), address("carol"));
+    assert_eq!(
+        dovecot.auth_test(&alice, &chosen(&alice)),
+        Auth::Granted(alice.clone()),
+        "{}",
+        dovecot.log()
+    );
+    assert_eq!(dovecot.auth_test(&alice, "not her password"), Auth::Refused);
+    assert_eq!(dovecot.auth_test(&bob, &one_time["bob"]), Auth::Refused);
+    assert_eq!(dovecot.auth_test(&carol, &chosen(&carol)), Auth::Refused);
+    assert!(!dovecot.log().contains(REDIS_PASSWORD), "{}", dovecot.log());
+
+    // Redis stopped: neither a grant nor a "wrong password".
+    redis.stop();
+    assert_eq!(
+        dovecot.auth_test(&alice, &chosen(&alice)),
+        Auth::TemporaryFailure,
+        "{}",
+        dovecot.log()
+    );
+    assert!(
+        logged(&dovecot.log(), &alice, "result=temporary-failure"),
+        "{}",
+        dovecot.log()
+    );
+}
+
+/// `CONFIG SET requirepass`: from now on the server wants the password.
+fn require_password(port: u16, password: &str) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "CONFIG SET requirepass {password}\r\n").unwrap();
+    let mut reply = [0u8; 5];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"+OK\r\n");
 }
