@@ -90,6 +90,22 @@ sed -i '/^# systemd unit for cjsm-milter. Install:$/,/^# See postfix\/README.md/
 # See /usr/share/cjsm-milter/postfix/README.md (or sendmail/README.md) and cjsm-milter(8).' "$unit"
 grep -q '^ExecStart=/usr/sbin/cjsm-milter ' "$unit" || fail "the unit's ExecStart is not /usr/sbin/cjsm-milter"
 
+# The website's unit, with the package's paths likewise.
+web_unit=$pkg/usr/lib/systemd/system/cjsm-milter-web.service
+put "$root/contrib/cjsm-milter-web.service" usr/lib/systemd/system/cjsm-milter-web.service 0644
+for substitution in \
+    's|^ExecStart=/usr/local/bin/cjsm-milter |ExecStart=/usr/sbin/cjsm-milter |' \
+    's|^Documentation=file:/usr/local/share/doc/cjsm-milter/README.md$|Documentation=man:cjsm-milter(8) man:cjsm-milter.toml(5) file:/usr/share/doc/cjsm-milter/README.md.gz|'; do
+    before=$(md5sum <"$web_unit")
+    sed -i "$substitution" "$web_unit"
+    [ "$before" != "$(md5sum <"$web_unit")" ] || fail "contrib/cjsm-milter-web.service: no line for $substitution"
+done
+sed -i '/^# systemd unit for the Secure eMail website (cjsm-milter web). Install:$/,/^# It reads the same config/c\
+# systemd unit for the Secure eMail website, from the Debian package. Enable it once a hub\
+# operator exists (cjsm-milter web add-operator ADDRESS): systemctl enable --now cjsm-milter-web\
+# See README.md ("Website") and cjsm-milter(8).' "$web_unit"
+grep -q '^ExecStart=/usr/sbin/cjsm-milter ' "$web_unit" || fail "the web unit's ExecStart is not /usr/sbin/cjsm-milter"
+
 put "$root/cjsm-milter.example.toml" etc/cjsm-milter/cjsm-milter.toml 0644
 echo /etc/cjsm-milter/cjsm-milter.toml >"$pkg/DEBIAN/conffiles"
 

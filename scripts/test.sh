@@ -22,9 +22,13 @@ cd "$(dirname "$0")/.."
 # offline (tests/privilege.rs; no running systemd needed).
 # gnuplot-nox and curl: scripts/soak.sh, run below in its short form, draws its graph with
 # gnuplot and reads the milter's /metrics with curl.
+# chromium and chromium-driver: the website's tests drive a real headless browser through
+# chromedriver (WebDriver). dovecot-core and dovecot-imapd: a private Dovecot the tests start
+# on loopback, checking mail sign-ins (SMTP AUTH through Postfix, IMAP) against the website's
+# passwords.
 PACKAGES=(gcc libc6-dev make perl redis-server python3-ldap ldap-utils prometheus postfix swaks
           libnet-ssleay-perl libio-socket-ssl-perl liblockfile1 libwrap0 m4 openssl binutils
-          man-db systemd gnuplot-nox curl)
+          man-db systemd gnuplot-nox curl chromium chromium-driver dovecot-core dovecot-imapd)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
@@ -91,6 +95,12 @@ preflight "systemd-analyze does not run (install systemd)" systemd-analyze --ver
 preflight "gnuplot cannot draw a PNG (install gnuplot-nox)" \
     sh -c 'echo "set terminal pngcairo; set output \"/dev/null\"; plot x" | gnuplot'
 preflight "curl does not run (install curl)" curl --version
+preflight "chromium does not run (install chromium)" chromium --headless=new --no-sandbox --version
+preflight "chromedriver does not run (install chromium-driver)" chromedriver --version
+preflight "dovecot or doveadm does not run (install dovecot-core)" \
+    sh -c 'dovecot --version && command -v doveadm'
+preflight "Dovecot has no checkpassword reply helper (install dovecot-core)" \
+    test -x /usr/lib/dovecot/checkpassword-reply
 preflight "the package test installs with dpkg and must run as root" test "$(id -u)" -eq 0
 if dpkg-query -W -f='${db:Status-Abbrev}' cjsm-milter 2>/dev/null | grep -q '^[^u]'; then
     echo "test.sh: cjsm-milter is installed by dpkg here; tests/package.rs would replace and purge it (dpkg --purge cjsm-milter first)" >&2

@@ -1374,6 +1374,9 @@ mod tests {
                 3,
             ),
             ("[metrics]\nlisten = \"localhost\"\n", "metrics.listen", 2),
+            // Plain HTTP only on loopback; a sign-in lasts a while.
+            ("[web]\nlisten = \"0.0.0.0:8080\"\n", "web.listen", 2),
+            ("[web]\nsession_minutes = 0\n", "web.session_minutes", 2),
             ("[socketmap]\nlisten = \" \"\n", "socketmap.listen", 2),
             (
                 "[routing]\n\nsecure_networks = [\"10.0.0.0/8\", \"nowhere\"]\n",

@@ -59,6 +59,9 @@ pub struct Metrics {
     /// Readiness parts, set by the daemon.
     pub store_reachable: AtomicBool,
     pub milter_listening: AtomicBool,
+    /// This process is the website (`cjsm-milter web`), ready once it serves: its /readyz
+    /// asks that, not the milter's listener.
+    pub website_listening: AtomicBool,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -273,6 +276,7 @@ impl Metrics {
             registry,
             store_reachable: AtomicBool::new(false),
             milter_listening: AtomicBool::new(false),
+            website_listening: AtomicBool::new(false),
         }
     }
 
@@ -349,6 +353,9 @@ impl Metrics {
         let mut reasons = Vec::new();
         if !self.store_reachable.load(Ordering::Acquire) {
             reasons.push("store not reachable");
+        }
+        if self.website_listening.load(Ordering::Acquire) {
+            return reasons;
         }
         if !self.milter_listening.load(Ordering::Acquire) {
             reasons.push("milter not listening");

@@ -643,6 +643,137 @@ async fn behaviour(store: &dyn Directory) {
         "OK secure match=.hartleylaw.co.uk:hartleylaw.co.uk protocols=>=TLSv1.2 ciphers=high"
     );
     assert_eq!(ask("transport bob@gmail.com").await, "NOTFOUND ");
+    records_behaviour(store).await;
+}
+
+/// The website's records (accounts, sessions, nominations): compare-and-swap by revision,
+/// expiry, listing by key prefix in key order, removal, and the sweep of expired ones.
+async fn records_behaviour(store: &dyn Directory) {
+    let now = 1_000_000;
+    assert_eq!(store.record("account", "a@x.uk", now).await.unwrap(), None);
+    // Written only as absent the first time, then only at the revision read.
+    assert!(
+        store
+            .swap_record("account", "a@x.uk", None, Some("one".into()), 0, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .swap_record("account", "a@x.uk", None, Some("two".into()), 0, now)
+            .await
+            .unwrap()
+    );
+    let read = store
+        .record("account", "a@x.uk", now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (read.value.as_str(), read.revision, read.expires),
+        ("one", 1, 0)
+    );
+    assert!(
+        !store
+            .swap_record("account", "a@x.uk", Some(7), Some("two".into()), 0, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .swap_record(
+                "account",
+                "a@x.uk",
+                Some(1),
+                Some("two words, \"quoted\" 1 2".into()),
+                0,
+                now
+            )
+            .await
+            .unwrap()
+    );
+    let read = store
+        .record("account", "a@x.uk", now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (read.value.as_str(), read.revision),
+        ("two words, \"quoted\" 1 2", 2)
+    );
+    // Kinds are apart.
+    assert_eq!(store.record("session", "a@x.uk", now).await.unwrap(), None);
+    // An expired record reads as absent and may be written again as absent.
+    assert!(
+        store
+            .swap_record("session", "s1", None, Some("{}".into()), now + 10, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record("session", "s1", now + 9)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(store.record("session", "s1", now + 10).await.unwrap(), None);
+    assert!(
+        !store
+            .swap_record("session", "s1", Some(1), None, 0, now + 10)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .swap_record("session", "s2", None, Some("{}".into()), now + 100, now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.purge_expired("session", now + 50).await.unwrap(), 1);
+    assert!(
+        store
+            .record("session", "s2", now + 50)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Removal at the revision read.
+    assert!(
+        store
+            .swap_record("session", "s2", Some(1), None, 0, now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.record("session", "s2", now).await.unwrap(), None);
+    // Listing: by prefix, in key order, bounded; another prefix (and glob characters in
+    // keys) not mixed in.
+    for key in [
+        "org-b/2", "org-a/2", "org-a/1", "org-a*/1", "org-ab/1", "org-a/3",
+    ] {
+        assert!(
+            store
+                .swap_record("nomination", key, None, Some(key.into()), 0, now)
+                .await
+                .unwrap()
+        );
+    }
+    let listed: Vec<String> = store
+        .records("nomination", "org-a/", 10, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(listed, ["org-a/1", "org-a/2", "org-a/3"]);
+    let first_two = store.records("nomination", "org-a/", 2, now).await.unwrap();
+    assert_eq!(first_two.len(), 2);
+    assert_eq!(first_two[1].1.value, "org-a/2");
+    let starred = store
+        .records("nomination", "org-a*/", 10, now)
+        .await
+        .unwrap();
+    assert_eq!(starred.len(), 1, "{starred:?}");
 }
 
 #[tokio::test]

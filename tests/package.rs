@@ -20,6 +20,7 @@ const CONFIG: &str = "/etc/cjsm-milter/cjsm-milter.toml";
 const FILES: &[&str] = &[
     "/usr/sbin/cjsm-milter",
     "/usr/lib/systemd/system/cjsm-milter.service",
+    "/usr/lib/systemd/system/cjsm-milter-web.service",
     CONFIG,
     "/usr/share/cjsm-milter/contrib/cjsm-milter.toml",
     "/usr/share/man/man8/cjsm-milter.8.gz",
@@ -315,6 +316,17 @@ fn the_debian_package_installs_runs_and_purges() {
     assert!(
         !unit.contains("/usr/local"),
         "the unit names no /usr/local path:\n{unit}"
+    );
+    let web_unit = std::fs::read_to_string("/usr/lib/systemd/system/cjsm-milter-web.service")
+        .expect("reading the installed website unit");
+    assert!(
+        web_unit.lines().any(|l| l
+            == "ExecStart=/usr/sbin/cjsm-milter --config /etc/cjsm-milter/cjsm-milter.toml web"),
+        "the website's unit runs the installed binary on the installed config:\n{web_unit}"
+    );
+    assert!(
+        !web_unit.contains("/usr/local"),
+        "the website's unit names no /usr/local path:\n{web_unit}"
     );
 
     // The service user and group, and the state directory they own.

@@ -316,7 +316,17 @@ async fn the_default_account_falls_back_to_nobody_with_a_warning() {
 /// `systemd-analyze security --threshold=20` fails above 2.0.
 #[test]
 fn the_shipped_unit_runs_unprivileged_and_hardened() {
-    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/cjsm-milter.service");
+    unit_runs_unprivileged_and_hardened("contrib/cjsm-milter.service");
+}
+
+/// The website's unit likewise.
+#[test]
+fn the_websites_unit_runs_unprivileged_and_hardened() {
+    unit_runs_unprivileged_and_hardened("contrib/cjsm-milter-web.service");
+}
+
+fn unit_runs_unprivileged_and_hardened(name: &str) {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
     let text = std::fs::read_to_string(&unit).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     for line in [

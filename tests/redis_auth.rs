@@ -34,7 +34,8 @@ const MILTER_ACL: &str = "resetkeys ~{hub}:* resetchannels &{hub}:changes -@all 
 /// The admin CLI's: the milter's, and the writes.
 const ADMIN_ACL: &str = "resetkeys ~{hub}:* resetchannels &{hub}:changes -@all \
      +ping +get +mget +exists +scard +smembers +hget +hexists +evalsha +script|load +xadd \
-     +xrevrange +set +del +sadd +srem +hset +hsetnx +zadd +zcard +zrangebylex +publish +multi +exec";
+     +xrevrange +set +del +sadd +srem +hset +hsetnx +zadd +zcard +zrangebylex +publish +multi +exec \
+     +hscan +hdel";
 
 /// The server, its certificates and the files the milter and the admin CLI read.
 struct Hub {
@@ -269,6 +270,18 @@ async fn mail_is_checked_through_an_authenticated_tls_redis() {
     assert!(found.contains(HUB_USER), "{found}");
     let exported = cli_ok(&admin, &["directory", "export", "--format", "csv"]);
     assert!(exported.contains(HUB_USER), "{exported}");
+    // The website's accounts and sessions: written by script, listed and swept by HSCAN and
+    // HDEL (the website logs in as the admin user).
+    let one_time = cli_ok(&admin, &["web", "add-operator", "ops@hub.example.uk"]);
+    assert_no_password("web add-operator", &one_time.replace(one_time.trim(), ""));
+    cli_ok(&admin, &["web", "reset-password", "ops@hub.example.uk"]);
+    for command in [
+        &["HSCAN", "{hub}:records:account", "0"][..],
+        &["HDEL", "{hub}:records:session", "none"][..],
+    ] {
+        let answer = hub.redis_cli("cjsm-admin", ADMIN_PASSWORD, command);
+        assert!(!answer.contains("NOPERM"), "{command:?}: {answer}");
+    }
 
     let port = common::free_port();
     let socketmap_port = common::free_port();

@@ -515,8 +515,10 @@ impl Admin<'_> {
         let mut names: Vec<&str> = rows.iter().map(|r| r.organisation.as_str()).collect();
         names.sort_unstable();
         names.dedup();
-        let by_id: Vec<Option<Organisation>> = futures_util::stream::iter(names.iter())
-            .map(|name| self.store.org(name))
+        // The reads made first and streamed as they are, not by a closure in the stream: the
+        // future stays provably `Send` (the website awaits it in a handler).
+        let reads: Vec<_> = names.iter().map(|name| self.store.org(name)).collect();
+        let by_id: Vec<Option<Organisation>> = futures_util::stream::iter(reads)
             .buffered(READS_IN_FLIGHT)
             .try_collect()
             .await?;
@@ -544,8 +546,11 @@ impl Admin<'_> {
     /// The users the rows name that exist already, by address: read one by one (a few at a
     /// time), not the whole directory.
     async fn users_named(&self, rows: &[ImportRow]) -> Result<HashMap<String, User>, AdminError> {
-        let found: Vec<Option<User>> = futures_util::stream::iter(rows.iter())
+        let reads: Vec<_> = rows
+            .iter()
             .map(|row| self.store.user(&row.address))
+            .collect();
+        let found: Vec<Option<User>> = futures_util::stream::iter(reads)
             .buffered(READS_IN_FLIGHT)
             .try_collect()
             .await?;

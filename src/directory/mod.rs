@@ -38,8 +38,14 @@ pub(crate) async fn learn_orgs<T>(
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let orgs: Vec<Option<Organisation>> = futures_util::stream::iter(ids.iter())
-        .map(|id| store.org(id))
+    // The reads are made in a loop, not mapped by a closure over the borrowed ids: the
+    // compiler cannot prove a future holding that closure `Send` for every lifetime
+    // (rust-lang/rust#110338), and a website handler calling `search` must be `Send`.
+    let mut reads = Vec::with_capacity(ids.len());
+    for id in &ids {
+        reads.push(store.org(id));
+    }
+    let orgs: Vec<Option<Organisation>> = futures_util::stream::iter(reads)
         .buffered(READS_IN_FLIGHT)
         .try_collect()
         .await?;

@@ -9,6 +9,7 @@
 //! password), [`apply`] (public), [`operator`], [`orgadmin`] and [`member`].
 
 pub mod accounts;
+pub mod applications;
 pub mod apply;
 pub mod member;
 pub mod nominations;
@@ -92,14 +93,27 @@ impl App {
         target: &str,
         reason: impl Into<String>,
     ) -> Result<(), StoreError> {
+        self.audit_as(&visitor.actor(), visitor, action, target, reason)
+            .await
+    }
+
+    /// [`App::audit`] naming `actor` (a sign-in: the person is not signed in until it is done).
+    pub async fn audit_as(
+        &self,
+        actor: &str,
+        visitor: &Visitor,
+        action: &str,
+        target: &str,
+        reason: impl Into<String>,
+    ) -> Result<(), StoreError> {
         let reason = reason.into();
-        info!(action, target, actor = %visitor.actor(), client = %visitor.client, reason = %reason, "website");
+        info!(action, target, actor, client = %visitor.client, reason = %reason, "website");
         self.store
             .append_audit(AuditEvent::Admin(AdminEvent {
                 time_ms: now_unix_ms(),
                 action: action.to_string(),
                 reason,
-                actor: Some(visitor.actor()),
+                actor: Some(actor.to_string()),
                 client: Some(visitor.client.to_string()),
                 target: Some(target.to_string()),
             }))

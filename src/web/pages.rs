@@ -109,7 +109,8 @@ async fn sign_in(
         accounts::load(app.store.as_ref(), &login, now).await?
     };
     let Some(stored) = stored else {
-        let _ = password::verify(&form.password, accounts::DUMMY_HASH);
+        let _ =
+            password::verify_off_thread(form.password.clone(), accounts::DUMMY_HASH.into()).await;
         return failed(&app, &visitor, &login, now)
             .await
             .map(|()| again(WRONG.into(), axum::http::StatusCode::UNAUTHORIZED));
@@ -125,7 +126,7 @@ async fn sign_in(
             axum::http::StatusCode::TOO_MANY_REQUESTS,
         ));
     }
-    if !password::verify(&form.password, &account.password_hash) {
+    if !password::verify_off_thread(form.password.clone(), account.password_hash.clone()).await {
         failed(&app, &visitor, &login, now).await?;
         let locked = accounts::update(app.store.as_ref(), &login, now, |a| {
             a.failures += 1;
@@ -162,8 +163,14 @@ async fn sign_in(
     .unwrap_or(account);
     let cookie = super::session::start(&app, &account, visitor.client, now).await?;
     sign_ins.with_label_values(&["ok"]).inc();
-    app.audit(&visitor, "web sign-in", &login, account.role.as_str())
-        .await?;
+    app.audit_as(
+        &login,
+        &visitor,
+        "web sign-in",
+        &login,
+        account.role.as_str(),
+    )
+    .await?;
     let to = if account.must_change {
         "/password"
     } else {
@@ -237,7 +244,10 @@ async fn change_password(
 ) -> Result<Response, WebError> {
     let now = now_unix();
     let login = person.account.login.clone();
-    let problem = if !password::verify(&form.current, &person.account.password_hash) {
+    let current_matches =
+        password::verify_off_thread(form.current.clone(), person.account.password_hash.clone())
+            .await;
+    let problem = if !current_matches {
         Some("Your current password is not right.".to_string())
     } else if form.new != form.confirm {
         Some("The new password and its confirmation differ.".to_string())
@@ -256,7 +266,7 @@ async fn change_password(
         *page.status_mut() = axum::http::StatusCode::BAD_REQUEST;
         return Ok(page);
     }
-    let hash = password::hash(&form.new);
+    let hash = password::hash_off_thread(form.new.clone()).await;
     // A new generation ends every other session; this one is started again below.
     let account = accounts::update(app.store.as_ref(), &login, now, |a| {
         a.password_hash.clone_from(&hash);

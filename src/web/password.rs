@@ -26,6 +26,21 @@ pub fn verify(password: &str, hash: &str) -> bool {
             .is_ok()
 }
 
+/// [`hash`] on the blocking pool: tens of milliseconds of work, by design, that must not hold
+/// one of the runtime's few threads (every other page waits behind it).
+pub async fn hash_off_thread(password: String) -> String {
+    tokio::task::spawn_blocking(move || hash(&password))
+        .await
+        .expect("hashing does not panic")
+}
+
+/// [`verify`] on the blocking pool.
+pub async fn verify_off_thread(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || verify(&password, &hash))
+        .await
+        .expect("verifying does not panic")
+}
+
 /// Why a new password is refused, in words for the person choosing it; `None` when it will do.
 /// `login` is the address signing in with it (a password made of it is refused).
 pub fn problem(password: &str, login: &str) -> Option<String> {

@@ -93,6 +93,13 @@ pub async fn serve(config: Config) -> Result<()> {
         Some(credentials) => store::open_with_credentials(&config.store, &credentials).await,
     }
     .context("opening the directory store")?;
+    // The website's /readyz: ready once it serves with its store open. (A store that fails
+    // later answers each page 503, "nothing was changed".)
+    let m = crate::metrics::metrics();
+    m.store_reachable
+        .store(true, std::sync::atomic::Ordering::Release);
+    m.website_listening
+        .store(true, std::sync::atomic::Ordering::Release);
     let app = App::new(store, config);
     let sweeper = tokio::spawn(sweep_sessions(app.clone()));
     let service = router(app.clone());

@@ -66,7 +66,7 @@ mod tests {
         let throttle = Throttle::default();
         let client: IpAddr = "192.0.2.7".parse().unwrap();
         let other: IpAddr = "192.0.2.8".parse().unwrap();
-        for i in 1..ADDRESS_FAILURES {
+        for i in 0..ADDRESS_FAILURES - 1 {
             assert!(!throttle.failed(client, 1000 + u64::from(i)));
             assert_eq!(throttle.blocked_until(client, 1000 + u64::from(i)), None);
         }

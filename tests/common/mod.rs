@@ -6,6 +6,7 @@
 //! talk to.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod cli;
 pub mod daemon;
 pub mod dovecot;
@@ -13,6 +14,7 @@ pub mod fixtures;
 pub mod pki;
 pub mod postfix;
 pub mod redis;
+pub mod web;
 
 use cjsm_milter::config::Config;
 use cjsm_milter::directory::model::{Organisation, User, UserState};
