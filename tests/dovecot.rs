@@ -16,6 +16,7 @@ use common::dovecot::{Auth, Dovecot, STORE_GROUP, config_file, reachable_dir, st
 use common::pki::Pki;
 use common::postfix::{Sink, dovecot_auth_socket, milter_config, start_hub_with_dovecot_sasl};
 use common::redis::RedisServer;
+use common::web::{Backend, WebSite};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -26,9 +27,14 @@ fn address(name: &str) -> String {
     format!("{name}@{SMITH}")
 }
 
-/// The password `login` chose on the website (each its own, so a log can be searched for it).
+/// The password `login` chose on the website: each its own, so that a log can be searched
+/// for it, and without the address in it, which the website refuses.
 fn chosen(login: &str) -> String {
-    format!("violet kettle {} harbour", login.split('@').next().unwrap())
+    let local = login.split('@').next().unwrap();
+    format!(
+        "violet kettle {} harbour",
+        local.chars().rev().collect::<String>()
+    )
 }
 
 async fn open(config: &Path) -> Arc<dyn Directory> {
@@ -253,32 +259,43 @@ async fn without_the_store_group_dovecot_cannot_read_the_store() {
     );
 }
 
-/// End to end: Postfix's submission service asks Dovecot (SMTP AUTH), Dovecot asks
-/// `cjsm-milter dovecot-auth`, and the milter trusts the sender because it logged in as itself.
+/// End to end, as people use it: an Organisation Administrator adds a user on the website,
+/// the user changes the one-time password there, then logs in to Postfix's submission
+/// service (SMTP AUTH), which asks Dovecot, which asks `cjsm-milter dovecot-auth`; the milter
+/// trusts the mail because its sender logged in as itself. The milter, the website and
+/// Dovecot share one store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn smtp_auth_through_postfix_and_dovecot_with_the_website_password() {
+async fn smtp_auth_with_the_password_chosen_on_the_website() {
+    const ADMIN: &str = "admin@smithchambers.co.uk";
+    let site = WebSite::start(Backend::Sqlite);
+    // The store as installed: the service account's (nobody here), 0750, its files 0640; the
+    // website's directory opened so that the dovecot user can reach the store in it.
+    let store_path = site.dir.path().join("store");
+    std::fs::set_permissions(site.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let status = std::process::Command::new("chown")
+        .args(["-R", common::dovecot::STORE_OWNER])
+        .arg(&store_path)
+        .status()
+        .unwrap();
+    assert!(status.success());
     let lab = reachable_dir();
     let pki = Pki::create(&lab.path().join("pki"));
     let sink = Sink::start(lab.path());
     let socketmap_port = common::free_port();
     let submission_port = common::free_port();
-    let store_path = store_dir(lab.path());
-    // Dovecot first: Postfix finds its socket at start.
+    // Dovecot first: Postfix finds its socket at start. It reads the milter's config, written
+    // once the hub's paths are known (the file is read at every sign-in).
     let auth_socket = dovecot_auth_socket(lab.path());
-    let placeholder = config_file(
+    let auth_config = config_file(
         lab.path(),
         &format!("[store]\npath = \"{}\"\n", store_path.display()),
     );
-    let dovecot = Dovecot::start(lab.path(), &placeholder, &auth_socket, |kit| kit);
+    let dovecot = Dovecot::start(lab.path(), &auth_config, &auth_socket, |kit| kit);
     let hub = start_hub_with_dovecot_sasl(lab.path(), &pki, &sink, socketmap_port, submission_port);
     let milter_text = milter_config(&hub, &store_path, socketmap_port);
-    // dovecot-auth reads the milter's own config (the file Dovecot was started with).
-    let auth_config = config_file(lab.path(), &milter_text);
+    config_file(lab.path(), &milter_text);
     let milter = Daemon::start(&milter_text);
-    common::cli::smith_chambers(&milter.config, &["alice"]);
-    let store = open(&milter.config).await;
     let alice = address("alice");
-
     let submit = |password: &str| {
         common::swaks_with(
             submission_port,
@@ -298,13 +315,48 @@ async fn smtp_auth_through_postfix_and_dovecot_with_the_website_password() {
         )
     };
 
-    // The Organisation Administrator added her: she has only the one-time password.
-    let one_time = account(store.as_ref(), &alice, Role::User, Some("smith")).await;
+    // The Organisation Administrator adds Alice on the website: the page shows her one-time
+    // password, once.
+    site.onboard("smith", "Smith Chambers", SMITH, "mailbox", &[ADMIN]);
+    let admin_password = site
+        .create_account(ADMIN, Role::OrgAdmin, Some("smith"))
+        .await;
+    let admin = site.http();
+    admin
+        .first_sign_in(ADMIN, &admin_password, "tea lantern over the harbour")
+        .await;
+    let page = admin
+        .submit(
+            "/org/users/new",
+            "/org/users/new",
+            &[
+                ("first_name", "Alice"),
+                ("last_name", "Smith"),
+                ("address", &alice),
+                ("town", "London"),
+                ("business_type", "Barristers"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let one_time = page
+        .element("one-time-password")
+        .unwrap_or_else(|| panic!("no one-time password on the page: {}", page.body));
+
+    // Not with the one-time password: it must be changed on the website first.
     let dialogue = submit(&one_time);
     assert!(dialogue.contains("535 5.7.8"), "{dialogue}");
+    assert!(
+        logged(&dovecot.log(), &alice, "one-time password not yet changed"),
+        "{}",
+        dovecot.log()
+    );
 
-    // She changed it on the website: she logs in with her own, and her mail is trusted.
-    change_password(store.as_ref(), &alice).await;
+    // She signs in on the website and chooses her own: she logs in with it, and her mail is
+    // trusted as hers.
+    site.http()
+        .first_sign_in(&alice, &one_time, &chosen(&alice))
+        .await;
     let dialogue = submit(&chosen(&alice));
     assert!(
         dialogue.contains("235 2.7.0"),
@@ -326,8 +378,12 @@ async fn smtp_auth_through_postfix_and_dovecot_with_the_website_password() {
     assert!(line.contains(&format!("sender={alice}")), "{line}");
     assert!(line.contains("action=accept"), "{line}");
 
-    // Suspended: she can no longer log in.
-    cli_ok(&milter.config, &["directory", "user", "suspend", &alice]);
+    // The administrator suspends her on the website: she can no longer log in.
+    let token = admin.get("/org/users").await.csrf();
+    let page = admin
+        .post(&format!("/org/users/{alice}/suspend"), &[("csrf", &token)])
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
     let dialogue = submit(&chosen(&alice));
     assert!(dialogue.contains("535 5.7.8"), "{dialogue}");
     assert!(
@@ -339,10 +395,9 @@ async fn smtp_auth_through_postfix_and_dovecot_with_the_website_password() {
         "{}",
         dovecot.log()
     );
-    assert!(!dovecot.log().contains(&chosen(&alice)));
 
-    // The program cannot read its config (root's alone now): a temporary failure in
-    // Dovecot; Postfix 3.7 tells the client no more than for a refusal.
+    // The program cannot read its config (root's alone now): a temporary failure in Dovecot.
+    // Postfix 3.7 tells the client no more than for a refusal.
     std::fs::set_permissions(&auth_config, std::fs::Permissions::from_mode(0o600)).unwrap();
     let dialogue = submit(&chosen(&alice));
     assert!(dialogue.contains("535 5.7.8"), "{dialogue}");
@@ -355,6 +410,11 @@ async fn smtp_auth_through_postfix_and_dovecot_with_the_website_password() {
         "{}",
         dovecot.log()
     );
+    for secret in [one_time, chosen(&alice)] {
+        assert!(!dovecot.log().contains(&secret), "{}", dovecot.log());
+        assert!(!hub.maillog().contains(&secret), "{}", hub.maillog());
+        assert!(!milter.log().contains(&secret), "{}", milter.log());
+    }
     drop(hub);
 }
 
