@@ -501,3 +501,109 @@ fn require_password(port: u16, password: &str) {
     stream.read_exact(&mut reply).unwrap();
     assert_eq!(&reply, b"+OK\r\n");
 }
+
+/// The checkpassword interface without Dovecot: descriptor 3 in, the reply program run with
+/// `USER` on a grant, the exit statuses otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpassword_interface() {
+    let lab = reachable_dir();
+    let store_path = store_dir(lab.path());
+    let config = config_file(
+        lab.path(),
+        &format!("[store]\npath = \"{}\"\n", store_path.display()),
+    );
+    let store = open(&config).await;
+    onboard(&config, "smith", "Smith Chambers", SMITH, "mailbox");
+    let alice = address("alice");
+    cli_add_user(&config, &alice, "smith", "Alice", "Smith");
+    account(store.as_ref(), &alice, Role::User, Some("smith")).await;
+    change_password(store.as_ref(), &alice).await;
+    let password = chosen(&alice);
+    let reply = ["/bin/sh", "-c", "printf 'reply ran for %s' \"$USER\""];
+
+    // Granted: the reply program runs in its place, with the directory's spelling.
+    let input = format!("ALICE@SmithChambers.cjsm.net\0{password}\01764000000\0");
+    let (status, stdout, stderr) = checkpassword(&config, Some(input.as_bytes()), &reply);
+    assert_eq!(status, Some(0), "{stderr}");
+    assert_eq!(stdout, format!("reply ran for {alice}"));
+    assert!(stderr.contains("result=granted"), "{stderr}");
+    assert!(!stderr.contains(&password), "{stderr}");
+    // Refused: 1, and the reply program does not run.
+    let input = format!("{alice}\0not her password\0");
+    let (status, stdout, stderr) = checkpassword(&config, Some(input.as_bytes()), &reply);
+    assert_eq!((status, stdout.as_str()), (Some(1), ""), "{stderr}");
+    // More than 1 KB on descriptor 3: refused unread.
+    let long = format!("{alice}\0{}\0", "x".repeat(2000));
+    let (status, _, stderr) = checkpassword(&config, Some(long.as_bytes()), &reply);
+    assert_eq!(status, Some(1), "{stderr}");
+    assert!(stderr.contains("more than 1024 bytes"), "{stderr}");
+    // Run by hand, without descriptor 3 (the number then belongs to the program's own
+    // runtime): a temporary failure that says what the program is for.
+    let (status, _, stderr) = checkpassword(&config, None, &reply);
+    assert_eq!(status, Some(111), "{stderr}");
+    assert!(
+        stderr.contains("descriptor 3 was not handed over"),
+        "{stderr}"
+    );
+    // Granted but no reply program to run: not a grant.
+    let input = format!("{alice}\0{password}\0");
+    let (status, _, stderr) = checkpassword(&config, Some(input.as_bytes()), &[]);
+    assert_eq!(status, Some(111), "{stderr}");
+}
+
+/// `cjsm-milter --config CONFIG dovecot-auth REPLY…` with `input` on descriptor 3 (a pipe, as
+/// Dovecot gives it): exit status, standard output, standard error.
+fn checkpassword(
+    config: &Path,
+    input: Option<&[u8]>,
+    reply: &[&str],
+) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cjsm-milter"));
+    command
+        .arg("--config")
+        .arg(config)
+        .arg("dovecot-auth")
+        .args(reply)
+        .stdin(std::process::Stdio::null());
+    let mut read_end: Option<OwnedFd> = None;
+    if let Some(input) = input {
+        let mut fds = [0; 2];
+        // SAFETY: pipe(2) fills two descriptors we then own.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both descriptors were just made by pipe(2) and are owned here alone.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // The input fits the pipe's buffer: written and closed before the program starts.
+        std::fs::File::from(write).write_all(input).unwrap();
+        let raw = read.as_raw_fd();
+        // SAFETY: dup2(2) between fork and exec, allocation-free: the pipe becomes
+        // descriptor 3 of the child (dup2 clears close-on-exec on it).
+        unsafe {
+            command.pre_exec(move || {
+                if libc::dup2(raw, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        read_end = Some(read);
+    } else {
+        // SAFETY: close(2) between fork and exec: whatever this test process has at 3 (a
+        // jobserver pipe, say) is not handed over.
+        unsafe {
+            command.pre_exec(|| {
+                libc::close(3);
+                Ok(())
+            });
+        }
+    }
+    let out = command.output().unwrap();
+    drop(read_end);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
