@@ -11,6 +11,7 @@ use cjsm_milter::store;
 use clap::{Parser, Subcommand};
 
 mod directory_cli;
+mod dovecot_auth;
 #[cfg(test)]
 mod manpage;
 use std::io::Read;
@@ -64,6 +65,18 @@ enum Command {
     Web {
         #[command(subcommand)]
         command: Option<WebCommand>,
+    },
+    /// Dovecot's checkpassword program (passdb driver = checkpassword): signs mailbox users in
+    /// to mail with the website's password. Reads login and password from descriptor 3; runs
+    /// REPLY (Dovecot's reply helper) when granted, else exits 1 (refused) or 111 (temporary
+    /// failure). See dovecot/README.md.
+    DovecotAuth {
+        #[arg(
+            value_name = "REPLY",
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        reply: Vec<std::ffi::OsString>,
     },
 }
 
@@ -232,6 +245,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let config = load_settings(cli.config.as_deref())?;
             directory_cli::web_account(&config, command).await
         }
+        Command::DovecotAuth { reply } => dovecot_auth::run(cli.config.as_deref(), reply).await,
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod browser;
 pub mod cli;
 pub mod daemon;
+pub mod dovecot;
 pub mod fixtures;
 pub mod pki;
 pub mod postfix;

@@ -281,6 +281,71 @@ pub fn start_hub(
     socketmap_port: u16,
     milter_header_checks: bool,
 ) -> Postfix {
+    start_hub_with(
+        root,
+        pki,
+        sink,
+        socketmap_port,
+        milter_header_checks,
+        "",
+        "",
+    )
+}
+
+/// The hub with SMTP AUTH through Dovecot, as dovecot/README.md sets it up: the Dovecot kit's
+/// main.cf lines, and the Postfix kit's submission service on `submission_port` (unchrooted,
+/// as every service here). Dovecot's auth socket must be in place first, at
+/// `ROOT/hub/spool/private/auth` ([`dovecot_auth_socket`]).
+pub fn start_hub_with_dovecot_sasl(
+    root: &Path,
+    pki: &Pki,
+    sink: &Sink,
+    socketmap_port: u16,
+    submission_port: u16,
+) -> Postfix {
+    let sasl = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("dovecot/main.cf.fragment"),
+    )
+    .unwrap();
+    let master = kit_file("master.cf.fragment");
+    let submission = master
+        .split("# Submission")
+        .nth(1)
+        .and_then(|rest| rest.split_once("\nsubmission inet  n       -       y"))
+        .map(|(_, options)| format!("{submission_port} inet  n       -       n{options}"))
+        .expect("the kit's submission service");
+    let hub = start_hub_with(
+        root,
+        pki,
+        sink,
+        socketmap_port,
+        false,
+        &format!("# --- dovecot/main.cf.fragment, as the README says ---\n{sasl}"),
+        &submission,
+    );
+    super::wait_listening(submission_port, "postfix submission");
+    hub
+}
+
+/// Where the hub of [`start_hub_with_dovecot_sasl`] finds Dovecot's auth socket (main.cf:
+/// `smtpd_sasl_path = private/auth`, in its queue directory); the directory is made here,
+/// as Postfix would make it, so that Dovecot can be started first.
+pub fn dovecot_auth_socket(root: &Path) -> PathBuf {
+    let private = root.join("hub/spool/private");
+    std::fs::create_dir_all(&private).unwrap();
+    chown_to(&private, "postfix");
+    private.join("auth")
+}
+
+fn start_hub_with(
+    root: &Path,
+    pki: &Pki,
+    sink: &Sink,
+    socketmap_port: u16,
+    milter_header_checks: bool,
+    main_extra: &str,
+    master_extra: &str,
+) -> Postfix {
     let mut fragment = kit_file("main.cf.fragment")
         .replace(
             "/etc/postfix/cjsm-hub.crt",
@@ -317,10 +382,10 @@ pub fn start_hub(
         &format!(
             "relay_domains = test.example, gmail.com, cjsm.net, pnn.police.uk\n\
              relayhost = [127.0.0.1]:{}\n\
-             # --- postfix/main.cf.fragment, as the README says ---\n{fragment}",
+             # --- postfix/main.cf.fragment, as the README says ---\n{fragment}\n{main_extra}",
             sink.port
         ),
-        &secure_transport,
+        &format!("{secure_transport}{master_extra}"),
     )
 }
 
