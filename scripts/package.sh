@@ -109,7 +109,7 @@ grep -q '^ExecStart=/usr/sbin/cjsm-milter ' "$web_unit" || fail "the web unit's 
 put "$root/cjsm-milter.example.toml" etc/cjsm-milter/cjsm-milter.toml 0644
 echo /etc/cjsm-milter/cjsm-milter.toml >"$pkg/DEBIAN/conffiles"
 
-for kit in postfix sendmail dashboards; do
+for kit in postfix sendmail dovecot dashboards; do
     while IFS= read -r -d '' file; do
         put "$file" "usr/share/cjsm-milter/${file#"$root"/}" 0644
     done < <(find "$root/$kit" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0)
@@ -180,7 +180,7 @@ Architecture: $arch
 Maintainer: $maintainer
 Installed-Size: $(du -sk --exclude=DEBIAN "$pkg" | cut -f1)
 Depends: ${depends_line%, }
-Suggests: postfix | sendmail, redis-server
+Suggests: postfix | sendmail, redis-server, dovecot-core
 Section: mail
 Priority: optional
 Description: protective-marking milter for a CJSM-style secure-email hub

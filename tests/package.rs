@@ -283,7 +283,7 @@ fn the_debian_package_installs_runs_and_purges() {
     for file in FILES {
         assert!(Path::new(file).is_file(), "{file} is not installed");
     }
-    for kit in ["postfix", "sendmail", "dashboards"] {
+    for kit in ["postfix", "sendmail", "dovecot", "dashboards"] {
         for file in repository_files(kit) {
             let relative = file.strip_prefix(root).expect("under the repository");
             let installed = Path::new("/usr/share/cjsm-milter").join(relative);
