@@ -14,6 +14,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
+use std::sync::atomic::Ordering::Relaxed;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -93,51 +94,99 @@ async fn sign_in(
         page
     };
     let sign_ins = &metrics().web_sign_ins;
-    if let Some(until) = app.throttle.blocked_until(visitor.client, now) {
-        sign_ins.with_label_values(&["locked"]).inc();
-        return Ok(again(
-            format!(
-                "Too many failed sign-ins from your address: try again in {} minutes.",
-                until.saturating_sub(now).div_ceil(60)
-            ),
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-        ));
+    // The address's attempt is counted before the password is checked, so that many requests
+    // at once cannot each get a guess past the limit; a success takes it back.
+    match app.throttle.attempt(visitor.client, now) {
+        Err(until) => {
+            sign_ins.with_label_values(&["locked"]).inc();
+            return Ok(again(
+                format!(
+                    "Too many failed sign-ins from your address: try again in {} minutes.",
+                    until.saturating_sub(now).div_ceil(60)
+                ),
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+            ));
+        }
+        Ok(true) => {
+            app.audit(
+                &visitor,
+                "web address throttled",
+                &login,
+                format!(
+                    "{} failed sign-ins from {}",
+                    super::throttle::ADDRESS_FAILURES,
+                    visitor.client
+                ),
+            )
+            .await?;
+        }
+        Ok(false) => {}
     }
-    let stored = if login.is_empty() || login.len() > 254 {
+    // The account's likewise: the attempt is counted in the same write that checks the lock,
+    // and at most ACCOUNT_FAILURES attempts are ever in flight or failed in a row.
+    let refused_as_locked = std::sync::atomic::AtomicBool::new(false);
+    let newly_locked = std::sync::atomic::AtomicBool::new(false);
+    let counted = if login.is_empty() || login.len() > 254 {
         None
     } else {
-        accounts::load(app.store.as_ref(), &login, now).await?
+        accounts::update(app.store.as_ref(), &login, now, |a| {
+            newly_locked.store(false, Relaxed);
+            if a.locked_until > now {
+                refused_as_locked.store(true, Relaxed);
+                return false;
+            }
+            if a.failures >= ACCOUNT_FAILURES {
+                // As many attempts as allowed are in flight or failed: locked from now.
+                refused_as_locked.store(true, Relaxed);
+                newly_locked.store(true, Relaxed);
+                a.failures = 0;
+                a.locked_until = now + WINDOW;
+                return true;
+            }
+            refused_as_locked.store(false, Relaxed);
+            a.failures += 1;
+            true
+        })
+        .await?
     };
-    let Some(stored) = stored else {
+    let Some(account) = counted else {
         let _ =
             password::verify_off_thread(form.password.clone(), accounts::DUMMY_HASH.into()).await;
-        return failed(&app, &visitor, &login, now)
-            .await
-            .map(|()| again(WRONG.into(), axum::http::StatusCode::UNAUTHORIZED));
+        sign_ins.with_label_values(&["failed"]).inc();
+        return Ok(again(WRONG.into(), axum::http::StatusCode::UNAUTHORIZED));
     };
-    let account = stored.account;
-    if account.locked_until > now {
+    if newly_locked.load(Relaxed) {
+        app.audit(
+            &visitor,
+            "web account locked",
+            &login,
+            format!("{ACCOUNT_FAILURES} sign-ins at once"),
+        )
+        .await?;
+    }
+    if refused_as_locked.load(Relaxed) {
         sign_ins.with_label_values(&["locked"]).inc();
         return Ok(again(
             format!(
                 "This account is locked after {ACCOUNT_FAILURES} failed sign-ins: try again in {} minutes, or ask your administrator to reset your password.",
-                account.locked_until.saturating_sub(now).div_ceil(60)
+                account.locked_until.saturating_sub(now).div_ceil(60).max(1)
             ),
             axum::http::StatusCode::TOO_MANY_REQUESTS,
         ));
     }
     if !password::verify_off_thread(form.password.clone(), account.password_hash.clone()).await {
-        failed(&app, &visitor, &login, now).await?;
+        sign_ins.with_label_values(&["failed"]).inc();
+        // The attempt stays counted; the last one allowed locks the account.
         let locked = accounts::update(app.store.as_ref(), &login, now, |a| {
-            a.failures += 1;
-            if a.failures >= ACCOUNT_FAILURES {
-                a.failures = 0;
-                a.locked_until = now + WINDOW;
+            if a.failures < ACCOUNT_FAILURES || a.locked_until > now {
+                return false;
             }
+            a.failures = 0;
+            a.locked_until = now + WINDOW;
             true
         })
         .await?
-        .is_some_and(|a| a.locked_until > now);
+        .is_some_and(|a| a.locked_until == now + WINDOW);
         if locked {
             app.audit(
                 &visitor,
@@ -149,18 +198,29 @@ async fn sign_in(
         }
         return Ok(again(WRONG.into(), axum::http::StatusCode::UNAUTHORIZED));
     }
+    app.throttle.succeeded(visitor.client);
     if let Standing::Barred(why) = accounts::standing(app.store.as_ref(), &account).await? {
         sign_ins.with_label_values(&["failed"]).inc();
         return Ok(again(why, axum::http::StatusCode::FORBIDDEN));
     }
+    // The counts are cleared only on the account as its password was checked: a password
+    // changed or reset meanwhile (another generation) is not signed in with the old one.
+    let stale = std::sync::atomic::AtomicBool::new(false);
     let account = accounts::update(app.store.as_ref(), &login, now, |a| {
-        let changed = a.failures != 0 || a.locked_until != 0;
+        if a.generation != account.generation || a.password_hash != account.password_hash {
+            stale.store(true, Relaxed);
+            return false;
+        }
+        stale.store(false, Relaxed);
         a.failures = 0;
         a.locked_until = 0;
-        changed
+        true
     })
     .await?
-    .unwrap_or(account);
+    .filter(|_| !stale.load(Relaxed))
+    .ok_or_else(|| {
+        WebError::Forbidden("Your password was changed meanwhile: sign in again.".into())
+    })?;
     let cookie = super::session::start(&app, &account, visitor.client, now).await?;
     sign_ins.with_label_values(&["ok"]).inc();
     app.audit_as(
@@ -177,25 +237,6 @@ async fn sign_in(
         "/"
     };
     Ok(([(SET_COOKIE, cookie)], Redirect::to(to)).into_response())
-}
-
-/// Counts a failed sign-in against the client address (audited when it reaches the limit).
-async fn failed(app: &App, visitor: &Visitor, login: &str, now: u64) -> Result<(), WebError> {
-    metrics().web_sign_ins.with_label_values(&["failed"]).inc();
-    if app.throttle.failed(visitor.client, now) {
-        app.audit(
-            visitor,
-            "web address throttled",
-            login,
-            format!(
-                "{} failed sign-ins from {}",
-                super::throttle::ADDRESS_FAILURES,
-                visitor.client
-            ),
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -268,14 +309,27 @@ async fn change_password(
     }
     let hash = password::hash_off_thread(form.new.clone()).await;
     // A new generation ends every other session; this one is started again below.
+    // Only on the account as this session knew it: a reset by an administrator meanwhile (a
+    // new generation) is not overwritten by a password chosen with the old one.
+    let stale = std::sync::atomic::AtomicBool::new(false);
     let account = accounts::update(app.store.as_ref(), &login, now, |a| {
+        if a.generation != person.account.generation
+            || a.password_hash != person.account.password_hash
+        {
+            stale.store(true, Relaxed);
+            return false;
+        }
+        stale.store(false, Relaxed);
         a.password_hash.clone_from(&hash);
         a.must_change = false;
         a.generation += 1;
         true
     })
     .await?
-    .ok_or_else(|| WebError::Forbidden("Your account no longer exists.".into()))?;
+    .filter(|_| !stale.load(Relaxed))
+    .ok_or_else(|| {
+        WebError::Forbidden("Your password was reset or changed meanwhile: sign in again.".into())
+    })?;
     super::session::end(&app, &person, now).await?;
     let cookie = super::session::start(&app, &account, visitor.client, now).await?;
     app.audit(&visitor, "web password change", &login, "")

@@ -16,6 +16,21 @@ pub const WINDOW: u64 = 15 * 60;
 /// the oldest.
 const REMEMBERED: usize = 100_000;
 
+/// The address an attempt is counted against: an IPv6 client by its /64 (one subscriber or
+/// one host holds a whole /64, and would otherwise have endless addresses to try from).
+fn key(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V4(_) => client,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(bits.into())
+            }
+        },
+    }
+}
+
 #[derive(Default)]
 pub struct Throttle {
     /// Address -> (failures, when its window started).
@@ -25,6 +40,7 @@ pub struct Throttle {
 impl Throttle {
     /// Until when `client` may not try (seconds since the epoch), if it is throttled now.
     pub fn blocked_until(&self, client: IpAddr, now: u64) -> Option<u64> {
+        let client = key(client);
         let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         match failures.get(&client) {
             Some(&(count, start)) if count >= ADDRESS_FAILURES && start + WINDOW > now => {
@@ -34,8 +50,29 @@ impl Throttle {
         }
     }
 
+    /// Counts a sign-in attempt from `client` before its password is checked (so that many
+    /// attempts at once cannot each get a guess past the limit): `Err(until)` when the address
+    /// is throttled, else whether this attempt reached the limit. A success is taken back with
+    /// [`Throttle::succeeded`].
+    pub fn attempt(&self, client: IpAddr, now: u64) -> Result<bool, u64> {
+        if let Some(until) = self.blocked_until(client, now) {
+            return Err(until);
+        }
+        Ok(self.failed(client, now))
+    }
+
+    /// Takes back the count of an attempt that succeeded.
+    pub fn succeeded(&self, client: IpAddr) {
+        let client = key(client);
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = failures.get_mut(&client) {
+            entry.0 = entry.0.saturating_sub(1);
+        }
+    }
+
     /// Counts a failed sign-in from `client`; answers whether this one reached the limit.
     pub fn failed(&self, client: IpAddr, now: u64) -> bool {
+        let client = key(client);
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if failures.len() >= REMEMBERED && !failures.contains_key(&client) {
             failures.retain(|_, (_, start)| *start + WINDOW > now);
@@ -75,5 +112,21 @@ mod tests {
         assert_eq!(throttle.blocked_until(other, 1100), None);
         assert_eq!(throttle.blocked_until(client, 1000 + WINDOW), None);
         assert!(!throttle.failed(client, 1000 + WINDOW), "a new window");
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        let throttle = Throttle::default();
+        for i in 0..ADDRESS_FAILURES {
+            let client: IpAddr = format!("2001:db8:1:2::{:x}", i + 1).parse().unwrap();
+            assert!(throttle.attempt(client, 1000).is_ok());
+        }
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(throttle.attempt(same_64, 1001), Err(1000 + WINDOW));
+        assert_eq!(throttle.attempt(other_64, 1001), Ok(false));
+        // A success is taken back.
+        throttle.succeeded(other_64);
+        assert_eq!(throttle.blocked_until(other_64, 1001), None);
     }
 }
