@@ -537,6 +537,17 @@ async fn set_state(admin: &Admin<'_>, address: &str, state: UserState) -> Result
         .user_set_state(address, state)
         .await
         .map_err(admin_error)?;
+    if state != UserState::Active {
+        // Signed out of the website everywhere, as a suspension there does: their sessions
+        // do not come back if they are reactivated.
+        cjsm_milter::web::accounts::end_sessions(
+            admin.store(),
+            &user.address,
+            cjsm_milter::clock::now_unix(),
+        )
+        .await
+        .context("ending the user's website sessions")?;
+    }
     println!("{} is now {}", user.address, user.state);
     Ok(())
 }

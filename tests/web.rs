@@ -394,6 +394,15 @@ async fn a_user_suspended_on_the_command_line_is_signed_out_at_once() {
     http.first_sign_in(address, &one_time, "orchid lantern harbour")
         .await;
     assert_eq!(http.get("/password").await.status, 200);
+    // Another session, which asks for nothing while the user is suspended.
+    let quiet = site.http();
+    assert_eq!(
+        quiet
+            .sign_in(address, "orchid lantern harbour")
+            .await
+            .status,
+        303
+    );
     site.cli(&["directory", "user", "suspend", address])
         .success();
     let page = http.get("/password").await;
@@ -404,6 +413,11 @@ async fn a_user_suspended_on_the_command_line_is_signed_out_at_once() {
     assert!(page.body.contains("suspended"), "{}", page.body);
     site.cli(&["directory", "user", "reactivate", address])
         .success();
+    // The sessions from before the suspension do not come back; a new sign-in works.
+    for session in [&http, &quiet] {
+        let page = session.get("/password").await;
+        assert_eq!(page.location(), Some("/sign-in"), "{}", page.body);
+    }
     assert_eq!(
         site.http()
             .sign_in(address, "orchid lantern harbour")
@@ -455,4 +469,61 @@ async fn sign_ins_at_once_get_no_more_guesses_than_one_after_another() {
         .sign_in(OPERATOR, "orchid lantern harbour")
         .await;
     assert_eq!(page.status, 429, "{}", page.body);
+}
+
+/// An account made for an address in one organisation (say, the contact an application named)
+/// opens no mailbox of that address as a user of another organisation.
+#[tokio::test]
+async fn an_account_of_another_organisation_opens_no_mailbox() {
+    use cjsm_milter::web::accounts::{self, MailLogin, Role};
+    let site = WebSite::start(Backend::Sqlite);
+    site.onboard("alpha", "Alpha Chambers", "alpha.co.uk", "mailbox", &[]);
+    site.onboard("evil", "Evil Ltd", "evil.co.uk", "mailbox", &[]);
+    let address = "x@alpha.co.uk.cjsm.net";
+    // The account is Evil's administrator's; the address then becomes a user of Alpha.
+    site.create_account(address, Role::OrgAdmin, Some("evil"))
+        .await;
+    site.cli(&[
+        "directory",
+        "user",
+        "add",
+        address,
+        "--org",
+        "alpha",
+        "--first-name",
+        "X",
+        "--last-name",
+        "Y",
+    ])
+    .success();
+    let store = site.store().await;
+    let now = cjsm_milter::clock::now_unix();
+    let hash = cjsm_milter::web::password::hash("orchid lantern harbour");
+    accounts::update(store.as_ref(), address, now, |a| {
+        a.password_hash.clone_from(&hash);
+        a.must_change = false;
+        true
+    })
+    .await
+    .unwrap();
+    let answer = accounts::mail_login(store.as_ref(), address, "orchid lantern harbour", now)
+        .await
+        .unwrap();
+    assert!(matches!(answer, MailLogin::Refused(_)), "{answer:?}");
+    // The same account made as Alpha's user's own is granted.
+    let mut own = accounts::load(store.as_ref(), address, now)
+        .await
+        .unwrap()
+        .unwrap();
+    own.account.org = Some("alpha".into());
+    own.account.role = Role::User;
+    assert!(
+        accounts::swap(store.as_ref(), Some(own.revision), &own.account, now)
+            .await
+            .unwrap()
+    );
+    let answer = accounts::mail_login(store.as_ref(), address, "orchid lantern harbour", now)
+        .await
+        .unwrap();
+    assert_eq!(answer, MailLogin::Granted);
 }

@@ -104,6 +104,11 @@ impl<'a> Admin<'a> {
         self
     }
 
+    /// The store the operations change.
+    pub fn store(&self) -> &'a dyn Directory {
+        self.store
+    }
+
     /// Who is audited as making the changes, and from where.
     pub fn actor(&self) -> (Option<&str>, Option<&str>) {
         (self.actor.as_deref(), self.client.as_deref())

@@ -220,6 +220,9 @@ pub async fn standing(store: &dyn Directory, account: &Account) -> Result<Standi
             let Some(user) = store.user(&account.login).await? else {
                 return barred("You are no longer in the directory.");
             };
+            if account.org.as_deref() != Some(user.org.as_str()) {
+                return barred("You are no longer a user of this organisation.");
+            }
             if user.state != UserState::Active {
                 return barred(match user.state {
                     UserState::Suspended => "Your account is suspended.",
@@ -273,6 +276,13 @@ pub async fn mail_login(
     };
     if user.state != UserState::Active {
         return Ok(MailLogin::Refused("user suspended or deleted"));
+    }
+    // The account must be this user's own: one made for the same address in another
+    // organisation (a contact named in someone else's application) opens no mailbox.
+    if account.org.as_deref() != Some(user.org.as_str()) {
+        return Ok(MailLogin::Refused(
+            "the account belongs to another organisation than the user",
+        ));
     }
     match store.org(&user.org).await? {
         Some(org) if org.state == OrgState::Active => Ok(MailLogin::Granted),

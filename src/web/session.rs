@@ -152,6 +152,11 @@ async fn resolve(
         return Ok(None);
     }
     if accounts::standing(app.store.as_ref(), &stored.account).await? != Standing::Good {
+        // Ended, not only refused: it does not come back if the user or the organisation is
+        // reactivated.
+        app.store
+            .swap_record(KIND, &key, Some(record.revision), None, 0, now)
+            .await?;
         return Ok(None);
     }
     Ok(Some((
