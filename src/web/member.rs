@@ -286,8 +286,16 @@ async fn nominate_context(
     let org = app.store.org(org_id).await?.ok_or_else(|| {
         WebError::Forbidden("Your organisation is no longer in the directory.".into())
     })?;
-    let waiting = nominations::of_org(app.store.as_ref(), &org.id, now)
-        .await?
+    let all = nominations::of_org(app.store.as_ref(), &org.id, now).await?;
+    if all.len() >= nominations::LISTED {
+        // The list is read whole to check the limits below: past what one read holds, a
+        // nomination could slip past them. Refused rather than counted short.
+        return Err(WebError::BadRequest(format!(
+            "Your organisation has {} nominations on record, the most the hub keeps: ask your Organisation Administrator.",
+            nominations::LISTED
+        )));
+    }
+    let waiting = all
         .into_iter()
         .map(|(n, _)| n)
         .filter(|n| n.state == NominationState::Pending)

@@ -21,8 +21,9 @@ use tracing::{info, warn};
 const MAX_CONNECTIONS: usize = 512;
 /// How long a client may take to send a request's headers (and the TLS handshake).
 const HEADER_LIMIT: Duration = Duration::from_secs(10);
-/// How long one connection may stay open in all.
-const CONNECTION_LIMIT: Duration = Duration::from_secs(300);
+/// How long one connection may stay open in all: a page, or a 1 MB upload on a slow line,
+/// takes far less; a client trickling a body must not hold one of the slots for long.
+const CONNECTION_LIMIT: Duration = Duration::from_secs(60);
 /// The largest TLS certificate or key file read.
 const MAX_PEM_BYTES: u64 = 256 * 1024;
 
