@@ -106,7 +106,17 @@ async fn unnegotiated_connections_time_out_and_readiness_says_when_the_slots_are
     let (config, milter, _) = listeners(3);
     let daemon = Daemon::start(&config);
     let metrics = daemon.metrics_addr();
-    assert_eq!(http_get(metrics, "/readyz").0, 200);
+    // Ready once its first check of the store has answered (the metrics endpoint listens
+    // before: on a busy machine that check may come a moment later).
+    let mut ready = (0, String::new());
+    for _ in 0..100 {
+        ready = http_get(metrics, "/readyz");
+        if ready.0 == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ready.0, 200, "{}", ready.1);
 
     let _idle = idle_connections(milter, 3);
     let mut full = (0, String::new());
