@@ -32,13 +32,16 @@ impl Browser {
         let chromium = need("/usr/bin/chromium", "chromium");
         let chromedriver = need("/usr/bin/chromedriver", "chromium-driver");
         let port = super::free_port();
-        let driver = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
+        // In a process group of its own, with the chromium it starts: a test that fails before
+        // closing the browser still ends them all, by the group's id (chromedriver's PID).
+        let driver =
+            std::os::unix::process::CommandExt::process_group(&mut Command::new(chromedriver), 0)
+                .arg(format!("--port={port}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver starts");
         super::wait_listening(port, "chromedriver");
         let profile = tempfile::tempdir().unwrap();
         let mut capabilities = serde_json::Map::new();
@@ -191,6 +194,10 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        if let Ok(group) = libc::pid_t::try_from(self.driver.id()) {
+            // SAFETY: kill(2) on the process group we made for chromedriver (its PID).
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
