@@ -109,11 +109,6 @@ impl<'a> Admin<'a> {
         self.store
     }
 
-    /// Who is audited as making the changes, and from where.
-    pub fn actor(&self) -> (Option<&str>, Option<&str>) {
-        (self.actor.as_deref(), self.client.as_deref())
-    }
-
     /// Several audit entries (action, target, reason) in order, in one append: a bulk load's
     /// rows.
     async fn audit_batch(&self, entries: Vec<(&str, String, String)>) -> Result<(), AdminError> {
