@@ -412,6 +412,22 @@ impl Http {
         .await
     }
 
+    /// Posts `fields` to each of `paths` without a form token and with a wrong one, and
+    /// asserts each is refused 403 (nothing in the form may be acted on).
+    pub async fn assert_forms_need_their_token(&self, paths: &[&str], fields: &[(&str, &str)]) {
+        let wrong = "f".repeat(64);
+        for path in paths {
+            for token in [None, Some(wrong.as_str())] {
+                let mut all = fields.to_vec();
+                if let Some(token) = token {
+                    all.push(("csrf", token));
+                }
+                let page = self.post(path, &all).await;
+                assert_eq!(page.status, 403, "{path} with {token:?}: {}", page.body);
+            }
+        }
+    }
+
     /// Signs in; the answer to the sign-in form.
     pub async fn sign_in(&self, login: &str, password: &str) -> Page {
         self.submit(
